@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what building and testing slaf-convert needs on Debian/Ubuntu:
+#   system packages: protobuf-compiler (lance's build), libhdf5-dev + pkg-config (HDF5),
+#                    python3-venv (the interop suite's venv);
+#   with --python:   the interop venv ($SLAF_CONVERT_VENV, default ~/.cache/slaf-convert/venv)
+#                    with upstream's reader (slafdb 0.5.2) and anndata, from tests/python/requirements.txt.
+# Safe to rerun: skips what is already there.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+[ -f /usr/include/hdf5/serial/hdf5.h ] || [ -f /usr/include/hdf5.h ] || need+=(libhdf5-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${need[*]}" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--python" ]; then
+  venv="${SLAF_CONVERT_VENV:-$HOME/.cache/slaf-convert/venv}"
+  req="$here/tests/python/requirements.txt"
+  stamp="$venv/.requirements.sha256"
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: creating Python venv $venv (slafdb, anndata, pylance; a few minutes the first time)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -r "$req"
+    echo "$want" > "$stamp"
+  fi
+fi

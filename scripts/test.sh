@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests, then the interop suite that reads
+# our output with upstream's Python reader (slafdb 0.5.2). Installs what it needs first.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/env.sh"
+"$root/scripts/setup.sh" --python
+cd "$root"
+cargo build --bin slaf-convert
+cargo test --all-targets
+echo
+echo "== interop suite (upstream reader: slafdb 0.5.2) =="
+SLAF_CONVERT_BIN="$CARGO_TARGET_DIR/debug/slaf-convert" \
+  "$SLAF_CONVERT_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python

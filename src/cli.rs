@@ -1,0 +1,43 @@
+//! One function per subcommand; turns parsed arguments into library calls and prints results.
+
+pub mod args;
+
+use crate::convert::{convert, ConvertOptions};
+use crate::error::Result;
+use crate::schema::IdTypes;
+
+use self::args::{Command, ConvertArgs, IdTypesArg};
+
+/// Run the parsed command.
+pub async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Convert(args) => run_convert(args).await,
+        Command::Inspect(args) => {
+            print!("{}", crate::inspect::describe(&args.dataset, args.rows).await?);
+            Ok(())
+        }
+    }
+}
+
+async fn run_convert(args: ConvertArgs) -> Result<()> {
+    let options = ConvertOptions {
+        chunk_size: args.chunk_size,
+        overwrite: args.overwrite,
+        id_types: match args.id_types {
+            IdTypesArg::Int32 => IdTypes::Int32,
+            IdTypesArg::Compact => IdTypes::Compact,
+        },
+    };
+    let report = convert(&args.input, &args.output, &options).await?;
+    let s = &report.summary;
+    println!(
+        "{}: {} cells x {} genes, {} expression rows ({:?} values), {} fragments",
+        report.output.display(),
+        s.n_cells,
+        s.n_genes,
+        s.stats.count,
+        report.value_type,
+        report.expression_fragments
+    );
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Command-line arguments as typed (clap derive): plain data, validated only for syntax.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  2   bad command-line arguments
+  65  invalid, corrupt or unsupported input (names the file and the object)
+  66  input file missing or unreadable
+  70  internal error (a bug: please report it)
+  73  output exists (pass --overwrite)
+  74  I/O error writing the output
+
+Logs go to stderr: JSON lines when stderr is not a terminal (one object per line with a
+stable \"event\" field), human lines otherwise. Set SLAF_CONVERT_LOG to a tracing filter to
+see more, e.g. SLAF_CONVERT_LOG=debug.";
+
+/// Convert single-cell expression data into SLAF datasets (Lance tables + config.json)
+/// that the upstream Python reader `slaf.SLAFArray` opens and reads back exactly.
+#[derive(Debug, Parser)]
+#[command(name = "slaf-convert", version, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert one input into a .slaf dataset, all in this process.
+    ///
+    /// Example:
+    ///   slaf-convert convert pbmc.h5ad pbmc.slaf
+    ///
+    /// The matrix is read one chunk of cells at a time, so memory is bounded by
+    /// --chunk-size, not by the file. config.json is written last: a directory without it is
+    /// not a finished dataset. On failure the partial output is removed.
+    #[command(verbatim_doc_comment)]
+    Convert(ConvertArgs),
+    /// Show what a .slaf dataset holds: config summary, each table's schema, row and
+    /// fragment counts, and its first rows.
+    ///
+    /// Example:
+    ///   slaf-convert inspect pbmc.slaf --rows 3
+    #[command(verbatim_doc_comment)]
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A .slaf directory.
+    pub dataset: PathBuf,
+    /// Rows to show per table.
+    #[arg(long, default_value_t = 5)]
+    pub rows: usize,
+}
+
+/// Arguments of `convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Input file: an AnnData .h5ad (X as CSR, CSC or dense).
+    pub input: PathBuf,
+    /// Output directory to create, e.g. out.slaf.
+    pub output: PathBuf,
+    /// Cells per chunk; each chunk becomes one Lance fragment. Memory grows with it.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
+    /// Replace OUTPUT if it exists (it is moved aside and deleted only once the input has
+    /// been read successfully).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Integer types of expression.lance's id columns.
+    #[arg(long, value_enum, default_value_t = IdTypesArg::Int32)]
+    pub id_types: IdTypesArg,
+}
+
+/// `--id-types` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdTypesArg {
+    /// int32 cell and gene ids: every upstream reader query works (recommended).
+    Int32,
+    /// Upstream's uint32/uint16: smaller, but upstream's get_gene_expression fails on them.
+    /// Widened to int32 above 65,535 genes.
+    Compact,
+}

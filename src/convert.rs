@@ -1,0 +1,270 @@
+//! `convert`: one input to one `.slaf` dataset in one process.
+//!
+//! Order of work, chosen so that nothing half-written ever looks complete:
+//! 1. refuse (or, with `--overwrite`, move aside and delete) an existing output;
+//! 2. open the input and scan the matrix once (value type from every value, rows per cell);
+//! 3. write `genes.lance`; stream cell chunks from a blocking reader thread through a bounded
+//!    channel into uncommitted Lance fragments of `expression.lance` and `cells.lance`;
+//! 4. commit each table's fragments in cell order in one transaction;
+//! 5. write `config.json` atomically, last: without it the upstream reader refuses the
+//!    directory, so a killed run never passes for a dataset.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config_json::{config_document, write_config, DatasetSummary, ValueStats};
+use crate::error::{Error, Result};
+use crate::readers::{self, CellChunk, CellRange, InputReader, MatrixScan};
+use crate::schema::{
+    cells_schema, expression_id_types, expression_schema, genes_schema, ExpressionIdTypes, IdTypes,
+    ValueType,
+};
+use crate::tables::{cells_batch, expression_batch, genes_batch};
+use crate::writer::TableWriter;
+
+/// Chunks kept in flight between the reader thread and the writer (bounds memory).
+const CHANNEL_DEPTH: usize = 2;
+
+/// Options of one conversion.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// Cells per chunk, and so per Lance fragment.
+    pub chunk_size: u64,
+    /// Replace an existing output.
+    pub overwrite: bool,
+    /// Id column types of expression.lance.
+    pub id_types: IdTypes,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            chunk_size: 5000,
+            overwrite: false,
+            id_types: IdTypes::Int32,
+        }
+    }
+}
+
+/// What a finished conversion wrote.
+#[derive(Debug, Clone)]
+pub struct ConvertReport {
+    /// The output directory.
+    pub output: PathBuf,
+    /// Cells, genes and value statistics.
+    pub summary: DatasetSummary,
+    /// Expression value type chosen.
+    pub value_type: ValueType,
+    /// Fragments written to expression.lance.
+    pub expression_fragments: usize,
+}
+
+/// Convert `input` into the SLAF dataset `output`.
+pub async fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<ConvertReport> {
+    if options.chunk_size == 0 {
+        return Err(Error::Usage("--chunk-size must be at least 1".into()));
+    }
+    let started = Instant::now();
+    check_output(output, options.overwrite)?;
+
+    let input_owned = input.to_path_buf();
+    let (reader, scan) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut reader = readers::open(&input_owned)?;
+        let layout = reader.layout().clone();
+        tracing::info!(
+            event = "input.opened",
+            input = %input_owned.display(),
+            n_cells = layout.n_cells,
+            n_genes = layout.n_genes,
+            matrix = %layout.matrix_encoding,
+            "opened input"
+        );
+        let scan = reader.scan()?;
+        Ok((reader, scan))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
+
+    let layout = reader.layout().clone();
+    let ids = expression_id_types(options.id_types, layout.n_cells, layout.n_genes);
+    tracing::info!(
+        event = "input.scanned",
+        expression_rows = scan.total_rows(),
+        value_type = ?scan.value_type,
+        cell_id_type = %ids.cell,
+        gene_id_type = %ids.gene,
+        "scanned matrix"
+    );
+
+    let value_type = scan.value_type;
+    replace_output(output, options.overwrite)?;
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    let (stats, fragments) = match write_tables(output, reader, scan, &ids, options.chunk_size).await {
+        Ok(done) => done,
+        Err(e) => {
+            // We created this directory and it has no config.json: remove it so a rerun
+            // starts clean instead of tripping over "output exists".
+            if let Err(cleanup) = std::fs::remove_dir_all(output) {
+                tracing::warn!(event = "convert.cleanup_failed", output = %output.display(), error = %cleanup, "could not remove partial output");
+            }
+            return Err(e);
+        }
+    };
+
+    let summary = DatasetSummary {
+        n_cells: layout.n_cells,
+        n_genes: layout.n_genes,
+        stats,
+        compact_ids: ids.gene == arrow::datatypes::DataType::UInt16,
+    };
+    let created_at = chrono::Local::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    write_config(output, &config_document(&summary, &created_at))?;
+    tracing::info!(
+        event = "convert.done",
+        output = %output.display(),
+        n_cells = summary.n_cells,
+        n_genes = summary.n_genes,
+        expression_rows = summary.stats.count,
+        fragments,
+        seconds = started.elapsed().as_secs_f64(),
+        "conversion finished"
+    );
+    Ok(ConvertReport {
+        output: output.to_path_buf(),
+        summary,
+        value_type,
+        expression_fragments: fragments,
+    })
+}
+
+/// Steps 3 and 4: write and commit the three tables; returns the value statistics and the
+/// number of expression fragments.
+async fn write_tables(
+    output: &Path,
+    reader: Box<dyn InputReader>,
+    scan: MatrixScan,
+    ids: &ExpressionIdTypes,
+    chunk_size: u64,
+) -> Result<(ValueStats, usize)> {
+    let n_cells = reader.layout().n_cells;
+    let expression = TableWriter::new(
+        &output.join("expression.lance"),
+        expression_schema(ids.clone(), scan.value_type),
+    )?;
+    let cells = TableWriter::new(&output.join("cells.lance"), cells_schema(reader.obs_fields()))?;
+    let genes = TableWriter::new(&output.join("genes.lance"), genes_schema(reader.var_fields()))?;
+
+    let (reader, var_batch, gene_ids) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut reader = reader;
+        let (var, names) = reader.genes()?;
+        Ok((reader, var, names))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
+    genes
+        .write_all(vec![genes_batch(genes.schema(), &var_batch, &gene_ids)?])
+        .await?;
+
+    let scan = Arc::new(scan);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellChunk>>(CHANNEL_DEPTH);
+    let reader_scan = scan.clone();
+    let producer = tokio::task::spawn_blocking(move || produce_chunks(reader, reader_scan, chunk_size, tx));
+
+    let mut expression_fragments = Vec::new();
+    let mut cell_fragments = Vec::new();
+    let mut stats = ValueStats::default();
+    let mut cells_done = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk?;
+        let (expr_batch, chunk_stats) =
+            expression_batch(expression.schema(), ids, scan.value_type, chunk.cells.start, &chunk.entries)?;
+        let cell_batch = cells_batch(cells.schema(), &chunk, &scan.row_offsets)?;
+        let (e, c) = tokio::try_join!(
+            expression.write_fragment(expr_batch),
+            cells.write_fragment(cell_batch)
+        )?;
+        expression_fragments.extend(e);
+        cell_fragments.extend(c);
+        stats.merge(&chunk_stats);
+        cells_done = chunk.cells.end;
+        tracing::info!(
+            event = "chunk.written",
+            cells_done,
+            n_cells,
+            expression_rows = stats.count,
+            "wrote cells {}..{} of {n_cells}",
+            chunk.cells.start,
+            chunk.cells.end
+        );
+    }
+    producer
+        .await
+        .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
+    if cells_done != n_cells || stats.count != scan.total_rows() {
+        return Err(Error::Internal(format!(
+            "wrote {cells_done} of {n_cells} cells and {} of {} rows",
+            stats.count,
+            scan.total_rows()
+        )));
+    }
+    let fragments = expression_fragments.len();
+    expression.commit(expression_fragments).await?;
+    cells.commit(cell_fragments).await?;
+    Ok((stats, fragments))
+}
+
+/// Runs on a blocking thread: read every chunk and hand it to the writer.
+fn produce_chunks(
+    mut reader: Box<dyn InputReader>,
+    scan: Arc<MatrixScan>,
+    chunk_size: u64,
+    tx: tokio::sync::mpsc::Sender<Result<CellChunk>>,
+) -> Result<()> {
+    let range = CellRange::new(0, reader.layout().n_cells);
+    let chunks = match reader.chunks(range, chunk_size, &scan) {
+        Ok(chunks) => chunks,
+        Err(e) => {
+            // The writer reports it; a closed channel means it already stopped.
+            let _ = tx.blocking_send(Err(e));
+            return Ok(());
+        }
+    };
+    for chunk in chunks {
+        let failed = chunk.is_err();
+        if tx.blocking_send(chunk).is_err() || failed {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn check_output(output: &Path, overwrite: bool) -> Result<()> {
+    if output.exists() && !overwrite {
+        return Err(Error::OutputExists {
+            path: output.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// With `--overwrite`, move the old output aside before deleting it, so a half-deleted tree
+/// never sits under the output name looking valid.
+fn replace_output(output: &Path, overwrite: bool) -> Result<()> {
+    if !output.exists() {
+        return Ok(());
+    }
+    check_output(output, overwrite)?;
+    let mut doomed = output.as_os_str().to_owned();
+    doomed.push(format!(".DELETING-{}", std::process::id()));
+    let doomed = PathBuf::from(doomed);
+    std::fs::rename(output, &doomed).map_err(|e| Error::io(output, e))?;
+    let removed = if doomed.is_dir() {
+        std::fs::remove_dir_all(&doomed)
+    } else {
+        std::fs::remove_file(&doomed)
+    };
+    removed.map_err(|e| Error::io(&doomed, e))
+}

@@ -1,0 +1,119 @@
+//! The library's one error type and its mapping to process exit codes.
+//!
+//! Every variant names what the user can act on and carries the path it is about (input file,
+//! HDF5 object, output directory). Foreign errors (HDF5, Lance, I/O) are translated here or at
+//! the one call site that knows the path, never passed through bare.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while converting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input exists but is not valid for its format (corrupt, truncated, missing a required
+    /// part, or using an encoding we do not read).
+    #[error("{}: {what}", path.display())]
+    InvalidInput {
+        /// The input file or directory.
+        path: PathBuf,
+        /// What is wrong, naming the object or field inside the input.
+        what: String,
+    },
+    /// The input does not exist or cannot be opened for reading.
+    #[error("{}: {what}", path.display())]
+    InputMissing {
+        /// The path that was asked for.
+        path: PathBuf,
+        /// Why it could not be opened.
+        what: String,
+    },
+    /// The output already exists and `--overwrite` was not given.
+    #[error("{}: output already exists (pass --overwrite to replace it)", path.display())]
+    OutputExists {
+        /// The output directory.
+        path: PathBuf,
+    },
+    /// Invalid arguments that clap could not catch (for example a chunk size of zero).
+    #[error("{0}")]
+    Usage(String),
+    /// Reading or writing a local file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Lance library failed while writing or committing a table.
+    #[error("{}: lance: {source}", path.display())]
+    Lance {
+        /// The table directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: Box<lance::Error>,
+    },
+    /// A broken invariant of our own: a bug, never bad input.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for [`Error::Lance`].
+    pub fn lance(path: impl Into<PathBuf>, source: lance::Error) -> Self {
+        Error::Lance {
+            path: path.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The documented process exit code for this error (see README, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit_code::USAGE,
+            Error::InvalidInput { .. } => exit_code::INVALID_INPUT,
+            Error::InputMissing { .. } => exit_code::INPUT_MISSING,
+            Error::OutputExists { .. } => exit_code::OUTPUT_EXISTS,
+            Error::Io { .. } | Error::Lance { .. } => exit_code::IO,
+            Error::Internal(_) => exit_code::INTERNAL,
+        }
+    }
+}
+
+/// Process exit codes. Bad input never uses 104, 130–145 or 175, which nf-core retries.
+pub mod exit_code {
+    /// Conversion finished.
+    pub const SUCCESS: u8 = 0;
+    /// Bad command-line arguments.
+    pub const USAGE: u8 = 2;
+    /// The input is invalid, corrupt or uses an unsupported encoding.
+    pub const INVALID_INPUT: u8 = 65;
+    /// The input does not exist or cannot be opened.
+    pub const INPUT_MISSING: u8 = 66;
+    /// A bug in slaf-convert.
+    pub const INTERNAL: u8 = 70;
+    /// The output exists and `--overwrite` was not given.
+    pub const OUTPUT_EXISTS: u8 = 73;
+    /// Reading or writing files failed (disk full, permissions, Lance I/O).
+    pub const IO: u8 = 74;
+}

@@ -1,0 +1,35 @@
+//! slaf-convert: single-cell expression data into SLAF datasets.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! input file ──readers──▶ CellChunk (obs rows + cell-major entries)
+//!            ──tables───▶ Arrow record batches (cells, expression, genes)
+//!            ──writer───▶ uncommitted Lance fragments ──commit──▶ tables ──▶ config.json
+//! ```
+//!
+//! Readers (one module per format under [`readers`]) know nothing of Lance; the
+//! [`writer`] knows nothing of input formats; they meet in Arrow and [`schema`].
+//! [`convert::convert`] runs the whole flow in one process.
+//!
+//! ```no_run
+//! # async fn example() -> slaf_convert::Result<()> {
+//! use slaf_convert::convert::{convert, ConvertOptions};
+//! let report = convert("pbmc.h5ad".as_ref(), "pbmc.slaf".as_ref(), &ConvertOptions::default()).await?;
+//! println!("{} cells", report.summary.n_cells);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config_json;
+pub mod convert;
+pub mod error;
+pub mod inspect;
+pub mod logging;
+pub mod readers;
+pub mod schema;
+pub mod tables;
+pub mod writer;
+
+pub use error::{exit_code, Error, Result};

@@ -1,0 +1,211 @@
+//! Input readers: one module per format behind [`InputReader`].
+//!
+//! A reader answers cheap questions at open (shape, obs/var column types), makes one full pass
+//! over the matrix when asked ([`InputReader::scan`]: value type from every stored value, row
+//! counts per cell), and then hands out [`CellChunk`]s for a cell range: cell-major, cells
+//! ascending, genes ascending within a cell, a cell never split across chunks. Readers know
+//! nothing of Lance; they meet the writer in Arrow and [`crate::schema`].
+
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Field;
+
+use crate::error::{Error, Result};
+use crate::schema::ValueType;
+
+mod h5ad;
+mod hdf5_util;
+
+pub use h5ad::H5adReader;
+
+/// A half-open range of global cell positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellRange {
+    /// First cell.
+    pub start: u64,
+    /// One past the last cell.
+    pub end: u64,
+}
+
+impl CellRange {
+    /// `start..end`.
+    pub fn new(start: u64, end: u64) -> Self {
+        CellRange { start, end }
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether the range holds no cell.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Consecutive sub-ranges of at most `size` cells covering this range.
+    pub fn split(&self, size: u64) -> impl Iterator<Item = CellRange> {
+        let (start, end, size) = (self.start, self.end, size.max(1));
+        (0..self.len().div_ceil(size))
+            .map(move |i| CellRange::new(start + i * size, (start + (i + 1) * size).min(end)))
+    }
+}
+
+/// What an opened input holds.
+#[derive(Debug, Clone)]
+pub struct InputLayout {
+    /// Number of cells (obs rows).
+    pub n_cells: u64,
+    /// Number of genes (var rows).
+    pub n_genes: u64,
+    /// How the matrix is stored, for logs ("csr_matrix", "csc_matrix", "array").
+    pub matrix_encoding: String,
+}
+
+/// The result of one full pass over the matrix.
+#[derive(Debug, Clone)]
+pub struct MatrixScan {
+    /// The narrowest value type that holds every stored value exactly.
+    pub value_type: ValueType,
+    /// `n_cells + 1` offsets: cell `i`'s expression rows are `row_offsets[i]..row_offsets[i+1]`.
+    pub row_offsets: Vec<u64>,
+}
+
+impl MatrixScan {
+    /// Total stored entries.
+    pub fn total_rows(&self) -> u64 {
+        self.row_offsets.last().copied().unwrap_or(0)
+    }
+}
+
+/// The stored entries of a run of cells, CSR-like: cell `i` (relative to the chunk) owns
+/// `genes[offsets[i]..offsets[i+1]]` and the same range of `values`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CellEntries {
+    /// `cells + 1` offsets into `genes`/`values`, starting at 0.
+    pub offsets: Vec<u64>,
+    /// Gene positions, ascending within each cell.
+    pub genes: Vec<u32>,
+    /// Values as read (every integer and float type fits `f64` exactly up to 2^53).
+    pub values: Vec<f64>,
+}
+
+impl CellEntries {
+    /// Empty entries with room for `cells` cells and `entries` values.
+    pub fn with_capacity(cells: usize, entries: usize) -> Self {
+        let mut offsets = Vec::with_capacity(cells + 1);
+        offsets.push(0);
+        CellEntries {
+            offsets,
+            genes: Vec::with_capacity(entries),
+            values: Vec::with_capacity(entries),
+        }
+    }
+
+    /// Number of cells.
+    pub fn n_cells(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Sort each cell's entries by gene (anndata does not promise sorted indices).
+    pub fn sort_within_cells(&mut self) {
+        for w in self.offsets.windows(2) {
+            let (lo, hi) = (w[0] as usize, w[1] as usize);
+            if self.genes[lo..hi].windows(2).all(|p| p[0] <= p[1]) {
+                continue;
+            }
+            let mut pairs: Vec<(u32, f64)> = self.genes[lo..hi]
+                .iter()
+                .copied()
+                .zip(self.values[lo..hi].iter().copied())
+                .collect();
+            pairs.sort_by_key(|p| p.0);
+            for (k, (g, v)) in pairs.into_iter().enumerate() {
+                self.genes[lo + k] = g;
+                self.values[lo + k] = v;
+            }
+        }
+    }
+}
+
+/// One chunk of cells: their obs rows and their expression entries.
+#[derive(Debug, Clone)]
+pub struct CellChunk {
+    /// The global cells of this chunk.
+    pub cells: CellRange,
+    /// The obs columns (reader's obs fields) of these cells.
+    pub obs: RecordBatch,
+    /// The cells' names (obs index).
+    pub cell_ids: Vec<String>,
+    /// The cells' expression entries.
+    pub entries: CellEntries,
+}
+
+/// An opened input file, of any format.
+pub trait InputReader: Send {
+    /// The input's path, for messages.
+    fn path(&self) -> &Path;
+    /// Shape and storage of the input.
+    fn layout(&self) -> &InputLayout;
+    /// Output fields of the obs columns, sanitised, in source order.
+    fn obs_fields(&self) -> &[Field];
+    /// Output fields of the var columns, sanitised, in source order.
+    fn var_fields(&self) -> &[Field];
+    /// One full pass over the matrix: value type and per-cell row offsets.
+    fn scan(&mut self) -> Result<MatrixScan>;
+    /// The var columns of all genes, and their names.
+    fn genes(&mut self) -> Result<(RecordBatch, Vec<String>)>;
+    /// Chunks of at most `chunk_size` cells covering `range`, ascending.
+    fn chunks<'a>(
+        &'a mut self,
+        range: CellRange,
+        chunk_size: u64,
+        scan: &'a MatrixScan,
+    ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>>;
+}
+
+/// Open `path`, choosing the reader from its name.
+pub fn open(path: &Path) -> Result<Box<dyn InputReader>> {
+    let name = path.to_string_lossy().to_lowercase();
+    if name.ends_with(".h5ad") {
+        return Ok(Box::new(H5adReader::open(path)?));
+    }
+    if !path.exists() {
+        return Err(Error::InputMissing {
+            path: path.to_path_buf(),
+            what: "no such file or directory".into(),
+        });
+    }
+    Err(Error::invalid(
+        path,
+        "cannot tell the input format from the name (supported: .h5ad)",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_split() {
+        let parts: Vec<_> = CellRange::new(3, 10).split(3).collect();
+        assert_eq!(
+            parts,
+            vec![CellRange::new(3, 6), CellRange::new(6, 9), CellRange::new(9, 10)]
+        );
+        assert_eq!(CellRange::new(0, 0).split(5).count(), 0);
+    }
+
+    #[test]
+    fn test_sort_within_cells() {
+        let mut e = CellEntries {
+            offsets: vec![0, 3, 4],
+            genes: vec![5, 1, 3, 0],
+            values: vec![50.0, 10.0, 30.0, 1.0],
+        };
+        e.sort_within_cells();
+        assert_eq!(e.genes, vec![1, 3, 5, 0]);
+        assert_eq!(e.values, vec![10.0, 30.0, 50.0, 1.0]);
+    }
+}

@@ -1,0 +1,420 @@
+//! anndata `dataframe` groups (obs, var) as Arrow columns, read a row range at a time.
+//!
+//! Every column encoding anndata writes is resolved once at open ([`DataFrameReader::open`])
+//! into a [`Column`] with a fixed Arrow type; reads then only slice. A missing value
+//! (categorical code -1, a set mask bit, a float NaN) becomes an Arrow null, never the text
+//! "nan" (upstream defect B23).
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, PrimitiveArray, StringArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field};
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
+use hdf5::{Dataset, Group};
+
+use super::super::hdf5_util as h5;
+use crate::error::{Error, Result};
+use crate::schema::sanitise_column_names;
+
+/// One obs/var column: where its data lives and how it decodes.
+#[derive(Debug)]
+enum Column {
+    /// A plain numeric dataset.
+    Numeric { data: Dataset, dtype: DataType },
+    /// A plain boolean dataset.
+    Bool { data: Dataset },
+    /// `string-array`.
+    Strings { data: Dataset },
+    /// `categorical`: codes into categories kept in memory (they are few).
+    Categorical {
+        codes: Dataset,
+        categories: Vec<String>,
+    },
+    /// `nullable-integer`.
+    NullableInt {
+        values: Dataset,
+        mask: Dataset,
+        dtype: DataType,
+    },
+    /// `nullable-boolean`.
+    NullableBool { values: Dataset, mask: Dataset },
+    /// `nullable-string-array`.
+    NullableStrings { values: Dataset, mask: Dataset },
+}
+
+impl Column {
+    fn data_type(&self) -> DataType {
+        match self {
+            Column::Numeric { dtype, .. } | Column::NullableInt { dtype, .. } => dtype.clone(),
+            Column::Bool { .. } | Column::NullableBool { .. } => DataType::Boolean,
+            Column::Strings { .. }
+            | Column::Categorical { .. }
+            | Column::NullableStrings { .. } => DataType::Utf8,
+        }
+    }
+}
+
+/// Reads row ranges of one anndata dataframe (`obs` or `var`).
+#[derive(Debug)]
+pub struct DataFrameReader {
+    path: PathBuf,
+    index: Dataset,
+    columns: Vec<Column>,
+    fields: Vec<Field>,
+    n_rows: usize,
+}
+
+impl DataFrameReader {
+    /// Resolve every column of the dataframe group `name` (e.g. "obs") of `root`.
+    ///
+    /// `reserved` are output column names SLAF writes itself (`cell_id`, ...), which a source
+    /// column may not take.
+    pub fn open(path: &Path, root: &Group, name: &str, reserved: &[&str]) -> Result<Self> {
+        let group = h5::group(path, root, name)?;
+        let encoding = h5::str_attr(path, &group, "encoding-type")?;
+        if encoding.as_deref() != Some("dataframe") {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "/{name}: unsupported encoding {} (expected 'dataframe'; files written by anndata < 0.7 are not supported)",
+                    encoding.map_or("<none>".to_string(), |e| format!("'{e}'"))
+                ),
+            ));
+        }
+        let index_name = h5::str_attr(path, &group, "_index")?.unwrap_or_else(|| "_index".into());
+        let index = h5::dataset(path, &group, &index_name)?;
+        let n_rows = h5::len(&index);
+        let order = h5::str_array_attr(path, &group, "column-order")?.unwrap_or_default();
+        let mut columns = Vec::with_capacity(order.len());
+        for col in &order {
+            let column = resolve_column(path, &group, col)?;
+            let object = format!("/{name}/{col}");
+            let len = column_len(&column);
+            if len != n_rows {
+                return Err(Error::invalid(
+                    path,
+                    format!("{object}: has {len} rows but the index has {n_rows}"),
+                ));
+            }
+            columns.push(column);
+        }
+        let names = sanitise_column_names(&order, reserved)
+            .map_err(|e| Error::invalid(path, format!("/{name}: {e}")))?;
+        let fields = names
+            .into_iter()
+            .zip(&columns)
+            .map(|(n, c)| Field::new(n, c.data_type(), true))
+            .collect();
+        Ok(DataFrameReader {
+            path: path.to_path_buf(),
+            index,
+            columns,
+            fields,
+            n_rows,
+        })
+    }
+
+    /// Number of rows (the index length).
+    pub fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    /// The output fields of the data columns (sanitised names, in `column-order`).
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// The index values (obs_names / var_names) of `rows`.
+    pub fn read_index(&self, rows: Range<usize>) -> Result<Vec<String>> {
+        match h5::descriptor(&self.path, &self.index)? {
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Ok(h5::read_i64(
+                &self.path,
+                &self.index,
+                rows,
+            )?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect()),
+            _ => h5::read_strings(&self.path, &self.index, rows),
+        }
+    }
+
+    /// The data columns of `rows`, in [`Self::fields`] order.
+    pub fn read_columns(&self, rows: Range<usize>) -> Result<Vec<ArrayRef>> {
+        self.columns
+            .iter()
+            .map(|c| read_column(&self.path, c, rows.clone()))
+            .collect()
+    }
+}
+
+fn column_len(c: &Column) -> usize {
+    match c {
+        Column::Numeric { data, .. } | Column::Bool { data } | Column::Strings { data } => {
+            h5::len(data)
+        }
+        Column::Categorical { codes, .. } => h5::len(codes),
+        Column::NullableInt { values, .. }
+        | Column::NullableBool { values, .. }
+        | Column::NullableStrings { values, .. } => h5::len(values),
+    }
+}
+
+fn numeric_type(desc: &TypeDescriptor) -> Option<DataType> {
+    Some(match desc {
+        TypeDescriptor::Integer(IntSize::U1) => DataType::Int8,
+        TypeDescriptor::Integer(IntSize::U2) => DataType::Int16,
+        TypeDescriptor::Integer(IntSize::U4) => DataType::Int32,
+        TypeDescriptor::Integer(IntSize::U8) => DataType::Int64,
+        TypeDescriptor::Unsigned(IntSize::U1) => DataType::UInt8,
+        TypeDescriptor::Unsigned(IntSize::U2) => DataType::UInt16,
+        TypeDescriptor::Unsigned(IntSize::U4) => DataType::UInt32,
+        TypeDescriptor::Unsigned(IntSize::U8) => DataType::UInt64,
+        TypeDescriptor::Float(FloatSize::U4) => DataType::Float32,
+        TypeDescriptor::Float(FloatSize::U8) => DataType::Float64,
+        _ => return None,
+    })
+}
+
+fn is_string(desc: &TypeDescriptor) -> bool {
+    matches!(
+        desc,
+        TypeDescriptor::VarLenUnicode
+            | TypeDescriptor::VarLenAscii
+            | TypeDescriptor::FixedAscii(_)
+            | TypeDescriptor::FixedUnicode(_)
+    )
+}
+
+fn resolve_column(path: &Path, group: &Group, col: &str) -> Result<Column> {
+    let object = format!("{}/{col}", group.name());
+    let unsupported = |what: String| Error::invalid(path, format!("{object}: {what}"));
+    if h5::is_group(group, col) {
+        let g = h5::group(path, group, col)?;
+        let encoding = h5::str_attr(path, &g, "encoding-type")?.unwrap_or_default();
+        return match encoding.as_str() {
+            "categorical" => {
+                let codes = h5::dataset(path, &g, "codes")?;
+                let cats = h5::dataset(path, &g, "categories")?;
+                Ok(Column::Categorical {
+                    codes,
+                    categories: read_as_strings(path, &cats)?,
+                })
+            }
+            "nullable-integer" => {
+                let values = h5::dataset(path, &g, "values")?;
+                let mask = h5::dataset(path, &g, "mask")?;
+                let desc = h5::descriptor(path, &values)?;
+                let dtype = numeric_type(&desc)
+                    .filter(|t| t.is_integer())
+                    .ok_or_else(|| unsupported(format!("nullable-integer values of type {desc}")))?;
+                Ok(Column::NullableInt {
+                    values,
+                    mask,
+                    dtype,
+                })
+            }
+            "nullable-boolean" => Ok(Column::NullableBool {
+                values: h5::dataset(path, &g, "values")?,
+                mask: h5::dataset(path, &g, "mask")?,
+            }),
+            "nullable-string-array" => Ok(Column::NullableStrings {
+                values: h5::dataset(path, &g, "values")?,
+                mask: h5::dataset(path, &g, "mask")?,
+            }),
+            "" => Err(unsupported("group without an encoding-type".into())),
+            other => Err(unsupported(format!("unsupported column encoding '{other}'"))),
+        };
+    }
+    let data = h5::dataset(path, group, col)?;
+    if data.ndim() != 1 {
+        return Err(unsupported(format!(
+            "unsupported {}-dimensional column",
+            data.ndim()
+        )));
+    }
+    let desc = h5::descriptor(path, &data)?;
+    if is_string(&desc) {
+        return Ok(Column::Strings { data });
+    }
+    if desc == TypeDescriptor::Boolean {
+        return Ok(Column::Bool { data });
+    }
+    match numeric_type(&desc) {
+        Some(dtype) => Ok(Column::Numeric { data, dtype }),
+        None => Err(unsupported(format!("unsupported column type {desc}"))),
+    }
+}
+
+/// Categories (or an index) as strings, formatting numbers and booleans as Python's `str` does.
+fn read_as_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
+    let n = h5::len(ds);
+    let desc = h5::descriptor(path, ds)?;
+    if is_string(&desc) {
+        return h5::read_strings(path, ds, 0..n);
+    }
+    match desc {
+        TypeDescriptor::Boolean => Ok(h5::read_bools(path, ds, 0..n)?
+            .into_iter()
+            .map(|b| if b { "True" } else { "False" }.to_string())
+            .collect()),
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Ok(h5::read_i64(path, ds, 0..n)?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect()),
+        TypeDescriptor::Float(_) => Ok(h5::read_f64(path, ds, 0..n)?
+            .into_iter()
+            .map(python_float_str)
+            .collect()),
+        other => Err(Error::invalid(
+            path,
+            format!("{}: unsupported categories type {other}", ds.name()),
+        )),
+    }
+}
+
+/// `str(float)` as Python prints it for the common cases ("1.0", "0.5", "nan").
+fn python_float_str(v: f64) -> String {
+    if v.is_nan() {
+        "nan".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf" } else { "-inf" }.into()
+    } else if v.fract() == 0.0 && v.abs() < 1e16 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn read_column(path: &Path, column: &Column, rows: Range<usize>) -> Result<ArrayRef> {
+    Ok(match column {
+        Column::Numeric { data, dtype } => read_primitive(path, data, dtype, rows, None)?,
+        Column::Bool { data } => Arc::new(BooleanArray::from(h5::read_bools(path, data, rows)?)),
+        Column::Strings { data } => {
+            Arc::new(StringArray::from_iter_values(h5::read_strings(path, data, rows)?))
+        }
+        Column::Categorical { codes, categories } => {
+            let codes_v = h5::read_i64(path, codes, rows)?;
+            let mut out = Vec::with_capacity(codes_v.len());
+            for code in codes_v {
+                out.push(match code {
+                    -1 => None,
+                    c if c >= 0 && (c as usize) < categories.len() => {
+                        Some(categories[c as usize].as_str())
+                    }
+                    c => {
+                        return Err(Error::invalid(
+                            path,
+                            format!(
+                                "{}: code {c} is outside the {} categories",
+                                codes.name(),
+                                categories.len()
+                            ),
+                        ))
+                    }
+                });
+            }
+            Arc::new(StringArray::from(out))
+        }
+        Column::NullableInt {
+            values,
+            mask,
+            dtype,
+        } => {
+            let missing = h5::read_bools(path, mask, rows.clone())?;
+            read_primitive(path, values, dtype, rows, Some(missing))?
+        }
+        Column::NullableBool { values, mask } => {
+            let missing = h5::read_bools(path, mask, rows.clone())?;
+            let v = h5::read_bools(path, values, rows)?;
+            Arc::new(BooleanArray::new(v.into(), Some(valid_from_missing(&missing))))
+        }
+        Column::NullableStrings { values, mask } => {
+            let missing = h5::read_bools(path, mask, rows.clone())?;
+            let v = h5::read_strings(path, values, rows)?;
+            Arc::new(StringArray::from(
+                v.iter()
+                    .zip(&missing)
+                    .map(|(s, &m)| (!m).then_some(s.as_str()))
+                    .collect::<Vec<_>>(),
+            ))
+        }
+    })
+}
+
+fn valid_from_missing(missing: &[bool]) -> NullBuffer {
+    NullBuffer::from(missing.iter().map(|m| !m).collect::<Vec<_>>())
+}
+
+fn read_primitive(
+    path: &Path,
+    ds: &Dataset,
+    dtype: &DataType,
+    rows: Range<usize>,
+    missing: Option<Vec<bool>>,
+) -> Result<ArrayRef> {
+    fn build<T>(values: Vec<T::Native>, missing: Option<&[bool]>) -> ArrayRef
+    where
+        T: ArrowPrimitiveType,
+    {
+        let nulls = missing.map(valid_from_missing);
+        Arc::new(PrimitiveArray::<T>::new(values.into(), nulls))
+    }
+    fn float_nulls(values: &[f64], missing: Option<Vec<bool>>) -> Option<Vec<bool>> {
+        // A float NaN is pandas' missing value: store it as null (as upstream does).
+        let mut m = missing.unwrap_or_else(|| vec![false; values.len()]);
+        for (i, v) in values.iter().enumerate() {
+            m[i] |= v.is_nan();
+        }
+        Some(m)
+    }
+    let m = missing.as_deref();
+    Ok(match dtype {
+        DataType::Int8 => build::<arrow::datatypes::Int8Type>(h5::read_numeric(path, ds, rows)?, m),
+        DataType::Int16 => build::<arrow::datatypes::Int16Type>(h5::read_numeric(path, ds, rows)?, m),
+        DataType::Int32 => build::<arrow::datatypes::Int32Type>(h5::read_numeric(path, ds, rows)?, m),
+        DataType::Int64 => build::<arrow::datatypes::Int64Type>(h5::read_numeric(path, ds, rows)?, m),
+        DataType::UInt8 => build::<arrow::datatypes::UInt8Type>(h5::read_numeric(path, ds, rows)?, m),
+        DataType::UInt16 => {
+            build::<arrow::datatypes::UInt16Type>(h5::read_numeric(path, ds, rows)?, m)
+        }
+        DataType::UInt32 => {
+            build::<arrow::datatypes::UInt32Type>(h5::read_numeric(path, ds, rows)?, m)
+        }
+        DataType::UInt64 => {
+            build::<arrow::datatypes::UInt64Type>(h5::read_numeric(path, ds, rows)?, m)
+        }
+        DataType::Float32 => {
+            let v: Vec<f32> = h5::read_numeric(path, ds, rows)?;
+            let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+            let nulls = float_nulls(&wide, missing);
+            build::<arrow::datatypes::Float32Type>(v, nulls.as_deref())
+        }
+        DataType::Float64 => {
+            let v: Vec<f64> = h5::read_numeric(path, ds, rows)?;
+            let nulls = float_nulls(&v, missing);
+            build::<arrow::datatypes::Float64Type>(v, nulls.as_deref())
+        }
+        other => {
+            return Err(Error::Internal(format!(
+                "numeric column of unexpected type {other}"
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_python_float_str() {
+        assert_eq!(python_float_str(1.0), "1.0");
+        assert_eq!(python_float_str(0.5), "0.5");
+        assert_eq!(python_float_str(f64::NAN), "nan");
+        assert_eq!(python_float_str(-3.0), "-3.0");
+    }
+}

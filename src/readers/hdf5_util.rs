@@ -1,0 +1,316 @@
+//! Small typed reads over the `hdf5` crate shared by the HDF5-based readers.
+//!
+//! Every function takes the input path so that an HDF5 failure becomes one
+//! [`Error::InvalidInput`] naming the file and the object inside it; this is the one place
+//! where `hdf5::Error` is translated.
+
+use std::ops::Range;
+use std::path::Path;
+
+use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::{Attribute, Dataset, Group, Location};
+
+use crate::error::{Error, Result};
+
+/// Translate an HDF5 error about `object` in `path`.
+pub fn h5_error(path: &Path, object: &str, err: hdf5::Error) -> Error {
+    Error::invalid(path, format!("{object}: {err}"))
+}
+
+/// Open the HDF5 file at `path` read-only; non-HDF5 and truncated files become one clear error.
+pub fn open_file(path: &Path) -> Result<hdf5::File> {
+    if !path.exists() {
+        return Err(Error::InputMissing {
+            path: path.to_path_buf(),
+            what: "no such file".into(),
+        });
+    }
+    // HDF5 prints its own error stack to stderr; our message replaces it.
+    let _quiet = hdf5::silence_errors(true);
+    hdf5::File::open(path).map_err(|e| {
+        let what = if e.to_string().contains("signature") || e.to_string().contains("not an HDF5") {
+            "not an HDF5 file (or truncated): cannot open".to_string()
+        } else {
+            format!("cannot open as HDF5 (truncated or corrupt?): {e}")
+        };
+        Error::invalid(path, what)
+    })
+}
+
+/// Read a scalar string attribute, `None` if the attribute is absent.
+pub fn str_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<String>> {
+    if !loc.attr_names().map_err(|e| h5_error(path, &loc.name(), e))?.iter().any(|n| n == name) {
+        return Ok(None);
+    }
+    let attr = loc.attr(name).map_err(|e| h5_error(path, &loc.name(), e))?;
+    let object = format!("{}@{}", loc.name(), name);
+    let mut values = attr_strings(path, &object, &attr)?;
+    match values.len() {
+        1 => Ok(values.pop()),
+        n => Err(Error::invalid(path, format!("{object}: expected one string, found {n}"))),
+    }
+}
+
+/// Read a string or string-array attribute (empty numeric arrays, as h5py writes an empty
+/// list, read as no strings).
+pub fn str_array_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<Vec<String>>> {
+    if !loc.attr_names().map_err(|e| h5_error(path, &loc.name(), e))?.iter().any(|n| n == name) {
+        return Ok(None);
+    }
+    let attr = loc.attr(name).map_err(|e| h5_error(path, &loc.name(), e))?;
+    let object = format!("{}@{}", loc.name(), name);
+    attr_strings(path, &object, &attr).map(Some)
+}
+
+fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<String>> {
+    let err = |e| h5_error(path, object, e);
+    let desc = attr.dtype().and_then(|t| t.to_descriptor()).map_err(err)?;
+    if attr.size() == 0 {
+        return Ok(Vec::new());
+    }
+    let scalar = attr.is_scalar();
+    match desc {
+        TypeDescriptor::VarLenUnicode => {
+            if scalar {
+                Ok(vec![attr.read_scalar::<VarLenUnicode>().map_err(err)?.to_string()])
+            } else {
+                Ok(attr
+                    .read_raw::<VarLenUnicode>()
+                    .map_err(err)?
+                    .into_iter()
+                    .map(|s| s.to_string())
+                    .collect())
+            }
+        }
+        TypeDescriptor::VarLenAscii => {
+            if scalar {
+                Ok(vec![attr.read_scalar::<VarLenAscii>().map_err(err)?.to_string()])
+            } else {
+                Ok(attr
+                    .read_raw::<VarLenAscii>()
+                    .map_err(err)?
+                    .into_iter()
+                    .map(|s| s.to_string())
+                    .collect())
+            }
+        }
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
+            fixed_strings_from_bytes(&read_attr_bytes(path, object, attr, n)?, n)
+                .into_iter()
+                .map(Ok)
+                .collect()
+        }
+        other => Err(Error::invalid(
+            path,
+            format!("{object}: expected a string attribute, found {other}"),
+        )),
+    }
+}
+
+fn read_attr_bytes(path: &Path, object: &str, attr: &Attribute, width: usize) -> Result<Vec<u8>> {
+    use hdf5_sys::h5a::H5Aread;
+    let dtype = attr.dtype().map_err(|e| h5_error(path, object, e))?;
+    let mut buf = vec![0u8; attr.size() * width];
+    // SAFETY: the buffer holds size * width bytes, exactly what reading with the file's own
+    // fixed-length string type writes.
+    let status = hdf5::sync::sync(|| unsafe {
+        H5Aread(attr.id(), dtype.id(), buf.as_mut_ptr().cast())
+    });
+    if status < 0 {
+        return Err(Error::invalid(path, format!("{object}: cannot read fixed-length strings")));
+    }
+    Ok(buf)
+}
+
+fn fixed_strings_from_bytes(bytes: &[u8], width: usize) -> Vec<String> {
+    bytes
+        .chunks(width.max(1))
+        .map(|c| {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+            String::from_utf8_lossy(&c[..end]).trim_end_matches(' ').to_string()
+        })
+        .collect()
+}
+
+/// Open a member group, with an error naming it.
+pub fn group(path: &Path, parent: &Group, name: &str) -> Result<Group> {
+    parent
+        .group(name)
+        .map_err(|e| h5_error(path, &format!("{}/{}", parent.name().trim_end_matches('/'), name), e))
+}
+
+/// Open a member dataset, with an error naming it.
+pub fn dataset(path: &Path, parent: &Group, name: &str) -> Result<Dataset> {
+    parent
+        .dataset(name)
+        .map_err(|e| h5_error(path, &format!("{}/{}", parent.name().trim_end_matches('/'), name), e))
+}
+
+/// Whether `name` is a group (as opposed to a dataset) inside `parent`.
+pub fn is_group(parent: &Group, name: &str) -> bool {
+    let _quiet = hdf5::silence_errors(true);
+    parent.group(name).is_ok()
+}
+
+/// The dataset's element type.
+pub fn descriptor(path: &Path, ds: &Dataset) -> Result<TypeDescriptor> {
+    ds.dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| h5_error(path, &ds.name(), e))
+}
+
+/// Length of a 1-D dataset (first dimension otherwise).
+pub fn len(ds: &Dataset) -> usize {
+    ds.shape().first().copied().unwrap_or(0)
+}
+
+/// Read `range` of a 1-D numeric dataset as `f64` (HDF5 converts any integer or float type).
+pub fn read_f64(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<f64>> {
+    read_numeric::<f64>(path, ds, range)
+}
+
+/// Read `range` of a 1-D integer dataset as `i64`.
+pub fn read_i64(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<i64>> {
+    read_numeric::<i64>(path, ds, range)
+}
+
+/// Read `range` of a 1-D dataset in type `T`, letting HDF5 convert.
+pub fn read_numeric<T: hdf5::H5Type + Clone>(
+    path: &Path,
+    ds: &Dataset,
+    range: Range<usize>,
+) -> Result<Vec<T>> {
+    if range.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_range(path, ds, &range)?;
+    let arr = ds
+        .read_slice_1d::<T, _>(range)
+        .map_err(|e| h5_error(path, &ds.name(), e))?;
+    Ok(arr.to_vec())
+}
+
+fn check_range(path: &Path, ds: &Dataset, range: &Range<usize>) -> Result<()> {
+    let n = len(ds);
+    if range.end > n {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}: needs elements {}..{} but holds only {n}",
+                ds.name(),
+                range.start,
+                range.end
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Read `rows` of a 2-D numeric dataset as row-major `f64`.
+pub fn read_rows_f64(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Vec<f64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_range(path, ds, &rows)?;
+    let sel = hdf5::Hyperslab::from(vec![
+        hdf5::SliceOrIndex::from(rows),
+        hdf5::SliceOrIndex::from(..),
+    ]);
+    let arr = ds
+        .read_slice_2d::<f64, _>(sel)
+        .map_err(|e| h5_error(path, &ds.name(), e))?;
+    Ok(arr.iter().copied().collect())
+}
+
+/// Read `range` of a 1-D string dataset (variable- or fixed-length, ASCII or UTF-8).
+pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<String>> {
+    if range.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_range(path, ds, &range)?;
+    let err = |e| h5_error(path, &ds.name(), e);
+    match descriptor(path, ds)? {
+        TypeDescriptor::VarLenUnicode => Ok(ds
+            .read_slice_1d::<VarLenUnicode, _>(range)
+            .map_err(err)?
+            .iter()
+            .map(|s| s.to_string())
+            .collect()),
+        TypeDescriptor::VarLenAscii => Ok(ds
+            .read_slice_1d::<VarLenAscii, _>(range)
+            .map_err(err)?
+            .iter()
+            .map(|s| s.to_string())
+            .collect()),
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
+            let bytes = read_fixed_bytes(path, ds, range, n)?;
+            Ok(fixed_strings_from_bytes(&bytes, n))
+        }
+        other => Err(Error::invalid(
+            path,
+            format!("{}: expected strings, found {other}", ds.name()),
+        )),
+    }
+}
+
+/// Read fixed-length strings as raw bytes using the file's own type (no per-length Rust type).
+fn read_fixed_bytes(path: &Path, ds: &Dataset, range: Range<usize>, width: usize) -> Result<Vec<u8>> {
+    use hdf5_sys::h5d::H5Dread;
+    use hdf5_sys::h5p::H5P_DEFAULT;
+    use hdf5_sys::h5s::{H5S_seloper_t, H5Sclose, H5Screate_simple, H5Sselect_hyperslab};
+    let count = range.len();
+    let dtype = ds.dtype().map_err(|e| h5_error(path, &ds.name(), e))?;
+    let fspace = ds.space().map_err(|e| h5_error(path, &ds.name(), e))?;
+    let mut buf = vec![0u8; count * width];
+    let start = [range.start as u64];
+    let cnt = [count as u64];
+    // SAFETY: we select `count` elements in the file space and read them into a memory space
+    // of `count` elements of the file's type, `width` bytes each, which is `buf`'s size.
+    let status = hdf5::sync::sync(|| unsafe {
+        let fs = hdf5_sys::h5s::H5Scopy(fspace.id());
+        if fs < 0 {
+            return -1;
+        }
+        let sel = H5Sselect_hyperslab(
+            fs,
+            H5S_seloper_t::H5S_SELECT_SET,
+            start.as_ptr(),
+            std::ptr::null(),
+            cnt.as_ptr(),
+            std::ptr::null(),
+        );
+        let ms = H5Screate_simple(1, cnt.as_ptr(), std::ptr::null());
+        let status = if sel < 0 || ms < 0 {
+            -1
+        } else {
+            H5Dread(ds.id(), dtype.id(), ms, fs, H5P_DEFAULT, buf.as_mut_ptr().cast())
+        };
+        if ms >= 0 {
+            H5Sclose(ms);
+        }
+        H5Sclose(fs);
+        status
+    });
+    if status < 0 {
+        return Err(Error::invalid(
+            path,
+            format!("{}: cannot read fixed-length strings", ds.name()),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Read `range` of a 1-D boolean dataset (h5py's enum bool, or any integer type).
+pub fn read_bools(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<bool>> {
+    if range.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_range(path, ds, &range)?;
+    match descriptor(path, ds)? {
+        TypeDescriptor::Boolean => Ok(ds
+            .read_slice_1d::<bool, _>(range)
+            .map_err(|e| h5_error(path, &ds.name(), e))?
+            .to_vec()),
+        _ => Ok(read_i64(path, ds, range)?.into_iter().map(|v| v != 0).collect()),
+    }
+}

@@ -1,0 +1,124 @@
+//! The SLAF writer over Lance: write fragments now, commit them all later.
+//!
+//! Knows nothing of input formats. A [`TableWriter`] writes each record batch as one
+//! uncommitted Lance fragment (so a fragment never splits a cell when batches are
+//! cell-aligned) and [`TableWriter::commit`] makes all of them visible in one transaction, in
+//! the order given: that order is the cell order the upstream reader relies on. Until the
+//! commit nothing is visible; a killed run leaves only unreferenced data files.
+//! Write profile: Lance storage 2.2, v2 manifest paths, nullable fields
+//! (docs/slaf-format.md Appendix B).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, RecordBatchIterator};
+use arrow::datatypes::SchemaRef;
+use lance::dataset::transaction::{Operation, Transaction};
+use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
+use lance::datatypes::Schema as LanceSchema;
+use lance::dataset::fragment::write::FragmentCreateBuilder;
+use lance_file::version::LanceFileVersion;
+use lance::table::format::Fragment;
+
+use crate::error::{Error, Result};
+
+/// Lance storage version of every table (format_version "0.5").
+pub const STORAGE_VERSION: LanceFileVersion = LanceFileVersion::V2_2;
+
+/// The write parameters shared by every table.
+pub fn write_params() -> WriteParams {
+    WriteParams {
+        mode: WriteMode::Create,
+        data_storage_version: Some(STORAGE_VERSION),
+        enable_v2_manifest_paths: true,
+        enable_stable_row_ids: false,
+        // A fragment is one cell-aligned chunk; never let Lance split it.
+        max_rows_per_file: usize::MAX,
+        ..Default::default()
+    }
+}
+
+/// Writes the fragments of one Lance table and commits them.
+pub struct TableWriter {
+    dir: PathBuf,
+    uri: String,
+    arrow_schema: SchemaRef,
+    schema: LanceSchema,
+    params: WriteParams,
+}
+
+impl TableWriter {
+    /// A writer for the table directory `dir` (e.g. `out.slaf/expression.lance`).
+    pub fn new(dir: &Path, schema: SchemaRef) -> Result<Self> {
+        let lance_schema = LanceSchema::try_from(schema.as_ref()).map_err(|e| Error::lance(dir, e))?;
+        Ok(TableWriter {
+            dir: dir.to_path_buf(),
+            uri: dir.to_string_lossy().into_owned(),
+            arrow_schema: schema,
+            schema: lance_schema,
+            params: write_params(),
+        })
+    }
+
+    /// The table's Arrow schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.arrow_schema
+    }
+
+    /// Write `batch` as one uncommitted fragment; `None` for an empty batch (Lance has no
+    /// empty fragments, and an empty chunk needs none).
+    pub async fn write_fragment(&self, batch: RecordBatch) -> Result<Option<Fragment>> {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        if batch.schema() != self.arrow_schema {
+            return Err(Error::Internal(format!(
+                "{}: batch schema {:?} differs from table schema {:?}",
+                self.dir.display(),
+                batch.schema(),
+                self.arrow_schema
+            )));
+        }
+        let source = RecordBatchIterator::new(vec![Ok(batch)], self.arrow_schema.clone());
+        let fragment = FragmentCreateBuilder::new(&self.uri)
+            .schema(&self.schema)
+            .write_params(&self.params)
+            .write(source, None)
+            .await
+            .map_err(|e| Error::lance(&self.dir, e))?;
+        Ok(Some(fragment))
+    }
+
+    /// Make `fragments` the table's contents in one transaction, in the given order.
+    pub async fn commit(&self, fragments: Vec<Fragment>) -> Result<()> {
+        let operation = Operation::Overwrite {
+            fragments,
+            schema: self.schema.clone(),
+            config_upsert_values: None,
+            initial_bases: None,
+        };
+        let transaction = Transaction::new(0, operation, None);
+        CommitBuilder::new(self.uri.as_str())
+            .with_storage_format(STORAGE_VERSION)
+            .enable_v2_manifest_paths(true)
+            .execute(transaction)
+            .await
+            .map_err(|e| Error::lance(&self.dir, e))?;
+        Ok(())
+    }
+
+    /// Write and commit `batches` as the whole table (small tables: genes).
+    pub async fn write_all(&self, batches: Vec<RecordBatch>) -> Result<()> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return self.commit(Vec::new()).await;
+        }
+        let params = write_params();
+        InsertBuilder::new(self.uri.as_str())
+            .with_params(&params)
+            .execute(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
+            .await
+            .map_err(|e| Error::lance(&self.dir, e))?;
+        Ok(())
+    }
+}
+

@@ -1,0 +1,135 @@
+//! The command line: help, exit codes and one-line errors for bad input.
+
+use crate::util::*;
+
+fn assert_fails(input: &std::path::Path, code: i32, needle: &str) {
+    let dir = tmp();
+    let out_dir = at(&dir, "out.slaf");
+    let out = slaf_convert(&["convert", input.to_str().unwrap(), out_dir.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    assert!(lines[0].contains(input.to_str().unwrap()), "names the file: {stderr}");
+    assert!(lines[0].contains(needle), "says what is wrong ({needle}): {stderr}");
+    assert!(!out_dir.join("config.json").exists());
+    assert!(!out_dir.exists(), "no output left behind");
+}
+
+#[test]
+fn test_help_lists_exit_codes() {
+    let out = slaf_convert(&["convert", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--chunk-size"));
+    let out = slaf_convert(&["--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("65"));
+}
+
+#[test]
+fn test_not_hdf5() {
+    let dir = tmp();
+    let p = at(&dir, "bad.h5ad");
+    std::fs::write(&p, b"this is not an hdf5 file at all").unwrap();
+    assert_fails(&p, 65, "HDF5");
+}
+
+#[test]
+fn test_truncated() {
+    let dir = tmp();
+    let m = sample_matrix(50, 40, 1);
+    let p = at(&dir, "full.h5ad");
+    write_h5ad(&p, &m, Storage::Csr);
+    let bytes = std::fs::read(&p).unwrap();
+    let cut = at(&dir, "cut.h5ad");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = slaf_convert(&["convert", cut.to_str().unwrap(), at(&dir, "o.slaf").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("cut.h5ad"));
+    assert!(!at(&dir, "o.slaf").join("config.json").exists());
+}
+
+#[test]
+fn test_missing_x() {
+    let dir = tmp();
+    let p = at(&dir, "nox.h5ad");
+    let file = hdf5::File::create(&p).unwrap();
+    str_attr(&file, "encoding-type", "anndata");
+    dataframe(&file, "obs", &["a".into()], &[]);
+    dataframe(&file, "var", &["g".into()], &[]);
+    drop(file);
+    assert_fails(&p, 65, "/X: missing");
+}
+
+#[test]
+fn test_unsupported_matrix_encoding() {
+    let dir = tmp();
+    let p = at(&dir, "coo.h5ad");
+    let m = sample_matrix(3, 3, 1);
+    let file = write_h5ad(&p, &m, Storage::Csr);
+    let x = file.group("X").unwrap();
+    x.delete_attr("encoding-type").unwrap();
+    str_attr(&x, "encoding-type", "coo_matrix");
+    drop(x);
+    drop(file);
+    assert_fails(&p, 65, "unsupported matrix encoding 'coo_matrix'");
+}
+
+#[test]
+fn test_unsupported_column_encoding() {
+    let dir = tmp();
+    let p = at(&dir, "awk.h5ad");
+    let m = sample_matrix(3, 3, 1);
+    let file = hdf5::File::create(&p).unwrap();
+    str_attr(&file, "encoding-type", "anndata");
+    write_x(&file, &m, Storage::Csr);
+    dataframe(&file, "var", &m.gene_names(), &[]);
+    let obs = dataframe(&file, "obs", &m.cell_names(), &["weird"]);
+    let g = obs.create_group("weird").unwrap();
+    str_attr(&g, "encoding-type", "awkward-array");
+    drop(file);
+    assert_fails(&p, 65, "unsupported column encoding 'awkward-array'");
+}
+
+#[test]
+fn test_missing_input() {
+    let dir = tmp();
+    let p = at(&dir, "nothere.h5ad");
+    assert_fails(&p, 66, "no such file");
+}
+
+#[test]
+fn test_output_exists_and_overwrite() {
+    let dir = tmp();
+    let m = sample_matrix(5, 4, 2);
+    write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
+    std::fs::create_dir(at(&dir, "x.slaf")).unwrap();
+    std::fs::write(at(&dir, "x.slaf").join("stale"), b"old").unwrap();
+    let out = slaf_convert(&["convert", at(&dir, "x.h5ad").to_str().unwrap(), at(&dir, "x.slaf").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(73));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
+    convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--overwrite"]);
+    assert!(!at(&dir, "x.slaf").join("stale").exists());
+    assert!(at(&dir, "x.slaf").join("config.json").exists());
+}
+
+#[test]
+fn test_logs_are_json_lines() {
+    let dir = tmp();
+    let m = sample_matrix(5, 4, 2);
+    write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
+        .args(["convert", at(&dir, "x.h5ad").to_str().unwrap(), at(&dir, "x.slaf").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<String> = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .map(|v| v["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(events.contains(&"convert.done".to_string()), "{events:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 cells x 4 genes"));
+}
