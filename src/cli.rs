@@ -13,7 +13,10 @@ pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::Convert(args) => run_convert(args).await,
         Command::Inspect(args) => {
-            print!("{}", crate::inspect::describe(&args.dataset, args.rows).await?);
+            print!(
+                "{}",
+                crate::inspect::describe(&args.dataset, args.rows).await?
+            );
             Ok(())
         }
     }

@@ -114,7 +114,11 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> Value {
     let total = total_possible as f64;
     let count = stats.count;
     // An empty shape has nothing to be sparse about: report fully sparse, never NaN.
-    let density = if total > 0.0 { count as f64 / total } else { 0.0 };
+    let density = if total > 0.0 {
+        count as f64 / total
+    } else {
+        0.0
+    };
     let (min, max, mean, std) = if count == 0 {
         (0.0, 0.0, 0.0, 0.0)
     } else {
@@ -163,7 +167,8 @@ pub fn write_config(dir: &Path, doc: &Value) -> Result<()> {
         .and_then(|_| tmp.write_all(b"\n"))
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(&target).map_err(|e| Error::io(&target, e.error))?;
+    tmp.persist(&target)
+        .map_err(|e| Error::io(&target, e.error))?;
     Ok(())
 }
 

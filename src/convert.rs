@@ -61,7 +61,11 @@ pub struct ConvertReport {
 }
 
 /// Convert `input` into the SLAF dataset `output`.
-pub async fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<ConvertReport> {
+pub async fn convert(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
     if options.chunk_size == 0 {
         return Err(Error::Usage("--chunk-size must be at least 1".into()));
     }
@@ -100,7 +104,9 @@ pub async fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> R
     let value_type = scan.value_type;
     replace_output(output, options.overwrite)?;
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
-    let (stats, fragments) = match write_tables(output, reader, scan, &ids, options.chunk_size).await {
+    let (stats, fragments) = match write_tables(output, reader, scan, &ids, options.chunk_size)
+        .await
+    {
         Ok(done) => done,
         Err(e) => {
             // We created this directory and it has no config.json: remove it so a rerun
@@ -154,8 +160,14 @@ async fn write_tables(
         &output.join("expression.lance"),
         expression_schema(ids.clone(), scan.value_type),
     )?;
-    let cells = TableWriter::new(&output.join("cells.lance"), cells_schema(reader.obs_fields()))?;
-    let genes = TableWriter::new(&output.join("genes.lance"), genes_schema(reader.var_fields()))?;
+    let cells = TableWriter::new(
+        &output.join("cells.lance"),
+        cells_schema(reader.obs_fields()),
+    )?;
+    let genes = TableWriter::new(
+        &output.join("genes.lance"),
+        genes_schema(reader.var_fields()),
+    )?;
 
     let (reader, var_batch, gene_ids) = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut reader = reader;
@@ -171,7 +183,8 @@ async fn write_tables(
     let scan = Arc::new(scan);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellChunk>>(CHANNEL_DEPTH);
     let reader_scan = scan.clone();
-    let producer = tokio::task::spawn_blocking(move || produce_chunks(reader, reader_scan, chunk_size, tx));
+    let producer =
+        tokio::task::spawn_blocking(move || produce_chunks(reader, reader_scan, chunk_size, tx));
 
     let mut expression_fragments = Vec::new();
     let mut cell_fragments = Vec::new();
@@ -179,8 +192,13 @@ async fn write_tables(
     let mut cells_done = 0u64;
     while let Some(chunk) = rx.recv().await {
         let chunk = chunk?;
-        let (expr_batch, chunk_stats) =
-            expression_batch(expression.schema(), ids, scan.value_type, chunk.cells.start, &chunk.entries)?;
+        let (expr_batch, chunk_stats) = expression_batch(
+            expression.schema(),
+            ids,
+            scan.value_type,
+            chunk.cells.start,
+            &chunk.entries,
+        )?;
         let cell_batch = cells_batch(cells.schema(), &chunk, &scan.row_offsets)?;
         let (e, c) = tokio::try_join!(
             expression.write_fragment(expr_batch),

@@ -52,7 +52,10 @@ pub async fn describe(dir: &Path, rows: usize) -> Result<String> {
         let ds = lance::Dataset::open(&uri)
             .await
             .map_err(|e| Error::lance(&table_dir, e))?;
-        let n = ds.count_rows(None).await.map_err(|e| Error::lance(&table_dir, e))?;
+        let n = ds
+            .count_rows(None)
+            .await
+            .map_err(|e| Error::lance(&table_dir, e))?;
         let _ = writeln!(
             out,
             "\n{name} ({rel}): {n} rows in {} fragments, Lance version {}",

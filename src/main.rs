@@ -9,7 +9,10 @@ use slaf_convert::logging;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("slaf-convert: cannot start the async runtime: {e}");

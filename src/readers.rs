@@ -192,7 +192,11 @@ mod tests {
         let parts: Vec<_> = CellRange::new(3, 10).split(3).collect();
         assert_eq!(
             parts,
-            vec![CellRange::new(3, 6), CellRange::new(6, 9), CellRange::new(9, 10)]
+            vec![
+                CellRange::new(3, 6),
+                CellRange::new(6, 9),
+                CellRange::new(9, 10)
+            ]
         );
         assert_eq!(CellRange::new(0, 0).split(5).count(), 0);
     }

@@ -288,12 +288,21 @@ mod tests {
     #[test]
     fn test_expression_id_types() {
         let default = expression_id_types(IdTypes::Int32, 10, 10);
-        assert_eq!((default.cell, default.gene), (DataType::Int32, DataType::Int32));
+        assert_eq!(
+            (default.cell, default.gene),
+            (DataType::Int32, DataType::Int32)
+        );
         let compact = expression_id_types(IdTypes::Compact, 10, 65_536);
-        assert_eq!((compact.cell, compact.gene), (DataType::UInt32, DataType::UInt16));
+        assert_eq!(
+            (compact.cell, compact.gene),
+            (DataType::UInt32, DataType::UInt16)
+        );
         // Past 65,535 genes a uint16 would wrap (B1): widen instead.
         let widened = expression_id_types(IdTypes::Compact, 10, 70_000);
-        assert_eq!((widened.cell, widened.gene), (DataType::Int32, DataType::Int32));
+        assert_eq!(
+            (widened.cell, widened.gene),
+            (DataType::Int32, DataType::Int32)
+        );
         let many_cells = expression_id_types(IdTypes::Int32, 3_000_000_000, 10);
         assert_eq!(many_cells.cell, DataType::Int64);
     }

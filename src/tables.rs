@@ -28,19 +28,33 @@ pub fn expression_batch(
 ) -> Result<(RecordBatch, ValueStats)> {
     let n = entries.genes.len();
     let cell_of_row = || {
-        entries.offsets.windows(2).enumerate().flat_map(move |(i, w)| {
-            std::iter::repeat_n(first_cell + i as u64, (w[1] - w[0]) as usize)
-        })
+        entries
+            .offsets
+            .windows(2)
+            .enumerate()
+            .flat_map(move |(i, w)| {
+                std::iter::repeat_n(first_cell + i as u64, (w[1] - w[0]) as usize)
+            })
     };
     let cells: ArrayRef = match ids.cell {
-        DataType::Int32 => Arc::new(Int32Array::from_iter_values(cell_of_row().map(|c| c as i32))),
-        DataType::UInt32 => Arc::new(UInt32Array::from_iter_values(cell_of_row().map(|c| c as u32))),
-        DataType::Int64 => Arc::new(Int64Array::from_iter_values(cell_of_row().map(|c| c as i64))),
+        DataType::Int32 => Arc::new(Int32Array::from_iter_values(
+            cell_of_row().map(|c| c as i32),
+        )),
+        DataType::UInt32 => Arc::new(UInt32Array::from_iter_values(
+            cell_of_row().map(|c| c as u32),
+        )),
+        DataType::Int64 => Arc::new(Int64Array::from_iter_values(
+            cell_of_row().map(|c| c as i64),
+        )),
         ref other => return Err(Error::Internal(format!("cell id type {other}"))),
     };
     let genes: ArrayRef = match ids.gene {
-        DataType::Int32 => Arc::new(Int32Array::from_iter_values(entries.genes.iter().map(|&g| g as i32))),
-        DataType::UInt16 => Arc::new(UInt16Array::from_iter_values(entries.genes.iter().map(|&g| g as u16))),
+        DataType::Int32 => Arc::new(Int32Array::from_iter_values(
+            entries.genes.iter().map(|&g| g as i32),
+        )),
+        DataType::UInt16 => Arc::new(UInt16Array::from_iter_values(
+            entries.genes.iter().map(|&g| g as u16),
+        )),
         ref other => return Err(Error::Internal(format!("gene id type {other}"))),
     };
     let (values, stats): (ArrayRef, ValueStats) = match value_type {
@@ -69,7 +83,11 @@ pub fn expression_batch(
 
 /// The `cells.lance` rows of a chunk. `row_offsets` are the dataset's global expression row
 /// offsets; the chunk's own entry counts must agree with them.
-pub fn cells_batch(schema: &SchemaRef, chunk: &CellChunk, row_offsets: &[u64]) -> Result<RecordBatch> {
+pub fn cells_batch(
+    schema: &SchemaRef,
+    chunk: &CellChunk,
+    row_offsets: &[u64],
+) -> Result<RecordBatch> {
     let n = chunk.cells.len() as usize;
     let start = chunk.cells.start as usize;
     let base = row_offsets[start];
@@ -93,10 +111,16 @@ pub fn cells_batch(schema: &SchemaRef, chunk: &CellChunk, row_offsets: &[u64]) -
 }
 
 /// The whole `genes.lance` table.
-pub fn genes_batch(schema: &SchemaRef, var: &RecordBatch, gene_ids: &[String]) -> Result<RecordBatch> {
+pub fn genes_batch(
+    schema: &SchemaRef,
+    var: &RecordBatch,
+    gene_ids: &[String],
+) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = var.columns().to_vec();
     columns.push(Arc::new(StringArray::from_iter_values(gene_ids)));
-    columns.push(Arc::new(Int64Array::from_iter_values(0..gene_ids.len() as i64)));
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        0..gene_ids.len() as i64,
+    )));
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::Internal(format!("genes batch: {e}")))
 }
@@ -117,10 +141,19 @@ mod tests {
             genes: vec![1, 4, 0],
             values: vec![3.0, 1.0, 7.0],
         };
-        let (batch, stats) = expression_batch(&schema, &ids, ValueType::UInt16, 5, &entries).unwrap();
-        let cells: Vec<i32> = batch.column(0).as_primitive::<Int32Type>().values().to_vec();
+        let (batch, stats) =
+            expression_batch(&schema, &ids, ValueType::UInt16, 5, &entries).unwrap();
+        let cells: Vec<i32> = batch
+            .column(0)
+            .as_primitive::<Int32Type>()
+            .values()
+            .to_vec();
         assert_eq!(cells, vec![5, 5, 7]);
-        let values: Vec<u16> = batch.column(2).as_primitive::<UInt16Type>().values().to_vec();
+        let values: Vec<u16> = batch
+            .column(2)
+            .as_primitive::<UInt16Type>()
+            .values()
+            .to_vec();
         assert_eq!(values, vec![3, 1, 7]);
         assert_eq!((stats.count, stats.min, stats.max), (3, 1.0, 7.0));
     }

@@ -9,16 +9,15 @@
 //! (docs/slaf-format.md Appendix B).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow::array::{RecordBatch, RecordBatchIterator};
 use arrow::datatypes::SchemaRef;
+use lance::dataset::fragment::write::FragmentCreateBuilder;
 use lance::dataset::transaction::{Operation, Transaction};
 use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
 use lance::datatypes::Schema as LanceSchema;
-use lance::dataset::fragment::write::FragmentCreateBuilder;
-use lance_file::version::LanceFileVersion;
 use lance::table::format::Fragment;
+use lance_file::version::LanceFileVersion;
 
 use crate::error::{Error, Result};
 
@@ -50,7 +49,8 @@ pub struct TableWriter {
 impl TableWriter {
     /// A writer for the table directory `dir` (e.g. `out.slaf/expression.lance`).
     pub fn new(dir: &Path, schema: SchemaRef) -> Result<Self> {
-        let lance_schema = LanceSchema::try_from(schema.as_ref()).map_err(|e| Error::lance(dir, e))?;
+        let lance_schema =
+            LanceSchema::try_from(schema.as_ref()).map_err(|e| Error::lance(dir, e))?;
         Ok(TableWriter {
             dir: dir.to_path_buf(),
             uri: dir.to_string_lossy().into_owned(),
@@ -121,4 +121,3 @@ impl TableWriter {
         Ok(())
     }
 }
-

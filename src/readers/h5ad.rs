@@ -78,7 +78,12 @@ impl H5adReader {
     }
 }
 
-fn batch(path: &Path, fields: &[Field], columns: Vec<arrow::array::ArrayRef>, rows: usize) -> Result<RecordBatch> {
+fn batch(
+    path: &Path,
+    fields: &[Field],
+    columns: Vec<arrow::array::ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(fields.to_vec()));
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
     RecordBatch::try_new_with_options(schema, columns, &options)
@@ -127,7 +132,8 @@ impl InputReader for H5adReader {
             )));
         }
         let n_genes = self.layout.n_genes;
-        self.matrix.prepare(&self.path, range, chunk_size, n_genes)?;
+        self.matrix
+            .prepare(&self.path, range, chunk_size, n_genes)?;
         let H5adReader {
             path, matrix, obs, ..
         } = self;

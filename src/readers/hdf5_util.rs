@@ -28,8 +28,11 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
     // HDF5 prints its own error stack to stderr; our message replaces it.
     let _quiet = hdf5::silence_errors(true);
     hdf5::File::open(path).map_err(|e| {
-        let what = if e.to_string().contains("signature") || e.to_string().contains("not an HDF5") {
+        let text = e.to_string();
+        let what = if text.contains("signature") || text.contains("not an HDF5") {
             "not an HDF5 file (or truncated): cannot open".to_string()
+        } else if text.contains("unable to lock file") {
+            "HDF5 file is locked by another process (still being written?); set HDF5_USE_FILE_LOCKING=FALSE to read it anyway".to_string()
         } else {
             format!("cannot open as HDF5 (truncated or corrupt?): {e}")
         };
@@ -39,7 +42,12 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
 
 /// Read a scalar string attribute, `None` if the attribute is absent.
 pub fn str_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<String>> {
-    if !loc.attr_names().map_err(|e| h5_error(path, &loc.name(), e))?.iter().any(|n| n == name) {
+    if !loc
+        .attr_names()
+        .map_err(|e| h5_error(path, &loc.name(), e))?
+        .iter()
+        .any(|n| n == name)
+    {
         return Ok(None);
     }
     let attr = loc.attr(name).map_err(|e| h5_error(path, &loc.name(), e))?;
@@ -47,14 +55,22 @@ pub fn str_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<String
     let mut values = attr_strings(path, &object, &attr)?;
     match values.len() {
         1 => Ok(values.pop()),
-        n => Err(Error::invalid(path, format!("{object}: expected one string, found {n}"))),
+        n => Err(Error::invalid(
+            path,
+            format!("{object}: expected one string, found {n}"),
+        )),
     }
 }
 
 /// Read a string or string-array attribute (empty numeric arrays, as h5py writes an empty
 /// list, read as no strings).
 pub fn str_array_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<Vec<String>>> {
-    if !loc.attr_names().map_err(|e| h5_error(path, &loc.name(), e))?.iter().any(|n| n == name) {
+    if !loc
+        .attr_names()
+        .map_err(|e| h5_error(path, &loc.name(), e))?
+        .iter()
+        .any(|n| n == name)
+    {
         return Ok(None);
     }
     let attr = loc.attr(name).map_err(|e| h5_error(path, &loc.name(), e))?;
@@ -72,7 +88,10 @@ fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<Strin
     match desc {
         TypeDescriptor::VarLenUnicode => {
             if scalar {
-                Ok(vec![attr.read_scalar::<VarLenUnicode>().map_err(err)?.to_string()])
+                Ok(vec![attr
+                    .read_scalar::<VarLenUnicode>()
+                    .map_err(err)?
+                    .to_string()])
             } else {
                 Ok(attr
                     .read_raw::<VarLenUnicode>()
@@ -84,7 +103,10 @@ fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<Strin
         }
         TypeDescriptor::VarLenAscii => {
             if scalar {
-                Ok(vec![attr.read_scalar::<VarLenAscii>().map_err(err)?.to_string()])
+                Ok(vec![attr
+                    .read_scalar::<VarLenAscii>()
+                    .map_err(err)?
+                    .to_string()])
             } else {
                 Ok(attr
                     .read_raw::<VarLenAscii>()
@@ -113,11 +135,13 @@ fn read_attr_bytes(path: &Path, object: &str, attr: &Attribute, width: usize) ->
     let mut buf = vec![0u8; attr.size() * width];
     // SAFETY: the buffer holds size * width bytes, exactly what reading with the file's own
     // fixed-length string type writes.
-    let status = hdf5::sync::sync(|| unsafe {
-        H5Aread(attr.id(), dtype.id(), buf.as_mut_ptr().cast())
-    });
+    let status =
+        hdf5::sync::sync(|| unsafe { H5Aread(attr.id(), dtype.id(), buf.as_mut_ptr().cast()) });
     if status < 0 {
-        return Err(Error::invalid(path, format!("{object}: cannot read fixed-length strings")));
+        return Err(Error::invalid(
+            path,
+            format!("{object}: cannot read fixed-length strings"),
+        ));
     }
     Ok(buf)
 }
@@ -127,23 +151,33 @@ fn fixed_strings_from_bytes(bytes: &[u8], width: usize) -> Vec<String> {
         .chunks(width.max(1))
         .map(|c| {
             let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
-            String::from_utf8_lossy(&c[..end]).trim_end_matches(' ').to_string()
+            String::from_utf8_lossy(&c[..end])
+                .trim_end_matches(' ')
+                .to_string()
         })
         .collect()
 }
 
 /// Open a member group, with an error naming it.
 pub fn group(path: &Path, parent: &Group, name: &str) -> Result<Group> {
-    parent
-        .group(name)
-        .map_err(|e| h5_error(path, &format!("{}/{}", parent.name().trim_end_matches('/'), name), e))
+    parent.group(name).map_err(|e| {
+        h5_error(
+            path,
+            &format!("{}/{}", parent.name().trim_end_matches('/'), name),
+            e,
+        )
+    })
 }
 
 /// Open a member dataset, with an error naming it.
 pub fn dataset(path: &Path, parent: &Group, name: &str) -> Result<Dataset> {
-    parent
-        .dataset(name)
-        .map_err(|e| h5_error(path, &format!("{}/{}", parent.name().trim_end_matches('/'), name), e))
+    parent.dataset(name).map_err(|e| {
+        h5_error(
+            path,
+            &format!("{}/{}", parent.name().trim_end_matches('/'), name),
+            e,
+        )
+    })
 }
 
 /// Whether `name` is a group (as opposed to a dataset) inside `parent`.
@@ -254,7 +288,12 @@ pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Ve
 }
 
 /// Read fixed-length strings as raw bytes using the file's own type (no per-length Rust type).
-fn read_fixed_bytes(path: &Path, ds: &Dataset, range: Range<usize>, width: usize) -> Result<Vec<u8>> {
+fn read_fixed_bytes(
+    path: &Path,
+    ds: &Dataset,
+    range: Range<usize>,
+    width: usize,
+) -> Result<Vec<u8>> {
     use hdf5_sys::h5d::H5Dread;
     use hdf5_sys::h5p::H5P_DEFAULT;
     use hdf5_sys::h5s::{H5S_seloper_t, H5Sclose, H5Screate_simple, H5Sselect_hyperslab};
@@ -283,7 +322,14 @@ fn read_fixed_bytes(path: &Path, ds: &Dataset, range: Range<usize>, width: usize
         let status = if sel < 0 || ms < 0 {
             -1
         } else {
-            H5Dread(ds.id(), dtype.id(), ms, fs, H5P_DEFAULT, buf.as_mut_ptr().cast())
+            H5Dread(
+                ds.id(),
+                dtype.id(),
+                ms,
+                fs,
+                H5P_DEFAULT,
+                buf.as_mut_ptr().cast(),
+            )
         };
         if ms >= 0 {
             H5Sclose(ms);
@@ -311,6 +357,9 @@ pub fn read_bools(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<
             .read_slice_1d::<bool, _>(range)
             .map_err(|e| h5_error(path, &ds.name(), e))?
             .to_vec()),
-        _ => Ok(read_i64(path, ds, range)?.into_iter().map(|v| v != 0).collect()),
+        _ => Ok(read_i64(path, ds, range)?
+            .into_iter()
+            .map(|v| v != 0)
+            .collect()),
     }
 }

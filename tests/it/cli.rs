@@ -5,13 +5,23 @@ use crate::util::*;
 fn assert_fails(input: &std::path::Path, code: i32, needle: &str) {
     let dir = tmp();
     let out_dir = at(&dir, "out.slaf");
-    let out = slaf_convert(&["convert", input.to_str().unwrap(), out_dir.to_str().unwrap()]);
+    let out = slaf_convert(&[
+        "convert",
+        input.to_str().unwrap(),
+        out_dir.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(lines.len(), 1, "one error line: {stderr}");
-    assert!(lines[0].contains(input.to_str().unwrap()), "names the file: {stderr}");
-    assert!(lines[0].contains(needle), "says what is wrong ({needle}): {stderr}");
+    assert!(
+        lines[0].contains(input.to_str().unwrap()),
+        "names the file: {stderr}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "says what is wrong ({needle}): {stderr}"
+    );
     assert!(!out_dir.join("config.json").exists());
     assert!(!out_dir.exists(), "no output left behind");
 }
@@ -43,7 +53,11 @@ fn test_truncated() {
     let bytes = std::fs::read(&p).unwrap();
     let cut = at(&dir, "cut.h5ad");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = slaf_convert(&["convert", cut.to_str().unwrap(), at(&dir, "o.slaf").to_str().unwrap()]);
+    let out = slaf_convert(&[
+        "convert",
+        cut.to_str().unwrap(),
+        at(&dir, "o.slaf").to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(65), "{stderr}");
     assert!(stderr.contains("cut.h5ad"));
@@ -54,11 +68,11 @@ fn test_truncated() {
 fn test_missing_x() {
     let dir = tmp();
     let p = at(&dir, "nox.h5ad");
-    let file = hdf5::File::create(&p).unwrap();
-    str_attr(&file, "encoding-type", "anndata");
-    dataframe(&file, "obs", &["a".into()], &[]);
-    dataframe(&file, "var", &["g".into()], &[]);
-    drop(file);
+    h5_file(&p, |file| {
+        str_attr(file, "encoding-type", "anndata");
+        dataframe(file, "obs", &["a".into()], &[]);
+        dataframe(file, "var", &["g".into()], &[]);
+    });
     assert_fails(&p, 65, "/X: missing");
 }
 
@@ -67,12 +81,11 @@ fn test_unsupported_matrix_encoding() {
     let dir = tmp();
     let p = at(&dir, "coo.h5ad");
     let m = sample_matrix(3, 3, 1);
-    let file = write_h5ad(&p, &m, Storage::Csr);
-    let x = file.group("X").unwrap();
-    x.delete_attr("encoding-type").unwrap();
-    str_attr(&x, "encoding-type", "coo_matrix");
-    drop(x);
-    drop(file);
+    write_h5ad_with(&p, &m, Storage::Csr, |file| {
+        let x = file.group("X").unwrap();
+        x.delete_attr("encoding-type").unwrap();
+        str_attr(&x, "encoding-type", "coo_matrix");
+    });
     assert_fails(&p, 65, "unsupported matrix encoding 'coo_matrix'");
 }
 
@@ -81,14 +94,14 @@ fn test_unsupported_column_encoding() {
     let dir = tmp();
     let p = at(&dir, "awk.h5ad");
     let m = sample_matrix(3, 3, 1);
-    let file = hdf5::File::create(&p).unwrap();
-    str_attr(&file, "encoding-type", "anndata");
-    write_x(&file, &m, Storage::Csr);
-    dataframe(&file, "var", &m.gene_names(), &[]);
-    let obs = dataframe(&file, "obs", &m.cell_names(), &["weird"]);
-    let g = obs.create_group("weird").unwrap();
-    str_attr(&g, "encoding-type", "awkward-array");
-    drop(file);
+    h5_file(&p, |file| {
+        str_attr(file, "encoding-type", "anndata");
+        write_x(file, &m, Storage::Csr);
+        dataframe(file, "var", &m.gene_names(), &[]);
+        let obs = dataframe(file, "obs", &m.cell_names(), &["weird"]);
+        let g = obs.create_group("weird").unwrap();
+        str_attr(&g, "encoding-type", "awkward-array");
+    });
     assert_fails(&p, 65, "unsupported column encoding 'awkward-array'");
 }
 
@@ -106,7 +119,11 @@ fn test_output_exists_and_overwrite() {
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
     std::fs::create_dir(at(&dir, "x.slaf")).unwrap();
     std::fs::write(at(&dir, "x.slaf").join("stale"), b"old").unwrap();
-    let out = slaf_convert(&["convert", at(&dir, "x.h5ad").to_str().unwrap(), at(&dir, "x.slaf").to_str().unwrap()]);
+    let out = slaf_convert(&[
+        "convert",
+        at(&dir, "x.h5ad").to_str().unwrap(),
+        at(&dir, "x.slaf").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(73));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
     convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--overwrite"]);
@@ -120,7 +137,11 @@ fn test_logs_are_json_lines() {
     let m = sample_matrix(5, 4, 2);
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
-        .args(["convert", at(&dir, "x.h5ad").to_str().unwrap(), at(&dir, "x.slaf").to_str().unwrap()])
+        .args([
+            "convert",
+            at(&dir, "x.h5ad").to_str().unwrap(),
+            at(&dir, "x.slaf").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

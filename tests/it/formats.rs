@@ -6,20 +6,33 @@ fn check_dataset(out: &std::path::Path, m: &Matrix) {
     let expr = read_table(&out.join("expression.lance"));
     let cells = ints(&expr, "cell_integer_id");
     let genes = ints(&expr, "gene_integer_id");
-    let values: Vec<f64> = floats(&expr, "value").into_iter().map(Option::unwrap).collect();
+    let values: Vec<f64> = floats(&expr, "value")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     let got: Vec<(i64, i64, f64)> = cells
         .iter()
         .zip(&genes)
         .zip(&values)
         .map(|((&c, &g), &v)| (c, g, v))
         .collect();
-    assert_eq!(got, m.triplets(), "expression rows, cell-major, genes ascending");
+    assert_eq!(
+        got,
+        m.triplets(),
+        "expression rows, cell-major, genes ascending"
+    );
 
     let cell_table = read_table(&out.join("cells.lance"));
-    let names: Vec<String> = texts(&cell_table, "cell_id").into_iter().map(Option::unwrap).collect();
+    let names: Vec<String> = texts(&cell_table, "cell_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     assert_eq!(names, m.cell_names());
     let n = m.rows.len() as i64;
-    assert_eq!(ints(&cell_table, "cell_integer_id"), (0..n).collect::<Vec<_>>());
+    assert_eq!(
+        ints(&cell_table, "cell_integer_id"),
+        (0..n).collect::<Vec<_>>()
+    );
     // cell_start_index: the global row of each cell's first entry.
     let mut expected = Vec::new();
     let mut acc = 0i64;
@@ -29,12 +42,19 @@ fn check_dataset(out: &std::path::Path, m: &Matrix) {
     }
     assert_eq!(ints(&cell_table, "cell_start_index"), expected);
     assert_eq!(
-        cell_table.schema().field_with_name("cell_start_index").unwrap().data_type(),
+        cell_table
+            .schema()
+            .field_with_name("cell_start_index")
+            .unwrap()
+            .data_type(),
         &arrow::datatypes::DataType::Int64
     );
 
     let gene_table = read_table(&out.join("genes.lance"));
-    let gnames: Vec<String> = texts(&gene_table, "gene_id").into_iter().map(Option::unwrap).collect();
+    let gnames: Vec<String> = texts(&gene_table, "gene_id")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     assert_eq!(gnames, m.gene_names());
     assert_eq!(
         ints(&gene_table, "gene_integer_id"),
@@ -44,7 +64,10 @@ fn check_dataset(out: &std::path::Path, m: &Matrix) {
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["format_version"], "0.5");
-    assert_eq!(config["array_shape"], serde_json::json!([m.rows.len(), m.n_genes]));
+    assert_eq!(
+        config["array_shape"],
+        serde_json::json!([m.rows.len(), m.n_genes])
+    );
     assert_eq!(config["n_cells"], m.rows.len());
     assert_eq!(config["tables"]["expression"], "expression.lance");
     let triplets = m.triplets();
@@ -55,7 +78,10 @@ fn check_dataset(out: &std::path::Path, m: &Matrix) {
     let stats = &config["metadata"]["expression_stats"];
     assert!((stats["mean_value"].as_f64().unwrap() - mean).abs() < 1e-9);
     assert!((stats["std_value"].as_f64().unwrap() - var.sqrt()).abs() < 1e-9);
-    assert_eq!(stats["max_value"].as_f64().unwrap(), vals.iter().cloned().fold(f64::MIN, f64::max));
+    assert_eq!(
+        stats["max_value"].as_f64().unwrap(),
+        vals.iter().cloned().fold(f64::MIN, f64::max)
+    );
 }
 
 #[test]
@@ -63,15 +89,31 @@ fn test_csr_roundtrip() {
     let dir = tmp();
     let m = sample_matrix(23, 11, 1);
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
-    convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--chunk-size", "5"]);
+    convert_ok(
+        &at(&dir, "x.h5ad"),
+        &at(&dir, "x.slaf"),
+        &["--chunk-size", "5"],
+    );
     check_dataset(&at(&dir, "x.slaf"), &m);
     let expr = read_table(&at(&dir, "x.slaf").join("expression.lance"));
     // Integral counts within [0, 65535]: uint16 values; default int32 ids.
     let schema = expr.schema();
-    assert_eq!(schema.field_with_name("value").unwrap().data_type(), &arrow::datatypes::DataType::UInt16);
-    assert_eq!(schema.field_with_name("cell_integer_id").unwrap().data_type(), &arrow::datatypes::DataType::Int32);
+    assert_eq!(
+        schema.field_with_name("value").unwrap().data_type(),
+        &arrow::datatypes::DataType::UInt16
+    );
+    assert_eq!(
+        schema
+            .field_with_name("cell_integer_id")
+            .unwrap()
+            .data_type(),
+        &arrow::datatypes::DataType::Int32
+    );
     // One fragment per non-empty chunk of 5 cells.
-    assert_eq!(fragment_count(&at(&dir, "x.slaf").join("expression.lance")), 5);
+    assert_eq!(
+        fragment_count(&at(&dir, "x.slaf").join("expression.lance")),
+        5
+    );
 }
 
 #[test]
@@ -79,7 +121,11 @@ fn test_csc_roundtrip_is_cell_major() {
     let dir = tmp();
     let m = sample_matrix(31, 9, 2);
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csc);
-    convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--chunk-size", "4"]);
+    convert_ok(
+        &at(&dir, "x.h5ad"),
+        &at(&dir, "x.slaf"),
+        &["--chunk-size", "4"],
+    );
     check_dataset(&at(&dir, "x.slaf"), &m);
 }
 
@@ -88,7 +134,11 @@ fn test_dense_roundtrip_keeps_nonzeros() {
     let dir = tmp();
     let m = sample_matrix(17, 13, 3);
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Dense);
-    convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--chunk-size", "6"]);
+    convert_ok(
+        &at(&dir, "x.h5ad"),
+        &at(&dir, "x.slaf"),
+        &["--chunk-size", "6"],
+    );
     check_dataset(&at(&dir, "x.slaf"), &m);
 }
 
@@ -119,56 +169,98 @@ fn test_obs_encodings() {
     use std::str::FromStr;
     let dir = tmp();
     let m = sample_matrix(4, 3, 5);
-    let file = hdf5::File::create(at(&dir, "x.h5ad")).unwrap();
-    str_attr(&file, "encoding-type", "anndata");
-    write_x(&file, &m, Storage::Csr);
-    dataframe(&file, "var", &m.gene_names(), &[]);
-    let obs = dataframe(
-        &file,
-        "obs",
-        &m.cell_names(),
-        &["pct.mt", "kind", "count", "flag", "maybe", "label", "total"],
-    );
-    numbers(&obs, "pct.mt", &[0.5f32, f32::NAN, 1.5, 2.0]);
-    let cat = obs.create_group("kind").unwrap();
-    str_attr(&cat, "encoding-type", "categorical");
-    let cats: Vec<VarLenUnicode> = ["B", "T"].iter().map(|s| VarLenUnicode::from_str(s).unwrap()).collect();
-    let ds = cat.new_dataset::<VarLenUnicode>().shape(2).create("categories").unwrap();
-    ds.write(&cats).unwrap();
-    numbers(&cat, "codes", &[0i8, -1, 1, 0]);
-    let nint = obs.create_group("count").unwrap();
-    str_attr(&nint, "encoding-type", "nullable-integer");
-    numbers(&nint, "values", &[1i64, 2, 3, 4]);
-    numbers(&nint, "mask", &[false, true, false, false]);
-    numbers(&obs, "flag", &[true, false, true, true]);
-    let nbool = obs.create_group("maybe").unwrap();
-    str_attr(&nbool, "encoding-type", "nullable-boolean");
-    numbers(&nbool, "values", &[true, false, true, false]);
-    numbers(&nbool, "mask", &[false, false, true, false]);
-    let nstr = obs.create_group("label").unwrap();
-    str_attr(&nstr, "encoding-type", "nullable-string-array");
-    strings(&nstr, "values", &["a".into(), "b".into(), "".into(), "d".into()]);
-    numbers(&nstr, "mask", &[false, false, true, false]);
-    numbers(&obs, "total", &[10u32, 20, 30, 40]);
-    drop(file);
+    // Every handle is closed before the converter opens the file (HDF5 file locking).
+    h5_file(&at(&dir, "x.h5ad"), |file| {
+        str_attr(file, "encoding-type", "anndata");
+        write_x(file, &m, Storage::Csr);
+        dataframe(file, "var", &m.gene_names(), &[]);
+        let obs = dataframe(
+            &file,
+            "obs",
+            &m.cell_names(),
+            &["pct.mt", "kind", "count", "flag", "maybe", "label", "total"],
+        );
+        numbers(&obs, "pct.mt", &[0.5f32, f32::NAN, 1.5, 2.0]);
+        let cat = obs.create_group("kind").unwrap();
+        str_attr(&cat, "encoding-type", "categorical");
+        let cats: Vec<VarLenUnicode> = ["B", "T"]
+            .iter()
+            .map(|s| VarLenUnicode::from_str(s).unwrap())
+            .collect();
+        let ds = cat
+            .new_dataset::<VarLenUnicode>()
+            .shape(2)
+            .create("categories")
+            .unwrap();
+        ds.write(&cats).unwrap();
+        numbers(&cat, "codes", &[0i8, -1, 1, 0]);
+        let nint = obs.create_group("count").unwrap();
+        str_attr(&nint, "encoding-type", "nullable-integer");
+        numbers(&nint, "values", &[1i64, 2, 3, 4]);
+        numbers(&nint, "mask", &[false, true, false, false]);
+        numbers(&obs, "flag", &[true, false, true, true]);
+        let nbool = obs.create_group("maybe").unwrap();
+        str_attr(&nbool, "encoding-type", "nullable-boolean");
+        numbers(&nbool, "values", &[true, false, true, false]);
+        numbers(&nbool, "mask", &[false, false, true, false]);
+        let nstr = obs.create_group("label").unwrap();
+        str_attr(&nstr, "encoding-type", "nullable-string-array");
+        strings(
+            &nstr,
+            "values",
+            &["a".into(), "b".into(), "".into(), "d".into()],
+        );
+        numbers(&nstr, "mask", &[false, false, true, false]);
+        numbers(&obs, "total", &[10u32, 20, 30, 40]);
+    });
 
-    convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--chunk-size", "3"]);
+    convert_ok(
+        &at(&dir, "x.h5ad"),
+        &at(&dir, "x.slaf"),
+        &["--chunk-size", "3"],
+    );
     let cells = read_table(&at(&dir, "x.slaf").join("cells.lance"));
-    let names: Vec<String> = cells.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = cells
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     assert_eq!(
         names,
-        ["pct_mt", "kind", "count", "flag", "maybe", "label", "total", "cell_id", "cell_integer_id", "cell_start_index"]
+        [
+            "pct_mt",
+            "kind",
+            "count",
+            "flag",
+            "maybe",
+            "label",
+            "total",
+            "cell_id",
+            "cell_integer_id",
+            "cell_start_index"
+        ]
     );
-    assert_eq!(floats(&cells, "pct_mt"), vec![Some(0.5), None, Some(1.5), Some(2.0)]);
+    assert_eq!(
+        floats(&cells, "pct_mt"),
+        vec![Some(0.5), None, Some(1.5), Some(2.0)]
+    );
     assert_eq!(
         texts(&cells, "kind"),
         vec![Some("B".into()), None, Some("T".into()), Some("B".into())]
     );
-    assert_eq!(floats(&cells, "count"), vec![Some(1.0), None, Some(3.0), Some(4.0)]);
+    assert_eq!(
+        floats(&cells, "count"),
+        vec![Some(1.0), None, Some(3.0), Some(4.0)]
+    );
     let flag = cells.column_by_name("flag").unwrap();
     assert_eq!(flag.data_type(), &arrow::datatypes::DataType::Boolean);
-    let maybe = arrow::array::AsArray::as_boolean(cells.column_by_name("maybe").unwrap().as_ref()).clone();
-    assert_eq!(maybe.iter().collect::<Vec<_>>(), vec![Some(true), Some(false), None, Some(false)]);
+    let maybe =
+        arrow::array::AsArray::as_boolean(cells.column_by_name("maybe").unwrap().as_ref()).clone();
+    assert_eq!(
+        maybe.iter().collect::<Vec<_>>(),
+        vec![Some(true), Some(false), None, Some(false)]
+    );
     assert_eq!(
         texts(&cells, "label"),
         vec![Some("a".into()), Some("b".into()), None, Some("d".into())]
@@ -184,21 +276,49 @@ fn test_compact_ids() {
     let dir = tmp();
     let m = sample_matrix(6, 4, 6);
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
-    convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--id-types", "compact"]);
+    convert_ok(
+        &at(&dir, "x.h5ad"),
+        &at(&dir, "x.slaf"),
+        &["--id-types", "compact"],
+    );
     let expr = read_table(&at(&dir, "x.slaf").join("expression.lance"));
     let schema = expr.schema();
-    assert_eq!(schema.field_with_name("cell_integer_id").unwrap().data_type(), &arrow::datatypes::DataType::UInt32);
-    assert_eq!(schema.field_with_name("gene_integer_id").unwrap().data_type(), &arrow::datatypes::DataType::UInt16);
+    assert_eq!(
+        schema
+            .field_with_name("cell_integer_id")
+            .unwrap()
+            .data_type(),
+        &arrow::datatypes::DataType::UInt32
+    );
+    assert_eq!(
+        schema
+            .field_with_name("gene_integer_id")
+            .unwrap()
+            .data_type(),
+        &arrow::datatypes::DataType::UInt16
+    );
     check_dataset(&at(&dir, "x.slaf"), &m);
 }
 
 #[test]
 fn test_zero_cells() {
     let dir = tmp();
-    let m = Matrix { rows: vec![], n_genes: 5 };
+    let m = Matrix {
+        rows: vec![],
+        n_genes: 5,
+    };
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
     convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &[]);
-    assert_eq!(read_table(&at(&dir, "x.slaf").join("expression.lance")).num_rows(), 0);
-    assert_eq!(read_table(&at(&dir, "x.slaf").join("cells.lance")).num_rows(), 0);
-    assert_eq!(read_table(&at(&dir, "x.slaf").join("genes.lance")).num_rows(), 5);
+    assert_eq!(
+        read_table(&at(&dir, "x.slaf").join("expression.lance")).num_rows(),
+        0
+    );
+    assert_eq!(
+        read_table(&at(&dir, "x.slaf").join("cells.lance")).num_rows(),
+        0
+    );
+    assert_eq!(
+        read_table(&at(&dir, "x.slaf").join("genes.lance")).num_rows(),
+        5
+    );
 }

@@ -8,7 +8,11 @@ fn b09_csc_input_is_cell_major() {
     let dir = tmp();
     let m = sample_matrix(40, 7, 9);
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csc);
-    convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &["--chunk-size", "3"]);
+    convert_ok(
+        &at(&dir, "x.h5ad"),
+        &at(&dir, "x.slaf"),
+        &["--chunk-size", "3"],
+    );
     let expr = read_table(&at(&dir, "x.slaf").join("expression.lance"));
     let cells = ints(&expr, "cell_integer_id");
     assert!(cells.windows(2).all(|w| w[0] <= w[1]), "cells ascending");
@@ -33,11 +37,18 @@ fn b07_value_type_checks_every_value() {
 #[test]
 fn b17_std_of_large_counts() {
     let dir = tmp();
-    let m = Matrix { rows: vec![vec![1000.0, 3000.0]], n_genes: 2 };
+    let m = Matrix {
+        rows: vec![vec![1000.0, 3000.0]],
+        n_genes: 2,
+    };
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
     convert_ok(&at(&dir, "x.h5ad"), &at(&dir, "x.slaf"), &[]);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(at(&dir, "x.slaf").join("config.json")).unwrap()).unwrap();
-    let std = config["metadata"]["expression_stats"]["std_value"].as_f64().unwrap();
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(at(&dir, "x.slaf").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    let std = config["metadata"]["expression_stats"]["std_value"]
+        .as_f64()
+        .unwrap();
     assert!((std - 1414.2135623730951).abs() < 1e-9, "std {std}");
 }

@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::process::Stdio;
 use std::str::FromStr;
+use std::sync::RwLock;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
@@ -14,13 +16,37 @@ use futures::TryStreamExt;
 use hdf5::types::VarLenUnicode;
 use hdf5::{Group, Location};
 
+/// Held (shared) while a test has an HDF5 file open, and (exclusively) while a child process
+/// is spawned: a child inherits every open descriptor, and with it HDF5's lock on another
+/// test's file, which then stays locked for the child's lifetime.
+static HDF5_OPEN: RwLock<()> = RwLock::new(());
+
+/// Spawn `cmd` while no test holds an HDF5 file open, then wait for it.
+pub fn run(cmd: &mut std::process::Command) -> Output {
+    let child = {
+        let _no_open_files = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    child.wait_with_output().expect("wait")
+}
+
 /// Run `slaf-convert ARGS...`.
 pub fn slaf_convert(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
-        .args(args)
-        .env("SLAF_CONVERT_LOG", "warn")
-        .output()
-        .expect("run slaf-convert")
+    run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
+            .args(args)
+            .env("SLAF_CONVERT_LOG", "warn"),
+    )
+}
+
+/// Create the HDF5 file `path` and fill it with `fill`; every handle is closed on return.
+pub fn h5_file(path: &Path, fill: impl FnOnce(&hdf5::File)) {
+    let _open = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    let file = hdf5::File::create(path).unwrap();
+    fill(&file);
 }
 
 /// Convert `input` to `output`, asserting success.
@@ -76,7 +102,11 @@ pub fn strings(group: &Group, name: &str, values: &[String]) {
 
 /// A numeric dataset.
 pub fn numbers<T: hdf5::H5Type + Clone>(group: &Group, name: &str, values: &[T]) -> hdf5::Dataset {
-    let ds = group.new_dataset::<T>().shape(values.len()).create(name).unwrap();
+    let ds = group
+        .new_dataset::<T>()
+        .shape(values.len())
+        .create(name)
+        .unwrap();
     if !values.is_empty() {
         ds.write(values).unwrap();
     }
@@ -131,15 +161,22 @@ impl Matrix {
     }
 }
 
+/// Write `m` as `path` with X in `storage` and plain obs/var (index only); `extra` may then
+/// change the file.
+pub fn write_h5ad_with(path: &Path, m: &Matrix, storage: Storage, extra: impl FnOnce(&hdf5::File)) {
+    h5_file(path, |file| {
+        str_attr(file, "encoding-type", "anndata");
+        str_attr(file, "encoding-version", "0.1.0");
+        write_x(file, m, storage);
+        dataframe(file, "obs", &m.cell_names(), &[]);
+        dataframe(file, "var", &m.gene_names(), &[]);
+        extra(file);
+    });
+}
+
 /// Write `m` as `path` with X in `storage` and plain obs/var (index only).
-pub fn write_h5ad(path: &Path, m: &Matrix, storage: Storage) -> hdf5::File {
-    let file = hdf5::File::create(path).unwrap();
-    str_attr(&file, "encoding-type", "anndata");
-    str_attr(&file, "encoding-version", "0.1.0");
-    write_x(&file, m, storage);
-    dataframe(&file, "obs", &m.cell_names(), &[]);
-    dataframe(&file, "var", &m.gene_names(), &[]);
-    file
+pub fn write_h5ad(path: &Path, m: &Matrix, storage: Storage) {
+    write_h5ad_with(path, m, storage, |_| {});
 }
 
 /// Write X of `m` into `root`.
@@ -155,13 +192,21 @@ pub fn write_x(root: &Group, m: &Matrix, storage: Storage) {
         str_attr(&ds, "encoding-version", "0.2.0");
         return;
     }
-    let (major, minor) = if storage == Storage::Csr { (n, g) } else { (g, n) };
+    let (major, minor) = if storage == Storage::Csr {
+        (n, g)
+    } else {
+        (g, n)
+    };
     let mut data = Vec::new();
     let mut indices = Vec::new();
     let mut indptr = vec![0i32];
     for a in 0..major {
         for b in 0..minor {
-            let v = if storage == Storage::Csr { m.rows[a][b] } else { m.rows[b][a] };
+            let v = if storage == Storage::Csr {
+                m.rows[a][b]
+            } else {
+                m.rows[b][a]
+            };
             if v != 0.0 {
                 data.push(v as f32);
                 indices.push(b as i32);
@@ -170,7 +215,11 @@ pub fn write_x(root: &Group, m: &Matrix, storage: Storage) {
         indptr.push(data.len() as i32);
     }
     let x = root.create_group("X").unwrap();
-    let enc = if storage == Storage::Csr { "csr_matrix" } else { "csc_matrix" };
+    let enc = if storage == Storage::Csr {
+        "csr_matrix"
+    } else {
+        "csc_matrix"
+    };
     str_attr(&x, "encoding-type", enc);
     str_attr(&x, "encoding-version", "0.1.0");
     x.new_attr::<i64>()
@@ -186,9 +235,13 @@ pub fn write_x(root: &Group, m: &Matrix, storage: Storage) {
 
 /// A small seeded matrix with empty cells and genes, integer counts.
 pub fn sample_matrix(n: usize, g: usize, seed: u64) -> Matrix {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as u32
     };
     let rows = (0..n)
@@ -210,7 +263,10 @@ pub fn sample_matrix(n: usize, g: usize, seed: u64) -> Matrix {
 
 /// All rows of a Lance table as one batch.
 pub fn read_table(dir: &Path) -> RecordBatch {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let ds = lance::Dataset::open(dir.to_str().unwrap()).await.unwrap();
         let batches: Vec<RecordBatch> = ds
@@ -228,7 +284,10 @@ pub fn read_table(dir: &Path) -> RecordBatch {
 
 /// Number of fragments of a Lance table.
 pub fn fragment_count(dir: &Path) -> usize {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         lance::Dataset::open(dir.to_str().unwrap())
             .await
@@ -240,7 +299,9 @@ pub fn fragment_count(dir: &Path) -> usize {
 
 /// A column as i64, whatever its integer type.
 pub fn ints(batch: &RecordBatch, name: &str) -> Vec<i64> {
-    let col = batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"));
     let cast = arrow::compute::cast(col, &DataType::Int64).unwrap();
     cast.as_primitive::<Int64Type>().values().to_vec()
 }
@@ -250,7 +311,9 @@ pub fn floats(batch: &RecordBatch, name: &str) -> Vec<Option<f64>> {
     let col = batch.column_by_name(name).unwrap();
     let cast = arrow::compute::cast(col, &DataType::Float64).unwrap();
     let a = cast.as_primitive::<arrow::datatypes::Float64Type>();
-    (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect()
+    (0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect()
 }
 
 /// A string column.

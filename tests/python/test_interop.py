@@ -189,3 +189,18 @@ def test_dotted_collision_is_an_error(tmp_path):
     assert proc.returncode == 65
     assert "dup.h5ad" in proc.stderr and "'a.b' and 'a_b'" in proc.stderr
     assert not (tmp_path / "dup.slaf" / "config.json").exists()
+
+
+def test_log_lines_validate_against_schema(tmp_path):
+    import jsonschema
+    schema = json.loads((ROOT / "schemas" / "log-line.schema.json").read_text())
+    fixtures.write("empty_cell", tmp_path / "e.h5ad")
+    proc = subprocess.run([BIN, "--log-format", "json", "convert", str(tmp_path / "e.h5ad"),
+                           str(tmp_path / "e.slaf"), "--chunk-size", "10"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in proc.stderr.splitlines() if l.strip()]
+    events = [l.get("event") for l in lines]
+    assert events.count("chunk.written") == 6 and events[-1] == "convert.done", events
+    for line in lines:
+        jsonschema.validate(line, schema)

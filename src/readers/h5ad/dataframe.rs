@@ -130,14 +130,12 @@ impl DataFrameReader {
     /// The index values (obs_names / var_names) of `rows`.
     pub fn read_index(&self, rows: Range<usize>) -> Result<Vec<String>> {
         match h5::descriptor(&self.path, &self.index)? {
-            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Ok(h5::read_i64(
-                &self.path,
-                &self.index,
-                rows,
-            )?
-            .into_iter()
-            .map(|v| v.to_string())
-            .collect()),
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+                Ok(h5::read_i64(&self.path, &self.index, rows)?
+                    .into_iter()
+                    .map(|v| v.to_string())
+                    .collect())
+            }
             _ => h5::read_strings(&self.path, &self.index, rows),
         }
     }
@@ -210,7 +208,9 @@ fn resolve_column(path: &Path, group: &Group, col: &str) -> Result<Column> {
                 let desc = h5::descriptor(path, &values)?;
                 let dtype = numeric_type(&desc)
                     .filter(|t| t.is_integer())
-                    .ok_or_else(|| unsupported(format!("nullable-integer values of type {desc}")))?;
+                    .ok_or_else(|| {
+                        unsupported(format!("nullable-integer values of type {desc}"))
+                    })?;
                 Ok(Column::NullableInt {
                     values,
                     mask,
@@ -226,7 +226,9 @@ fn resolve_column(path: &Path, group: &Group, col: &str) -> Result<Column> {
                 mask: h5::dataset(path, &g, "mask")?,
             }),
             "" => Err(unsupported("group without an encoding-type".into())),
-            other => Err(unsupported(format!("unsupported column encoding '{other}'"))),
+            other => Err(unsupported(format!(
+                "unsupported column encoding '{other}'"
+            ))),
         };
     }
     let data = h5::dataset(path, group, col)?;
@@ -261,10 +263,12 @@ fn read_as_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
             .into_iter()
             .map(|b| if b { "True" } else { "False" }.to_string())
             .collect()),
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Ok(h5::read_i64(path, ds, 0..n)?
-            .into_iter()
-            .map(|v| v.to_string())
-            .collect()),
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+            Ok(h5::read_i64(path, ds, 0..n)?
+                .into_iter()
+                .map(|v| v.to_string())
+                .collect())
+        }
         TypeDescriptor::Float(_) => Ok(h5::read_f64(path, ds, 0..n)?
             .into_iter()
             .map(python_float_str)
@@ -293,9 +297,9 @@ fn read_column(path: &Path, column: &Column, rows: Range<usize>) -> Result<Array
     Ok(match column {
         Column::Numeric { data, dtype } => read_primitive(path, data, dtype, rows, None)?,
         Column::Bool { data } => Arc::new(BooleanArray::from(h5::read_bools(path, data, rows)?)),
-        Column::Strings { data } => {
-            Arc::new(StringArray::from_iter_values(h5::read_strings(path, data, rows)?))
-        }
+        Column::Strings { data } => Arc::new(StringArray::from_iter_values(h5::read_strings(
+            path, data, rows,
+        )?)),
         Column::Categorical { codes, categories } => {
             let codes_v = h5::read_i64(path, codes, rows)?;
             let mut out = Vec::with_capacity(codes_v.len());
@@ -330,7 +334,10 @@ fn read_column(path: &Path, column: &Column, rows: Range<usize>) -> Result<Array
         Column::NullableBool { values, mask } => {
             let missing = h5::read_bools(path, mask, rows.clone())?;
             let v = h5::read_bools(path, values, rows)?;
-            Arc::new(BooleanArray::new(v.into(), Some(valid_from_missing(&missing))))
+            Arc::new(BooleanArray::new(
+                v.into(),
+                Some(valid_from_missing(&missing)),
+            ))
         }
         Column::NullableStrings { values, mask } => {
             let missing = h5::read_bools(path, mask, rows.clone())?;
@@ -374,10 +381,18 @@ fn read_primitive(
     let m = missing.as_deref();
     Ok(match dtype {
         DataType::Int8 => build::<arrow::datatypes::Int8Type>(h5::read_numeric(path, ds, rows)?, m),
-        DataType::Int16 => build::<arrow::datatypes::Int16Type>(h5::read_numeric(path, ds, rows)?, m),
-        DataType::Int32 => build::<arrow::datatypes::Int32Type>(h5::read_numeric(path, ds, rows)?, m),
-        DataType::Int64 => build::<arrow::datatypes::Int64Type>(h5::read_numeric(path, ds, rows)?, m),
-        DataType::UInt8 => build::<arrow::datatypes::UInt8Type>(h5::read_numeric(path, ds, rows)?, m),
+        DataType::Int16 => {
+            build::<arrow::datatypes::Int16Type>(h5::read_numeric(path, ds, rows)?, m)
+        }
+        DataType::Int32 => {
+            build::<arrow::datatypes::Int32Type>(h5::read_numeric(path, ds, rows)?, m)
+        }
+        DataType::Int64 => {
+            build::<arrow::datatypes::Int64Type>(h5::read_numeric(path, ds, rows)?, m)
+        }
+        DataType::UInt8 => {
+            build::<arrow::datatypes::UInt8Type>(h5::read_numeric(path, ds, rows)?, m)
+        }
         DataType::UInt16 => {
             build::<arrow::datatypes::UInt16Type>(h5::read_numeric(path, ds, rows)?, m)
         }

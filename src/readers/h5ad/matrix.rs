@@ -46,7 +46,10 @@ impl MatrixSource {
     /// Resolve `X` (group or dataset) under `root`; returns the source and (n_cells, n_genes).
     pub fn open(path: &Path, root: &Group, name: &str) -> Result<(Self, u64, u64)> {
         if !root.link_exists(name) {
-            return Err(Error::invalid(path, format!("/{name}: missing (the file has no expression matrix)")));
+            return Err(Error::invalid(
+                path,
+                format!("/{name}: missing (the file has no expression matrix)"),
+            ));
         }
         if !h5::is_group(root, name) {
             let ds = h5::dataset(path, root, name)?;
@@ -77,7 +80,10 @@ impl MatrixSource {
                 .map_err(|e| h5::h5_error(path, &format!("/{name}@shape"), e))?
         };
         if shape.len() != 2 || shape.iter().any(|&d| d < 0) {
-            return Err(Error::invalid(path, format!("/{name}@shape: expected two non-negative sizes, found {shape:?}")));
+            return Err(Error::invalid(
+                path,
+                format!("/{name}@shape: expected two non-negative sizes, found {shape:?}"),
+            ));
         }
         let (n_cells, n_genes) = (shape[0] as u64, shape[1] as u64);
         let source = match encoding.as_str() {
@@ -93,18 +99,31 @@ impl MatrixSource {
         };
         if let MatrixSource::Csr(c) | MatrixSource::Csc(c, _) = &source {
             check_numeric(path, &c.data)?;
-            let major = if matches!(source, MatrixSource::Csr(_)) { n_cells } else { n_genes };
+            let major = if matches!(source, MatrixSource::Csr(_)) {
+                n_cells
+            } else {
+                n_genes
+            };
             let n_ptr = h5::len(&c.indptr) as u64;
             if n_ptr != major + 1 {
                 return Err(Error::invalid(
                     path,
-                    format!("{}: has {n_ptr} entries, expected {} for shape {shape:?}", c.indptr.name(), major + 1),
+                    format!(
+                        "{}: has {n_ptr} entries, expected {} for shape {shape:?}",
+                        c.indptr.name(),
+                        major + 1
+                    ),
                 ));
             }
             if h5::len(&c.data) != h5::len(&c.indices) {
                 return Err(Error::invalid(
                     path,
-                    format!("{}: {} values but {} indices", c.data.name(), h5::len(&c.data), h5::len(&c.indices)),
+                    format!(
+                        "{}: {} values but {} indices",
+                        c.data.name(),
+                        h5::len(&c.data),
+                        h5::len(&c.indices)
+                    ),
                 ));
             }
         }
@@ -128,7 +147,7 @@ impl MatrixSource {
                 let indptr = read_indptr(path, c, n_cells)?;
                 for_each_block(path, &c.data, |v| probe.observe(v))?;
                 let base = indptr[0];
-                indptr.iter().map(|p| p - base).collect()
+                indptr.iter().map(|p| (p - base) as u64).collect()
             }
             MatrixSource::Csc(c, _) => {
                 let _ = read_indptr(path, c, n_genes)?;
@@ -142,7 +161,13 @@ impl MatrixSource {
                             .ok()
                             .and_then(|i| counts.get_mut(i))
                             .ok_or_else(|| {
-                                Error::invalid(path, format!("{}: cell index {cell} outside 0..{n_cells}", c.indices.name()))
+                                Error::invalid(
+                                    path,
+                                    format!(
+                                        "{}: cell index {cell} outside 0..{n_cells}",
+                                        c.indices.name()
+                                    ),
+                                )
                             })?;
                         *slot += 1;
                     }
@@ -172,7 +197,13 @@ impl MatrixSource {
     }
 
     /// Prepare to read cells in `range` in chunks of `chunk_size` (CSC: bucket to temp files).
-    pub fn prepare(&mut self, path: &Path, range: CellRange, chunk_size: u64, n_genes: u64) -> Result<()> {
+    pub fn prepare(
+        &mut self,
+        path: &Path,
+        range: CellRange,
+        chunk_size: u64,
+        n_genes: u64,
+    ) -> Result<()> {
         if let MatrixSource::Csc(c, transposed) = self {
             *transposed = Some(Transposed::build(path, c, range, chunk_size, n_genes)?);
         }
@@ -190,11 +221,19 @@ impl MatrixSource {
         let n = cells.len() as usize;
         match self {
             MatrixSource::Csr(c) => {
-                let ptr = h5::read_i64(path, &c.indptr, cells.start as usize..cells.end as usize + 1)?;
+                let ptr = h5::read_i64(
+                    path,
+                    &c.indptr,
+                    cells.start as usize..cells.end as usize + 1,
+                )?;
                 let (lo, hi) = (ptr[0], ptr[n]);
-                let expect = scan.row_offsets[cells.end as usize] - scan.row_offsets[cells.start as usize];
+                let expect =
+                    scan.row_offsets[cells.end as usize] - scan.row_offsets[cells.start as usize];
                 if hi < lo || (hi - lo) as u64 != expect {
-                    return Err(Error::invalid(path, format!("{}: changed while reading", c.indptr.name())));
+                    return Err(Error::invalid(
+                        path,
+                        format!("{}: changed while reading", c.indptr.name()),
+                    ));
                 }
                 let genes = h5::read_i64(path, &c.indices, lo as usize..hi as usize)?;
                 let values = h5::read_f64(path, &c.data, lo as usize..hi as usize)?;
@@ -243,7 +282,10 @@ fn check_numeric(path: &Path, ds: &Dataset) -> Result<()> {
         T::Integer(_) | T::Unsigned(_) | T::Float(_) | T::Boolean => Ok(()),
         other => Err(Error::invalid(
             path,
-            format!("{}: unsupported value type {other} (expected integers or floats)", ds.name()),
+            format!(
+                "{}: unsupported value type {other} (expected integers or floats)",
+                ds.name()
+            ),
         )),
     }
 }
@@ -254,7 +296,10 @@ fn read_indptr(path: &Path, c: &Compressed, major: u64) -> Result<Vec<i64>> {
     if indptr.windows(2).any(|w| w[1] < w[0]) || indptr[0] < 0 || indptr[major as usize] > n {
         return Err(Error::invalid(
             path,
-            format!("{}: not a non-decreasing pointer array within 0..={n}", c.indptr.name()),
+            format!(
+                "{}: not a non-decreasing pointer array within 0..={n}",
+                c.indptr.name()
+            ),
         ));
     }
     Ok(indptr)
@@ -267,7 +312,10 @@ fn checked_genes(path: &Path, ds: &Dataset, genes: Vec<i64>, n_genes: u64) -> Re
             if g >= 0 && (g as u64) < n_genes {
                 Ok(g as u32)
             } else {
-                Err(Error::invalid(path, format!("{}: gene index {g} outside 0..{n_genes}", ds.name())))
+                Err(Error::invalid(
+                    path,
+                    format!("{}: gene index {g} outside 0..{n_genes}", ds.name()),
+                ))
             }
         })
         .collect()
@@ -323,7 +371,13 @@ struct Record {
 const RECORD_BYTES: usize = 16;
 
 impl Transposed {
-    fn build(path: &Path, c: &Compressed, range: CellRange, chunk_size: u64, n_genes: u64) -> Result<Self> {
+    fn build(
+        path: &Path,
+        c: &Compressed,
+        range: CellRange,
+        chunk_size: u64,
+        n_genes: u64,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("slaf-convert-csc-")
             .tempdir()
