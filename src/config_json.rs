@@ -100,6 +100,13 @@ pub struct DatasetSummary {
     pub stats: ValueStats,
     /// Whether expression uses upstream's compact id types.
     pub compact_ids: bool,
+    /// String columns of an *empty* cells table. Upstream's reader divides by the row count
+    /// of every string column it does not find in `obs_dtypes` (to guess categoricals), so a
+    /// zero-cell dataset fails to open unless they are listed; they are listed as "object",
+    /// which it maps back to a string cast (a no-op).
+    pub empty_obs_strings: Vec<String>,
+    /// The same for an empty genes table (`var_dtypes`).
+    pub empty_var_strings: Vec<String>,
 }
 
 /// Build the `config.json` document (docs/slaf-format.md §3.1, Appendix A item 1).
@@ -124,7 +131,7 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> Value {
     } else {
         (stats.min, stats.max, stats.mean, stats.std())
     };
-    json!({
+    let mut doc = json!({
         "format_version": FORMAT_VERSION,
         "array_shape": [n_cells, n_genes],
         "n_cells": n_cells,
@@ -152,7 +159,20 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> Value {
             },
         },
         "created_at": created_at,
-    })
+    });
+    for (key, columns) in [
+        ("obs_dtypes", &summary.empty_obs_strings),
+        ("var_dtypes", &summary.empty_var_strings),
+    ] {
+        if !columns.is_empty() {
+            let hints: serde_json::Map<String, Value> = columns
+                .iter()
+                .map(|c| (c.clone(), json!({"dtype": "object"})))
+                .collect();
+            doc[key] = Value::Object(hints);
+        }
+    }
+    doc
 }
 
 /// Write `doc` to `dir/config.json` atomically: a temporary file in `dir`, synced, renamed.
@@ -203,11 +223,15 @@ mod tests {
                 n_genes: 5,
                 stats: ValueStats::default(),
                 compact_ids: false,
+                empty_obs_strings: vec!["cell_id".into()],
+                empty_var_strings: vec![],
             },
             "2026-01-01T00:00:00",
         );
         assert_eq!(doc["metadata"]["expression_count"], 0);
         assert_eq!(doc["metadata"]["expression_stats"]["std_value"], 0.0);
         assert_eq!(doc["array_shape"], json!([0, 5]));
+        assert_eq!(doc["obs_dtypes"]["cell_id"]["dtype"], "object");
+        assert!(doc.get("var_dtypes").is_none());
     }
 }

@@ -104,6 +104,19 @@ pub async fn convert(
     let value_type = scan.value_type;
     replace_output(output, options.overwrite)?;
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    let string_columns = |schema: arrow::datatypes::SchemaRef, rows: u64| -> Vec<String> {
+        if rows > 0 {
+            return Vec::new();
+        }
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    let empty_obs_strings = string_columns(cells_schema(reader.obs_fields()), layout.n_cells);
+    let empty_var_strings = string_columns(genes_schema(reader.var_fields()), layout.n_genes);
     let (stats, fragments) = match write_tables(output, reader, scan, &ids, options.chunk_size)
         .await
     {
@@ -123,6 +136,8 @@ pub async fn convert(
         n_genes: layout.n_genes,
         stats,
         compact_ids: ids.gene == arrow::datatypes::DataType::UInt16,
+        empty_obs_strings,
+        empty_var_strings,
     };
     let created_at = chrono::Local::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f")

@@ -122,15 +122,18 @@ def test_cell_and_gene_queries(converted):
         return
     sa = open_slaf(dst)
     x = x_dense(adata).astype(np.float32).astype(np.float64)
+    # The reader answers with names: cell_id, gene_id, value.
     for i in sorted({0, adata.n_obs // 2, adata.n_obs - 1}):
         df = sa.get_cell_expression(adata.obs_names[i]).to_pandas()
-        got = {int(g): float(v) for g, v in zip(df["gene_integer_id"], df["value"])}
-        want = {int(g): x[i, g] for g in np.nonzero(x[i])[0]}
+        assert set(df["cell_id"]) <= {adata.obs_names[i]}
+        got = {g: float(v) for g, v in zip(df["gene_id"], df["value"])}
+        want = {adata.var_names[g]: x[i, g] for g in np.nonzero(x[i])[0]}
         assert got == want, i
-    for j in sorted({0, adata.n_vars - 1}):
+    for j in sorted({0, adata.n_vars // 2, adata.n_vars - 1}):
         df = sa.get_gene_expression(adata.var_names[j]).to_pandas()
-        got = {int(c): float(v) for c, v in zip(df["cell_integer_id"], df["value"])}
-        want = {int(c): x[c, j] for c in np.nonzero(x[:, j])[0]}
+        assert set(df["gene_id"]) <= {adata.var_names[j]}
+        got = {c: float(v) for c, v in zip(df["cell_id"], df["value"])}
+        want = {adata.obs_names[c]: x[c, j] for c in np.nonzero(x[:, j])[0]}
         assert got == want, j
 
 
