@@ -34,7 +34,7 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
     let report = convert(&args.input, &args.output, &options).await?;
     let s = &report.summary;
     println!(
-        "{}: {} cells x {} genes, {} expression rows ({:?} values), {} fragments",
+        "{}: {} cells x {} genes, {} expression rows ({:?} values), {} expression fragments",
         report.output.display(),
         s.n_cells,
         s.n_genes,

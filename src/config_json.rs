@@ -109,8 +109,85 @@ pub struct DatasetSummary {
     pub empty_var_strings: Vec<String>,
 }
 
+/// `config.json` as written, fields in upstream's order (docs/slaf-format.md §3.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigJson {
+    /// Always [`FORMAT_VERSION`].
+    pub format_version: String,
+    /// `[n_cells, n_genes]`: what the reader uses for the shape.
+    pub array_shape: [u64; 2],
+    /// Cells.
+    pub n_cells: u64,
+    /// Genes.
+    pub n_genes: u64,
+    /// Table directories relative to the dataset root.
+    pub tables: Tables,
+    /// Informational flags upstream records.
+    pub optimizations: Optimizations,
+    /// Counts and value statistics.
+    pub metadata: Metadata,
+    /// Local time of writing, ISO 8601 without zone (as upstream).
+    pub created_at: String,
+    /// Dtype hints for the reader's obs columns (see [`DatasetSummary::empty_obs_strings`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obs_dtypes: Option<serde_json::Map<String, Value>>,
+    /// Dtype hints for the reader's var columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub var_dtypes: Option<serde_json::Map<String, Value>>,
+}
+
+/// `config.json` `tables`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tables {
+    /// `expression.lance`.
+    pub expression: String,
+    /// `cells.lance`.
+    pub cells: String,
+    /// `genes.lance`.
+    pub genes: String,
+}
+
+/// `config.json` `optimizations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Optimizations {
+    /// Integer id columns are present (always).
+    pub use_integer_keys: bool,
+    /// Expression holds only integer ids, no string ids (always).
+    pub optimize_storage: bool,
+    /// Expression ids are upstream's compact uint32/uint16.
+    pub use_optimized_dtypes: bool,
+}
+
+/// `config.json` `metadata`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Rows of expression.lance.
+    pub expression_count: u64,
+    /// 1 − density.
+    pub sparsity: f64,
+    /// expression_count / (n_cells · n_genes); 0 for an empty shape.
+    pub density: f64,
+    /// n_cells · n_genes.
+    pub total_possible_elements: u64,
+    /// Statistics over every stored value.
+    pub expression_stats: ExpressionStats,
+}
+
+/// `config.json` `metadata.expression_stats`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpressionStats {
+    /// Smallest value (0 when there are none).
+    pub min_value: f64,
+    /// Largest value.
+    pub max_value: f64,
+    /// Mean.
+    pub mean_value: f64,
+    /// Sample standard deviation (n − 1).
+    pub std_value: f64,
+}
+
 /// Build the `config.json` document (docs/slaf-format.md §3.1, Appendix A item 1).
-pub fn config_document(summary: &DatasetSummary, created_at: &str) -> Value {
+pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson {
     let DatasetSummary {
         n_cells,
         n_genes,
@@ -118,11 +195,10 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> Value {
         ..
     } = summary;
     let total_possible = n_cells.saturating_mul(*n_genes);
-    let total = total_possible as f64;
     let count = stats.count;
-    // An empty shape has nothing to be sparse about: report fully sparse, never NaN.
-    let density = if total > 0.0 {
-        count as f64 / total
+    // An empty shape has nothing to be sparse about: report density 0, never NaN.
+    let density = if total_possible > 0 {
+        count as f64 / total_possible as f64
     } else {
         0.0
     };
@@ -131,52 +207,49 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> Value {
     } else {
         (stats.min, stats.max, stats.mean, stats.std())
     };
-    let mut doc = json!({
-        "format_version": FORMAT_VERSION,
-        "array_shape": [n_cells, n_genes],
-        "n_cells": n_cells,
-        "n_genes": n_genes,
-        "tables": {
-            "expression": "expression.lance",
-            "cells": "cells.lance",
-            "genes": "genes.lance",
-        },
-        "optimizations": {
-            "use_integer_keys": true,
-            "optimize_storage": true,
-            "use_optimized_dtypes": summary.compact_ids,
-        },
-        "metadata": {
-            "expression_count": count,
-            "sparsity": 1.0 - density,
-            "density": density,
-            "total_possible_elements": total_possible,
-            "expression_stats": {
-                "min_value": min,
-                "max_value": max,
-                "mean_value": mean,
-                "std_value": std,
-            },
-        },
-        "created_at": created_at,
-    });
-    for (key, columns) in [
-        ("obs_dtypes", &summary.empty_obs_strings),
-        ("var_dtypes", &summary.empty_var_strings),
-    ] {
-        if !columns.is_empty() {
-            let hints: serde_json::Map<String, Value> = columns
+    let hints = |columns: &Vec<String>| {
+        (!columns.is_empty()).then(|| {
+            columns
                 .iter()
                 .map(|c| (c.clone(), json!({"dtype": "object"})))
-                .collect();
-            doc[key] = Value::Object(hints);
-        }
+                .collect()
+        })
+    };
+    ConfigJson {
+        format_version: FORMAT_VERSION.to_string(),
+        array_shape: [*n_cells, *n_genes],
+        n_cells: *n_cells,
+        n_genes: *n_genes,
+        tables: Tables {
+            expression: "expression.lance".into(),
+            cells: "cells.lance".into(),
+            genes: "genes.lance".into(),
+        },
+        optimizations: Optimizations {
+            use_integer_keys: true,
+            optimize_storage: true,
+            use_optimized_dtypes: summary.compact_ids,
+        },
+        metadata: Metadata {
+            expression_count: count,
+            sparsity: 1.0 - density,
+            density,
+            total_possible_elements: total_possible,
+            expression_stats: ExpressionStats {
+                min_value: min,
+                max_value: max,
+                mean_value: mean,
+                std_value: std,
+            },
+        },
+        created_at: created_at.to_string(),
+        obs_dtypes: hints(&summary.empty_obs_strings),
+        var_dtypes: hints(&summary.empty_var_strings),
     }
-    doc
 }
 
 /// Write `doc` to `dir/config.json` atomically: a temporary file in `dir`, synced, renamed.
-pub fn write_config(dir: &Path, doc: &Value) -> Result<()> {
+pub fn write_config(dir: &Path, doc: &ConfigJson) -> Result<()> {
     let target = dir.join(CONFIG_FILE);
     let mut tmp = tempfile::Builder::new()
         .prefix(".config.json.")
@@ -228,8 +301,13 @@ mod tests {
             },
             "2026-01-01T00:00:00",
         );
+        // Field order is upstream's: a struct serialises in declaration order.
+        let text = serde_json::to_string(&doc).unwrap();
+        assert!(text.find("format_version") < text.find("array_shape"));
+        let doc = serde_json::to_value(&doc).unwrap();
         assert_eq!(doc["metadata"]["expression_count"], 0);
         assert_eq!(doc["metadata"]["expression_stats"]["std_value"], 0.0);
+        assert_eq!(doc["metadata"]["density"], 0.0);
         assert_eq!(doc["array_shape"], json!([0, 5]));
         assert_eq!(doc["obs_dtypes"]["cell_id"]["dtype"], "object");
         assert!(doc.get("var_dtypes").is_none());

@@ -38,7 +38,8 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(!json && std::io::stderr().is_terminal());
     // A second init (tests calling the library twice) is harmless: keep the first.
     let _ = if json {
         builder

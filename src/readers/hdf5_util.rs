@@ -26,7 +26,7 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
         });
     }
     // HDF5 prints its own error stack to stderr; our message replaces it.
-    let _quiet = hdf5::silence_errors(true);
+    hdf5::silence_errors(true);
     hdf5::File::open(path).map_err(|e| {
         let text = e.to_string();
         let what = if text.contains("signature") || text.contains("not an HDF5") {
@@ -182,7 +182,7 @@ pub fn dataset(path: &Path, parent: &Group, name: &str) -> Result<Dataset> {
 
 /// Whether `name` is a group (as opposed to a dataset) inside `parent`.
 pub fn is_group(parent: &Group, name: &str) -> bool {
-    let _quiet = hdf5::silence_errors(true);
+    hdf5::silence_errors(true);
     parent.group(name).is_ok()
 }
 

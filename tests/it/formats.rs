@@ -175,7 +175,7 @@ fn test_obs_encodings() {
         write_x(file, &m, Storage::Csr);
         dataframe(file, "var", &m.gene_names(), &[]);
         let obs = dataframe(
-            &file,
+            file,
             "obs",
             &m.cell_names(),
             &["pct.mt", "kind", "count", "flag", "maybe", "label", "total"],
