@@ -40,18 +40,24 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
     })
 }
 
-/// Read a scalar string attribute, `None` if the attribute is absent.
-pub fn str_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<String>> {
-    if !loc
+/// Open attribute `name` of `loc` with its display name (`/obs@column-order`), `None` if absent.
+fn open_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<(Attribute, String)>> {
+    let names = loc
         .attr_names()
-        .map_err(|e| h5_error(path, &loc.name(), e))?
-        .iter()
-        .any(|n| n == name)
-    {
+        .map_err(|e| h5_error(path, &loc.name(), e))?;
+    if !names.iter().any(|n| n == name) {
         return Ok(None);
     }
-    let attr = loc.attr(name).map_err(|e| h5_error(path, &loc.name(), e))?;
     let object = format!("{}@{}", loc.name(), name);
+    let attr = loc.attr(name).map_err(|e| h5_error(path, &object, e))?;
+    Ok(Some((attr, object)))
+}
+
+/// Read a scalar string attribute, `None` if the attribute is absent.
+pub fn str_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<String>> {
+    let Some((attr, object)) = open_attr(path, loc, name)? else {
+        return Ok(None);
+    };
     let mut values = attr_strings(path, &object, &attr)?;
     match values.len() {
         1 => Ok(values.pop()),
@@ -65,17 +71,14 @@ pub fn str_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<String
 /// Read a string or string-array attribute (empty numeric arrays, as h5py writes an empty
 /// list, read as no strings).
 pub fn str_array_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<Vec<String>>> {
-    if !loc
-        .attr_names()
-        .map_err(|e| h5_error(path, &loc.name(), e))?
-        .iter()
-        .any(|n| n == name)
-    {
-        return Ok(None);
+    match open_attr(path, loc, name)? {
+        Some((attr, object)) => attr_strings(path, &object, &attr).map(Some),
+        None => Ok(None),
     }
-    let attr = loc.attr(name).map_err(|e| h5_error(path, &loc.name(), e))?;
-    let object = format!("{}@{}", loc.name(), name);
-    attr_strings(path, &object, &attr).map(Some)
+}
+
+fn display_all<T: std::fmt::Display>(values: impl IntoIterator<Item = T>) -> Vec<String> {
+    values.into_iter().map(|s| s.to_string()).collect()
 }
 
 fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<String>> {
@@ -84,44 +87,17 @@ fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<Strin
     if attr.size() == 0 {
         return Ok(Vec::new());
     }
-    let scalar = attr.is_scalar();
+    // read_raw reads a scalar attribute as one element, an array attribute whole.
     match desc {
         TypeDescriptor::VarLenUnicode => {
-            if scalar {
-                Ok(vec![attr
-                    .read_scalar::<VarLenUnicode>()
-                    .map_err(err)?
-                    .to_string()])
-            } else {
-                Ok(attr
-                    .read_raw::<VarLenUnicode>()
-                    .map_err(err)?
-                    .into_iter()
-                    .map(|s| s.to_string())
-                    .collect())
-            }
+            Ok(display_all(attr.read_raw::<VarLenUnicode>().map_err(err)?))
         }
         TypeDescriptor::VarLenAscii => {
-            if scalar {
-                Ok(vec![attr
-                    .read_scalar::<VarLenAscii>()
-                    .map_err(err)?
-                    .to_string()])
-            } else {
-                Ok(attr
-                    .read_raw::<VarLenAscii>()
-                    .map_err(err)?
-                    .into_iter()
-                    .map(|s| s.to_string())
-                    .collect())
-            }
+            Ok(display_all(attr.read_raw::<VarLenAscii>().map_err(err)?))
         }
-        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
-            fixed_strings_from_bytes(&read_attr_bytes(path, object, attr, n)?, n)
-                .into_iter()
-                .map(Ok)
-                .collect()
-        }
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => Ok(
+            fixed_strings_from_bytes(&read_attr_bytes(path, object, attr, n)?, n),
+        ),
         other => Err(Error::invalid(
             path,
             format!("{object}: expected a string attribute, found {other}"),
@@ -264,18 +240,12 @@ pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Ve
     check_range(path, ds, &range)?;
     let err = |e| h5_error(path, &ds.name(), e);
     match descriptor(path, ds)? {
-        TypeDescriptor::VarLenUnicode => Ok(ds
-            .read_slice_1d::<VarLenUnicode, _>(range)
-            .map_err(err)?
-            .iter()
-            .map(|s| s.to_string())
-            .collect()),
-        TypeDescriptor::VarLenAscii => Ok(ds
-            .read_slice_1d::<VarLenAscii, _>(range)
-            .map_err(err)?
-            .iter()
-            .map(|s| s.to_string())
-            .collect()),
+        TypeDescriptor::VarLenUnicode => Ok(display_all(
+            ds.read_slice_1d::<VarLenUnicode, _>(range).map_err(err)?,
+        )),
+        TypeDescriptor::VarLenAscii => Ok(display_all(
+            ds.read_slice_1d::<VarLenAscii, _>(range).map_err(err)?,
+        )),
         TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
             let bytes = read_fixed_bytes(path, ds, range, n)?;
             Ok(fixed_strings_from_bytes(&bytes, n))

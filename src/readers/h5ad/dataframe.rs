@@ -378,40 +378,39 @@ fn read_primitive(
         }
         Some(m)
     }
+    fn typed<T>(
+        path: &Path,
+        ds: &Dataset,
+        rows: Range<usize>,
+        m: Option<&[bool]>,
+    ) -> Result<ArrayRef>
+    where
+        T: ArrowPrimitiveType,
+        T::Native: hdf5::H5Type,
+    {
+        Ok(build::<T>(h5::read_numeric(path, ds, rows)?, m))
+    }
+    use arrow::datatypes as t;
     let m = missing.as_deref();
     Ok(match dtype {
-        DataType::Int8 => build::<arrow::datatypes::Int8Type>(h5::read_numeric(path, ds, rows)?, m),
-        DataType::Int16 => {
-            build::<arrow::datatypes::Int16Type>(h5::read_numeric(path, ds, rows)?, m)
-        }
-        DataType::Int32 => {
-            build::<arrow::datatypes::Int32Type>(h5::read_numeric(path, ds, rows)?, m)
-        }
-        DataType::Int64 => {
-            build::<arrow::datatypes::Int64Type>(h5::read_numeric(path, ds, rows)?, m)
-        }
-        DataType::UInt8 => {
-            build::<arrow::datatypes::UInt8Type>(h5::read_numeric(path, ds, rows)?, m)
-        }
-        DataType::UInt16 => {
-            build::<arrow::datatypes::UInt16Type>(h5::read_numeric(path, ds, rows)?, m)
-        }
-        DataType::UInt32 => {
-            build::<arrow::datatypes::UInt32Type>(h5::read_numeric(path, ds, rows)?, m)
-        }
-        DataType::UInt64 => {
-            build::<arrow::datatypes::UInt64Type>(h5::read_numeric(path, ds, rows)?, m)
-        }
+        DataType::Int8 => typed::<t::Int8Type>(path, ds, rows, m)?,
+        DataType::Int16 => typed::<t::Int16Type>(path, ds, rows, m)?,
+        DataType::Int32 => typed::<t::Int32Type>(path, ds, rows, m)?,
+        DataType::Int64 => typed::<t::Int64Type>(path, ds, rows, m)?,
+        DataType::UInt8 => typed::<t::UInt8Type>(path, ds, rows, m)?,
+        DataType::UInt16 => typed::<t::UInt16Type>(path, ds, rows, m)?,
+        DataType::UInt32 => typed::<t::UInt32Type>(path, ds, rows, m)?,
+        DataType::UInt64 => typed::<t::UInt64Type>(path, ds, rows, m)?,
         DataType::Float32 => {
             let v: Vec<f32> = h5::read_numeric(path, ds, rows)?;
             let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
             let nulls = float_nulls(&wide, missing);
-            build::<arrow::datatypes::Float32Type>(v, nulls.as_deref())
+            build::<t::Float32Type>(v, nulls.as_deref())
         }
         DataType::Float64 => {
             let v: Vec<f64> = h5::read_numeric(path, ds, rows)?;
             let nulls = float_nulls(&v, missing);
-            build::<arrow::datatypes::Float64Type>(v, nulls.as_deref())
+            build::<t::Float64Type>(v, nulls.as_deref())
         }
         other => {
             return Err(Error::Internal(format!(
