@@ -6,7 +6,8 @@ use crate::convert::{convert, ConvertOptions};
 use crate::error::Result;
 use crate::schema::IdTypes;
 
-use self::args::{Command, ConvertArgs, IdTypesArg};
+use self::args::{Command, ConvertArgs, IdTypesArg, RawArg};
+use crate::readers::{RawMode, ReadOptions};
 
 /// Run the parsed command.
 pub async fn run(command: Command) -> Result<()> {
@@ -29,6 +30,12 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
         id_types: match args.id_types {
             IdTypesArg::Int32 => IdTypes::Int32,
             IdTypesArg::Compact => IdTypes::Compact,
+        },
+        read: ReadOptions {
+            raw: match args.raw {
+                RawArg::Ignore => RawMode::Ignore,
+                RawArg::AsLayer => RawMode::AsLayer,
+            },
         },
     };
     let report = convert(&args.input, &args.output, &options).await?;

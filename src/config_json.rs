@@ -17,6 +17,14 @@ use crate::error::{Error, Result};
 pub const FORMAT_VERSION: &str = "0.5";
 /// File name of the config inside a dataset.
 pub const CONFIG_FILE: &str = "config.json";
+/// File name of the uns document inside a dataset.
+pub const UNS_FILE: &str = "uns.json";
+/// Table directory of the layers.
+pub const LAYERS_TABLE: &str = "layers.lance";
+/// Table directory of obsp.
+pub const CELLSXCELLS_TABLE: &str = "cellsxcells.lance";
+/// Table directory of varp.
+pub const GENESXGENES_TABLE: &str = "genesxgenes.lance";
 
 /// Count, min, max, mean and sum of squared deviations of a set of values.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -107,6 +115,8 @@ pub struct DatasetSummary {
     pub empty_obs_strings: Vec<String>,
     /// The same for an empty genes table (`var_dtypes`).
     pub empty_var_strings: Vec<String>,
+    /// Layers, obsm/varm, obsp/varp that were written.
+    pub parts: crate::readers::InputParts,
 }
 
 /// `config.json` as written, fields in upstream's order (docs/slaf-format.md §3.1).
@@ -128,6 +138,21 @@ pub struct ConfigJson {
     pub metadata: Metadata,
     /// Local time of writing, ISO 8601 without zone (as upstream).
     pub created_at: String,
+    /// Layers block, when `layers.lance` was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Block>,
+    /// obsm keys (vector columns of cells.lance) and their dimensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obsm: Option<Block>,
+    /// varm keys (vector columns of genes.lance) and their dimensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub varm: Option<Block>,
+    /// obsp keys (columns of cellsxcells.lance), dimension n_cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obsp: Option<Block>,
+    /// varp keys (columns of genesxgenes.lance), dimension n_genes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub varp: Option<Block>,
     /// Dtype hints for the reader's obs columns (see [`DatasetSummary::empty_obs_strings`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obs_dtypes: Option<serde_json::Map<String, Value>>,
@@ -145,6 +170,45 @@ pub struct Tables {
     pub cells: String,
     /// `genes.lance`.
     pub genes: String,
+    /// `layers.lance`, when the input has layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<String>,
+    /// `cellsxcells.lance`, when the input has obsp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cellsxcells: Option<String>,
+    /// `genesxgenes.lance`, when the input has varp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesxgenes: Option<String>,
+}
+
+/// A `layers`/`obsm`/`varm`/`obsp`/`varp` block (docs/slaf-format.md §3.1): what the reader
+/// lists, all converted keys immutable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Block {
+    /// Keys present.
+    pub available: Vec<String>,
+    /// Keys the reader must not modify (all converted ones).
+    pub immutable: Vec<String>,
+    /// Keys added later by the reader (none).
+    pub mutable: Vec<String>,
+    /// Per key: vector length (obsm/varm) or matrix side (obsp/varp); absent for layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Block {
+    /// A block listing `keys`, `None` when there are none; `dims` gives each key's dimension.
+    pub fn of(keys: &[String], dims: Option<&dyn Fn(usize) -> u64>) -> Option<Block> {
+        if keys.is_empty() {
+            return None;
+        }
+        Some(Block {
+            available: keys.to_vec(),
+            immutable: keys.to_vec(),
+            mutable: Vec::new(),
+            dimensions: dims.map(|d| keys.iter().enumerate().map(|(i, k)| (k.clone(), d(i))).collect()),
+        })
+    }
 }
 
 /// `config.json` `optimizations`.
@@ -192,8 +256,10 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
         n_cells,
         n_genes,
         stats,
+        parts,
         ..
     } = summary;
+    let names = |keys: &[(String, usize)]| keys.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     let total_possible = n_cells.saturating_mul(*n_genes);
     let count = stats.count;
     // An empty shape has nothing to be sparse about: report density 0, never NaN.
@@ -224,6 +290,9 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
             expression: "expression.lance".into(),
             cells: "cells.lance".into(),
             genes: "genes.lance".into(),
+            layers: (!parts.layers.is_empty()).then(|| LAYERS_TABLE.into()),
+            cellsxcells: (!parts.obsp.is_empty()).then(|| CELLSXCELLS_TABLE.into()),
+            genesxgenes: (!parts.varp.is_empty()).then(|| GENESXGENES_TABLE.into()),
         },
         optimizations: Optimizations {
             use_integer_keys: true,
@@ -243,6 +312,11 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
             },
         },
         created_at: created_at.to_string(),
+        layers: Block::of(&parts.layers, None),
+        obsm: Block::of(&names(&parts.obsm), Some(&|i| parts.obsm[i].1 as u64)),
+        varm: Block::of(&names(&parts.varm), Some(&|i| parts.varm[i].1 as u64)),
+        obsp: Block::of(&parts.obsp, Some(&|_| *n_cells)),
+        varp: Block::of(&parts.varp, Some(&|_| *n_genes)),
         obs_dtypes: hints(&summary.empty_obs_strings),
         var_dtypes: hints(&summary.empty_var_strings),
     }
@@ -250,9 +324,14 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
 
 /// Write `doc` to `dir/config.json` atomically: a temporary file in `dir`, synced, renamed.
 pub fn write_config(dir: &Path, doc: &ConfigJson) -> Result<()> {
-    let target = dir.join(CONFIG_FILE);
+    write_json(dir, CONFIG_FILE, doc)
+}
+
+/// Write `doc` as pretty JSON to `dir/name` atomically (temporary file, fsync, rename).
+pub fn write_json(dir: &Path, name: &str, doc: &impl Serialize) -> Result<()> {
+    let target = dir.join(name);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".config.json.")
+        .prefix(&format!(".{name}."))
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     let text = serde_json::to_string_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
@@ -298,6 +377,7 @@ mod tests {
                 compact_ids: false,
                 empty_obs_strings: vec!["cell_id".into()],
                 empty_var_strings: vec![],
+                parts: Default::default(),
             },
             "2026-01-01T00:00:00",
         );
@@ -311,5 +391,6 @@ mod tests {
         assert_eq!(doc["array_shape"], json!([0, 5]));
         assert_eq!(doc["obs_dtypes"]["cell_id"]["dtype"], "object");
         assert!(doc.get("var_dtypes").is_none());
+        assert!(doc.get("layers").is_none() && doc["tables"].get("layers").is_none());
     }
 }

@@ -13,14 +13,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config_json::{config_document, write_config, DatasetSummary, ValueStats};
-use crate::error::{Error, Result};
-use crate::readers::{self, CellChunk, CellRange, InputReader, MatrixScan};
-use crate::schema::{
-    cells_schema, expression_id_types, expression_schema, genes_schema, ExpressionIdTypes, IdTypes,
-    ValueType,
+use arrow::datatypes::DataType;
+
+use crate::config_json::{
+    config_document, write_config, write_json, DatasetSummary, ValueStats, CELLSXCELLS_TABLE,
+    GENESXGENES_TABLE, LAYERS_TABLE, UNS_FILE,
 };
-use crate::tables::{cells_batch, expression_batch, genes_batch};
+use crate::error::{Error, Result};
+use crate::readers::{self, Axis, CellChunk, CellRange, InputReader, MatrixScan, ReadOptions};
+use crate::schema::{
+    cells_schema, expression_id_types, expression_schema, genes_schema, layers_schema,
+    pairwise_schema, ExpressionIdTypes, IdTypes, ValueType,
+};
+use crate::tables::{cells_batch, expression_batch, genes_batch, layers_batch, pairwise_batch};
 use crate::writer::TableWriter;
 
 /// Chunks kept in flight between the reader thread and the writer (bounds memory).
@@ -35,6 +40,8 @@ pub struct ConvertOptions {
     pub overwrite: bool,
     /// Id column types of expression.lance.
     pub id_types: IdTypes,
+    /// How readers open the input (what to do with AnnData's raw).
+    pub read: ReadOptions,
 }
 
 impl Default for ConvertOptions {
@@ -43,6 +50,7 @@ impl Default for ConvertOptions {
             chunk_size: 5000,
             overwrite: false,
             id_types: IdTypes::Int32,
+            read: ReadOptions::default(),
         }
     }
 }
@@ -73,8 +81,9 @@ pub async fn convert(
     check_output(output, options.overwrite)?;
 
     let input_owned = input.to_path_buf();
+    let read_options = options.read.clone();
     let (reader, scan) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let mut reader = readers::open(&input_owned)?;
+        let mut reader = readers::open(&input_owned, &read_options)?;
         let layout = reader.layout().clone();
         tracing::info!(
             event = "input.opened",
@@ -117,6 +126,7 @@ pub async fn convert(
     };
     let empty_obs_strings = string_columns(cells_schema(reader.obs_fields()), layout.n_cells);
     let empty_var_strings = string_columns(genes_schema(reader.var_fields()), layout.n_genes);
+    let parts = reader.parts().clone();
     let (stats, fragments) = match write_tables(output, reader, scan, &ids, options.chunk_size)
         .await
     {
@@ -138,6 +148,7 @@ pub async fn convert(
         compact_ids: ids.gene == arrow::datatypes::DataType::UInt16,
         empty_obs_strings,
         empty_var_strings,
+        parts,
     };
     let created_at = chrono::Local::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
@@ -161,8 +172,8 @@ pub async fn convert(
     })
 }
 
-/// Steps 3 and 4: write and commit the three tables; returns the value statistics and the
-/// number of expression fragments.
+/// Steps 3 and 4: write and commit every table (and uns.json); returns the value statistics
+/// and the number of expression fragments.
 async fn write_tables(
     output: &Path,
     reader: Box<dyn InputReader>,
@@ -171,38 +182,39 @@ async fn write_tables(
     chunk_size: u64,
 ) -> Result<(ValueStats, usize)> {
     let n_cells = reader.layout().n_cells;
+    let parts = reader.parts().clone();
     let expression = TableWriter::new(
         &output.join("expression.lance"),
         expression_schema(ids.clone(), scan.value_type),
     )?;
-    let cells = TableWriter::new(
-        &output.join("cells.lance"),
-        cells_schema(reader.obs_fields()),
-    )?;
-    let genes = TableWriter::new(
-        &output.join("genes.lance"),
-        genes_schema(reader.var_fields()),
-    )?;
+    let cells = TableWriter::new(&output.join("cells.lance"), cells_schema(reader.obs_fields()))?;
+    let genes = TableWriter::new(&output.join("genes.lance"), genes_schema(reader.var_fields()))?;
+    let layers = (!parts.layers.is_empty())
+        .then(|| {
+            TableWriter::new(
+                &output.join(LAYERS_TABLE),
+                layers_schema(ids, &parts.layers, &scan.layer_types),
+            )
+        })
+        .transpose()?;
 
-    let (reader, var_batch, gene_ids) = tokio::task::spawn_blocking(move || -> Result<_> {
+    let (reader, var_batch, gene_ids) = blocking(move || {
         let mut reader = reader;
         let (var, names) = reader.genes()?;
         Ok((reader, var, names))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
+    .await?;
     genes
         .write_all(vec![genes_batch(genes.schema(), &var_batch, &gene_ids)?])
         .await?;
 
     let scan = Arc::new(scan);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellChunk>>(CHANNEL_DEPTH);
-    let reader_scan = scan.clone();
-    let producer =
-        tokio::task::spawn_blocking(move || produce_chunks(reader, reader_scan, chunk_size, tx));
+    let producer = tokio::task::spawn_blocking(move || produce_chunks(reader, chunk_size, tx));
 
     let mut expression_fragments = Vec::new();
     let mut cell_fragments = Vec::new();
+    let mut layer_fragments = Vec::new();
     let mut stats = ValueStats::default();
     let mut cells_done = 0u64;
     while let Some(chunk) = rx.recv().await {
@@ -215,12 +227,23 @@ async fn write_tables(
             &chunk.entries,
         )?;
         let cell_batch = cells_batch(cells.schema(), &chunk, &scan.row_offsets)?;
-        let (e, c) = tokio::try_join!(
+        let layer_write = async {
+            match &layers {
+                Some(l) => {
+                    let batch = layers_batch(l.schema(), ids, &scan.layer_types, chunk.cells.start, &chunk.layers)?;
+                    l.write_fragment(batch).await
+                }
+                None => Ok(None),
+            }
+        };
+        let (e, c, l) = tokio::try_join!(
             expression.write_fragment(expr_batch),
-            cells.write_fragment(cell_batch)
+            cells.write_fragment(cell_batch),
+            layer_write
         )?;
         expression_fragments.extend(e);
         cell_fragments.extend(c);
+        layer_fragments.extend(l);
         stats.merge(&chunk_stats);
         cells_done = chunk.cells.end;
         tracing::info!(
@@ -233,7 +256,7 @@ async fn write_tables(
             chunk.cells.end
         );
     }
-    producer
+    let reader = producer
         .await
         .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
     if cells_done != n_cells || stats.count != scan.total_rows() {
@@ -246,32 +269,89 @@ async fn write_tables(
     let fragments = expression_fragments.len();
     expression.commit(expression_fragments).await?;
     cells.commit(cell_fragments).await?;
+    if let Some(l) = &layers {
+        l.commit(layer_fragments).await?;
+    }
+
+    let reader = write_pairwise(output, reader, Axis::Cells, &parts.obsp, &ids.cell, chunk_size).await?;
+    let mut reader = write_pairwise(output, reader, Axis::Genes, &parts.varp, &ids.gene, chunk_size).await?;
+    if let Some(uns) = blocking(move || reader.uns()).await? {
+        write_json(output, UNS_FILE, &uns)?;
+    }
     Ok((stats, fragments))
 }
 
-/// Runs on a blocking thread: read every chunk and hand it to the writer.
+/// Run blocking reader work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("reader thread: {e}")))?
+}
+
+/// Write `cellsxcells.lance` or `genesxgenes.lance` from the pairwise keys of `axis`, a block
+/// of `chunk_size` rows per fragment; returns the reader.
+async fn write_pairwise(
+    output: &Path,
+    reader: Box<dyn InputReader>,
+    axis: Axis,
+    keys: &[String],
+    id_type: &DataType,
+    chunk_size: u64,
+) -> Result<Box<dyn InputReader>> {
+    if keys.is_empty() {
+        return Ok(reader);
+    }
+    let (table, prefix, n) = match axis {
+        Axis::Cells => (CELLSXCELLS_TABLE, "cell_integer_id", reader.layout().n_cells),
+        Axis::Genes => (GENESXGENES_TABLE, "gene_integer_id", reader.layout().n_genes),
+    };
+    let writer = TableWriter::new(&output.join(table), pairwise_schema(prefix, id_type, keys))?;
+    let mut reader = blocking(move || {
+        let mut reader = reader;
+        reader.prepare_pairwise(axis, chunk_size)?;
+        Ok(reader)
+    })
+    .await?;
+    let mut fragments = Vec::new();
+    for rows in CellRange::new(0, n).split(chunk_size) {
+        let (back, entries) = blocking(move || {
+            let mut reader = reader;
+            let entries = reader.read_pairwise(axis, rows)?;
+            Ok((reader, entries))
+        })
+        .await?;
+        reader = back;
+        let batch = pairwise_batch(writer.schema(), id_type, rows.start, &entries)?;
+        fragments.extend(writer.write_fragment(batch).await?);
+    }
+    writer.commit(fragments).await?;
+    tracing::info!(event = "pairwise.written", table, keys = keys.len(), "wrote {table}");
+    Ok(reader)
+}
+
+/// Runs on a blocking thread: read every chunk and hand it to the writer; gives the reader
+/// back for the parts written after the cells.
 fn produce_chunks(
     mut reader: Box<dyn InputReader>,
-    scan: Arc<MatrixScan>,
     chunk_size: u64,
     tx: tokio::sync::mpsc::Sender<Result<CellChunk>>,
-) -> Result<()> {
+) -> Result<Box<dyn InputReader>> {
     let range = CellRange::new(0, reader.layout().n_cells);
-    let chunks = match reader.chunks(range, chunk_size, &scan) {
-        Ok(chunks) => chunks,
-        Err(e) => {
-            // The writer reports it; a closed channel means it already stopped.
-            let _ = tx.blocking_send(Err(e));
-            return Ok(());
+    match reader.chunks(range, chunk_size) {
+        Ok(chunks) => {
+            for chunk in chunks {
+                let failed = chunk.is_err();
+                // A closed channel means the writer already stopped with its own error.
+                if tx.blocking_send(chunk).is_err() || failed {
+                    break;
+                }
+            }
         }
-    };
-    for chunk in chunks {
-        let failed = chunk.is_err();
-        if tx.blocking_send(chunk).is_err() || failed {
-            break;
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e));
         }
     }
-    Ok(())
+    Ok(reader)
 }
 
 fn check_output(output: &Path, overwrite: bool) -> Result<()> {

@@ -63,11 +63,54 @@ pub struct InputLayout {
     pub matrix_encoding: String,
 }
 
+/// The parts of an input beyond X, obs and var, as output names.
+#[derive(Debug, Clone, Default)]
+pub struct InputParts {
+    /// Layer names, in output column order.
+    pub layers: Vec<String>,
+    /// obsm keys and their dimensions (also part of [`InputReader::obs_fields`]).
+    pub obsm: Vec<(String, usize)>,
+    /// varm keys and their dimensions (also part of [`InputReader::var_fields`]).
+    pub varm: Vec<(String, usize)>,
+    /// obsp keys (square cells × cells matrices).
+    pub obsp: Vec<String>,
+    /// varp keys (square genes × genes matrices).
+    pub varp: Vec<String>,
+}
+
+/// Which side of the matrix a pairwise annotation belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// obsp: cells × cells.
+    Cells,
+    /// varp: genes × genes.
+    Genes,
+}
+
+/// What to do with AnnData's `raw` (its own X and var).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RawMode {
+    /// Leave it out (logged).
+    #[default]
+    Ignore,
+    /// Store raw.X as the layer "raw"; raw.var must list the same genes as var.
+    AsLayer,
+}
+
+/// Options readers take at open.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// What to do with `raw`.
+    pub raw: RawMode,
+}
+
 /// The result of one full pass over the matrix.
 #[derive(Debug, Clone)]
 pub struct MatrixScan {
     /// The narrowest value type that holds every stored value exactly.
     pub value_type: ValueType,
+    /// The same for each layer, in [`InputParts::layers`] order.
+    pub layer_types: Vec<ValueType>,
     /// `n_cells + 1` offsets: cell `i`'s expression rows are `row_offsets[i]..row_offsets[i+1]`.
     pub row_offsets: Vec<u64>,
 }
@@ -140,6 +183,8 @@ pub struct CellChunk {
     pub cell_ids: Vec<String>,
     /// The cells' expression entries.
     pub entries: CellEntries,
+    /// The cells' entries of each layer, in [`InputParts::layers`] order.
+    pub layers: Vec<CellEntries>,
 }
 
 /// An opened input file, of any format.
@@ -161,15 +206,28 @@ pub trait InputReader: Send {
         &'a mut self,
         range: CellRange,
         chunk_size: u64,
-        scan: &'a MatrixScan,
     ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>>;
+    /// Layers, obsm/varm, obsp/varp the input holds (none by default).
+    fn parts(&self) -> &InputParts;
+    /// Prepare to read rows of `axis`'s pairwise matrices in chunks of `chunk_size`.
+    fn prepare_pairwise(&mut self, _axis: Axis, _chunk_size: u64) -> Result<()> {
+        Ok(())
+    }
+    /// Entries of rows `rows` of every pairwise key of `axis`, in [`InputParts`] order.
+    fn read_pairwise(&mut self, _axis: Axis, _rows: CellRange) -> Result<Vec<CellEntries>> {
+        Ok(Vec::new())
+    }
+    /// Unstructured annotations as strict JSON, if any.
+    fn uns(&mut self) -> Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
 }
 
 /// Open `path`, choosing the reader from its name.
-pub fn open(path: &Path) -> Result<Box<dyn InputReader>> {
+pub fn open(path: &Path, options: &ReadOptions) -> Result<Box<dyn InputReader>> {
     let name = path.to_string_lossy().to_lowercase();
     if name.ends_with(".h5ad") {
-        return Ok(Box::new(H5adReader::open(path)?));
+        return Ok(Box::new(H5adReader::open(path, options)?));
     }
     if !path.exists() {
         return Err(Error::InputMissing {

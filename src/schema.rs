@@ -146,6 +146,32 @@ pub fn expression_schema(ids: ExpressionIdTypes, value: ValueType) -> SchemaRef 
     ]))
 }
 
+/// Schema of `layers.lance`: expression's id columns, then one value column per layer.
+pub fn layers_schema(ids: &ExpressionIdTypes, layers: &[String], types: &[ValueType]) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(columns::CELL_INTEGER_ID, ids.cell.clone(), true),
+        Field::new(columns::GENE_INTEGER_ID, ids.gene.clone(), true),
+    ];
+    fields.extend(
+        layers
+            .iter()
+            .zip(types)
+            .map(|(name, t)| Field::new(name, t.data_type(), true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of `cellsxcells.lance` (`prefix` "cell_integer_id") or `genesxgenes.lance`
+/// ("gene_integer_id"): `<prefix>_i`, `<prefix>_j`, one float32 column per key.
+pub fn pairwise_schema(prefix: &str, id_type: &DataType, keys: &[String]) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(format!("{prefix}_i"), id_type.clone(), true),
+        Field::new(format!("{prefix}_j"), id_type.clone(), true),
+    ];
+    fields.extend(keys.iter().map(|k| Field::new(k, DataType::Float32, true)));
+    Arc::new(Schema::new(fields))
+}
+
 /// Schema of `cells.lance` given the (already sanitised) obs columns.
 pub fn cells_schema(obs: &[Field]) -> SchemaRef {
     let mut fields: Vec<Field> = obs.to_vec();

@@ -36,39 +36,13 @@ pub fn expression_batch(
                 std::iter::repeat_n(first_cell + i as u64, (w[1] - w[0]) as usize)
             })
     };
-    let cells: ArrayRef = match ids.cell {
-        DataType::Int32 => Arc::new(Int32Array::from_iter_values(
-            cell_of_row().map(|c| c as i32),
-        )),
-        DataType::UInt32 => Arc::new(UInt32Array::from_iter_values(
-            cell_of_row().map(|c| c as u32),
-        )),
-        DataType::Int64 => Arc::new(Int64Array::from_iter_values(
-            cell_of_row().map(|c| c as i64),
-        )),
-        ref other => return Err(Error::Internal(format!("cell id type {other}"))),
-    };
-    let genes: ArrayRef = match ids.gene {
-        DataType::Int32 => Arc::new(Int32Array::from_iter_values(
-            entries.genes.iter().map(|&g| g as i32),
-        )),
-        DataType::UInt16 => Arc::new(UInt16Array::from_iter_values(
-            entries.genes.iter().map(|&g| g as u16),
-        )),
-        ref other => return Err(Error::Internal(format!("gene id type {other}"))),
-    };
-    let (values, stats): (ArrayRef, ValueStats) = match value_type {
-        ValueType::UInt16 => {
-            // The full-pass probe proved every value integral in [0, 65535]: exact.
-            let v: Vec<u16> = entries.values.iter().map(|&x| x as u16).collect();
-            let stats = ValueStats::of(v.iter().map(|&x| x as f64));
-            (Arc::new(UInt16Array::from(v)), stats)
-        }
-        ValueType::Float32 => {
-            let v: Vec<f32> = entries.values.iter().map(|&x| x as f32).collect();
-            let stats = ValueStats::of(v.iter().map(|&x| x as f64));
-            (Arc::new(Float32Array::from(v)), stats)
-        }
+    let cells = id_array(&ids.cell, cell_of_row())?;
+    let genes = id_array(&ids.gene, entries.genes.iter().map(|&g| g as u64))?;
+    let values = value_array(value_type, &entries.values);
+    let stats = match value_type {
+        // The full-pass probe proved every value integral in [0, 65535]: stored exactly.
+        ValueType::UInt16 => ValueStats::of(entries.values.iter().copied()),
+        ValueType::Float32 => ValueStats::of(entries.values.iter().map(|&x| x as f32 as f64)),
     };
     if cells.len() != n {
         return Err(Error::Internal(format!(
@@ -79,6 +53,117 @@ pub fn expression_batch(
     let batch = RecordBatch::try_new(schema.clone(), vec![cells, genes, values])
         .map_err(|e| Error::Internal(format!("expression batch: {e}")))?;
     Ok((batch, stats))
+}
+
+/// The union of stored positions of several sparse sources over the same rows, row-major,
+/// columns ascending; each source's value at every union position (0 where it stores none).
+#[derive(Debug, Default, PartialEq)]
+pub struct Union {
+    /// Row of each union position (relative to the chunk).
+    pub rows: Vec<u64>,
+    /// Column of each union position.
+    pub cols: Vec<u32>,
+    /// Per source, its value at each union position.
+    pub values: Vec<Vec<f64>>,
+}
+
+/// Merge `sources` (same rows, each sorted within a row) into their union.
+pub fn union_of(sources: &[CellEntries]) -> Union {
+    let mut out = Union {
+        values: vec![Vec::new(); sources.len()],
+        ..Default::default()
+    };
+    let n_rows = sources.first().map_or(0, CellEntries::n_cells);
+    let mut next: Vec<usize> = vec![0; sources.len()];
+    for row in 0..n_rows {
+        for (s, src) in sources.iter().enumerate() {
+            next[s] = src.offsets[row] as usize;
+        }
+        loop {
+            // The smallest column any source still has in this row.
+            let col = sources
+                .iter()
+                .enumerate()
+                .filter(|(s, src)| next[*s] < src.offsets[row + 1] as usize)
+                .map(|(s, src)| src.genes[next[s]])
+                .min();
+            let Some(col) = col else { break };
+            out.rows.push(row as u64);
+            out.cols.push(col);
+            for (s, src) in sources.iter().enumerate() {
+                let k = next[s];
+                if k < src.offsets[row + 1] as usize && src.genes[k] == col {
+                    out.values[s].push(src.values[k]);
+                    next[s] += 1;
+                } else {
+                    out.values[s].push(0.0);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Integer ids `first + row` of `rows` in the Arrow type `dtype`.
+fn id_array(dtype: &DataType, values: impl Iterator<Item = u64>) -> Result<ArrayRef> {
+    Ok(match dtype {
+        DataType::Int32 => Arc::new(Int32Array::from_iter_values(values.map(|c| c as i32))),
+        DataType::UInt32 => Arc::new(UInt32Array::from_iter_values(values.map(|c| c as u32))),
+        DataType::Int64 => Arc::new(Int64Array::from_iter_values(values.map(|c| c as i64))),
+        DataType::UInt16 => Arc::new(UInt16Array::from_iter_values(values.map(|c| c as u16))),
+        other => return Err(Error::Internal(format!("id type {other}"))),
+    })
+}
+
+/// Values in the stored type.
+fn value_array(value_type: ValueType, values: &[f64]) -> ArrayRef {
+    match value_type {
+        ValueType::UInt16 => Arc::new(UInt16Array::from_iter_values(values.iter().map(|&v| v as u16))),
+        ValueType::Float32 => Arc::new(Float32Array::from_iter_values(values.iter().map(|&v| v as f32))),
+    }
+}
+
+/// The `layers.lance` rows of a chunk: the union of the layers' stored positions, one value
+/// column per layer. A layer with no entry at a union position gets 0 (what a sparse layer
+/// means there), not null: upstream's reader turns nulls into NaN on its multi-fragment path
+/// (docs/slaf-format.md §2.5).
+pub fn layers_batch(
+    schema: &SchemaRef,
+    ids: &ExpressionIdTypes,
+    layer_types: &[ValueType],
+    first_cell: u64,
+    layers: &[CellEntries],
+) -> Result<RecordBatch> {
+    let union = union_of(layers);
+    let mut columns = vec![
+        id_array(&ids.cell, union.rows.iter().map(|r| first_cell + r))?,
+        id_array(&ids.gene, union.cols.iter().map(|&g| g as u64))?,
+    ];
+    for (values, &t) in union.values.iter().zip(layer_types) {
+        columns.push(value_array(t, values));
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Internal(format!("layers batch: {e}")))
+}
+
+/// The `cellsxcells.lance` / `genesxgenes.lance` rows of a block of rows: the union of the
+/// keys' stored positions, one float32 column per key, 0 where a key stores nothing.
+pub fn pairwise_batch(
+    schema: &SchemaRef,
+    id_type: &DataType,
+    first_row: u64,
+    keys: &[CellEntries],
+) -> Result<RecordBatch> {
+    let union = union_of(keys);
+    let mut columns = vec![
+        id_array(id_type, union.rows.iter().map(|r| first_row + r))?,
+        id_array(id_type, union.cols.iter().map(|&c| c as u64))?,
+    ];
+    for values in &union.values {
+        columns.push(value_array(ValueType::Float32, values));
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Internal(format!("pairwise batch: {e}")))
 }
 
 /// The `cells.lance` rows of a chunk. `row_offsets` are the dataset's global expression row
@@ -131,6 +216,24 @@ mod tests {
     use crate::schema::{expression_id_types, expression_schema, IdTypes};
     use arrow::array::AsArray;
     use arrow::datatypes::{Int32Type, UInt16Type};
+
+    #[test]
+    fn test_union_of() {
+        let a = CellEntries {
+            offsets: vec![0, 2, 2],
+            genes: vec![1, 3],
+            values: vec![10.0, 30.0],
+        };
+        let b = CellEntries {
+            offsets: vec![0, 1, 2],
+            genes: vec![3, 0],
+            values: vec![3.5, 7.0],
+        };
+        let u = union_of(&[a, b]);
+        assert_eq!(u.rows, vec![0, 0, 1]);
+        assert_eq!(u.cols, vec![1, 3, 0]);
+        assert_eq!(u.values, vec![vec![10.0, 30.0, 0.0], vec![0.0, 3.5, 7.0]]);
+    }
 
     #[test]
     fn test_expression_batch() {

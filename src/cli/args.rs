@@ -74,7 +74,8 @@ pub struct InspectArgs {
 /// Arguments of `convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Input file: an AnnData .h5ad (X as CSR, CSC or dense).
+    /// Input file: an AnnData .h5ad (X as CSR, CSC or dense; layers, obsm, varm, obsp, varp
+    /// and uns are converted too).
     pub input: PathBuf,
     /// Output directory to create, e.g. out.slaf.
     pub output: PathBuf,
@@ -88,6 +89,19 @@ pub struct ConvertArgs {
     /// Integer types of expression.lance's id columns.
     #[arg(long, value_enum, default_value_t = IdTypesArg::Int32)]
     pub id_types: IdTypesArg,
+    /// What to do with AnnData's `raw` (its own X and var).
+    #[arg(long, value_enum, default_value_t = RawArg::Ignore)]
+    pub raw: RawArg,
+}
+
+/// `--raw` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RawArg {
+    /// Leave raw out (a log line says so).
+    Ignore,
+    /// Store raw.X as the layer "raw" of layers.lance; raw.var must list the same genes as
+    /// var, in the same order (otherwise the conversion stops with an error).
+    AsLayer,
 }
 
 /// `--id-types` values.

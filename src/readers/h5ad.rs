@@ -1,58 +1,71 @@
-//! AnnData `.h5ad` files: X (CSR, CSC or dense), obs and var.
+//! AnnData `.h5ad` files: X (CSR, CSC or dense), obs, var, layers, obsm, varm, obsp, varp,
+//! uns, and optionally raw.
 //!
 //! Ids come from the obs/var index (`obs_names`, `var_names`); obs/var columns keep their
-//! `column-order`. The whole X is never loaded: chunks are read by cell range.
+//! `column-order`; obsm/varm keys follow as vector columns. Nothing large is loaded whole: X,
+//! layers, obsm and obsp are read by cell range.
 //! Layout reference: anndata's on-disk spec, summarised in docs/slaf-format.md Appendix C.
 
+mod annotations;
 mod dataframe;
 mod matrix;
+mod uns;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema};
 
+use self::annotations::{open_pairwise, open_vectors, PairwiseMatrix, VectorColumn};
 use self::dataframe::DataFrameReader;
 use self::matrix::MatrixSource;
 use super::hdf5_util as h5;
-use super::{CellChunk, CellRange, InputLayout, InputReader, MatrixScan};
+use super::{
+    Axis, CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan,
+    RawMode, ReadOptions,
+};
 use crate::error::{Error, Result};
-use crate::schema::columns;
+use crate::schema::{columns, sanitise_column_names};
 
 /// An opened `.h5ad` file.
 pub struct H5adReader {
     path: PathBuf,
-    // Kept open for the lifetime of the reader; the datasets below borrow its handle.
-    _file: hdf5::File,
+    file: hdf5::File,
     layout: InputLayout,
     matrix: MatrixSource,
     obs: DataFrameReader,
     var: DataFrameReader,
+    layers: Vec<(String, MatrixSource)>,
+    obsm: Vec<VectorColumn>,
+    varm: Vec<VectorColumn>,
+    obsp: Vec<PairwiseMatrix>,
+    varp: Vec<PairwiseMatrix>,
+    obs_fields: Vec<Field>,
+    var_fields: Vec<Field>,
+    parts: InputParts,
 }
 
 impl H5adReader {
-    /// Open `path` and resolve X, obs and var (no matrix data is read yet).
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Open `path` and resolve every part (no matrix data is read yet).
+    pub fn open(path: &Path, options: &ReadOptions) -> Result<Self> {
         let file = h5::open_file(path)?;
         let root: &hdf5::Group = &file;
+        if !root.link_exists("X") {
+            return Err(Error::invalid(
+                path,
+                "/X: missing (the file has no expression matrix)",
+            ));
+        }
         let (matrix, n_cells, n_genes) = MatrixSource::open(path, root, "X")?;
-        let obs = DataFrameReader::open(
-            path,
-            root,
-            "obs",
-            &[
-                columns::CELL_ID,
-                columns::CELL_INTEGER_ID,
-                columns::CELL_START_INDEX,
-            ],
-        )?;
-        let var = DataFrameReader::open(
-            path,
-            root,
-            "var",
-            &[columns::GENE_ID, columns::GENE_INTEGER_ID],
-        )?;
+        let obs_reserved = [
+            columns::CELL_ID,
+            columns::CELL_INTEGER_ID,
+            columns::CELL_START_INDEX,
+        ];
+        let var_reserved = [columns::GENE_ID, columns::GENE_INTEGER_ID];
+        let obs = DataFrameReader::open(path, root, "obs", &obs_reserved)?;
+        let var = DataFrameReader::open(path, root, "var", &var_reserved)?;
         if obs.n_rows() as u64 != n_cells || var.n_rows() as u64 != n_genes {
             return Err(Error::invalid(
                 path,
@@ -63,6 +76,48 @@ impl H5adReader {
                 ),
             ));
         }
+        let mut layers = Vec::new();
+        for key in annotations::members(path, root, "layers")? {
+            let g = h5::group(path, root, "layers")?;
+            let (source, rows, cols) = MatrixSource::open(path, &g, &key)?;
+            if (rows, cols) != (n_cells, n_genes) {
+                return Err(Error::invalid(
+                    path,
+                    format!("/layers/{key}: shape ({rows}, {cols}) differs from X's ({n_cells}, {n_genes})"),
+                ));
+            }
+            layers.push((key, source));
+        }
+        if root.link_exists("raw") {
+            match options.raw {
+                RawMode::Ignore => tracing::info!(
+                    event = "input.skipped",
+                    object = "/raw",
+                    "ignoring /raw (pass --raw as-layer to keep raw.X as the layer 'raw')"
+                ),
+                RawMode::AsLayer => layers.push(("raw".into(), open_raw(path, root, &var, n_cells, n_genes)?)),
+            }
+        }
+        let layer_names: Vec<String> = layers.iter().map(|(k, _)| k.clone()).collect();
+        let sanitised_layers = sanitise_column_names(
+            &layer_names,
+            &[columns::CELL_INTEGER_ID, columns::GENE_INTEGER_ID],
+        )
+        .map_err(|e| Error::invalid(path, format!("/layers: {e}")))?;
+
+        let obsm = open_vectors(path, root, "obsm", n_cells)?;
+        let varm = open_vectors(path, root, "varm", n_genes)?;
+        let obs_fields = with_vectors(path, "obsm", obs.fields(), &obsm, &obs_reserved)?;
+        let var_fields = with_vectors(path, "varm", var.fields(), &varm, &var_reserved)?;
+        let obsp = open_pairwise(path, root, "obsp", n_cells)?;
+        let varp = open_pairwise(path, root, "varp", n_genes)?;
+        let parts = InputParts {
+            layers: sanitised_layers,
+            obsm: obsm.iter().map(|v| (v.name.clone(), v.dim)).collect(),
+            varm: varm.iter().map(|v| (v.name.clone(), v.dim)).collect(),
+            obsp: obsp.iter().map(|p| p.name.clone()).collect(),
+            varp: varp.iter().map(|p| p.name.clone()).collect(),
+        };
         Ok(H5adReader {
             path: path.to_path_buf(),
             layout: InputLayout {
@@ -70,18 +125,66 @@ impl H5adReader {
                 n_genes,
                 matrix_encoding: matrix.encoding().to_string(),
             },
-            _file: file,
+            file,
             matrix,
             obs,
             var,
+            layers,
+            obsm,
+            varm,
+            obsp,
+            varp,
+            obs_fields,
+            var_fields,
+            parts,
         })
     }
+}
+
+/// `raw.X` as a layer: only when raw.var lists exactly var's genes, in order.
+fn open_raw(
+    path: &Path,
+    root: &hdf5::Group,
+    var: &DataFrameReader,
+    n_cells: u64,
+    n_genes: u64,
+) -> Result<MatrixSource> {
+    let raw = h5::group(path, root, "raw")?;
+    let (source, rows, cols) = MatrixSource::open(path, &raw, "X")?;
+    let raw_var = DataFrameReader::open(path, &raw, "var", &[])?;
+    let same_genes = (rows, cols) == (n_cells, n_genes)
+        && raw_var.read_index(0..raw_var.n_rows())? == var.read_index(0..var.n_rows())?;
+    if !same_genes {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "/raw: raw.X is ({rows}, {cols}) over other genes than X ({n_cells}, {n_genes}); --raw as-layer needs the same genes (use --raw ignore)"
+            ),
+        ));
+    }
+    Ok(source)
+}
+
+/// Data fields followed by one vector field per key, refusing name clashes.
+fn with_vectors(
+    path: &Path,
+    group: &str,
+    fields: &[Field],
+    vectors: &[VectorColumn],
+    reserved: &[&str],
+) -> Result<Vec<Field>> {
+    let mut all: Vec<Field> = fields.to_vec();
+    all.extend(vectors.iter().map(VectorColumn::field));
+    let names: Vec<String> = all.iter().map(|f| f.name().clone()).collect();
+    sanitise_column_names(&names, reserved)
+        .map_err(|e| Error::invalid(path, format!("/{group}: {e}")))?;
+    Ok(all)
 }
 
 fn batch(
     path: &Path,
     fields: &[Field],
-    columns: Vec<arrow::array::ArrayRef>,
+    columns: Vec<ArrayRef>,
     rows: usize,
 ) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(fields.to_vec()));
@@ -100,30 +203,42 @@ impl InputReader for H5adReader {
     }
 
     fn obs_fields(&self) -> &[Field] {
-        self.obs.fields()
+        &self.obs_fields
     }
 
     fn var_fields(&self) -> &[Field] {
-        self.var.fields()
+        &self.var_fields
+    }
+
+    fn parts(&self) -> &InputParts {
+        &self.parts
     }
 
     fn scan(&mut self) -> Result<MatrixScan> {
-        self.matrix
-            .scan(&self.path, self.layout.n_cells, self.layout.n_genes)
+        let (n_cells, n_genes) = (self.layout.n_cells, self.layout.n_genes);
+        let mut scan = self.matrix.scan(&self.path, n_cells, n_genes)?;
+        for (_, layer) in &self.layers {
+            scan.layer_types
+                .push(layer.value_type(&self.path, n_cells, n_genes)?);
+        }
+        Ok(scan)
     }
 
     fn genes(&mut self) -> Result<(RecordBatch, Vec<String>)> {
         let n = self.layout.n_genes as usize;
-        let columns = self.var.read_columns(0..n)?;
+        let mut columns = self.var.read_columns(0..n)?;
+        for v in &mut self.varm {
+            v.prepare(&self.path, CellRange::new(0, n as u64), n.max(1) as u64)?;
+            columns.push(v.read(&self.path, 0..n)?);
+        }
         let names = self.var.read_index(0..n)?;
-        Ok((batch(&self.path, self.var.fields(), columns, n)?, names))
+        Ok((batch(&self.path, &self.var_fields, columns, n)?, names))
     }
 
     fn chunks<'a>(
         &'a mut self,
         range: CellRange,
         chunk_size: u64,
-        scan: &'a MatrixScan,
     ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>> {
         if range.end > self.layout.n_cells {
             return Err(Error::Internal(format!(
@@ -134,21 +249,79 @@ impl InputReader for H5adReader {
         let n_genes = self.layout.n_genes;
         self.matrix
             .prepare(&self.path, range, chunk_size, n_genes)?;
+        for (_, layer) in &mut self.layers {
+            layer.prepare(&self.path, range, chunk_size, n_genes)?;
+        }
+        for v in &mut self.obsm {
+            v.prepare(&self.path, range, chunk_size)?;
+        }
         let H5adReader {
-            path, matrix, obs, ..
+            path,
+            matrix,
+            obs,
+            layers,
+            obsm,
+            obs_fields,
+            ..
         } = self;
         let path: &Path = path;
         Ok(Box::new(range.split(chunk_size).map(move |cells| {
             let rows = cells.start as usize..cells.end as usize;
-            let entries = matrix.read_cells(path, cells, n_genes, scan)?;
-            let obs_columns = obs.read_columns(rows.clone())?;
+            let entries = matrix.read_cells(path, cells, n_genes)?;
+            let layer_entries = layers
+                .iter_mut()
+                .map(|(_, l)| l.read_cells(path, cells, n_genes))
+                .collect::<Result<Vec<_>>>()?;
+            let mut obs_columns = obs.read_columns(rows.clone())?;
+            for v in obsm.iter_mut() {
+                obs_columns.push(v.read(path, rows.clone())?);
+            }
             let cell_ids = obs.read_index(rows.clone())?;
             Ok(CellChunk {
                 cells,
-                obs: batch(path, obs.fields(), obs_columns, rows.len())?,
+                obs: batch(path, obs_fields, obs_columns, rows.len())?,
                 cell_ids,
                 entries,
+                layers: layer_entries,
             })
         })))
+    }
+
+    fn prepare_pairwise(&mut self, axis: Axis, chunk_size: u64) -> Result<()> {
+        let n = self.axis_len(axis);
+        let path = self.path.clone();
+        for p in self.pairwise_mut(axis) {
+            p.prepare(&path, CellRange::new(0, n), chunk_size, n)?;
+        }
+        Ok(())
+    }
+
+    fn read_pairwise(&mut self, axis: Axis, rows: CellRange) -> Result<Vec<CellEntries>> {
+        let n = self.axis_len(axis);
+        let path = self.path.clone();
+        self.pairwise_mut(axis)
+            .iter_mut()
+            .map(|p| p.read(&path, rows, n))
+            .collect()
+    }
+
+    fn uns(&mut self) -> Result<Option<serde_json::Value>> {
+        uns::read_uns(&self.path, &self.file)
+    }
+}
+
+impl H5adReader {
+    fn axis_len(&self, axis: Axis) -> u64 {
+        match axis {
+            Axis::Cells => self.layout.n_cells,
+            Axis::Genes => self.layout.n_genes,
+        }
+    }
+
+    fn pairwise_mut(&mut self, axis: Axis) -> &mut Vec<PairwiseMatrix> {
+        match axis {
+            Axis::Cells => &mut self.obsp,
+            Axis::Genes => &mut self.varp,
+        }
     }
 }

@@ -64,6 +64,7 @@ pub struct DataFrameReader {
     index: Dataset,
     columns: Vec<Column>,
     fields: Vec<Field>,
+    source_names: Vec<String>,
     n_rows: usize,
 }
 
@@ -73,8 +74,14 @@ impl DataFrameReader {
     /// `reserved` are output column names SLAF writes itself (`cell_id`, ...), which a source
     /// column may not take.
     pub fn open(path: &Path, root: &Group, name: &str, reserved: &[&str]) -> Result<Self> {
-        let group = h5::group(path, root, name)?;
-        let encoding = h5::str_attr(path, &group, "encoding-type")?;
+        Self::from_group(path, &h5::group(path, root, name)?, reserved)
+    }
+
+    /// Resolve every column of the dataframe `group` itself.
+    pub fn from_group(path: &Path, group: &Group, reserved: &[&str]) -> Result<Self> {
+        let name = group.name();
+        let name = name.trim_start_matches('/');
+        let encoding = h5::str_attr(path, group, "encoding-type")?;
         if encoding.as_deref() != Some("dataframe") {
             return Err(Error::invalid(
                 path,
@@ -84,13 +91,13 @@ impl DataFrameReader {
                 ),
             ));
         }
-        let index_name = h5::str_attr(path, &group, "_index")?.unwrap_or_else(|| "_index".into());
-        let index = h5::dataset(path, &group, &index_name)?;
+        let index_name = h5::str_attr(path, group, "_index")?.unwrap_or_else(|| "_index".into());
+        let index = h5::dataset(path, group, &index_name)?;
         let n_rows = h5::len(&index);
-        let order = h5::str_array_attr(path, &group, "column-order")?.unwrap_or_default();
+        let order = h5::str_array_attr(path, group, "column-order")?.unwrap_or_default();
         let mut columns = Vec::with_capacity(order.len());
         for col in &order {
-            let column = resolve_column(path, &group, col)?;
+            let column = resolve_column(path, group, col)?;
             let object = format!("/{name}/{col}");
             let len = column_len(&column);
             if len != n_rows {
@@ -113,8 +120,14 @@ impl DataFrameReader {
             index,
             columns,
             fields,
+            source_names: order,
             n_rows,
         })
+    }
+
+    /// The columns' names as stored (before sanitising).
+    pub fn source_names(&self) -> &[String] {
+        &self.source_names
     }
 
     /// Number of rows (the index length).
@@ -147,6 +160,13 @@ impl DataFrameReader {
             .map(|c| read_column(&self.path, c, rows.clone()))
             .collect()
     }
+}
+
+/// Read the whole column `name` of `parent` (any encoding a dataframe column may have).
+pub fn read_whole_column(path: &Path, parent: &Group, name: &str) -> Result<ArrayRef> {
+    let column = resolve_column(path, parent, name)?;
+    let n = column_len(&column);
+    read_column(path, &column, 0..n)
 }
 
 fn column_len(c: &Column) -> usize {

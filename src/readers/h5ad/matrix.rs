@@ -16,6 +16,7 @@ use hdf5::{Dataset, Group};
 use super::super::hdf5_util as h5;
 use crate::error::{Error, Result};
 use crate::readers::{CellEntries, CellRange, MatrixScan};
+use crate::schema::ValueType;
 use crate::schema::ValueTypeProbe;
 
 /// Elements read per HDF5 call when streaming over a whole array.
@@ -43,13 +44,12 @@ pub struct Compressed {
 }
 
 impl MatrixSource {
-    /// Resolve `X` (group or dataset) under `root`; returns the source and (n_cells, n_genes).
+    /// Resolve the matrix `name` (group or dataset) under `root` (X, a layer, an obsp key);
+    /// returns the source and its (rows, columns).
     pub fn open(path: &Path, root: &Group, name: &str) -> Result<(Self, u64, u64)> {
+        let object = format!("{}/{name}", root.name().trim_end_matches('/'));
         if !root.link_exists(name) {
-            return Err(Error::invalid(
-                path,
-                format!("/{name}: missing (the file has no expression matrix)"),
-            ));
+            return Err(Error::invalid(path, format!("{object}: missing")));
         }
         if !h5::is_group(root, name) {
             let ds = h5::dataset(path, root, name)?;
@@ -57,7 +57,7 @@ impl MatrixSource {
             if shape.len() != 2 {
                 return Err(Error::invalid(
                     path,
-                    format!("/{name}: dense matrix must be 2-dimensional, found shape {shape:?}"),
+                    format!("{object}: dense matrix must be 2-dimensional, found shape {shape:?}"),
                 ));
             }
             check_numeric(path, &ds)?;
@@ -75,25 +75,25 @@ impl MatrixSource {
         let shape: Vec<i64> = {
             let attr = g
                 .attr("shape")
-                .map_err(|e| h5::h5_error(path, &format!("/{name}@shape"), e))?;
+                .map_err(|e| h5::h5_error(path, &format!("{object}@shape"), e))?;
             attr.read_raw::<i64>()
-                .map_err(|e| h5::h5_error(path, &format!("/{name}@shape"), e))?
+                .map_err(|e| h5::h5_error(path, &format!("{object}@shape"), e))?
         };
         if shape.len() != 2 || shape.iter().any(|&d| d < 0) {
             return Err(Error::invalid(
                 path,
-                format!("/{name}@shape: expected two non-negative sizes, found {shape:?}"),
+                format!("{object}@shape: expected two non-negative sizes, found {shape:?}"),
             ));
         }
         let (n_cells, n_genes) = (shape[0] as u64, shape[1] as u64);
         let source = match encoding.as_str() {
             "csr_matrix" => MatrixSource::Csr(compressed()?),
             "csc_matrix" => MatrixSource::Csc(compressed()?, None),
-            "" => return Err(Error::invalid(path, format!("/{name}: group without an encoding-type"))),
+            "" => return Err(Error::invalid(path, format!("{object}: group without an encoding-type"))),
             other => {
                 return Err(Error::invalid(
                     path,
-                    format!("/{name}: unsupported matrix encoding '{other}' (expected csr_matrix, csc_matrix or a dense array)"),
+                    format!("{object}: unsupported matrix encoding '{other}' (expected csr_matrix, csc_matrix or a dense array)"),
                 ))
             }
         };
@@ -137,6 +137,24 @@ impl MatrixSource {
             MatrixSource::Csc(..) => "csc_matrix",
             MatrixSource::Dense(_) => "array",
         }
+    }
+
+    /// One pass over the stored values: the narrowest type holding all of them.
+    pub fn value_type(&self, path: &Path, n_cells: u64, n_genes: u64) -> Result<ValueType> {
+        let mut probe = ValueTypeProbe::default();
+        match self {
+            MatrixSource::Csr(c) | MatrixSource::Csc(c, _) => {
+                for_each_block(path, &c.data, |v| probe.observe(v))?
+            }
+            MatrixSource::Dense(ds) => {
+                for rows in dense_row_blocks(n_cells, n_genes) {
+                    let values = h5::read_rows_f64(path, ds, rows)?;
+                    let nonzero: Vec<f64> = values.into_iter().filter(|&v| v != 0.0).collect();
+                    probe.observe(&nonzero);
+                }
+            }
+        }
+        Ok(probe.value_type())
     }
 
     /// One full pass: value type over every stored value, and the row offsets per cell.
@@ -192,6 +210,7 @@ impl MatrixSource {
         };
         Ok(MatrixScan {
             value_type: probe.value_type(),
+            layer_types: Vec::new(),
             row_offsets,
         })
     }
@@ -211,13 +230,7 @@ impl MatrixSource {
     }
 
     /// The entries of `cells`, cell-major, genes ascending within each cell.
-    pub fn read_cells(
-        &mut self,
-        path: &Path,
-        cells: CellRange,
-        n_genes: u64,
-        scan: &MatrixScan,
-    ) -> Result<CellEntries> {
+    pub fn read_cells(&mut self, path: &Path, cells: CellRange, n_genes: u64) -> Result<CellEntries> {
         let n = cells.len() as usize;
         match self {
             MatrixSource::Csr(c) => {
@@ -227,12 +240,10 @@ impl MatrixSource {
                     cells.start as usize..cells.end as usize + 1,
                 )?;
                 let (lo, hi) = (ptr[0], ptr[n]);
-                let expect =
-                    scan.row_offsets[cells.end as usize] - scan.row_offsets[cells.start as usize];
-                if hi < lo || (hi - lo) as u64 != expect {
+                if ptr.windows(2).any(|w| w[1] < w[0]) || lo < 0 {
                     return Err(Error::invalid(
                         path,
-                        format!("{}: changed while reading", c.indptr.name()),
+                        format!("{}: not a non-decreasing pointer array", c.indptr.name()),
                     ));
                 }
                 let genes = h5::read_i64(path, &c.indices, lo as usize..hi as usize)?;

@@ -1,0 +1,190 @@
+//! obsm / varm (per-row vectors) and obsp / varp (square pairwise matrices) of an h5ad file.
+//!
+//! A vector key becomes one `FixedSizeList<float32>[d]` column read by row range, dense or
+//! sparse alike (docs/slaf-format.md §2.6). A pairwise key is a square matrix read by row
+//! range like X, never densified (§2.7). Keys anndata can hold but SLAF cannot (dataframes,
+//! awkward arrays) are skipped with a warning naming them.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array};
+use arrow::datatypes::{DataType, Field};
+use hdf5::Group;
+
+use super::super::hdf5_util as h5;
+use super::matrix::MatrixSource;
+use crate::error::{Error, Result};
+use crate::readers::{CellEntries, CellRange};
+
+/// One obsm/varm key.
+#[derive(Debug)]
+pub struct VectorColumn {
+    /// Output column name (sanitised key).
+    pub name: String,
+    /// Vector length.
+    pub dim: usize,
+    source: VectorSource,
+}
+
+#[derive(Debug)]
+enum VectorSource {
+    /// A 1-D (dim 1) or 2-D dataset.
+    Dense(hdf5::Dataset),
+    /// A sparse matrix of shape (rows, dim).
+    Sparse(MatrixSource),
+}
+
+/// One obsp/varp key: a square sparse or dense matrix.
+#[derive(Debug)]
+pub struct PairwiseMatrix {
+    /// Output column name (sanitised key).
+    pub name: String,
+    source: MatrixSource,
+}
+
+/// Member names of an optional group (`obsm`, `layers`, ...), sorted; empty if absent.
+pub fn members(path: &Path, root: &Group, group: &str) -> Result<Vec<String>> {
+    if !root.link_exists(group) {
+        return Ok(Vec::new());
+    }
+    let g = h5::group(path, root, group)?;
+    let mut names = g
+        .member_names()
+        .map_err(|e| h5::h5_error(path, &g.name(), e))?;
+    names.sort();
+    Ok(names)
+}
+
+/// Resolve the vector keys of `group` ("obsm"/"varm"), each with `n_rows` rows.
+pub fn open_vectors(path: &Path, root: &Group, group: &str, n_rows: u64) -> Result<Vec<VectorColumn>> {
+    let mut out = Vec::new();
+    for key in members(path, root, group)? {
+        let g = h5::group(path, root, group)?;
+        let object = format!("/{group}/{key}");
+        let name = key.replace('.', "_");
+        if h5::is_group(&g, &key) {
+            let sub = h5::group(path, &g, &key)?;
+            let encoding = h5::str_attr(path, &sub, "encoding-type")?.unwrap_or_default();
+            if encoding != "csr_matrix" && encoding != "csc_matrix" {
+                tracing::warn!(event = "input.skipped", object = %object, encoding = %encoding, "skipping {object}: a {encoding} cannot be stored as a vector column");
+                continue;
+            }
+            let (source, rows, dim) = MatrixSource::open(path, &g, &key)?;
+            check_rows(path, &object, rows, n_rows)?;
+            out.push(VectorColumn { name, dim: dim as usize, source: VectorSource::Sparse(source) });
+            continue;
+        }
+        let ds = h5::dataset(path, &g, &key)?;
+        let shape = ds.shape();
+        let dim = match shape.as_slice() {
+            [_] => 1,
+            [_, d] => *d,
+            _ => {
+                tracing::warn!(event = "input.skipped", object = %object, "skipping {object}: shape {shape:?} is not 1- or 2-dimensional");
+                continue;
+            }
+        };
+        use hdf5::types::TypeDescriptor as T;
+        if !matches!(h5::descriptor(path, &ds)?, T::Integer(_) | T::Unsigned(_) | T::Float(_) | T::Boolean) {
+            tracing::warn!(event = "input.skipped", object = %object, "skipping {object}: not numeric");
+            continue;
+        }
+        check_rows(path, &object, shape[0] as u64, n_rows)?;
+        out.push(VectorColumn { name, dim, source: VectorSource::Dense(ds) });
+    }
+    Ok(out)
+}
+
+fn check_rows(path: &Path, object: &str, rows: u64, n_rows: u64) -> Result<()> {
+    if rows != n_rows {
+        return Err(Error::invalid(path, format!("{object}: has {rows} rows, expected {n_rows}")));
+    }
+    Ok(())
+}
+
+impl VectorColumn {
+    /// The Arrow field of this column.
+    pub fn field(&self) -> Field {
+        Field::new(&self.name, vector_type(self.dim), true)
+    }
+
+    /// Prepare sparse CSC sources for reading `range` in chunks.
+    pub fn prepare(&mut self, path: &Path, range: CellRange, chunk_size: u64) -> Result<()> {
+        if let VectorSource::Sparse(m) = &mut self.source {
+            m.prepare(path, range, chunk_size, self.dim as u64)?;
+        }
+        Ok(())
+    }
+
+    /// The vectors of `rows`.
+    pub fn read(&mut self, path: &Path, rows: Range<usize>) -> Result<ArrayRef> {
+        let n = rows.len();
+        let values: Vec<f32> = match &mut self.source {
+            VectorSource::Dense(ds) if ds.ndim() == 1 => {
+                h5::read_f64(path, ds, rows)?.into_iter().map(|v| v as f32).collect()
+            }
+            VectorSource::Dense(ds) => {
+                if self.dim == 0 {
+                    Vec::new()
+                } else {
+                    h5::read_rows_f64(path, ds, rows)?.into_iter().map(|v| v as f32).collect()
+                }
+            }
+            VectorSource::Sparse(m) => {
+                let cells = CellRange::new(rows.start as u64, rows.end as u64);
+                densify(&m.read_cells(path, cells, self.dim as u64)?, self.dim)
+            }
+        };
+        if values.len() != n * self.dim {
+            return Err(Error::Internal(format!("{}: read {} values for {n} rows", self.name, values.len())));
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let array = FixedSizeListArray::try_new(item, self.dim as i32, Arc::new(Float32Array::from(values)), None)
+            .map_err(|e| Error::Internal(format!("{}: {e}", self.name)))?;
+        Ok(Arc::new(array))
+    }
+}
+
+/// `FixedSizeList<float32>[dim]`, the type upstream writes for obsm/varm.
+pub fn vector_type(dim: usize) -> DataType {
+    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32)
+}
+
+fn densify(entries: &CellEntries, dim: usize) -> Vec<f32> {
+    let mut out = vec![0f32; entries.n_cells() * dim];
+    for (row, w) in entries.offsets.windows(2).enumerate() {
+        for k in w[0] as usize..w[1] as usize {
+            out[row * dim + entries.genes[k] as usize] = entries.values[k] as f32;
+        }
+    }
+    out
+}
+
+/// Resolve the pairwise keys of `group` ("obsp"/"varp"), square of side `n`.
+pub fn open_pairwise(path: &Path, root: &Group, group: &str, n: u64) -> Result<Vec<PairwiseMatrix>> {
+    let mut out = Vec::new();
+    for key in members(path, root, group)? {
+        let g = h5::group(path, root, group)?;
+        let object = format!("/{group}/{key}");
+        let (source, rows, cols) = MatrixSource::open(path, &g, &key)?;
+        if rows != n || cols != n {
+            return Err(Error::invalid(path, format!("{object}: shape ({rows}, {cols}), expected ({n}, {n})")));
+        }
+        out.push(PairwiseMatrix { name: key.replace('.', "_"), source });
+    }
+    Ok(out)
+}
+
+impl PairwiseMatrix {
+    /// Prepare for reading rows of `range` in chunks.
+    pub fn prepare(&mut self, path: &Path, range: CellRange, chunk_size: u64, n: u64) -> Result<()> {
+        self.source.prepare(path, range, chunk_size, n)
+    }
+
+    /// The stored entries of `rows`.
+    pub fn read(&mut self, path: &Path, rows: CellRange, n: u64) -> Result<CellEntries> {
+        self.source.read_cells(path, rows, n)
+    }
+}

@@ -1,0 +1,201 @@
+//! `uns` as strict JSON: the whole nested tree, read once.
+//!
+//! Dicts become objects, scalars numbers/strings/bools, arrays nested lists, string arrays
+//! lists of strings, categoricals and nullable arrays lists with nulls, dataframes objects of
+//! column lists. NaN and ±Inf become null (strict JSON has neither). An element that cannot be
+//! represented (a sparse matrix, an unknown encoding) is skipped with a warning naming it:
+//! `uns` never fails a conversion (upstream raises after writing the tables, defect B22).
+
+use std::path::Path;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use hdf5::types::TypeDescriptor;
+use hdf5::{Dataset, Group};
+use serde_json::{Map, Number, Value};
+
+use super::super::hdf5_util as h5;
+use super::dataframe::{read_whole_column, DataFrameReader};
+use crate::error::Result;
+
+/// Read `/uns` of the file, `None` when absent or empty.
+pub fn read_uns(path: &Path, root: &Group) -> Result<Option<Value>> {
+    if !root.link_exists("uns") {
+        return Ok(None);
+    }
+    let g = h5::group(path, root, "uns")?;
+    match read_group(path, &g)? {
+        Some(Value::Object(m)) if m.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+fn skip(object: &str, why: &str) -> Option<Value> {
+    tracing::warn!(event = "uns.skipped", object = %object, "skipping {object} in uns.json: {why}");
+    None
+}
+
+fn read_group(path: &Path, g: &Group) -> Result<Option<Value>> {
+    let object = g.name();
+    let encoding = h5::str_attr(path, g, "encoding-type")?.unwrap_or_default();
+    match encoding.as_str() {
+        "" | "dict" => {
+            let mut map = Map::new();
+            let mut names = g.member_names().map_err(|e| h5::h5_error(path, &object, e))?;
+            names.sort();
+            for name in names {
+                let value = if h5::is_group(g, &name) {
+                    read_group(path, &h5::group(path, g, &name)?)?
+                } else {
+                    read_dataset(path, &h5::dataset(path, g, &name)?)?
+                };
+                if let Some(v) = value {
+                    map.insert(name, v);
+                }
+            }
+            Ok(Some(Value::Object(map)))
+        }
+        "dataframe" => {
+            let df = DataFrameReader::from_group(path, g, &[])?;
+            let columns = df.read_columns(0..df.n_rows())?;
+            let mut map = Map::new();
+            for (name, array) in df.source_names().iter().zip(&columns) {
+                map.insert(name.clone(), Value::Array(array_json(array)));
+            }
+            Ok(Some(Value::Object(map)))
+        }
+        "categorical" | "nullable-integer" | "nullable-boolean" | "nullable-string-array" => {
+            let file = g.file().map_err(|e| h5::h5_error(path, &object, e))?;
+            let parent = h5::group(path, &file, &parent_of(&object))?;
+            let array = read_whole_column(path, &parent, &base_of(&object))?;
+            Ok(Some(Value::Array(array_json(&array))))
+        }
+        other => Ok(skip(&object, &format!("encoding '{other}' has no JSON form"))),
+    }
+}
+
+fn parent_of(object: &str) -> String {
+    match object.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => object[..i].to_string(),
+    }
+}
+
+fn base_of(object: &str) -> String {
+    object.rsplit('/').next().unwrap_or(object).to_string()
+}
+
+fn read_dataset(path: &Path, ds: &Dataset) -> Result<Option<Value>> {
+    let object = ds.name();
+    let err = |e| h5::h5_error(path, &object, e);
+    let desc = h5::descriptor(path, ds)?;
+    let shape = ds.shape();
+    let n: usize = shape.iter().product();
+    let flat: Vec<Value> = match &desc {
+        TypeDescriptor::VarLenUnicode
+        | TypeDescriptor::VarLenAscii
+        | TypeDescriptor::FixedAscii(_)
+        | TypeDescriptor::FixedUnicode(_) => {
+            if ds.is_scalar() {
+                return Ok(Some(Value::String(read_scalar_string(path, ds)?)));
+            }
+            if shape.len() != 1 {
+                return Ok(skip(&object, "multi-dimensional string arrays are not supported"));
+            }
+            h5::read_strings(path, ds, 0..n)?.into_iter().map(Value::String).collect()
+        }
+        TypeDescriptor::Boolean => {
+            let v = ds.read_raw::<bool>().map_err(err)?;
+            v.into_iter().map(Value::Bool).collect()
+        }
+        TypeDescriptor::Integer(_) => ds.read_raw::<i64>().map_err(err)?.into_iter().map(Value::from).collect(),
+        TypeDescriptor::Unsigned(_) => ds.read_raw::<u64>().map_err(err)?.into_iter().map(Value::from).collect(),
+        TypeDescriptor::Float(_) => ds.read_raw::<f64>().map_err(err)?.into_iter().map(float_json).collect(),
+        other => return Ok(skip(&object, &format!("type {other} has no JSON form"))),
+    };
+    if ds.is_scalar() {
+        return Ok(flat.into_iter().next());
+    }
+    Ok(Some(nest(&flat, &shape)))
+}
+
+fn read_scalar_string(path: &Path, ds: &Dataset) -> Result<String> {
+    use hdf5::types::{VarLenAscii, VarLenUnicode};
+    let err = |e| h5::h5_error(path, &ds.name(), e);
+    Ok(match h5::descriptor(path, ds)? {
+        TypeDescriptor::VarLenUnicode => ds.read_scalar::<VarLenUnicode>().map_err(err)?.to_string(),
+        TypeDescriptor::VarLenAscii => ds.read_scalar::<VarLenAscii>().map_err(err)?.to_string(),
+        _ => ds.read_raw::<hdf5::types::VarLenUnicode>().map_err(err)?.first().map(|s| s.to_string()).unwrap_or_default(),
+    })
+}
+
+/// Row-major flat values into nested lists of `shape`.
+fn nest(flat: &[Value], shape: &[usize]) -> Value {
+    match shape {
+        [] | [_] => Value::Array(flat.to_vec()),
+        [first, rest @ ..] => {
+            let step: usize = rest.iter().product();
+            Value::Array(
+                (0..*first)
+                    .map(|i| nest(&flat[i * step..(i + 1) * step], rest))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// A float as JSON: NaN and ±Inf (not representable) become null.
+fn float_json(v: f64) -> Value {
+    Number::from_f64(v).map_or(Value::Null, Value::Number)
+}
+
+/// An Arrow column as JSON values, nulls as null.
+pub fn array_json(array: &ArrayRef) -> Vec<Value> {
+    let n = array.len();
+    let valid = |i: usize| array.is_valid(i);
+    match array.data_type() {
+        DataType::Utf8 => {
+            let a = array.as_string::<i32>();
+            (0..n).map(|i| if valid(i) { Value::String(a.value(i).to_string()) } else { Value::Null }).collect()
+        }
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            (0..n).map(|i| if valid(i) { Value::Bool(a.value(i)) } else { Value::Null }).collect()
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let cast = arrow::compute::cast(array, &DataType::Float64).expect("float widening");
+            let a = cast.as_primitive::<Float64Type>();
+            (0..n).map(|i| if valid(i) { float_json(a.value(i)) } else { Value::Null }).collect()
+        }
+        DataType::UInt64 => {
+            let a = array.as_primitive::<arrow::datatypes::UInt64Type>();
+            (0..n).map(|i| if valid(i) { Value::from(a.value(i)) } else { Value::Null }).collect()
+        }
+        _ => match arrow::compute::cast(array, &DataType::Int64) {
+            Ok(cast) => {
+                let a = cast.as_primitive::<Int64Type>();
+                (0..n).map(|i| if valid(i) { Value::from(a.value(i)) } else { Value::Null }).collect()
+            }
+            Err(_) => vec![Value::Null; n],
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_nest() {
+        let flat: Vec<Value> = (0..6).map(Value::from).collect();
+        assert_eq!(nest(&flat, &[2, 3]), serde_json::json!([[0, 1, 2], [3, 4, 5]]));
+        assert_eq!(nest(&flat, &[6]), serde_json::json!([0, 1, 2, 3, 4, 5]));
+    }
+
+    #[test]
+    fn test_float_json() {
+        assert_eq!(float_json(f64::NAN), Value::Null);
+        assert_eq!(float_json(f64::INFINITY), Value::Null);
+        assert_eq!(float_json(0.5), serde_json::json!(0.5));
+    }
+}
