@@ -8,8 +8,13 @@ source "$root/scripts/env.sh"
 command -v /usr/bin/time >/dev/null || { [ "$(id -u)" -eq 0 ] && apt-get install -y -qq time >/dev/null; }
 work="${1:-${TMPDIR:-/tmp}/slaf-convert-bench}"
 mkdir -p "$work"
-input="$work/csr_200k_20k.h5ad"
-[ -f "$input" ] || "$SLAF_CONVERT_VENV/bin/python" "$root/bench/make_large_csr.py" "$input"
+# CASE=x (default): 200,000 x 20,000, ~1,000 counts per cell; CASE=layers: 100,000 cells, two layers.
+case "${CASE:-x}" in
+  x) input="$work/csr_200k_20k.h5ad"; gen=(200000 20000 1000 0) ;;
+  layers) input="$work/csr_100k_20k_2layers.h5ad"; gen=(100000 20000 1000 2) ;;
+  *) echo "CASE must be x or layers" >&2; exit 2 ;;
+esac
+[ -f "$input" ] || "$SLAF_CONVERT_VENV/bin/python" "$root/bench/make_large_csr.py" "$input" "${gen[@]}"
 profile="${PROFILE:-debug}"
 (cd "$root" && cargo build --quiet --bin slaf-convert $( [ "$profile" = release ] && echo --release ))
 bin="$CARGO_TARGET_DIR/$profile/slaf-convert"

@@ -142,3 +142,38 @@ def write(name, path):
     adata, opts = CASES[name]()
     adata.write_h5ad(path)
     return adata, opts
+
+
+def everything():
+    """Layers with positions outside X's pattern (an integer and a float layer), obsm
+    (X_pca float64, X_umap), varm PCs, sparse obsp, varp, a deep uns, and raw."""
+    rng = np.random.default_rng(10)
+    n, m = 90, 40
+    x = _counts(n, m, rng)
+    adata = _adata(x, rng)
+    spliced = _counts(n, m, rng, density=0.15)          # its own pattern, not X's
+    adata.layers["spliced"] = spliced
+    unspliced = sp.random(n, m, density=0.05, format="csc", random_state=rng, dtype=np.float64)
+    adata.layers["unspliced"] = unspliced               # float, CSC
+    adata.obsm["X_pca"] = rng.normal(size=(n, 5))       # float64
+    adata.obsm["X_umap"] = rng.normal(size=(n, 2)).astype(np.float32)
+    adata.varm["PCs"] = rng.normal(size=(m, 5))
+    conn = sp.random(n, n, density=0.05, format="csr", random_state=rng, dtype=np.float32)
+    adata.obsp["connectivities"] = conn
+    adata.obsp["distances"] = (conn * 3.0).tocsr()
+    adata.varp["correlation"] = sp.random(m, m, density=0.1, format="csr", random_state=rng)
+    adata.uns["neighbors"] = {"params": {"n_neighbors": 15, "method": "umap", "use_rep": "X_pca"},
+                              "connectivities_key": "connectivities"}
+    adata.uns["cell_type_colors"] = np.array(["#1f77b4", "#ff7f0e", "#2ca02c"], dtype=object)
+    adata.uns["flags"] = {"done": True, "scaled": np.bool_(False)}
+    adata.uns["values"] = np.array([1.5, np.nan, np.inf, -2.0])
+    adata.uns["matrix"] = np.arange(6, dtype=np.int64).reshape(2, 3)
+    adata.uns["version"] = "1.2.3"
+    adata.uns["count"] = 42
+    adata.uns["table"] = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]},
+                                      index=["r0", "r1", "r2"])
+    adata.raw = adata.copy()
+    return adata, {"chunk_size": 25}
+
+
+CASES["everything"] = everything

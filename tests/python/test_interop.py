@@ -143,8 +143,14 @@ def test_shared_verifier(converted):
     proc = subprocess.run([sys.executable, str(VERIFIER), str(src), str(dst), "--quiet"],
                           capture_output=True, text=True)
     verdict = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    assert verdict, proc.stderr[-2000:]
     failed = {k: v for k, v in verdict.get("checks", {}).items() if v.get("status") == "fail"}
-    assert proc.returncode == 0 and verdict.get("ok"), (failed or proc.stderr[-2000:])
+    # uns.json is strict JSON on purpose (issue 4): NaN and +-Inf are written as null, which the
+    # verifier reports as "nan != None". Any other difference fails.
+    uns = failed.get("uns", {}).get("detail", [])
+    if uns and all(d.endswith(("nan != None", "inf != None", "-inf != None")) for d in uns):
+        failed.pop("uns")
+    assert not failed, failed
 
 
 def test_compact_ids_70k_genes_widen(tmp_path):
@@ -207,3 +213,86 @@ def test_log_lines_validate_against_schema(tmp_path):
     assert events.count("chunk.written") == 6 and events[-1] == "convert.done", events
     for line in lines:
         jsonschema.validate(line, schema)
+
+
+@pytest.fixture(scope="module")
+def everything(tmp_path_factory):
+    d = tmp_path_factory.mktemp("everything")
+    src, dst = d / "everything.h5ad", d / "everything.slaf"
+    adata, _ = fixtures.write("everything", src)
+    proc = run_convert(src, dst, "--chunk-size", "25", "--raw", "as-layer")
+    assert proc.returncode == 0, proc.stderr
+    from slaf.integrations.anndata import LazyAnnData
+    return adata, dst, LazyAnnData(open_slaf(dst))
+
+
+def dense(m):
+    m = m.compute() if hasattr(m, "compute") else m
+    return m.toarray() if sp.issparse(m) else np.asarray(m)
+
+
+def test_layers_union_exact(everything):
+    adata, dst, lazy = everything
+    cfg = json.loads((dst / "config.json").read_text())
+    assert cfg["tables"]["layers"] == "layers.lance"
+    assert cfg["layers"]["available"] == ["spliced", "unspliced", "raw"]
+    import lance
+    t = lance.dataset(str(dst / "layers.lance")).to_table()
+    assert str(t.schema.field("spliced").type) == "uint16"      # integral counts
+    assert str(t.schema.field("unspliced").type) == "float"     # float64 input
+    cells = t.column("cell_integer_id").to_numpy()
+    genes = t.column("gene_integer_id").to_numpy()
+    assert np.array_equal(np.lexsort((genes, cells)), np.arange(len(cells)))
+    # Rows = union of stored positions (never the Cartesian product).
+    union = (abs(adata.layers["spliced"]) + abs(adata.layers["unspliced"]) + abs(adata.raw.X)).nnz
+    assert t.num_rows == union
+    for k in ["spliced", "unspliced"]:
+        want = dense(adata.layers[k]).astype(np.float32)
+        assert np.array_equal(dense(lazy.layers[k]).astype(np.float32), want), k
+    assert np.array_equal(dense(lazy.layers["raw"]), dense(adata.raw.X))
+
+
+def test_obsm_varm_exact(everything):
+    adata, dst, lazy = everything
+    cfg = json.loads((dst / "config.json").read_text())
+    assert cfg["obsm"]["dimensions"] == {"X_pca": 5, "X_umap": 2}
+    assert cfg["varm"]["available"] == ["PCs"]
+    # float64 embeddings are stored as float32: the format's vector type (docs §2.6).
+    assert np.array_equal(np.asarray(lazy.obsm["X_pca"]), adata.obsm["X_pca"].astype(np.float32))
+    assert np.array_equal(np.asarray(lazy.obsm["X_umap"]), adata.obsm["X_umap"])
+    assert np.array_equal(np.asarray(lazy.varm["PCs"]), adata.varm["PCs"].astype(np.float32))
+
+
+def test_obsp_varp_exact(everything):
+    adata, dst, lazy = everything
+    cfg = json.loads((dst / "config.json").read_text())
+    assert cfg["tables"]["cellsxcells"] == "cellsxcells.lance"
+    assert cfg["obsp"]["dimensions"] == {"connectivities": adata.n_obs, "distances": adata.n_obs}
+    for k in ["connectivities", "distances"]:
+        assert np.array_equal(dense(lazy.obsp[k]), dense(adata.obsp[k]).astype(np.float32)), k
+    assert np.array_equal(dense(lazy.varp["correlation"]),
+                          dense(adata.varp["correlation"]).astype(np.float32))
+
+
+def test_uns_strict_json(everything):
+    adata, dst, lazy = everything
+    text = (dst / "uns.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    uns = json.loads(text)
+    assert uns["neighbors"]["params"] == {"n_neighbors": 15, "method": "umap", "use_rep": "X_pca"}
+    assert uns["cell_type_colors"] == ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    assert uns["flags"] == {"done": True, "scaled": False}
+    assert uns["values"] == [1.5, None, None, -2.0]
+    assert uns["matrix"] == [[0, 1, 2], [3, 4, 5]]
+    assert uns["version"] == "1.2.3" and uns["count"] == 42
+    assert uns["table"] == {"a": [1, 2, 3], "b": ["x", "y", "z"]}
+    assert dict(lazy.uns)["version"] == "1.2.3"
+
+
+def test_raw_ignored_by_default(tmp_path):
+    fixtures.write("everything", tmp_path / "e.h5ad")
+    proc = run_convert(tmp_path / "e.h5ad", tmp_path / "e.slaf")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads((tmp_path / "e.slaf" / "config.json").read_text())
+    assert "raw" not in cfg["layers"]["available"]
+    assert "ignoring /raw" in proc.stderr
