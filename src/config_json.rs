@@ -206,7 +206,12 @@ impl Block {
             available: keys.to_vec(),
             immutable: keys.to_vec(),
             mutable: Vec::new(),
-            dimensions: dims.map(|d| keys.iter().enumerate().map(|(i, k)| (k.clone(), d(i))).collect()),
+            dimensions: dims.map(|d| {
+                keys.iter()
+                    .enumerate()
+                    .map(|(i, k)| (k.clone(), d(i)))
+                    .collect()
+            }),
         })
     }
 }

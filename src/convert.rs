@@ -187,8 +187,14 @@ async fn write_tables(
         &output.join("expression.lance"),
         expression_schema(ids.clone(), scan.value_type),
     )?;
-    let cells = TableWriter::new(&output.join("cells.lance"), cells_schema(reader.obs_fields()))?;
-    let genes = TableWriter::new(&output.join("genes.lance"), genes_schema(reader.var_fields()))?;
+    let cells = TableWriter::new(
+        &output.join("cells.lance"),
+        cells_schema(reader.obs_fields()),
+    )?;
+    let genes = TableWriter::new(
+        &output.join("genes.lance"),
+        genes_schema(reader.var_fields()),
+    )?;
     let layers = (!parts.layers.is_empty())
         .then(|| {
             TableWriter::new(
@@ -230,7 +236,13 @@ async fn write_tables(
         let layer_write = async {
             match &layers {
                 Some(l) => {
-                    let batch = layers_batch(l.schema(), ids, &scan.layer_types, chunk.cells.start, &chunk.layers)?;
+                    let batch = layers_batch(
+                        l.schema(),
+                        ids,
+                        &scan.layer_types,
+                        chunk.cells.start,
+                        &chunk.layers,
+                    )?;
                     l.write_fragment(batch).await
                 }
                 None => Ok(None),
@@ -273,8 +285,24 @@ async fn write_tables(
         l.commit(layer_fragments).await?;
     }
 
-    let reader = write_pairwise(output, reader, Axis::Cells, &parts.obsp, &ids.cell, chunk_size).await?;
-    let mut reader = write_pairwise(output, reader, Axis::Genes, &parts.varp, &ids.gene, chunk_size).await?;
+    let reader = write_pairwise(
+        output,
+        reader,
+        Axis::Cells,
+        &parts.obsp,
+        &ids.cell,
+        chunk_size,
+    )
+    .await?;
+    let mut reader = write_pairwise(
+        output,
+        reader,
+        Axis::Genes,
+        &parts.varp,
+        &ids.gene,
+        chunk_size,
+    )
+    .await?;
     if let Some(uns) = blocking(move || reader.uns()).await? {
         write_json(output, UNS_FILE, &uns)?;
     }
@@ -302,8 +330,16 @@ async fn write_pairwise(
         return Ok(reader);
     }
     let (table, prefix, n) = match axis {
-        Axis::Cells => (CELLSXCELLS_TABLE, "cell_integer_id", reader.layout().n_cells),
-        Axis::Genes => (GENESXGENES_TABLE, "gene_integer_id", reader.layout().n_genes),
+        Axis::Cells => (
+            CELLSXCELLS_TABLE,
+            "cell_integer_id",
+            reader.layout().n_cells,
+        ),
+        Axis::Genes => (
+            GENESXGENES_TABLE,
+            "gene_integer_id",
+            reader.layout().n_genes,
+        ),
     };
     let writer = TableWriter::new(&output.join(table), pairwise_schema(prefix, id_type, keys))?;
     let mut reader = blocking(move || {
@@ -325,7 +361,12 @@ async fn write_pairwise(
         fragments.extend(writer.write_fragment(batch).await?);
     }
     writer.commit(fragments).await?;
-    tracing::info!(event = "pairwise.written", table, keys = keys.len(), "wrote {table}");
+    tracing::info!(
+        event = "pairwise.written",
+        table,
+        keys = keys.len(),
+        "wrote {table}"
+    );
     Ok(reader)
 }
 

@@ -118,8 +118,12 @@ fn id_array(dtype: &DataType, values: impl Iterator<Item = u64>) -> Result<Array
 /// Values in the stored type.
 fn value_array(value_type: ValueType, values: &[f64]) -> ArrayRef {
     match value_type {
-        ValueType::UInt16 => Arc::new(UInt16Array::from_iter_values(values.iter().map(|&v| v as u16))),
-        ValueType::Float32 => Arc::new(Float32Array::from_iter_values(values.iter().map(|&v| v as f32))),
+        ValueType::UInt16 => Arc::new(UInt16Array::from_iter_values(
+            values.iter().map(|&v| v as u16),
+        )),
+        ValueType::Float32 => Arc::new(Float32Array::from_iter_values(
+            values.iter().map(|&v| v as f32),
+        )),
     }
 }
 

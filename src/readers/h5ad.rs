@@ -95,7 +95,9 @@ impl H5adReader {
                     object = "/raw",
                     "ignoring /raw (pass --raw as-layer to keep raw.X as the layer 'raw')"
                 ),
-                RawMode::AsLayer => layers.push(("raw".into(), open_raw(path, root, &var, n_cells, n_genes)?)),
+                RawMode::AsLayer => {
+                    layers.push(("raw".into(), open_raw(path, root, &var, n_cells, n_genes)?))
+                }
             }
         }
         let layer_names: Vec<String> = layers.iter().map(|(k, _)| k.clone()).collect();

@@ -58,7 +58,12 @@ pub fn members(path: &Path, root: &Group, group: &str) -> Result<Vec<String>> {
 }
 
 /// Resolve the vector keys of `group` ("obsm"/"varm"), each with `n_rows` rows.
-pub fn open_vectors(path: &Path, root: &Group, group: &str, n_rows: u64) -> Result<Vec<VectorColumn>> {
+pub fn open_vectors(
+    path: &Path,
+    root: &Group,
+    group: &str,
+    n_rows: u64,
+) -> Result<Vec<VectorColumn>> {
     let mut out = Vec::new();
     for key in members(path, root, group)? {
         let g = h5::group(path, root, group)?;
@@ -73,7 +78,11 @@ pub fn open_vectors(path: &Path, root: &Group, group: &str, n_rows: u64) -> Resu
             }
             let (source, rows, dim) = MatrixSource::open(path, &g, &key)?;
             check_rows(path, &object, rows, n_rows)?;
-            out.push(VectorColumn { name, dim: dim as usize, source: VectorSource::Sparse(source) });
+            out.push(VectorColumn {
+                name,
+                dim: dim as usize,
+                source: VectorSource::Sparse(source),
+            });
             continue;
         }
         let ds = h5::dataset(path, &g, &key)?;
@@ -87,19 +96,29 @@ pub fn open_vectors(path: &Path, root: &Group, group: &str, n_rows: u64) -> Resu
             }
         };
         use hdf5::types::TypeDescriptor as T;
-        if !matches!(h5::descriptor(path, &ds)?, T::Integer(_) | T::Unsigned(_) | T::Float(_) | T::Boolean) {
+        if !matches!(
+            h5::descriptor(path, &ds)?,
+            T::Integer(_) | T::Unsigned(_) | T::Float(_) | T::Boolean
+        ) {
             tracing::warn!(event = "input.skipped", object = %object, "skipping {object}: not numeric");
             continue;
         }
         check_rows(path, &object, shape[0] as u64, n_rows)?;
-        out.push(VectorColumn { name, dim, source: VectorSource::Dense(ds) });
+        out.push(VectorColumn {
+            name,
+            dim,
+            source: VectorSource::Dense(ds),
+        });
     }
     Ok(out)
 }
 
 fn check_rows(path: &Path, object: &str, rows: u64, n_rows: u64) -> Result<()> {
     if rows != n_rows {
-        return Err(Error::invalid(path, format!("{object}: has {rows} rows, expected {n_rows}")));
+        return Err(Error::invalid(
+            path,
+            format!("{object}: has {rows} rows, expected {n_rows}"),
+        ));
     }
     Ok(())
 }
@@ -122,14 +141,18 @@ impl VectorColumn {
     pub fn read(&mut self, path: &Path, rows: Range<usize>) -> Result<ArrayRef> {
         let n = rows.len();
         let values: Vec<f32> = match &mut self.source {
-            VectorSource::Dense(ds) if ds.ndim() == 1 => {
-                h5::read_f64(path, ds, rows)?.into_iter().map(|v| v as f32).collect()
-            }
+            VectorSource::Dense(ds) if ds.ndim() == 1 => h5::read_f64(path, ds, rows)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
             VectorSource::Dense(ds) => {
                 if self.dim == 0 {
                     Vec::new()
                 } else {
-                    h5::read_rows_f64(path, ds, rows)?.into_iter().map(|v| v as f32).collect()
+                    h5::read_rows_f64(path, ds, rows)?
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect()
                 }
             }
             VectorSource::Sparse(m) => {
@@ -138,18 +161,30 @@ impl VectorColumn {
             }
         };
         if values.len() != n * self.dim {
-            return Err(Error::Internal(format!("{}: read {} values for {n} rows", self.name, values.len())));
+            return Err(Error::Internal(format!(
+                "{}: read {} values for {n} rows",
+                self.name,
+                values.len()
+            )));
         }
         let item = Arc::new(Field::new("item", DataType::Float32, true));
-        let array = FixedSizeListArray::try_new(item, self.dim as i32, Arc::new(Float32Array::from(values)), None)
-            .map_err(|e| Error::Internal(format!("{}: {e}", self.name)))?;
+        let array = FixedSizeListArray::try_new(
+            item,
+            self.dim as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )
+        .map_err(|e| Error::Internal(format!("{}: {e}", self.name)))?;
         Ok(Arc::new(array))
     }
 }
 
 /// `FixedSizeList<float32>[dim]`, the type upstream writes for obsm/varm.
 pub fn vector_type(dim: usize) -> DataType {
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32)
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dim as i32,
+    )
 }
 
 fn densify(entries: &CellEntries, dim: usize) -> Vec<f32> {
@@ -163,23 +198,40 @@ fn densify(entries: &CellEntries, dim: usize) -> Vec<f32> {
 }
 
 /// Resolve the pairwise keys of `group` ("obsp"/"varp"), square of side `n`.
-pub fn open_pairwise(path: &Path, root: &Group, group: &str, n: u64) -> Result<Vec<PairwiseMatrix>> {
+pub fn open_pairwise(
+    path: &Path,
+    root: &Group,
+    group: &str,
+    n: u64,
+) -> Result<Vec<PairwiseMatrix>> {
     let mut out = Vec::new();
     for key in members(path, root, group)? {
         let g = h5::group(path, root, group)?;
         let object = format!("/{group}/{key}");
         let (source, rows, cols) = MatrixSource::open(path, &g, &key)?;
         if rows != n || cols != n {
-            return Err(Error::invalid(path, format!("{object}: shape ({rows}, {cols}), expected ({n}, {n})")));
+            return Err(Error::invalid(
+                path,
+                format!("{object}: shape ({rows}, {cols}), expected ({n}, {n})"),
+            ));
         }
-        out.push(PairwiseMatrix { name: key.replace('.', "_"), source });
+        out.push(PairwiseMatrix {
+            name: key.replace('.', "_"),
+            source,
+        });
     }
     Ok(out)
 }
 
 impl PairwiseMatrix {
     /// Prepare for reading rows of `range` in chunks.
-    pub fn prepare(&mut self, path: &Path, range: CellRange, chunk_size: u64, n: u64) -> Result<()> {
+    pub fn prepare(
+        &mut self,
+        path: &Path,
+        range: CellRange,
+        chunk_size: u64,
+        n: u64,
+    ) -> Result<()> {
         self.source.prepare(path, range, chunk_size, n)
     }
 

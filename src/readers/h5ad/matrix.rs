@@ -230,7 +230,12 @@ impl MatrixSource {
     }
 
     /// The entries of `cells`, cell-major, genes ascending within each cell.
-    pub fn read_cells(&mut self, path: &Path, cells: CellRange, n_genes: u64) -> Result<CellEntries> {
+    pub fn read_cells(
+        &mut self,
+        path: &Path,
+        cells: CellRange,
+        n_genes: u64,
+    ) -> Result<CellEntries> {
         let n = cells.len() as usize;
         match self {
             MatrixSource::Csr(c) => {

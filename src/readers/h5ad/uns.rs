@@ -41,7 +41,9 @@ fn read_group(path: &Path, g: &Group) -> Result<Option<Value>> {
     match encoding.as_str() {
         "" | "dict" => {
             let mut map = Map::new();
-            let mut names = g.member_names().map_err(|e| h5::h5_error(path, &object, e))?;
+            let mut names = g
+                .member_names()
+                .map_err(|e| h5::h5_error(path, &object, e))?;
             names.sort();
             for name in names {
                 let value = if h5::is_group(g, &name) {
@@ -70,7 +72,10 @@ fn read_group(path: &Path, g: &Group) -> Result<Option<Value>> {
             let array = read_whole_column(path, &parent, &base_of(&object))?;
             Ok(Some(Value::Array(array_json(&array))))
         }
-        other => Ok(skip(&object, &format!("encoding '{other}' has no JSON form"))),
+        other => Ok(skip(
+            &object,
+            &format!("encoding '{other}' has no JSON form"),
+        )),
     }
 }
 
@@ -100,17 +105,38 @@ fn read_dataset(path: &Path, ds: &Dataset) -> Result<Option<Value>> {
                 return Ok(Some(Value::String(read_scalar_string(path, ds)?)));
             }
             if shape.len() != 1 {
-                return Ok(skip(&object, "multi-dimensional string arrays are not supported"));
+                return Ok(skip(
+                    &object,
+                    "multi-dimensional string arrays are not supported",
+                ));
             }
-            h5::read_strings(path, ds, 0..n)?.into_iter().map(Value::String).collect()
+            h5::read_strings(path, ds, 0..n)?
+                .into_iter()
+                .map(Value::String)
+                .collect()
         }
         TypeDescriptor::Boolean => {
             let v = ds.read_raw::<bool>().map_err(err)?;
             v.into_iter().map(Value::Bool).collect()
         }
-        TypeDescriptor::Integer(_) => ds.read_raw::<i64>().map_err(err)?.into_iter().map(Value::from).collect(),
-        TypeDescriptor::Unsigned(_) => ds.read_raw::<u64>().map_err(err)?.into_iter().map(Value::from).collect(),
-        TypeDescriptor::Float(_) => ds.read_raw::<f64>().map_err(err)?.into_iter().map(float_json).collect(),
+        TypeDescriptor::Integer(_) => ds
+            .read_raw::<i64>()
+            .map_err(err)?
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        TypeDescriptor::Unsigned(_) => ds
+            .read_raw::<u64>()
+            .map_err(err)?
+            .into_iter()
+            .map(Value::from)
+            .collect(),
+        TypeDescriptor::Float(_) => ds
+            .read_raw::<f64>()
+            .map_err(err)?
+            .into_iter()
+            .map(float_json)
+            .collect(),
         other => return Ok(skip(&object, &format!("type {other} has no JSON form"))),
     };
     if ds.is_scalar() {
@@ -123,9 +149,16 @@ fn read_scalar_string(path: &Path, ds: &Dataset) -> Result<String> {
     use hdf5::types::{VarLenAscii, VarLenUnicode};
     let err = |e| h5::h5_error(path, &ds.name(), e);
     Ok(match h5::descriptor(path, ds)? {
-        TypeDescriptor::VarLenUnicode => ds.read_scalar::<VarLenUnicode>().map_err(err)?.to_string(),
+        TypeDescriptor::VarLenUnicode => {
+            ds.read_scalar::<VarLenUnicode>().map_err(err)?.to_string()
+        }
         TypeDescriptor::VarLenAscii => ds.read_scalar::<VarLenAscii>().map_err(err)?.to_string(),
-        _ => ds.read_raw::<hdf5::types::VarLenUnicode>().map_err(err)?.first().map(|s| s.to_string()).unwrap_or_default(),
+        _ => ds
+            .read_raw::<hdf5::types::VarLenUnicode>()
+            .map_err(err)?
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
     })
 }
 
@@ -156,25 +189,65 @@ pub fn array_json(array: &ArrayRef) -> Vec<Value> {
     match array.data_type() {
         DataType::Utf8 => {
             let a = array.as_string::<i32>();
-            (0..n).map(|i| if valid(i) { Value::String(a.value(i).to_string()) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Value::String(a.value(i).to_string())
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
         DataType::Boolean => {
             let a = array.as_boolean();
-            (0..n).map(|i| if valid(i) { Value::Bool(a.value(i)) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Value::Bool(a.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             let cast = arrow::compute::cast(array, &DataType::Float64).expect("float widening");
             let a = cast.as_primitive::<Float64Type>();
-            (0..n).map(|i| if valid(i) { float_json(a.value(i)) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        float_json(a.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
         DataType::UInt64 => {
             let a = array.as_primitive::<arrow::datatypes::UInt64Type>();
-            (0..n).map(|i| if valid(i) { Value::from(a.value(i)) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Value::from(a.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
         _ => match arrow::compute::cast(array, &DataType::Int64) {
             Ok(cast) => {
                 let a = cast.as_primitive::<Int64Type>();
-                (0..n).map(|i| if valid(i) { Value::from(a.value(i)) } else { Value::Null }).collect()
+                (0..n)
+                    .map(|i| {
+                        if valid(i) {
+                            Value::from(a.value(i))
+                        } else {
+                            Value::Null
+                        }
+                    })
+                    .collect()
             }
             Err(_) => vec![Value::Null; n],
         },
@@ -188,7 +261,10 @@ mod tests {
     #[test]
     fn test_nest() {
         let flat: Vec<Value> = (0..6).map(Value::from).collect();
-        assert_eq!(nest(&flat, &[2, 3]), serde_json::json!([[0, 1, 2], [3, 4, 5]]));
+        assert_eq!(
+            nest(&flat, &[2, 3]),
+            serde_json::json!([[0, 1, 2], [3, 4, 5]])
+        );
         assert_eq!(nest(&flat, &[6]), serde_json::json!([0, 1, 2, 3, 4, 5]));
     }
 
