@@ -28,8 +28,9 @@ use crate::schema::{
 use crate::tables::{cells_batch, expression_batch, genes_batch, layers_batch, pairwise_batch};
 use crate::writer::TableWriter;
 
-/// Chunks kept in flight between the reader thread and the writer (bounds memory).
-const CHANNEL_DEPTH: usize = 2;
+/// Chunks waiting between the reader thread and the writer. With one more being read and one
+/// being written, at most three chunks are alive: memory is bounded by the chunk size.
+const CHANNEL_DEPTH: usize = 1;
 
 /// Options of one conversion.
 #[derive(Debug, Clone)]
@@ -233,19 +234,23 @@ async fn write_tables(
             &chunk.entries,
         )?;
         let cell_batch = cells_batch(cells.schema(), &chunk, &scan.row_offsets)?;
+        let layer_batch = match &layers {
+            Some(l) => Some(layers_batch(
+                l.schema(),
+                ids,
+                &scan.layer_types,
+                chunk.cells.start,
+                &chunk.layers,
+            )?),
+            None => None,
+        };
+        let cells_range = chunk.cells;
+        // The batches hold everything the chunk had: free its entries before encoding.
+        drop(chunk);
         let layer_write = async {
-            match &layers {
-                Some(l) => {
-                    let batch = layers_batch(
-                        l.schema(),
-                        ids,
-                        &scan.layer_types,
-                        chunk.cells.start,
-                        &chunk.layers,
-                    )?;
-                    l.write_fragment(batch).await
-                }
-                None => Ok(None),
+            match (&layers, layer_batch) {
+                (Some(l), Some(batch)) => l.write_fragment(batch).await,
+                _ => Ok(None),
             }
         };
         let (e, c, l) = tokio::try_join!(
@@ -257,15 +262,15 @@ async fn write_tables(
         cell_fragments.extend(c);
         layer_fragments.extend(l);
         stats.merge(&chunk_stats);
-        cells_done = chunk.cells.end;
+        cells_done = cells_range.end;
         tracing::info!(
             event = "chunk.written",
             cells_done,
             n_cells,
             expression_rows = stats.count,
             "wrote cells {}..{} of {n_cells}",
-            chunk.cells.start,
-            chunk.cells.end
+            cells_range.start,
+            cells_range.end
         );
     }
     let reader = producer

@@ -130,8 +130,10 @@ pub struct CellEntries {
     pub offsets: Vec<u64>,
     /// Gene positions, ascending within each cell.
     pub genes: Vec<u32>,
-    /// Values as read (every integer and float type fits `f64` exactly up to 2^53).
-    pub values: Vec<f64>,
+    /// Values as f32: exact for every value that will be stored as uint16, and what a float
+    /// value is stored as anyway (the full-precision pass that picks the type is
+    /// [`InputReader::scan`]). Half the memory of f64 per entry.
+    pub values: Vec<f32>,
 }
 
 impl CellEntries {
@@ -158,7 +160,7 @@ impl CellEntries {
             if self.genes[lo..hi].windows(2).all(|p| p[0] <= p[1]) {
                 continue;
             }
-            let mut pairs: Vec<(u32, f64)> = self.genes[lo..hi]
+            let mut pairs: Vec<(u32, f32)> = self.genes[lo..hi]
                 .iter()
                 .copied()
                 .zip(self.values[lo..hi].iter().copied())

@@ -41,8 +41,9 @@ pub fn expression_batch(
     let values = value_array(value_type, &entries.values);
     let stats = match value_type {
         // The full-pass probe proved every value integral in [0, 65535]: stored exactly.
-        ValueType::UInt16 => ValueStats::of(entries.values.iter().copied()),
-        ValueType::Float32 => ValueStats::of(entries.values.iter().map(|&x| x as f32 as f64)),
+        ValueType::UInt16 | ValueType::Float32 => {
+            ValueStats::of(entries.values.iter().map(|&x| x as f64))
+        }
     };
     if cells.len() != n {
         return Err(Error::Internal(format!(
@@ -64,7 +65,7 @@ pub struct Union {
     /// Column of each union position.
     pub cols: Vec<u32>,
     /// Per source, its value at each union position.
-    pub values: Vec<Vec<f64>>,
+    pub values: Vec<Vec<f32>>,
 }
 
 /// Merge `sources` (same rows, each sorted within a row) into their union.
@@ -116,14 +117,12 @@ fn id_array(dtype: &DataType, values: impl Iterator<Item = u64>) -> Result<Array
 }
 
 /// Values in the stored type.
-fn value_array(value_type: ValueType, values: &[f64]) -> ArrayRef {
+fn value_array(value_type: ValueType, values: &[f32]) -> ArrayRef {
     match value_type {
         ValueType::UInt16 => Arc::new(UInt16Array::from_iter_values(
             values.iter().map(|&v| v as u16),
         )),
-        ValueType::Float32 => Arc::new(Float32Array::from_iter_values(
-            values.iter().map(|&v| v as f32),
-        )),
+        ValueType::Float32 => Arc::new(Float32Array::from_iter_values(values.iter().copied())),
     }
 }
 

@@ -191,7 +191,7 @@ fn densify(entries: &CellEntries, dim: usize) -> Vec<f32> {
     let mut out = vec![0f32; entries.n_cells() * dim];
     for (row, w) in entries.offsets.windows(2).enumerate() {
         for k in w[0] as usize..w[1] as usize {
-            out[row * dim + entries.genes[k] as usize] = entries.values[k] as f32;
+            out[row * dim + entries.genes[k] as usize] = entries.values[k];
         }
     }
     out

@@ -252,7 +252,7 @@ impl MatrixSource {
                     ));
                 }
                 let genes = h5::read_i64(path, &c.indices, lo as usize..hi as usize)?;
-                let values = h5::read_f64(path, &c.data, lo as usize..hi as usize)?;
+                let values = h5::read_numeric::<f32>(path, &c.data, lo as usize..hi as usize)?;
                 let offsets: Vec<u64> = ptr.iter().map(|p| (p - lo) as u64).collect();
                 let mut entries = CellEntries {
                     offsets,
@@ -278,7 +278,7 @@ impl MatrixSource {
                         for (g, &v) in row.iter().enumerate() {
                             if v != 0.0 {
                                 entries.genes.push(g as u32);
-                                entries.values.push(v);
+                                entries.values.push(v as f32);
                             }
                         }
                         entries.offsets.push(entries.genes.len() as u64);
@@ -381,10 +381,10 @@ pub struct Transposed {
 struct Record {
     cell: u32,
     gene: u32,
-    value: f64,
+    value: f32,
 }
 
-const RECORD_BYTES: usize = 16;
+const RECORD_BYTES: usize = 12;
 
 impl Transposed {
     fn build(
@@ -417,7 +417,7 @@ impl Transposed {
         while start < total {
             let end = (start + BLOCK).min(total);
             let cells = h5::read_i64(path, &c.indices, start..end)?;
-            let values = h5::read_f64(path, &c.data, start..end)?;
+            let values = h5::read_numeric::<f32>(path, &c.data, start..end)?;
             for (k, (&cell, &value)) in cells.iter().zip(&values).enumerate() {
                 let pos = (start + k) as i64;
                 while indptr[gene + 1] <= pos {
@@ -431,7 +431,7 @@ impl Transposed {
                 let mut rec = [0u8; RECORD_BYTES];
                 rec[0..4].copy_from_slice(&(offset as u32).to_le_bytes());
                 rec[4..8].copy_from_slice(&(gene as u32).to_le_bytes());
-                rec[8..16].copy_from_slice(&value.to_le_bytes());
+                rec[8..12].copy_from_slice(&value.to_le_bytes());
                 writers[b]
                     .write_all(&rec)
                     .map_err(|e| Error::io(bucket_path(dir.path(), b as u64), e))?;
@@ -488,7 +488,7 @@ impl Transposed {
                 records.push(Record {
                     cell: u32::from_le_bytes(rec[0..4].try_into().expect("4 bytes")),
                     gene: u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes")),
-                    value: f64::from_le_bytes(rec[8..16].try_into().expect("8 bytes")),
+                    value: f32::from_le_bytes(rec[8..12].try_into().expect("4 bytes")),
                 });
             }
             // Genes ascend within a cell; the stable sort keeps duplicate entries in file order.
