@@ -296,3 +296,18 @@ def test_raw_ignored_by_default(tmp_path):
     cfg = json.loads((tmp_path / "e.slaf" / "config.json").read_text())
     assert "raw" not in cfg["layers"]["available"]
     assert "ignoring /raw" in proc.stderr
+
+
+def test_dataframe_obsm_is_skipped_with_a_warning(tmp_path):
+    import anndata as ad
+    rng = np.random.default_rng(3)
+    adata = ad.AnnData(X=sp.random(6, 4, density=0.5, format="csr", random_state=rng,
+                                   dtype=np.float32))
+    adata.obsm["spatial.xy"] = rng.normal(size=(6, 2))
+    adata.obsm["meta"] = pd.DataFrame({"a": np.arange(6)}, index=adata.obs_names)
+    adata.write_h5ad(tmp_path / "o.h5ad")
+    proc = run_convert(tmp_path / "o.h5ad", tmp_path / "o.slaf")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipping /obsm/meta" in proc.stderr
+    cfg = json.loads((tmp_path / "o.slaf" / "config.json").read_text())
+    assert cfg["obsm"]["available"] == ["spatial_xy"]   # '.' -> '_' as for columns
