@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::schema::ValueType;
 
 mod h5ad;
+mod hdf5_matrix;
 mod hdf5_util;
+mod spill;
 
 pub use h5ad::H5adReader;
 

@@ -8,7 +8,7 @@
 
 mod annotations;
 mod dataframe;
-mod matrix;
+
 mod uns;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use arrow::datatypes::{Field, Schema};
 
 use self::annotations::{open_pairwise, open_vectors, PairwiseMatrix, VectorColumn};
 use self::dataframe::DataFrameReader;
-use self::matrix::MatrixSource;
+use super::hdf5_matrix::MatrixSource;
 use super::hdf5_util as h5;
 use super::{
     Axis, CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan,

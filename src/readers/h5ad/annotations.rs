@@ -14,8 +14,8 @@ use arrow::datatypes::{DataType, Field};
 use hdf5::Group;
 
 use super::super::hdf5_util as h5;
-use super::matrix::MatrixSource;
 use crate::error::{Error, Result};
+use crate::readers::hdf5_matrix::MatrixSource;
 use crate::readers::{CellEntries, CellRange};
 
 /// One obsm/varm key.

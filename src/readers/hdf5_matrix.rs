@@ -6,23 +6,20 @@
 //! sorted in memory when its cells are asked for: never the whole matrix in memory, and never
 //! gene-major rows (upstream defect B9). Memory is bounded by the chunk (dense: by a row block).
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdf5::{Dataset, Group};
 
-use super::super::hdf5_util as h5;
+use super::hdf5_util as h5;
 use crate::error::{Error, Result};
+use crate::readers::spill::CellBuckets;
 use crate::readers::{CellEntries, CellRange, MatrixScan};
 use crate::schema::ValueType;
 use crate::schema::ValueTypeProbe;
 
 /// Elements read per HDF5 call when streaming over a whole array.
 const BLOCK: usize = 1 << 20;
-/// Upper bound on the temporary bucket files of a CSC transposition.
-const MAX_BUCKETS: u64 = 256;
 
 /// Where X lives and how it is laid out.
 #[derive(Debug)]
@@ -30,7 +27,7 @@ pub enum MatrixSource {
     /// Compressed sparse rows: indptr over cells.
     Csr(Compressed),
     /// Compressed sparse columns: indptr over genes, transposed on the fly.
-    Csc(Compressed, Option<Transposed>),
+    Csc(Compressed, Option<CellBuckets>),
     /// A dense 2-D dataset, cells × genes.
     Dense(Dataset),
 }
@@ -224,7 +221,7 @@ impl MatrixSource {
         n_genes: u64,
     ) -> Result<()> {
         if let MatrixSource::Csc(c, transposed) = self {
-            *transposed = Some(Transposed::build(path, c, range, chunk_size, n_genes)?);
+            *transposed = Some(transpose(path, c, range, chunk_size, n_genes)?);
         }
         Ok(())
     }
@@ -267,7 +264,7 @@ impl MatrixSource {
                     .as_mut()
                     .ok_or_else(|| Error::Internal("CSC read before prepare".into()))?;
                 let _ = c;
-                t.read_cells(path, cells)
+                t.read_cells(cells)
             }
             MatrixSource::Dense(ds) => {
                 let mut entries = CellEntries::with_capacity(n, 0);
@@ -366,139 +363,38 @@ fn dense_row_blocks(n_rows: u64, n_cols: u64) -> impl Iterator<Item = Range<usiz
     (0..n_rows.div_ceil(per)).map(move |i| (i * per) as usize..((i + 1) * per).min(n_rows) as usize)
 }
 
-/// A CSC matrix bucketed by cell range into temporary files (cell offset, gene, value).
-#[derive(Debug)]
-pub struct Transposed {
-    dir: tempfile::TempDir,
+/// Bucket a CSC matrix's entries of `range` by cell (one pass over the matrix).
+fn transpose(
+    path: &Path,
+    c: &Compressed,
     range: CellRange,
-    cells_per_bucket: u64,
-    /// The bucket currently in memory: its index and its entries sorted by (cell, gene).
-    loaded: Option<(u64, Vec<Record>)>,
-}
-
-/// One spilled entry: cell offset within the transposed range, gene, value.
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    cell: u32,
-    gene: u32,
-    value: f32,
-}
-
-const RECORD_BYTES: usize = 12;
-
-impl Transposed {
-    fn build(
-        path: &Path,
-        c: &Compressed,
-        range: CellRange,
-        chunk_size: u64,
-        n_genes: u64,
-    ) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("slaf-convert-csc-")
-            .tempdir()
-            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let n_chunks = range.len().div_ceil(chunk_size.max(1)).max(1);
-        let cells_per_bucket = chunk_size.max(1) * n_chunks.div_ceil(MAX_BUCKETS);
-        let n_buckets = range.len().div_ceil(cells_per_bucket).max(1);
-        let mut writers = (0..n_buckets)
-            .map(|b| {
-                let p = bucket_path(dir.path(), b);
-                File::create(&p)
-                    .map(|f| BufWriter::with_capacity(64 * 1024, f))
-                    .map_err(|e| Error::io(p, e))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let indptr = read_indptr(path, c, n_genes)?;
-        let base = indptr[0] as usize;
-        let total = indptr[n_genes as usize] as usize;
-        let mut gene = 0usize;
-        let mut start = base;
-        while start < total {
-            let end = (start + BLOCK).min(total);
-            let cells = h5::read_i64(path, &c.indices, start..end)?;
-            let values = h5::read_numeric::<f32>(path, &c.data, start..end)?;
-            for (k, (&cell, &value)) in cells.iter().zip(&values).enumerate() {
-                let pos = (start + k) as i64;
-                while indptr[gene + 1] <= pos {
-                    gene += 1;
-                }
-                if cell < range.start as i64 || cell >= range.end as i64 {
-                    continue;
-                }
-                let offset = cell as u64 - range.start;
-                let b = (offset / cells_per_bucket) as usize;
-                let mut rec = [0u8; RECORD_BYTES];
-                rec[0..4].copy_from_slice(&(offset as u32).to_le_bytes());
-                rec[4..8].copy_from_slice(&(gene as u32).to_le_bytes());
-                rec[8..12].copy_from_slice(&value.to_le_bytes());
-                writers[b]
-                    .write_all(&rec)
-                    .map_err(|e| Error::io(bucket_path(dir.path(), b as u64), e))?;
+    chunk_size: u64,
+    n_genes: u64,
+) -> Result<CellBuckets> {
+    let mut buckets = CellBuckets::new(range, chunk_size)?;
+    let indptr = read_indptr(path, c, n_genes)?;
+    let total = indptr[n_genes as usize] as usize;
+    let mut gene = 0usize;
+    let mut start = indptr[0] as usize;
+    while start < total {
+        let end = (start + BLOCK).min(total);
+        let cells = h5::read_i64(path, &c.indices, start..end)?;
+        let values = h5::read_numeric::<f32>(path, &c.data, start..end)?;
+        for (k, (&cell, &value)) in cells.iter().zip(&values).enumerate() {
+            let pos = (start + k) as i64;
+            while indptr[gene + 1] <= pos {
+                gene += 1;
             }
-            start = end;
-        }
-        for (b, w) in writers.into_iter().enumerate() {
-            w.into_inner()
-                .map_err(|e| Error::io(bucket_path(dir.path(), b as u64), e.into_error()))?;
-        }
-        Ok(Transposed {
-            dir,
-            range,
-            cells_per_bucket,
-            loaded: None,
-        })
-    }
-
-    fn read_cells(&mut self, path: &Path, cells: CellRange) -> Result<CellEntries> {
-        let lo = cells.start - self.range.start;
-        let hi = cells.end - self.range.start;
-        let per = self.cells_per_bucket;
-        let mut entries = CellEntries::with_capacity(cells.len() as usize, 0);
-        let mut cell = lo;
-        while cell < hi {
-            let bucket = cell / per;
-            let bucket_end = ((bucket + 1) * per).min(hi);
-            let records = self.load(path, bucket)?;
-            let mut i = records.partition_point(|r| (r.cell as u64) < cell);
-            for c in cell..bucket_end {
-                while i < records.len() && records[i].cell as u64 == c {
-                    entries.genes.push(records[i].gene);
-                    entries.values.push(records[i].value);
-                    i += 1;
-                }
-                entries.offsets.push(entries.genes.len() as u64);
+            if cell < 0 {
+                return Err(Error::invalid(
+                    path,
+                    format!("{}: negative cell index {cell}", c.indices.name()),
+                ));
             }
-            cell = bucket_end;
+            buckets.push(cell as u64, gene as u32, value)?;
         }
-        Ok(entries)
+        start = end;
     }
-
-    fn load(&mut self, _path: &Path, bucket: u64) -> Result<&[Record]> {
-        if self.loaded.as_ref().map(|(b, _)| *b) != Some(bucket) {
-            self.loaded = None;
-            let p = bucket_path(self.dir.path(), bucket);
-            let f = File::open(&p).map_err(|e| Error::io(&p, e))?;
-            let len = f.metadata().map_err(|e| Error::io(&p, e))?.len() as usize;
-            let mut reader = BufReader::with_capacity(1 << 20, f);
-            let mut records = Vec::with_capacity(len / RECORD_BYTES);
-            let mut rec = [0u8; RECORD_BYTES];
-            for _ in 0..len / RECORD_BYTES {
-                reader.read_exact(&mut rec).map_err(|e| Error::io(&p, e))?;
-                records.push(Record {
-                    cell: u32::from_le_bytes(rec[0..4].try_into().expect("4 bytes")),
-                    gene: u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes")),
-                    value: f32::from_le_bytes(rec[8..12].try_into().expect("4 bytes")),
-                });
-            }
-            // Genes ascend within a cell; the stable sort keeps duplicate entries in file order.
-            records.sort_by_key(|r| (r.cell, r.gene));
-            self.loaded = Some((bucket, records));
-        }
-        Ok(&self.loaded.as_ref().expect("just loaded").1)
-    }
-}
-
-fn bucket_path(dir: &Path, bucket: u64) -> PathBuf {
-    dir.join(format!("bucket-{bucket:05}.bin"))
+    buckets.finish()?;
+    Ok(buckets)
 }
