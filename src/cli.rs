@@ -6,7 +6,8 @@ use crate::convert::{convert, ConvertOptions};
 use crate::error::Result;
 use crate::schema::IdTypes;
 
-use self::args::{Command, ConvertArgs, IdTypesArg, RawArg};
+use self::args::{Command, ConvertArgs, IdTypesArg, RawArg, VarNamesArg};
+use crate::readers::tenx::{TenxOptions, VarNames};
 use crate::readers::{RawMode, ReadOptions};
 
 /// Run the parsed command.
@@ -32,9 +33,19 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
             IdTypesArg::Compact => IdTypes::Compact,
         },
         read: ReadOptions {
+            format: args.format,
             raw: match args.raw {
                 RawArg::Ignore => RawMode::Ignore,
                 RawArg::AsLayer => RawMode::AsLayer,
+            },
+            tenx: TenxOptions {
+                var_names: match args.var_names {
+                    VarNamesArg::GeneSymbols => VarNames::Symbols,
+                    VarNamesArg::GeneIds => VarNames::GeneIds,
+                },
+                make_unique: args.make_unique,
+                feature_types: args.feature_types.clone(),
+                genome: args.genome.clone(),
             },
         },
     };

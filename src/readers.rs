@@ -14,12 +14,19 @@ use arrow::datatypes::Field;
 use crate::error::{Error, Result};
 use crate::schema::ValueType;
 
+pub mod cellranger_h5;
+pub mod format;
 mod h5ad;
 mod hdf5_matrix;
-mod hdf5_util;
+pub(crate) mod hdf5_util;
+mod mtx;
 mod spill;
+pub mod tenx;
 
+pub use cellranger_h5::CellRangerReader;
+pub use format::InputFormat;
 pub use h5ad::H5adReader;
+pub use mtx::MtxReader;
 
 /// A half-open range of global cell positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +109,12 @@ pub enum RawMode {
 /// Options readers take at open.
 #[derive(Debug, Clone, Default)]
 pub struct ReadOptions {
-    /// What to do with `raw`.
+    /// The input format; detected from the content when `None`.
+    pub format: Option<InputFormat>,
+    /// What to do with `raw` (h5ad).
     pub raw: RawMode,
+    /// Gene naming and feature selection (10x inputs).
+    pub tenx: tenx::TenxOptions,
 }
 
 /// The result of one full pass over the matrix.
@@ -227,22 +238,23 @@ pub trait InputReader: Send {
     }
 }
 
-/// Open `path`, choosing the reader from its name.
+/// Open `path` with the reader for its format (given, or detected from the content).
 pub fn open(path: &Path, options: &ReadOptions) -> Result<Box<dyn InputReader>> {
-    let name = path.to_string_lossy().to_lowercase();
-    if name.ends_with(".h5ad") {
-        return Ok(Box::new(H5adReader::open(path, options)?));
-    }
+    let format = match options.format {
+        Some(f) => f,
+        None => format::detect(path)?,
+    };
     if !path.exists() {
         return Err(Error::InputMissing {
             path: path.to_path_buf(),
             what: "no such file or directory".into(),
         });
     }
-    Err(Error::invalid(
-        path,
-        "cannot tell the input format from the name (supported: .h5ad)",
-    ))
+    Ok(match format {
+        InputFormat::H5ad => Box::new(H5adReader::open(path, options)?),
+        InputFormat::TenxMtx => Box::new(MtxReader::open(path, &options.tenx)?),
+        InputFormat::TenxH5 => Box::new(CellRangerReader::open(path, &options.tenx)?),
+    })
 }
 
 #[cfg(test)]

@@ -74,8 +74,9 @@ pub struct InspectArgs {
 /// Arguments of `convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Input file: an AnnData .h5ad (X as CSR, CSC or dense; layers, obsm, varm, obsp, varp
-    /// and uns are converted too).
+    /// Input: an AnnData .h5ad (X as CSR, CSC or dense; layers, obsm, varm, obsp, varp and uns
+    /// are converted too), a 10x MTX directory, or a Cell Ranger .h5 (v2 or v3). The format is
+    /// detected from the content.
     pub input: PathBuf,
     /// Output directory to create, e.g. out.slaf.
     pub output: PathBuf,
@@ -92,6 +93,32 @@ pub struct ConvertArgs {
     /// What to do with AnnData's `raw` (its own X and var).
     #[arg(long, value_enum, default_value_t = RawArg::Ignore)]
     pub raw: RawArg,
+    /// Input format, when detection from the content should not decide.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::readers::InputFormat>,
+    /// 10x: which feature column names the genes (gene_id in genes.lance); the other one is
+    /// kept as a column (gene_ids or gene_symbols).
+    #[arg(long, value_enum, default_value_t = VarNamesArg::GeneSymbols)]
+    pub var_names: VarNamesArg,
+    /// 10x: make duplicate gene names unique the way scanpy does (second "X" becomes "X-1").
+    #[arg(long)]
+    pub make_unique: bool,
+    /// 10x: keep only features of this type (repeatable), e.g. --feature-types "Gene Expression"
+    /// (scanpy's gex_only). Default: keep every feature.
+    #[arg(long = "feature-types", value_name = "TYPE")]
+    pub feature_types: Vec<String>,
+    /// Cell Ranger v2 .h5 with several genomes: the genome group to read.
+    #[arg(long)]
+    pub genome: Option<String>,
+}
+
+/// `--var-names` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VarNamesArg {
+    /// Gene symbols (features.tsv column 2, features/name).
+    GeneSymbols,
+    /// Feature ids (Ensembl ids: features.tsv column 1, features/id).
+    GeneIds,
 }
 
 /// `--raw` values.

@@ -127,6 +127,31 @@ impl MatrixSource {
         Ok((source, n_cells, n_genes))
     }
 
+    /// A CSR matrix stored as plain `data`/`indices`/`indptr` datasets of `group` (Cell
+    /// Ranger's CSC genes × cells is exactly this, cells × genes), with `n_rows` rows.
+    pub fn csr_in(path: &Path, group: &Group, n_rows: u64) -> Result<Self> {
+        let c = Compressed {
+            data: h5::dataset(path, group, "data")?,
+            indices: h5::dataset(path, group, "indices")?,
+            indptr: h5::dataset(path, group, "indptr")?,
+        };
+        check_numeric(path, &c.data)?;
+        let n_ptr = h5::len(&c.indptr) as u64;
+        if n_ptr != n_rows + 1 {
+            return Err(Error::invalid(
+                path,
+                format!("{}: has {n_ptr} entries, expected {}", c.indptr.name(), n_rows + 1),
+            ));
+        }
+        if h5::len(&c.data) != h5::len(&c.indices) {
+            return Err(Error::invalid(
+                path,
+                format!("{}: {} values but {} indices", c.data.name(), h5::len(&c.data), h5::len(&c.indices)),
+            ));
+        }
+        Ok(MatrixSource::Csr(c))
+    }
+
     /// The anndata encoding name, for logs.
     pub fn encoding(&self) -> &'static str {
         match self {

@@ -1,0 +1,215 @@
+//! What the two 10x Genomics readers share: the feature table and how genes are named,
+//! filtered and made unique.
+//!
+//! Defaults keep every feature under its symbol, as upstream's chunked reader does; the options
+//! mirror scanpy's `read_10x_*` (`var_names`, `make_unique`, `gex_only` as
+//! `--feature-types "Gene Expression"`), so a user can match either.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use crate::readers::CellEntries;
+
+/// Which feature column names the genes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VarNames {
+    /// Gene symbols (`features.tsv` column 2, `features/name`): scanpy's default.
+    #[default]
+    Symbols,
+    /// Feature ids (Ensembl ids: column 1, `features/id`).
+    GeneIds,
+}
+
+/// Options of the 10x readers.
+#[derive(Debug, Clone, Default)]
+pub struct TenxOptions {
+    /// Which column names the genes.
+    pub var_names: VarNames,
+    /// Make duplicate names unique with scanpy's `-1`, `-2` suffixes.
+    pub make_unique: bool,
+    /// Keep only features of these types (empty: keep all).
+    pub feature_types: Vec<String>,
+    /// Cell Ranger v2 `.h5`: which genome group to read.
+    pub genome: Option<String>,
+}
+
+/// The feature table of a 10x input, as stored.
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    /// Feature ids (column 1).
+    pub ids: Vec<String>,
+    /// Feature names / symbols (column 2).
+    pub names: Vec<String>,
+    /// Feature types (v3 only).
+    pub types: Option<Vec<String>>,
+    /// Genome per feature (Cell Ranger v3 `.h5` only).
+    pub genomes: Option<Vec<String>>,
+}
+
+/// The genes a 10x input contributes after naming and filtering.
+#[derive(Debug, Clone)]
+pub struct GeneSelection {
+    /// var columns (`gene_ids` or `gene_symbols`, `feature_types`, `genome`).
+    pub var: RecordBatch,
+    /// Gene names (`gene_id` of genes.lance).
+    pub gene_ids: Vec<String>,
+    /// Source feature index → output gene index; `None` when every feature is kept as is.
+    pub remap: Option<Vec<Option<u32>>>,
+}
+
+impl GeneSelection {
+    /// Number of output genes.
+    pub fn n_genes(&self) -> u64 {
+        self.gene_ids.len() as u64
+    }
+
+    /// The var fields.
+    pub fn fields(&self) -> Vec<Field> {
+        self.var.schema().fields().iter().map(|f| f.as_ref().clone()).collect()
+    }
+
+    /// Output gene of source feature `feature`, `None` if filtered out.
+    pub fn gene_of(&self, feature: u32) -> Option<u32> {
+        match &self.remap {
+            None => Some(feature),
+            Some(map) => map.get(feature as usize).copied().flatten(),
+        }
+    }
+
+    /// Drop filtered-out features from `entries` and renumber the rest.
+    pub fn apply(&self, entries: &mut CellEntries) {
+        let Some(map) = &self.remap else { return };
+        let mut out = CellEntries::with_capacity(entries.n_cells(), entries.genes.len());
+        for w in entries.offsets.windows(2) {
+            for k in w[0] as usize..w[1] as usize {
+                if let Some(g) = map[entries.genes[k] as usize] {
+                    out.genes.push(g);
+                    out.values.push(entries.values[k]);
+                }
+            }
+            out.offsets.push(out.genes.len() as u64);
+        }
+        *entries = out;
+    }
+}
+
+impl Features {
+    /// Name, filter and describe the genes as `options` ask.
+    pub fn select(&self, options: &TenxOptions) -> GeneSelection {
+        let n = self.ids.len();
+        let keep: Vec<usize> = (0..n)
+            .filter(|&i| {
+                options.feature_types.is_empty()
+                    || self
+                        .types
+                        .as_ref()
+                        .is_some_and(|t| options.feature_types.contains(&t[i]))
+            })
+            .collect();
+        let remap = (keep.len() != n).then(|| {
+            let mut map = vec![None; n];
+            for (new, &old) in keep.iter().enumerate() {
+                map[old] = Some(new as u32);
+            }
+            map
+        });
+        let pick = |v: &Vec<String>| keep.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+        let (names, other, other_name) = match options.var_names {
+            VarNames::Symbols => (pick(&self.names), pick(&self.ids), "gene_ids"),
+            VarNames::GeneIds => (pick(&self.ids), pick(&self.names), "gene_symbols"),
+        };
+        let mut fields = vec![Field::new(other_name, DataType::Utf8, true)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(other))];
+        for (name, values) in [("feature_types", &self.types), ("genome", &self.genomes)] {
+            if let Some(v) = values {
+                fields.push(Field::new(name, DataType::Utf8, true));
+                columns.push(Arc::new(StringArray::from(pick(v))));
+            }
+        }
+        let gene_ids = if options.make_unique {
+            make_unique(&names)
+        } else {
+            names
+        };
+        let var = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .expect("var columns share one length");
+        GeneSelection {
+            var,
+            gene_ids,
+            remap,
+        }
+    }
+}
+
+/// anndata's `make_index_unique`: the first occurrence keeps its name, later ones get `-1`,
+/// `-2`, ... skipping names already taken.
+pub fn make_unique(names: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let duplicate: Vec<bool> = names.iter().map(|n| !seen.insert(n.as_str())).collect();
+    if !duplicate.contains(&true) {
+        return names.to_vec();
+    }
+    let mut taken: HashSet<String> = names.iter().cloned().collect();
+    let mut counter: HashMap<&str, u64> = HashMap::new();
+    names
+        .iter()
+        .zip(duplicate)
+        .map(|(name, dup)| {
+            if !dup {
+                return name.clone();
+            }
+            loop {
+                let c = counter.entry(name).or_insert(0);
+                *c += 1;
+                let candidate = format!("{name}-{c}");
+                if taken.insert(candidate.clone()) {
+                    return candidate;
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn test_make_unique() {
+        assert_eq!(
+            make_unique(&s(&["A", "B", "A", "A", "A-1"])),
+            s(&["A", "B", "A-2", "A-3", "A-1"])
+        );
+        assert_eq!(make_unique(&s(&["x", "y"])), s(&["x", "y"]));
+    }
+
+    #[test]
+    fn test_select_feature_types() {
+        let f = Features {
+            ids: s(&["E1", "E2", "AB"]),
+            names: s(&["G1", "G2", "CD3"]),
+            types: Some(s(&["Gene Expression", "Gene Expression", "Antibody Capture"])),
+            genomes: None,
+        };
+        let sel = f.select(&TenxOptions {
+            feature_types: s(&["Gene Expression"]),
+            ..Default::default()
+        });
+        assert_eq!(sel.gene_ids, s(&["G1", "G2"]));
+        assert_eq!(sel.gene_of(2), None);
+        let mut e = CellEntries {
+            offsets: vec![0, 3],
+            genes: vec![0, 1, 2],
+            values: vec![1.0, 2.0, 3.0],
+        };
+        sel.apply(&mut e);
+        assert_eq!((e.offsets, e.genes), (vec![0, 2], vec![0, 1]));
+    }
+}
