@@ -59,7 +59,8 @@ impl CellRangerReader {
                 let ds = h5::dataset(path, &f, name)?;
                 h5::read_strings(path, &ds, 0..h5::len(&ds)).map(Some)
             };
-            let ids = read("id")?.ok_or_else(|| Error::invalid(path, "/matrix/features/id: missing"))?;
+            let ids =
+                read("id")?.ok_or_else(|| Error::invalid(path, "/matrix/features/id: missing"))?;
             let names = read("name")?.unwrap_or_else(|| ids.clone());
             let features = Features {
                 ids,
@@ -87,24 +88,55 @@ impl CellRangerReader {
                 h5::read_strings(path, &ds, 0..h5::len(&ds))
             };
             let ids = strings("genes")?;
-            let names = if g.link_exists("gene_names") { strings("gene_names")? } else { ids.clone() };
-            (g, Features { ids, names, types: None, genomes: None })
+            let names = if g.link_exists("gene_names") {
+                strings("gene_names")?
+            } else {
+                ids.clone()
+            };
+            (
+                g,
+                Features {
+                    ids,
+                    names,
+                    types: None,
+                    genomes: None,
+                },
+            )
         };
         let shape = h5::read_i64(path, &h5::dataset(path, &group, "shape")?, 0..2)?;
         let (n_features, n_cells) = (shape[0] as u64, shape[1] as u64);
         if features.ids.len() as u64 != n_features {
-            return Err(Error::invalid(path, format!("{}/shape says {n_features} features but the feature table lists {}", group.name(), features.ids.len())));
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{}/shape says {n_features} features but the feature table lists {}",
+                    group.name(),
+                    features.ids.len()
+                ),
+            ));
         }
         let barcodes = h5::dataset(path, &group, "barcodes")?;
         if h5::len(&barcodes) as u64 != n_cells {
-            return Err(Error::invalid(path, format!("{}/shape says {n_cells} barcodes but {} lists {}", group.name(), barcodes.name(), h5::len(&barcodes))));
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{}/shape says {n_cells} barcodes but {} lists {}",
+                    group.name(),
+                    barcodes.name(),
+                    h5::len(&barcodes)
+                ),
+            ));
         }
         let matrix = MatrixSource::csr_in(path, &group, n_cells)?;
         let genes = features.select(options);
         let var_fields = genes.fields();
         Ok(CellRangerReader {
             path: path.to_path_buf(),
-            layout: InputLayout { n_cells, n_genes: genes.n_genes(), matrix_encoding: "cellranger_h5".into() },
+            layout: InputLayout {
+                n_cells,
+                n_genes: genes.n_genes(),
+                matrix_encoding: "cellranger_h5".into(),
+            },
             _file: file,
             matrix,
             n_features,
@@ -139,11 +171,15 @@ impl InputReader for CellRangerReader {
 
     fn scan(&mut self) -> Result<MatrixScan> {
         if self.genes.remap.is_none() {
-            return self.matrix.scan(&self.path, self.layout.n_cells, self.n_features);
+            return self
+                .matrix
+                .scan(&self.path, self.layout.n_cells, self.n_features);
         }
         // Filtered features: count what is kept, cell block by cell block. The value type is
         // decided over every stored value (a superset of the kept ones: never too narrow).
-        let value_type = self.matrix.value_type(&self.path, self.layout.n_cells, self.n_features)?;
+        let value_type =
+            self.matrix
+                .value_type(&self.path, self.layout.n_cells, self.n_features)?;
         let mut row_offsets = vec![0u64];
         for cells in CellRange::new(0, self.layout.n_cells).split(SCAN_CELLS) {
             let mut entries = self.matrix.read_cells(&self.path, cells, self.n_features)?;
@@ -168,7 +204,14 @@ impl InputReader for CellRangerReader {
         chunk_size: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>> {
         let empty_obs = Arc::new(Schema::empty());
-        let CellRangerReader { path, matrix, n_features, barcodes, genes, .. } = self;
+        let CellRangerReader {
+            path,
+            matrix,
+            n_features,
+            barcodes,
+            genes,
+            ..
+        } = self;
         let (path, n_features): (&Path, u64) = (path, *n_features);
         Ok(Box::new(range.split(chunk_size).map(move |cells| {
             let mut entries = matrix.read_cells(path, cells, n_features)?;

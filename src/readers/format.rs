@@ -27,7 +27,9 @@ const SUPPORTED: &str = "supported: AnnData .h5ad, 10x MTX directory (matrix.mtx
 /// HDF5's signature, at offset 0 or a power-of-two userblock offset from 512.
 fn is_hdf5(path: &Path) -> bool {
     const SIG: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
     let mut buf = vec![0u8; 8];
     let mut offset = 0u64;
     loop {
@@ -54,18 +56,31 @@ pub fn detect(path: &Path) -> Result<InputFormat> {
         });
     }
     if path.is_dir() {
-        if ["matrix.mtx", "matrix.mtx.gz"].iter().any(|m| path.join(m).is_file()) {
+        if ["matrix.mtx", "matrix.mtx.gz"]
+            .iter()
+            .any(|m| path.join(m).is_file())
+        {
             return Ok(InputFormat::TenxMtx);
         }
-        return Err(Error::invalid(path, format!("directory without matrix.mtx[.gz]: cannot tell its format ({SUPPORTED})")));
+        return Err(Error::invalid(
+            path,
+            format!("directory without matrix.mtx[.gz]: cannot tell its format ({SUPPORTED})"),
+        ));
     }
     if !is_hdf5(path) {
         let name = path.to_string_lossy().to_lowercase();
         if name.ends_with(".h5ad") || name.ends_with(".h5") {
             // Let the HDF5 reader say precisely what is wrong with it.
-            return Ok(if name.ends_with(".h5ad") { InputFormat::H5ad } else { InputFormat::TenxH5 });
+            return Ok(if name.ends_with(".h5ad") {
+                InputFormat::H5ad
+            } else {
+                InputFormat::TenxH5
+            });
         }
-        return Err(Error::invalid(path, format!("not an HDF5 file or a 10x MTX directory ({SUPPORTED})")));
+        return Err(Error::invalid(
+            path,
+            format!("not an HDF5 file or a 10x MTX directory ({SUPPORTED})"),
+        ));
     }
     let file = crate::readers::hdf5_util::open_file(path)?;
     if file.link_exists("X") {

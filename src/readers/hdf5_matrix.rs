@@ -140,13 +140,22 @@ impl MatrixSource {
         if n_ptr != n_rows + 1 {
             return Err(Error::invalid(
                 path,
-                format!("{}: has {n_ptr} entries, expected {}", c.indptr.name(), n_rows + 1),
+                format!(
+                    "{}: has {n_ptr} entries, expected {}",
+                    c.indptr.name(),
+                    n_rows + 1
+                ),
             ));
         }
         if h5::len(&c.data) != h5::len(&c.indices) {
             return Err(Error::invalid(
                 path,
-                format!("{}: {} values but {} indices", c.data.name(), h5::len(&c.data), h5::len(&c.indices)),
+                format!(
+                    "{}: {} values but {} indices",
+                    c.data.name(),
+                    h5::len(&c.data),
+                    h5::len(&c.indices)
+                ),
             ));
         }
         Ok(MatrixSource::Csr(c))

@@ -89,11 +89,14 @@ impl MtxReader {
             .ok_or_else(|| Error::invalid(dir, "no barcodes.tsv or barcodes.tsv.gz"))?;
         let features_path = find(
             dir,
-            &["features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"],
+            &[
+                "features.tsv.gz",
+                "features.tsv",
+                "genes.tsv.gz",
+                "genes.tsv",
+            ],
         )
-        .ok_or_else(|| {
-            Error::invalid(dir, "no features.tsv[.gz] (v3) or genes.tsv[.gz] (v2)")
-        })?;
+        .ok_or_else(|| Error::invalid(dir, "no features.tsv[.gz] (v3) or genes.tsv[.gz] (v2)"))?;
         let barcodes: Vec<String> = read_tsv(&barcodes_path)?
             .into_iter()
             .map(|mut r| r.swap_remove(0))
@@ -152,7 +155,11 @@ impl MtxReader {
         loop {
             line.clear();
             line_no += 1;
-            if reader.read_line(&mut line).map_err(|e| Error::invalid(&self.matrix, format!("line {line_no}: {e}")))? == 0 {
+            if reader
+                .read_line(&mut line)
+                .map_err(|e| Error::invalid(&self.matrix, format!("line {line_no}: {e}")))?
+                == 0
+            {
                 break;
             }
             if !line.starts_with('%') {
@@ -182,19 +189,41 @@ fn read_header(path: &Path) -> Result<(Field_, u64, u64, u64)> {
         .map_err(|e| Error::invalid(path, format!("line 1: {e} (truncated or not gzip?)")))?;
     let words: Vec<String> = banner.split_whitespace().map(str::to_lowercase).collect();
     if words.len() < 5 || words[0] != "%%matrixmarket" || words[1] != "matrix" {
-        return Err(Error::invalid(path, "line 1: not a MatrixMarket file (expected '%%MatrixMarket matrix coordinate ...')"));
+        return Err(Error::invalid(
+            path,
+            "line 1: not a MatrixMarket file (expected '%%MatrixMarket matrix coordinate ...')",
+        ));
     }
     if words[2] != "coordinate" {
-        return Err(Error::invalid(path, format!("line 1: '{}' format is not supported (only 'coordinate')", words[2])));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "line 1: '{}' format is not supported (only 'coordinate')",
+                words[2]
+            ),
+        ));
     }
     let field = match words[3].as_str() {
         "integer" => Field_::Integer,
         "real" | "double" => Field_::Real,
         "pattern" => Field_::Pattern,
-        other => return Err(Error::invalid(path, format!("line 1: value field '{other}' is not supported (integer, real or pattern)"))),
+        other => {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "line 1: value field '{other}' is not supported (integer, real or pattern)"
+                ),
+            ))
+        }
     };
     if words[4] != "general" {
-        return Err(Error::invalid(path, format!("line 1: symmetry '{}' is not supported (only 'general')", words[4])));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "line 1: symmetry '{}' is not supported (only 'general')",
+                words[4]
+            ),
+        ));
     }
     let mut line = String::new();
     let mut line_no = 1;
@@ -215,9 +244,23 @@ fn read_header(path: &Path) -> Result<(Field_, u64, u64, u64)> {
         .split_whitespace()
         .map(|w| w.parse::<u64>())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::invalid(path, format!("line {line_no}: size line '{}' is not three integers", line.trim())))?;
+        .map_err(|_| {
+            Error::invalid(
+                path,
+                format!(
+                    "line {line_no}: size line '{}' is not three integers",
+                    line.trim()
+                ),
+            )
+        })?;
     if dims.len() != 3 {
-        return Err(Error::invalid(path, format!("line {line_no}: size line '{}' is not three integers", line.trim())));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "line {line_no}: size line '{}' is not three integers",
+                line.trim()
+            ),
+        ));
     }
     Ok((field, dims[0], dims[1], dims[2]))
 }
@@ -242,7 +285,10 @@ impl Entries {
             self.line.clear();
             self.line_no += 1;
             let n = self.reader.read_line(&mut self.line).map_err(|e| {
-                Error::invalid(&self.path, format!("line {}: {e} (truncated?)", self.line_no))
+                Error::invalid(
+                    &self.path,
+                    format!("line {}: {e} (truncated?)", self.line_no),
+                )
             })?;
             if n == 0 {
                 if self.seen != self.nnz {
@@ -261,20 +307,41 @@ impl Entries {
                 continue;
             }
             let mut words = t.split_ascii_whitespace();
-            let bad = |what: &str| Error::invalid(&self.path, format!("line {}: {what}: '{t}'", self.line_no));
-            let row: u64 = words.next().and_then(|w| w.parse().ok()).ok_or_else(|| bad("expected a row index"))?;
-            let col: u64 = words.next().and_then(|w| w.parse().ok()).ok_or_else(|| bad("expected a column index"))?;
+            let bad = |what: &str| {
+                Error::invalid(&self.path, format!("line {}: {what}: '{t}'", self.line_no))
+            };
+            let row: u64 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| bad("expected a row index"))?;
+            let col: u64 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| bad("expected a column index"))?;
             let value = match self.field {
                 Field_::Pattern => 1.0,
-                Field_::Integer => words.next().and_then(|w| w.parse::<i64>().ok()).ok_or_else(|| bad("expected an integer value"))? as f64,
-                Field_::Real => words.next().and_then(|w| w.parse::<f64>().ok()).ok_or_else(|| bad("expected a numeric value"))?,
+                Field_::Integer => words
+                    .next()
+                    .and_then(|w| w.parse::<i64>().ok())
+                    .ok_or_else(|| bad("expected an integer value"))?
+                    as f64,
+                Field_::Real => words
+                    .next()
+                    .and_then(|w| w.parse::<f64>().ok())
+                    .ok_or_else(|| bad("expected a numeric value"))?,
             };
             if row == 0 || row > self.n_rows || col == 0 || col > self.n_cols {
-                return Err(bad(&format!("index outside 1..={} x 1..={}", self.n_rows, self.n_cols)));
+                return Err(bad(&format!(
+                    "index outside 1..={} x 1..={}",
+                    self.n_rows, self.n_cols
+                )));
             }
             self.seen += 1;
             if self.seen > self.nnz {
-                return Err(bad(&format!("more entries than the {} the header promises", self.nnz)));
+                return Err(bad(&format!(
+                    "more entries than the {} the header promises",
+                    self.nnz
+                )));
             }
             return Ok(Some(((row - 1) as u32, col - 1, value)));
         }
@@ -353,7 +420,10 @@ impl InputReader for MtxReader {
         };
         let mut entries = self.entries()?;
         let mut source = if sorted {
-            Source::Sorted { entries, pending: None }
+            Source::Sorted {
+                entries,
+                pending: None,
+            }
         } else {
             let mut buckets = CellBuckets::new(range, chunk_size)?;
             while let Some((feature, cell, value)) = entries.next_entry()? {
@@ -368,7 +438,8 @@ impl InputReader for MtxReader {
             let mut entries = source.read_cells(cells)?;
             this.genes.apply(&mut entries);
             entries.sort_within_cells();
-            let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(cells.len() as usize));
+            let options =
+                arrow::array::RecordBatchOptions::new().with_row_count(Some(cells.len() as usize));
             let obs = RecordBatch::try_new_with_options(empty_obs.clone(), vec![], &options)
                 .map_err(|e| Error::Internal(e.to_string()))?;
             Ok(CellChunk {
@@ -405,7 +476,9 @@ impl Source {
                         Some(e) => Some(e),
                         None => entries.next_entry()?,
                     };
-                    let Some((feature, cell, value)) = next else { break };
+                    let Some((feature, cell, value)) = next else {
+                        break;
+                    };
                     if cell < cells.start {
                         continue; // before the range: only on the first chunk of a shard
                     }

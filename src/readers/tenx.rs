@@ -68,7 +68,12 @@ impl GeneSelection {
 
     /// The var fields.
     pub fn fields(&self) -> Vec<Field> {
-        self.var.schema().fields().iter().map(|f| f.as_ref().clone()).collect()
+        self.var
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect()
     }
 
     /// Output gene of source feature `feature`, `None` if filtered out.
@@ -195,7 +200,11 @@ mod tests {
         let f = Features {
             ids: s(&["E1", "E2", "AB"]),
             names: s(&["G1", "G2", "CD3"]),
-            types: Some(s(&["Gene Expression", "Gene Expression", "Antibody Capture"])),
+            types: Some(s(&[
+                "Gene Expression",
+                "Gene Expression",
+                "Antibody Capture",
+            ])),
             genomes: None,
         };
         let sel = f.select(&TenxOptions {
