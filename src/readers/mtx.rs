@@ -502,3 +502,64 @@ impl Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_dir(matrix: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("barcodes.tsv"), "c1\nc2\nc3\n").unwrap();
+        std::fs::write(dir.path().join("genes.tsv"), "E1\tG1\nE2\tG2\n").unwrap();
+        std::fs::write(dir.path().join("matrix.mtx"), matrix).unwrap();
+        dir
+    }
+
+    fn read_all(dir: &Path) -> Result<(MatrixScan, Vec<CellEntries>)> {
+        let mut r = MtxReader::open(dir, &TenxOptions::default())?;
+        let scan = r.scan()?;
+        let chunks = r
+            .chunks(CellRange::new(0, 3), 2)?
+            .map(|c| c.map(|c| c.entries))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((scan, chunks))
+    }
+
+    #[test]
+    fn test_sorted_and_unsorted_agree() {
+        let sorted = "%%MatrixMarket matrix coordinate integer general\n% c\n2 3 3\n1 1 5\n2 1 6\n1 3 7\n";
+        let unsorted = "%%MatrixMarket matrix coordinate integer general\n2 3 3\n1 3 7\n2 1 6\n1 1 5\n";
+        let a = read_all(write_dir(sorted).path()).unwrap();
+        let b = read_all(write_dir(unsorted).path()).unwrap();
+        assert_eq!(a.0.row_offsets, vec![0, 2, 2, 3]);
+        assert_eq!(a.1, b.1);
+        assert_eq!(a.1[0].genes, vec![0, 1]);
+        assert_eq!(a.1[1].values, vec![7.0]);
+    }
+
+    #[test]
+    fn test_pattern_and_real() {
+        let pattern = "%%MatrixMarket matrix coordinate pattern general\n2 3 1\n2 2\n";
+        let (scan, chunks) = read_all(write_dir(pattern).path()).unwrap();
+        assert_eq!(scan.value_type, crate::schema::ValueType::UInt16);
+        assert_eq!(chunks[0].values, vec![1.0]);
+        let real = "%%MatrixMarket matrix coordinate real general\n2 3 1\n2 2 0.5\n";
+        let (scan, _) = read_all(write_dir(real).path()).unwrap();
+        assert_eq!(scan.value_type, crate::schema::ValueType::Float32);
+    }
+
+    #[test]
+    fn test_errors_name_the_line() {
+        let cases = [
+            ("%%MatrixMarket matrix coordinate integer general\n2 3 2\n1 1 5\n", "ends after 1"),
+            ("%%MatrixMarket matrix coordinate integer general\n2 3 1\n1 1 x\n", "line 3: expected an integer value"),
+            ("%%MatrixMarket matrix coordinate integer general\n2 3 1\n3 1 1\n", "index outside"),
+            ("%%MatrixMarket matrix array real general\n2 3\n", "'array' format is not supported"),
+            ("%%MatrixMarket matrix coordinate integer general\n5 3 1\n1 1 1\n", "header says 5 features x 3 barcodes"),
+        ];
+        for (text, needle) in cases {
+            let err = read_all(write_dir(text).path()).unwrap_err().to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+}
