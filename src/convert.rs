@@ -10,27 +10,23 @@
 //!    directory, so a killed run never passes for a dataset.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::datatypes::DataType;
 
 use crate::config_json::{
     config_document, write_config, write_json, DatasetSummary, ValueStats, CELLSXCELLS_TABLE,
-    GENESXGENES_TABLE, LAYERS_TABLE, UNS_FILE,
+    GENESXGENES_TABLE, UNS_FILE,
 };
 use crate::error::{Error, Result};
-use crate::readers::{self, Axis, CellChunk, CellRange, InputReader, MatrixScan, ReadOptions};
+use crate::pipeline::{CellTables, CellTablesProfile, GENES_TABLE};
+use crate::readers::{self, Axis, CellRange, InputReader, MatrixScan, ReadOptions};
 use crate::schema::{
-    cells_schema, expression_id_types, expression_schema, genes_schema, layers_schema,
-    pairwise_schema, ExpressionIdTypes, IdTypes, ValueType,
+    cells_schema, expression_id_types, genes_schema, pairwise_schema, ExpressionIdTypes, IdTypes,
+    ValueType,
 };
-use crate::tables::{cells_batch, expression_batch, genes_batch, layers_batch, pairwise_batch};
+use crate::tables::{genes_batch, pairwise_batch};
 use crate::writer::TableWriter;
-
-/// Chunks waiting between the reader thread and the writer. With one more being read and one
-/// being written, at most three chunks are alive: memory is bounded by the chunk size.
-const CHANNEL_DEPTH: usize = 1;
 
 /// Options of one conversion.
 #[derive(Debug, Clone)]
@@ -184,27 +180,17 @@ async fn write_tables(
 ) -> Result<(ValueStats, usize)> {
     let n_cells = reader.layout().n_cells;
     let parts = reader.parts().clone();
-    let expression = TableWriter::new(
-        &output.join("expression.lance"),
-        expression_schema(ids.clone(), scan.value_type),
+    let tables = CellTables::new(
+        output,
+        reader.obs_fields(),
+        &parts,
+        CellTablesProfile {
+            value_type: scan.value_type,
+            layer_types: scan.layer_types.clone(),
+            ids: ids.clone(),
+        },
     )?;
-    let cells = TableWriter::new(
-        &output.join("cells.lance"),
-        cells_schema(reader.obs_fields()),
-    )?;
-    let genes = TableWriter::new(
-        &output.join("genes.lance"),
-        genes_schema(reader.var_fields()),
-    )?;
-    let layers = (!parts.layers.is_empty())
-        .then(|| {
-            TableWriter::new(
-                &output.join(LAYERS_TABLE),
-                layers_schema(ids, &parts.layers, &scan.layer_types),
-            )
-        })
-        .transpose()?;
-
+    let genes = TableWriter::new(&output.join(GENES_TABLE), genes_schema(reader.var_fields()))?;
     let (reader, var_batch, gene_ids) = blocking(move || {
         let mut reader = reader;
         let (var, names) = reader.genes()?;
@@ -215,79 +201,21 @@ async fn write_tables(
         .write_all(vec![genes_batch(genes.schema(), &var_batch, &gene_ids)?])
         .await?;
 
-    let scan = Arc::new(scan);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellChunk>>(CHANNEL_DEPTH);
-    let producer = tokio::task::spawn_blocking(move || produce_chunks(reader, chunk_size, tx));
-
-    let mut expression_fragments = Vec::new();
-    let mut cell_fragments = Vec::new();
-    let mut layer_fragments = Vec::new();
-    let mut stats = ValueStats::default();
-    let mut cells_done = 0u64;
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk?;
-        let (expr_batch, chunk_stats) = expression_batch(
-            expression.schema(),
-            ids,
-            scan.value_type,
-            chunk.cells.start,
-            &chunk.entries,
-        )?;
-        let cell_batch = cells_batch(cells.schema(), &chunk, &scan.row_offsets)?;
-        let layer_batch = match &layers {
-            Some(l) => Some(layers_batch(
-                l.schema(),
-                ids,
-                &scan.layer_types,
-                chunk.cells.start,
-                &chunk.layers,
-            )?),
-            None => None,
-        };
-        let cells_range = chunk.cells;
-        // The batches hold everything the chunk had: free its entries before encoding.
-        drop(chunk);
-        let layer_write = async {
-            match (&layers, layer_batch) {
-                (Some(l), Some(batch)) => l.write_fragment(batch).await,
-                _ => Ok(None),
-            }
-        };
-        let (e, c, l) = tokio::try_join!(
-            expression.write_fragment(expr_batch),
-            cells.write_fragment(cell_batch),
-            layer_write
-        )?;
-        expression_fragments.extend(e);
-        cell_fragments.extend(c);
-        layer_fragments.extend(l);
-        stats.merge(&chunk_stats);
-        cells_done = cells_range.end;
-        tracing::info!(
-            event = "chunk.written",
-            cells_done,
-            n_cells,
-            expression_rows = stats.count,
-            "wrote cells {}..{} of {n_cells}",
-            cells_range.start,
-            cells_range.end
-        );
-    }
-    let reader = producer
-        .await
-        .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
-    if cells_done != n_cells || stats.count != scan.total_rows() {
+    let (reader, written) = tables
+        .write_range(reader, CellRange::new(0, n_cells), chunk_size, 0)
+        .await?;
+    if written.stats.count != scan.total_rows() {
         return Err(Error::Internal(format!(
-            "wrote {cells_done} of {n_cells} cells and {} of {} rows",
-            stats.count,
+            "wrote {} expression rows, the scan counted {}",
+            written.stats.count,
             scan.total_rows()
         )));
     }
-    let fragments = expression_fragments.len();
-    expression.commit(expression_fragments).await?;
-    cells.commit(cell_fragments).await?;
-    if let Some(l) = &layers {
-        l.commit(layer_fragments).await?;
+    let fragments = written.expression.len();
+    tables.expression().commit(written.expression).await?;
+    tables.cells().commit(written.cells).await?;
+    if let Some(l) = tables.layers() {
+        l.commit(written.layers).await?;
     }
 
     let reader = write_pairwise(
@@ -311,7 +239,7 @@ async fn write_tables(
     if let Some(uns) = blocking(move || reader.uns()).await? {
         write_json(output, UNS_FILE, &uns)?;
     }
-    Ok((stats, fragments))
+    Ok((written.stats, fragments))
 }
 
 /// Run blocking reader work off the async threads.
@@ -372,31 +300,6 @@ async fn write_pairwise(
         keys = keys.len(),
         "wrote {table}"
     );
-    Ok(reader)
-}
-
-/// Runs on a blocking thread: read every chunk and hand it to the writer; gives the reader
-/// back for the parts written after the cells.
-fn produce_chunks(
-    mut reader: Box<dyn InputReader>,
-    chunk_size: u64,
-    tx: tokio::sync::mpsc::Sender<Result<CellChunk>>,
-) -> Result<Box<dyn InputReader>> {
-    let range = CellRange::new(0, reader.layout().n_cells);
-    match reader.chunks(range, chunk_size) {
-        Ok(chunks) => {
-            for chunk in chunks {
-                let failed = chunk.is_err();
-                // A closed channel means the writer already stopped with its own error.
-                if tx.blocking_send(chunk).is_err() || failed {
-                    break;
-                }
-            }
-        }
-        Err(e) => {
-            let _ = tx.blocking_send(Err(e));
-        }
-    }
     Ok(reader)
 }
 

@@ -27,6 +27,7 @@ pub mod convert;
 pub mod error;
 pub mod inspect;
 pub mod logging;
+pub mod pipeline;
 pub mod readers;
 pub mod schema;
 pub mod tables;

@@ -169,21 +169,16 @@ pub fn pairwise_batch(
         .map_err(|e| Error::Internal(format!("pairwise batch: {e}")))
 }
 
-/// The `cells.lance` rows of a chunk. `row_offsets` are the dataset's global expression row
-/// offsets; the chunk's own entry counts must agree with them.
-pub fn cells_batch(
-    schema: &SchemaRef,
-    chunk: &CellChunk,
-    row_offsets: &[u64],
-) -> Result<RecordBatch> {
+/// The `cells.lance` rows of a chunk whose first cell's first expression row is the global
+/// row `row_base`: `cell_start_index` comes from the rows actually written for these cells.
+pub fn cells_batch(schema: &SchemaRef, chunk: &CellChunk, row_base: u64) -> Result<RecordBatch> {
     let n = chunk.cells.len() as usize;
-    let start = chunk.cells.start as usize;
-    let base = row_offsets[start];
-    let written: Vec<u64> = chunk.entries.offsets.iter().map(|o| o + base).collect();
-    if written.as_slice() != &row_offsets[start..start + n + 1] {
+    if chunk.entries.offsets.len() != n + 1 {
         return Err(Error::Internal(format!(
-            "cells {}..{}: entries read differ from the scan's row counts",
-            chunk.cells.start, chunk.cells.end
+            "cells {}..{}: {} entry offsets",
+            chunk.cells.start,
+            chunk.cells.end,
+            chunk.entries.offsets.len()
         )));
     }
     let mut columns: Vec<ArrayRef> = chunk.obs.columns().to_vec();
@@ -192,7 +187,9 @@ pub fn cells_batch(
         (chunk.cells.start..chunk.cells.end).map(|c| c as i64),
     )));
     columns.push(Arc::new(Int64Array::from_iter_values(
-        written[..n].iter().map(|&o| o as i64),
+        chunk.entries.offsets[..n]
+            .iter()
+            .map(|&o| (row_base + o) as i64),
     )));
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::Internal(format!("cells batch: {e}")))

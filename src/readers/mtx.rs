@@ -527,8 +527,10 @@ mod tests {
 
     #[test]
     fn test_sorted_and_unsorted_agree() {
-        let sorted = "%%MatrixMarket matrix coordinate integer general\n% c\n2 3 3\n1 1 5\n2 1 6\n1 3 7\n";
-        let unsorted = "%%MatrixMarket matrix coordinate integer general\n2 3 3\n1 3 7\n2 1 6\n1 1 5\n";
+        let sorted =
+            "%%MatrixMarket matrix coordinate integer general\n% c\n2 3 3\n1 1 5\n2 1 6\n1 3 7\n";
+        let unsorted =
+            "%%MatrixMarket matrix coordinate integer general\n2 3 3\n1 3 7\n2 1 6\n1 1 5\n";
         let a = read_all(write_dir(sorted).path()).unwrap();
         let b = read_all(write_dir(unsorted).path()).unwrap();
         assert_eq!(a.0.row_offsets, vec![0, 2, 2, 3]);
@@ -551,11 +553,26 @@ mod tests {
     #[test]
     fn test_errors_name_the_line() {
         let cases = [
-            ("%%MatrixMarket matrix coordinate integer general\n2 3 2\n1 1 5\n", "ends after 1"),
-            ("%%MatrixMarket matrix coordinate integer general\n2 3 1\n1 1 x\n", "line 3: expected an integer value"),
-            ("%%MatrixMarket matrix coordinate integer general\n2 3 1\n3 1 1\n", "index outside"),
-            ("%%MatrixMarket matrix array real general\n2 3\n", "'array' format is not supported"),
-            ("%%MatrixMarket matrix coordinate integer general\n5 3 1\n1 1 1\n", "header says 5 features x 3 barcodes"),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n2 3 2\n1 1 5\n",
+                "ends after 1",
+            ),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n2 3 1\n1 1 x\n",
+                "line 3: expected an integer value",
+            ),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n2 3 1\n3 1 1\n",
+                "index outside",
+            ),
+            (
+                "%%MatrixMarket matrix array real general\n2 3\n",
+                "'array' format is not supported",
+            ),
+            (
+                "%%MatrixMarket matrix coordinate integer general\n5 3 1\n1 1 1\n",
+                "header says 5 features x 3 barcodes",
+            ),
         ];
         for (text, needle) in cases {
             let err = read_all(write_dir(text).path()).unwrap_err().to_string();
