@@ -3,10 +3,13 @@
 pub mod args;
 
 use crate::convert::{convert, ConvertOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::plan::{Plan, ShardSize};
 use crate::schema::IdTypes;
+use crate::shard::{run_shard as run_shard_impl, Placement};
 
-use self::args::{Command, ConvertArgs, IdTypesArg, RawArg, VarNamesArg};
+use self::args::{Command, ConvertArgs, IdTypesArg, PlanArgs, RawArg, ShardArgs, VarNamesArg};
 use crate::readers::tenx::{TenxOptions, VarNames};
 use crate::readers::{RawMode, ReadOptions};
 
@@ -14,6 +17,20 @@ use crate::readers::{RawMode, ReadOptions};
 pub async fn run(command: Command) -> Result<()> {
     match command {
         Command::Convert(args) => run_convert(args).await,
+        Command::Plan(args) => run_plan(args),
+        Command::Shard(args) => run_shard(args).await,
+        Command::Commit(args) => {
+            let plan = Plan::load(&args.plan)?;
+            let marker = crate::commit::commit(&plan, &args.shards).await?;
+            println!(
+                "{}: committed {} cells x {} genes, {} expression rows",
+                plan.output.display(),
+                marker.n_cells,
+                marker.n_genes,
+                marker.expression_rows
+            );
+            Ok(())
+        }
         Command::Inspect(args) => {
             print!(
                 "{}",
@@ -22,6 +39,74 @@ pub async fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_plan(args: PlanArgs) -> Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let size = ShardSize {
+        cells_per_shard: args.cells_per_shard,
+        shards: args.shards,
+    };
+    let plan = Plan::build(&manifest, size)?;
+    plan.save(&args.output)?;
+    tracing::info!(event = "plan.done", plan_hash = %plan.plan_hash, shards = plan.shards.len(), n_cells = plan.n_cells, "planned {} shards", plan.shards.len());
+    if args.print_shards {
+        println!("{}", plan.shards.len());
+    } else {
+        println!(
+            "{}: {} shards over {} cells ({} inputs), plan {}",
+            args.output.display(),
+            plan.shards.len(),
+            plan.n_cells,
+            plan.inputs.len(),
+            plan.plan_hash
+        );
+    }
+    Ok(())
+}
+
+/// `I-of-N` (1-based) to a 0-based index, checked against the plan's shard count.
+fn parse_shard(text: &str, n: usize) -> Result<usize> {
+    let bad = || {
+        Error::Usage(format!(
+            "--shard '{text}': expected I-of-N with 1 <= I <= N"
+        ))
+    };
+    let (i, total) = text.split_once("-of-").ok_or_else(bad)?;
+    let (i, total): (usize, usize) = (
+        i.parse().map_err(|_| bad())?,
+        total.parse().map_err(|_| bad())?,
+    );
+    if i == 0 || i > total {
+        return Err(bad());
+    }
+    if total != n {
+        return Err(Error::Usage(format!(
+            "--shard {text}: the plan has {n} shards, not {total}"
+        )));
+    }
+    Ok(i - 1)
+}
+
+async fn run_shard(args: ShardArgs) -> Result<()> {
+    let plan = Plan::load(&args.plan)?;
+    let index = match (&args.shard, args.index) {
+        (Some(s), _) => parse_shard(s, plan.shards.len())?,
+        (None, Some(i)) => i,
+        (None, None) => return Err(Error::Usage("give --index I or --shard I-of-N".into())),
+    };
+    let placement = match args.output {
+        Some(dir) => Placement::Staged { dir },
+        None => Placement::SharedTarget,
+    };
+    let (receipt, path) = run_shard_impl(&plan, index, &placement, args.receipt.as_deref()).await?;
+    println!(
+        "shard {index}: {} cells, {} expression rows; receipt {}",
+        receipt.cells_written,
+        receipt.rows_written,
+        path.display()
+    );
+    Ok(())
 }
 
 async fn run_convert(args: ConvertArgs) -> Result<()> {

@@ -202,7 +202,7 @@ async fn write_tables(
         .await?;
 
     let (reader, written) = tables
-        .write_range(reader, CellRange::new(0, n_cells), chunk_size, 0)
+        .write_range(reader, CellRange::new(0, n_cells), chunk_size, 0, 0)
         .await?;
     if written.stats.count != scan.total_rows() {
         return Err(Error::Internal(format!(
@@ -243,7 +243,9 @@ async fn write_tables(
 }
 
 /// Run blocking reader work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("reader thread: {e}")))?
@@ -251,7 +253,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// Write `cellsxcells.lance` or `genesxgenes.lance` from the pairwise keys of `axis`, a block
 /// of `chunk_size` rows per fragment; returns the reader.
-async fn write_pairwise(
+pub(crate) async fn write_pairwise(
     output: &Path,
     reader: Box<dyn InputReader>,
     axis: Axis,

@@ -30,6 +30,28 @@ pub enum Error {
         /// Why it could not be opened.
         what: String,
     },
+    /// The manifest is not valid (syntax, unknown key, bad value).
+    #[error("{}: {what}", path.display())]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong, with the key and line where known.
+        what: String,
+    },
+    /// Inputs that cannot go into one dataset together.
+    #[error("{what}")]
+    IncompatibleInputs {
+        /// Which inputs differ and how.
+        what: String,
+    },
+    /// Shard receipts missing, from another plan, or not matching what they claim.
+    #[error("{}: {what}", path.display())]
+    Receipts {
+        /// The plan or receipt concerned.
+        path: PathBuf,
+        /// What is wrong (lists missing shard indices).
+        what: String,
+    },
     /// The output already exists and `--overwrite` was not given.
     #[error("{}: output already exists (pass --overwrite to replace it)", path.display())]
     OutputExists {
@@ -91,6 +113,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => exit_code::USAGE,
+            Error::Manifest { .. } => exit_code::MANIFEST,
+            Error::IncompatibleInputs { .. } => exit_code::INCOMPATIBLE_INPUTS,
+            Error::Receipts { .. } => exit_code::RECEIPTS,
             Error::InvalidInput { .. } => exit_code::INVALID_INPUT,
             Error::InputMissing { .. } => exit_code::INPUT_MISSING,
             Error::OutputExists { .. } => exit_code::OUTPUT_EXISTS,
@@ -106,10 +131,16 @@ pub mod exit_code {
     pub const SUCCESS: u8 = 0;
     /// Bad command-line arguments.
     pub const USAGE: u8 = 2;
+    /// The manifest is invalid.
+    pub const MANIFEST: u8 = 64;
     /// The input is invalid, corrupt or uses an unsupported encoding.
     pub const INVALID_INPUT: u8 = 65;
     /// The input does not exist or cannot be opened.
     pub const INPUT_MISSING: u8 = 66;
+    /// Inputs that cannot be combined (genes, obs columns, layers differ).
+    pub const INCOMPATIBLE_INPUTS: u8 = 67;
+    /// Shard receipts missing or not matching the plan.
+    pub const RECEIPTS: u8 = 68;
     /// A bug in slaf-convert.
     pub const INTERNAL: u8 = 70;
     /// The output exists and `--overwrite` was not given.

@@ -22,14 +22,18 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod commit;
 pub mod config_json;
 pub mod convert;
 pub mod error;
 pub mod inspect;
 pub mod logging;
+pub mod manifest;
 pub mod pipeline;
+pub mod plan;
 pub mod readers;
 pub mod schema;
+pub mod shard;
 pub mod tables;
 pub mod writer;
 

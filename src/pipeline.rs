@@ -106,13 +106,15 @@ impl CellTables {
         self.layers.as_ref()
     }
 
-    /// Write `range` of `reader` in chunks of `chunk_size` cells; `row_base` is the global
-    /// expression row of the range's first cell. Gives the reader back.
+    /// Write `range` of `reader` in chunks of `chunk_size` cells. The input's cells start at
+    /// global id `cell_offset`; `row_base` is the global expression row of the range's first
+    /// cell. Gives the reader back.
     pub async fn write_range(
         &self,
         reader: Box<dyn InputReader>,
         range: CellRange,
         chunk_size: u64,
+        cell_offset: u64,
         row_base: u64,
     ) -> Result<(Box<dyn InputReader>, RangeOutput)> {
         let n_cells = range.end;
@@ -128,16 +130,16 @@ impl CellTables {
                 self.expression.schema(),
                 &p.ids,
                 p.value_type,
-                chunk.cells.start,
+                cell_offset + chunk.cells.start,
                 &chunk.entries,
             )?;
-            let cell_batch = cells_batch(self.cells.schema(), &chunk, rows)?;
+            let cell_batch = cells_batch(self.cells.schema(), &chunk, cell_offset, rows)?;
             let layer_batch = match &self.layers {
                 Some(l) => Some(layers_batch(
                     l.schema(),
                     &p.ids,
                     &p.layer_types,
-                    chunk.cells.start,
+                    cell_offset + chunk.cells.start,
                     &chunk.layers,
                 )?),
                 None => None,

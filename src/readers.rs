@@ -73,7 +73,7 @@ pub struct InputLayout {
 }
 
 /// The parts of an input beyond X, obs and var, as output names.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InputParts {
     /// Layer names, in output column order.
     pub layers: Vec<String>,
@@ -97,7 +97,8 @@ pub enum Axis {
 }
 
 /// What to do with AnnData's `raw` (its own X and var).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RawMode {
     /// Leave it out (logged).
     #[default]
@@ -107,7 +108,8 @@ pub enum RawMode {
 }
 
 /// Options readers take at open.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReadOptions {
     /// The input format; detected from the content when `None`.
     pub format: Option<InputFormat>,

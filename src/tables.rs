@@ -169,9 +169,15 @@ pub fn pairwise_batch(
         .map_err(|e| Error::Internal(format!("pairwise batch: {e}")))
 }
 
-/// The `cells.lance` rows of a chunk whose first cell's first expression row is the global
-/// row `row_base`: `cell_start_index` comes from the rows actually written for these cells.
-pub fn cells_batch(schema: &SchemaRef, chunk: &CellChunk, row_base: u64) -> Result<RecordBatch> {
+/// The `cells.lance` rows of a chunk of an input whose cells start at global id `cell_offset`;
+/// the chunk's first expression row is the global row `row_base`, so `cell_start_index` comes
+/// from the rows actually written for these cells.
+pub fn cells_batch(
+    schema: &SchemaRef,
+    chunk: &CellChunk,
+    cell_offset: u64,
+    row_base: u64,
+) -> Result<RecordBatch> {
     let n = chunk.cells.len() as usize;
     if chunk.entries.offsets.len() != n + 1 {
         return Err(Error::Internal(format!(
@@ -184,7 +190,7 @@ pub fn cells_batch(schema: &SchemaRef, chunk: &CellChunk, row_base: u64) -> Resu
     let mut columns: Vec<ArrayRef> = chunk.obs.columns().to_vec();
     columns.push(Arc::new(StringArray::from_iter_values(&chunk.cell_ids)));
     columns.push(Arc::new(Int64Array::from_iter_values(
-        (chunk.cells.start..chunk.cells.end).map(|c| c as i64),
+        (chunk.cells.start..chunk.cells.end).map(|c| (cell_offset + c) as i64),
     )));
     columns.push(Arc::new(Int64Array::from_iter_values(
         chunk.entries.offsets[..n]

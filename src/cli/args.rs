@@ -59,6 +59,83 @@ pub enum Command {
     ///   slaf-convert inspect pbmc.slaf --rows 3
     #[command(verbatim_doc_comment)]
     Inspect(InspectArgs),
+    /// Plan a sharded conversion from a YAML manifest: open every input, fix the schema, cut
+    /// the cells into shards, write plan.json.
+    ///
+    /// Example:
+    ///   slaf-convert plan manifest.yaml -o plan.json --cells-per-shard 100000 --print-shards
+    #[command(verbatim_doc_comment)]
+    Plan(PlanArgs),
+    /// Convert one shard of a plan into uncommitted fragments plus a receipt.
+    ///
+    /// Examples:
+    ///   slaf-convert shard plan.json --index 0 -o shard-0/          (staged)
+    ///   slaf-convert shard plan.json --shard 1-of-4 --shared-target (into the output)
+    #[command(verbatim_doc_comment)]
+    Shard(ShardArgs),
+    /// Commit every shard of a plan: one transaction per table, config.json, then the
+    /// completion marker (_SLAF_COMPLETE.json). Safe to run again.
+    ///
+    /// Examples:
+    ///   slaf-convert commit plan.json shard-*/      (staged shard directories)
+    ///   slaf-convert commit plan.json               (shared target: receipts under the output)
+    #[command(verbatim_doc_comment)]
+    Commit(CommitArgs),
+}
+
+/// Arguments of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The YAML manifest.
+    pub manifest: PathBuf,
+    /// Where to write the plan.
+    #[arg(short, long, default_value = "plan.json")]
+    pub output: PathBuf,
+    /// Number of shards to aim for (overrides the manifest).
+    #[arg(long, conflicts_with = "cells_per_shard")]
+    pub shards: Option<u64>,
+    /// Cells per shard, rounded up to whole chunks (overrides the manifest).
+    #[arg(long)]
+    pub cells_per_shard: Option<u64>,
+    /// Print the shard count on stdout (for workflow engines).
+    #[arg(long)]
+    pub print_shards: bool,
+}
+
+/// Arguments of `shard`.
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// The plan.
+    pub plan: PathBuf,
+    /// 0-based shard index.
+    #[arg(long, conflicts_with = "shard", required_unless_present = "shard")]
+    pub index: Option<usize>,
+    /// Shard as I-of-N, 1-based (Snakemake's scatter form).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Staged placement: write data files and the receipt into this directory.
+    #[arg(
+        short,
+        long,
+        conflicts_with = "shared_target",
+        required_unless_present = "shared_target"
+    )]
+    pub output: Option<PathBuf>,
+    /// Shared-target placement: write data files straight into the plan's output.
+    #[arg(long)]
+    pub shared_target: bool,
+    /// Where to write the receipt (default: in the shard directory, or under the output).
+    #[arg(long)]
+    pub receipt: Option<PathBuf>,
+}
+
+/// Arguments of `commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The plan.
+    pub plan: PathBuf,
+    /// Staged shard directories or receipt files (none: the shared-target receipts).
+    pub shards: Vec<PathBuf>,
 }
 
 /// Arguments of `inspect`.

@@ -14,17 +14,20 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::readers::CellEntries;
 
 /// Which feature column names the genes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum VarNames {
     /// Gene symbols (`features.tsv` column 2, `features/name`): scanpy's default.
     #[default]
+    #[serde(rename = "gene-symbols")]
     Symbols,
     /// Feature ids (Ensembl ids: column 1, `features/id`).
     GeneIds,
 }
 
 /// Options of the 10x readers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TenxOptions {
     /// Which column names the genes.
     pub var_names: VarNames,

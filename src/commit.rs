@@ -1,0 +1,427 @@
+//! `commit`: check every shard's receipt, adopt staged data files, commit each table in one
+//! Lance transaction in shard order, write genes, the small tables, `config.json`, and last
+//! the completion marker.
+//!
+//! Idempotent: on a dataset whose marker names this plan it does nothing; on a committed
+//! dataset whose marker was deleted (Snakemake removes outputs before a forced re-run) it
+//! re-checks the tables against the receipts and rewrites the marker only.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lance::table::format::Fragment;
+use serde::{Deserialize, Serialize};
+
+use crate::config_json::{
+    config_document, write_config, write_json, DatasetSummary, ValueStats, CONFIG_FILE,
+    LAYERS_TABLE, UNS_FILE,
+};
+use crate::convert::{blocking, write_pairwise};
+use crate::error::{Error, Result};
+use crate::pipeline::{CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
+use crate::plan::Plan;
+use crate::readers::{self, Axis};
+use crate::schema::{cells_schema, expression_schema, genes_schema, layers_schema};
+use crate::shard::{Placement, Receipt, RECEIPT_FILE, SHARED_RECEIPTS_DIR};
+use crate::tables::genes_batch;
+use crate::writer::TableWriter;
+
+/// The completion marker's file name: its presence means the dataset is complete.
+pub const MARKER_FILE: &str = "_SLAF_COMPLETE.json";
+
+/// The completion marker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompletionMarker {
+    /// "slaf-convert".
+    pub tool: String,
+    /// Its version.
+    pub tool_version: String,
+    /// The plan committed.
+    pub plan_hash: String,
+    /// Inputs with their sizes and modification times (seconds since the epoch).
+    pub inputs: Vec<MarkerInput>,
+    /// Lance version of each committed table.
+    pub tables: BTreeMap<String, u64>,
+    /// Cells.
+    pub n_cells: u64,
+    /// Genes.
+    pub n_genes: u64,
+    /// Expression rows.
+    pub expression_rows: u64,
+    /// Seconds the commit took.
+    pub seconds: f64,
+}
+
+/// An input as the marker records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MarkerInput {
+    /// Path.
+    pub path: PathBuf,
+    /// Size in bytes (a directory: the sum of its files).
+    pub bytes: u64,
+    /// Modification time, seconds since the epoch.
+    pub modified: u64,
+}
+
+/// A receipt and the directory its staged files are in now.
+struct Located {
+    receipt: Receipt,
+    staged_dir: Option<PathBuf>,
+}
+
+/// Commit `plan` from the receipts found in `sources` (staged shard directories or receipt
+/// files; none: the shared-target receipts under the output).
+pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker> {
+    let started = Instant::now();
+    let output = &plan.output;
+    let marker_path = output.join(MARKER_FILE);
+    if marker_path.exists() {
+        let text = std::fs::read_to_string(&marker_path).map_err(|e| Error::io(&marker_path, e))?;
+        let marker: CompletionMarker = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(&marker_path, format!("unreadable marker: {e}")))?;
+        if marker.plan_hash == plan.plan_hash {
+            tracing::info!(event = "commit.done", plan_hash = %plan.plan_hash, "already committed: nothing to do");
+            return Ok(marker);
+        }
+        return Err(Error::OutputExists {
+            path: output.clone(),
+        });
+    }
+    let receipts = collect(plan, sources)?;
+    let rows: u64 = receipts.iter().map(|r| r.receipt.rows_written).sum();
+    if output.join(CONFIG_FILE).exists() {
+        // Committed before; only the marker is missing. Check, then rewrite it.
+        let counted = count_rows(&output.join(EXPRESSION_TABLE)).await?;
+        if counted != rows {
+            return Err(Error::Receipts {
+                path: output.clone(),
+                what: format!("expression.lance has {counted} rows but the receipts say {rows}"),
+            });
+        }
+        return write_marker(plan, rows, started).await;
+    }
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    for r in &receipts {
+        if let Some(dir) = &r.staged_dir {
+            adopt(dir, output, &r.receipt)?;
+        }
+    }
+    let concat = |pick: fn(&Receipt) -> &Vec<Fragment>| -> Vec<Fragment> {
+        receipts
+            .iter()
+            .flat_map(|r| pick(&r.receipt).iter().cloned())
+            .collect()
+    };
+
+    let input0 = plan
+        .inputs
+        .first()
+        .ok_or_else(|| Error::Internal("plan without inputs".into()))?;
+    let (path, read) = (input0.path.clone(), input0.read.clone());
+    let (reader, var, gene_ids) = blocking(move || {
+        let mut reader = readers::open(&path, &read)?;
+        let (var, names) = reader.genes()?;
+        Ok((reader, var, names))
+    })
+    .await?;
+    let p = &plan.profile;
+    let expression = TableWriter::new(
+        &output.join(EXPRESSION_TABLE),
+        expression_schema(p.ids.clone(), p.value_type),
+    )?;
+    let cells = TableWriter::new(&output.join(CELLS_TABLE), cells_schema(reader.obs_fields()))?;
+    let genes = TableWriter::new(&output.join(GENES_TABLE), genes_schema(reader.var_fields()))?;
+    expression.commit(concat(|r| &r.expression)).await?;
+    cells.commit(concat(|r| &r.cells)).await?;
+    if !plan.parts.layers.is_empty() {
+        let layers = TableWriter::new(
+            &output.join(LAYERS_TABLE),
+            layers_schema(&p.ids, &plan.parts.layers, &p.layer_types),
+        )?;
+        layers.commit(concat(|r| &r.layers)).await?;
+    }
+    genes
+        .write_all(vec![genes_batch(genes.schema(), &var, &gene_ids)?])
+        .await?;
+    let obs_fields = reader.obs_fields().to_vec();
+    let var_fields = reader.var_fields().to_vec();
+    let mut parts = plan.parts.clone();
+    if plan.inputs.len() == 1 {
+        let reader = write_pairwise(
+            output,
+            reader,
+            Axis::Cells,
+            &parts.obsp,
+            &p.ids.cell,
+            plan.chunk_size,
+        )
+        .await?;
+        let mut reader = write_pairwise(
+            output,
+            reader,
+            Axis::Genes,
+            &parts.varp,
+            &p.ids.gene,
+            plan.chunk_size,
+        )
+        .await?;
+        if let Some(uns) = blocking(move || reader.uns()).await? {
+            write_json(output, UNS_FILE, &uns)?;
+        }
+    } else if !(parts.obsp.is_empty() && parts.varp.is_empty()) {
+        tracing::warn!(
+            event = "commit.skipped",
+            "obsp/varp/uns are not combined across inputs: left out"
+        );
+        parts.obsp.clear();
+        parts.varp.clear();
+    }
+    remove_orphans(output).await?;
+
+    let mut stats = ValueStats::default();
+    for r in &receipts {
+        if let Some(s) = &r.receipt.stats {
+            stats.merge(s);
+        }
+    }
+    let strings = |fields: &[arrow::datatypes::Field],
+                   rows: u64,
+                   schema: fn(&[arrow::datatypes::Field]) -> arrow::datatypes::SchemaRef|
+     -> Vec<String> {
+        if rows > 0 {
+            return Vec::new();
+        }
+        schema(fields)
+            .fields()
+            .iter()
+            .filter(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    let summary = DatasetSummary {
+        n_cells: plan.n_cells,
+        n_genes: plan.n_genes,
+        stats,
+        compact_ids: p.ids.gene == arrow::datatypes::DataType::UInt16,
+        empty_obs_strings: strings(&obs_fields, plan.n_cells, cells_schema),
+        empty_var_strings: strings(&var_fields, plan.n_genes, genes_schema),
+        parts,
+    };
+    let created_at = chrono::Local::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    write_config(output, &config_document(&summary, &created_at))?;
+    write_marker(plan, rows, started).await
+}
+
+/// Find, load and check every shard's receipt.
+fn collect(plan: &Plan, sources: &[PathBuf]) -> Result<Vec<Located>> {
+    let mut files: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    if sources.is_empty() {
+        let dir = plan.output.join(SHARED_RECEIPTS_DIR);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "json") {
+                    files.push((e.path(), None));
+                }
+            }
+        }
+    }
+    for s in sources {
+        if s.is_dir() {
+            files.push((s.join(RECEIPT_FILE), Some(s.clone())));
+        } else {
+            files.push((s.clone(), s.parent().map(Path::to_path_buf)));
+        }
+    }
+    let mut by_index: BTreeMap<usize, Located> = BTreeMap::new();
+    for (file, dir) in files {
+        let receipt = Receipt::load(&file)?;
+        if receipt.plan_hash != plan.plan_hash {
+            return Err(Error::Receipts {
+                path: file,
+                what: format!(
+                    "belongs to plan {}, not {}",
+                    receipt.plan_hash, plan.plan_hash
+                ),
+            });
+        }
+        let shard = plan
+            .shards
+            .get(receipt.shard)
+            .ok_or_else(|| Error::Receipts {
+                path: file.clone(),
+                what: format!("shard {} is not in the plan", receipt.shard),
+            })?;
+        if receipt.rows_written != shard.rows {
+            return Err(Error::Receipts {
+                path: file,
+                what: format!(
+                    "shard {} wrote {} rows, the plan expects {}",
+                    receipt.shard, receipt.rows_written, shard.rows
+                ),
+            });
+        }
+        let staged_dir = match receipt.placement {
+            Placement::Staged { .. } => dir,
+            Placement::SharedTarget => None,
+        };
+        if by_index
+            .insert(
+                receipt.shard,
+                Located {
+                    receipt,
+                    staged_dir,
+                },
+            )
+            .is_some()
+        {
+            return Err(Error::Receipts {
+                path: file,
+                what: "two receipts for the same shard".into(),
+            });
+        }
+    }
+    let missing: Vec<usize> = (0..plan.shards.len())
+        .filter(|i| !by_index.contains_key(i))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Receipts {
+            path: plan.output.clone(),
+            what: format!(
+                "missing receipts for shards {missing:?} of {}",
+                plan.shards.len()
+            ),
+        });
+    }
+    Ok(by_index.into_values().collect())
+}
+
+/// Move (or link, or copy) a staged shard's data files into the output's tables.
+fn adopt(dir: &Path, output: &Path, receipt: &Receipt) -> Result<()> {
+    for (table, fragments) in [
+        (EXPRESSION_TABLE, &receipt.expression),
+        (CELLS_TABLE, &receipt.cells),
+        (LAYERS_TABLE, &receipt.layers),
+    ] {
+        if fragments.is_empty() {
+            continue;
+        }
+        let target = output.join(table).join("data");
+        std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+        for file in fragments.iter().flat_map(|f| &f.files) {
+            let src = dir.join(table).join("data").join(&file.path);
+            let dst = target.join(&file.path);
+            if dst.exists() {
+                continue; // adopted by an earlier, interrupted commit
+            }
+            if std::fs::rename(&src, &dst).is_err() && std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst).map_err(|e| Error::Receipts {
+                    path: src.clone(),
+                    what: format!("cannot adopt staged data file: {e}"),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delete data files no committed fragment references (left by killed shard attempts).
+async fn remove_orphans(output: &Path) -> Result<()> {
+    for table in [EXPRESSION_TABLE, CELLS_TABLE, LAYERS_TABLE] {
+        let dir = output.join(table);
+        if !dir.join("_versions").exists() {
+            continue;
+        }
+        let ds = lance::Dataset::open(&dir.to_string_lossy())
+            .await
+            .map_err(|e| Error::lance(&dir, e))?;
+        let used: HashSet<String> = ds
+            .get_fragments()
+            .iter()
+            .flat_map(|f| f.metadata().files.iter().map(|d| d.path.clone()))
+            .collect();
+        let data = dir.join("data");
+        for e in std::fs::read_dir(&data)
+            .map_err(|e| Error::io(&data, e))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !used.contains(&name) {
+                tracing::info!(event = "commit.orphan_removed", file = %e.path().display(), "removing unreferenced data file");
+                std::fs::remove_file(e.path()).map_err(|err| Error::io(e.path(), err))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn count_rows(dir: &Path) -> Result<u64> {
+    let ds = lance::Dataset::open(&dir.to_string_lossy())
+        .await
+        .map_err(|e| Error::lance(dir, e))?;
+    Ok(ds
+        .count_rows(None)
+        .await
+        .map_err(|e| Error::lance(dir, e))? as u64)
+}
+
+async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<CompletionMarker> {
+    let output = &plan.output;
+    let mut tables = BTreeMap::new();
+    for table in [EXPRESSION_TABLE, CELLS_TABLE, GENES_TABLE, LAYERS_TABLE] {
+        let dir = output.join(table);
+        if dir.join("_versions").exists() {
+            let ds = lance::Dataset::open(&dir.to_string_lossy())
+                .await
+                .map_err(|e| Error::lance(&dir, e))?;
+            tables.insert(table.to_string(), ds.version().version);
+        }
+    }
+    let marker = CompletionMarker {
+        tool: "slaf-convert".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        plan_hash: plan.plan_hash.clone(),
+        inputs: plan
+            .inputs
+            .iter()
+            .map(|i| describe_input(&i.path))
+            .collect(),
+        tables,
+        n_cells: plan.n_cells,
+        n_genes: plan.n_genes,
+        expression_rows: rows,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    // Last write of a conversion: its presence means complete.
+    write_json(output, MARKER_FILE, &marker)?;
+    tracing::info!(event = "commit.done", plan_hash = %plan.plan_hash, output = %output.display(), n_cells = plan.n_cells, expression_rows = rows, "committed {}", output.display());
+    Ok(marker)
+}
+
+fn describe_input(path: &Path) -> MarkerInput {
+    let meta = |p: &Path| std::fs::metadata(p).ok();
+    let modified = |m: &std::fs::Metadata| {
+        m.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    };
+    let (bytes, mtime) = match meta(path) {
+        Some(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .fold((0, 0), |(b, t), m| (b + m.len(), t.max(modified(&m))))
+            })
+            .unwrap_or((0, 0)),
+        Some(m) => (m.len(), modified(&m)),
+        None => (0, 0),
+    };
+    MarkerInput {
+        path: path.to_path_buf(),
+        bytes,
+        modified: mtime,
+    }
+}

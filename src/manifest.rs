@@ -1,0 +1,201 @@
+//! The YAML manifest a workflow hands to `plan`: output, inputs, options, sharding.
+//!
+//! Unknown keys are errors that name the key and its line (serde's `deny_unknown_fields`
+//! through serde_yaml, which reports positions). Relative input paths resolve against the
+//! manifest's own directory, so a manifest can travel with its data.
+//!
+//! ```yaml
+//! output: atlas.slaf
+//! inputs:
+//!   - path: batch1.h5ad
+//!   - path: filtered_feature_bc_matrix/
+//!     format: 10x-mtx
+//!     feature_types: ["Gene Expression"]
+//! options:
+//!   chunk_size: 5000
+//!   id_types: int32
+//! sharding:
+//!   cells_per_shard: 100000
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::readers::tenx::{TenxOptions, VarNames};
+use crate::readers::{InputFormat, RawMode, ReadOptions};
+
+/// A conversion manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The dataset to create (a directory path; relative to the manifest).
+    pub output: PathBuf,
+    /// Inputs, in the order their cells are numbered.
+    pub inputs: Vec<ManifestInput>,
+    /// Conversion options.
+    #[serde(default)]
+    pub options: ManifestOptions,
+    /// How the cells are split into shards.
+    #[serde(default)]
+    pub sharding: Sharding,
+}
+
+/// One input of a manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestInput {
+    /// File or directory (relative to the manifest).
+    pub path: PathBuf,
+    /// `h5ad`, `10x-mtx` or `10x-h5`; detected from the content when absent.
+    #[serde(default)]
+    pub format: Option<InputFormat>,
+    /// AnnData raw: `ignore` (default) or `as-layer`.
+    #[serde(default)]
+    pub raw: RawMode,
+    /// 10x: `gene-symbols` (default) or `gene-ids`.
+    #[serde(default)]
+    pub var_names: VarNames,
+    /// 10x: make duplicate gene names unique.
+    #[serde(default)]
+    pub make_unique: bool,
+    /// 10x: keep only these feature types.
+    #[serde(default)]
+    pub feature_types: Vec<String>,
+    /// Cell Ranger v2: the genome group.
+    #[serde(default)]
+    pub genome: Option<String>,
+}
+
+impl ManifestInput {
+    /// The reader options this input asks for.
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            format: self.format,
+            raw: self.raw,
+            tenx: TenxOptions {
+                var_names: self.var_names,
+                make_unique: self.make_unique,
+                feature_types: self.feature_types.clone(),
+                genome: self.genome.clone(),
+            },
+        }
+    }
+}
+
+/// Conversion options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManifestOptions {
+    /// Cells per chunk (= per Lance fragment).
+    pub chunk_size: u64,
+    /// `int32` (default) or `compact` id columns.
+    pub id_types: IdTypesName,
+}
+
+impl Default for ManifestOptions {
+    fn default() -> Self {
+        ManifestOptions {
+            chunk_size: 5000,
+            id_types: IdTypesName::Int32,
+        }
+    }
+}
+
+/// `options.id_types`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdTypesName {
+    /// int32 ids.
+    Int32,
+    /// uint32 / uint16 ids.
+    Compact,
+}
+
+/// `sharding`: at most one of the two; neither means one shard per input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sharding {
+    /// Cells per shard (rounded up to whole chunks).
+    pub cells_per_shard: Option<u64>,
+    /// Number of shards to aim for (across all inputs).
+    pub shards: Option<u64>,
+}
+
+impl Manifest {
+    /// Read and validate `path`, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::InputMissing {
+            path: path.to_path_buf(),
+            what: format!("cannot read manifest: {e}"),
+        })?;
+        let mut manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| Error::Manifest {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| {
+            if p.is_relative() {
+                base.join(p)
+            } else {
+                p.to_path_buf()
+            }
+        };
+        manifest.output = resolve(&manifest.output);
+        for input in &mut manifest.inputs {
+            input.path = resolve(&input.path);
+        }
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |what: &str| Error::Manifest {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+        };
+        if self.inputs.is_empty() {
+            return Err(bad("inputs: at least one input is needed"));
+        }
+        if self.options.chunk_size == 0 {
+            return Err(bad("options.chunk_size: must be at least 1"));
+        }
+        if self.sharding.cells_per_shard.is_some() && self.sharding.shards.is_some() {
+            return Err(bad("sharding: give cells_per_shard or shards, not both"));
+        }
+        if self.sharding.cells_per_shard == Some(0) || self.sharding.shards == Some(0) {
+            return Err(bad("sharding: must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Manifest> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.yaml");
+        std::fs::write(&p, text).unwrap();
+        Manifest::load(&p)
+    }
+
+    #[test]
+    fn test_load_resolves_paths() {
+        let m = load("output: out.slaf\ninputs:\n  - path: a.h5ad\n    raw: as-layer\nsharding:\n  shards: 3\n").unwrap();
+        assert!(m.output.is_absolute() && m.output.ends_with("out.slaf"));
+        assert_eq!(m.inputs[0].raw, RawMode::AsLayer);
+        assert_eq!(m.sharding.shards, Some(3));
+        assert_eq!(m.options.chunk_size, 5000);
+    }
+
+    #[test]
+    fn test_unknown_key_names_key_and_line() {
+        let err = load("output: o.slaf\ninputs:\n  - path: a.h5ad\n    colour: red\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour") && err.contains("line 4"), "{err}");
+    }
+}
