@@ -2,7 +2,7 @@
 
 pub mod args;
 
-use crate::convert::{convert, ConvertOptions};
+use crate::convert::{convert, convert_manifest, ConvertOptions};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::plan::{Plan, ShardSize};
@@ -134,16 +134,19 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
             },
         },
     };
-    let report = convert(&args.input, &args.output, &options).await?;
-    let s = &report.summary;
+    let report = match (&args.manifest, &args.input, &args.output) {
+        (Some(m), _, _) => convert_manifest(&Manifest::load(m)?, args.overwrite).await?,
+        (None, Some(input), Some(output)) => convert(input, output, &options).await?,
+        _ => return Err(Error::Usage("give INPUT OUTPUT or --manifest".into())),
+    };
+    let m = &report.marker;
     println!(
-        "{}: {} cells x {} genes, {} expression rows ({:?} values), {} expression fragments",
+        "{}: {} cells x {} genes, {} expression rows ({:?} values)",
         report.output.display(),
-        s.n_cells,
-        s.n_genes,
-        s.stats.count,
+        m.n_cells,
+        m.n_genes,
+        m.expression_rows,
         report.value_type,
-        report.expression_fragments
     );
     Ok(())
 }

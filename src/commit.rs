@@ -343,6 +343,9 @@ async fn remove_orphans(output: &Path) -> Result<()> {
             .flat_map(|f| f.metadata().files.iter().map(|d| d.path.clone()))
             .collect();
         let data = dir.join("data");
+        if !data.exists() {
+            continue;
+        }
         for e in std::fs::read_dir(&data)
             .map_err(|e| Error::io(&data, e))?
             .flatten()

@@ -10,13 +10,16 @@
 //!
 //! Readers (one module per format under [`readers`]) know nothing of Lance; the
 //! [`writer`] knows nothing of input formats; they meet in Arrow and [`schema`].
-//! [`convert::convert`] runs the whole flow in one process.
+//! A workflow runs the same flow as separate tasks: [`plan`] (manifest → `plan.json`),
+//! [`shard`] (one cell range → uncommitted fragments + receipt), [`commit`] (receipts → one
+//! transaction per table → `config.json` → completion marker). [`convert::convert`] runs
+//! exactly these steps in one process.
 //!
 //! ```no_run
 //! # async fn example() -> slaf_convert::Result<()> {
 //! use slaf_convert::convert::{convert, ConvertOptions};
 //! let report = convert("pbmc.h5ad".as_ref(), "pbmc.slaf".as_ref(), &ConvertOptions::default()).await?;
-//! println!("{} cells", report.summary.n_cells);
+//! println!("{} cells", report.marker.n_cells);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]

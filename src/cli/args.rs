@@ -154,9 +154,15 @@ pub struct ConvertArgs {
     /// Input: an AnnData .h5ad (X as CSR, CSC or dense; layers, obsm, varm, obsp, varp and uns
     /// are converted too), a 10x MTX directory, or a Cell Ranger .h5 (v2 or v3). The format is
     /// detected from the content.
-    pub input: PathBuf,
+    #[arg(required_unless_present = "manifest")]
+    pub input: Option<PathBuf>,
     /// Output directory to create, e.g. out.slaf.
-    pub output: PathBuf,
+    #[arg(required_unless_present = "manifest")]
+    pub output: Option<PathBuf>,
+    /// Convert every input of a YAML manifest instead (plan + every shard + commit, in this
+    /// process); the other conversion options come from the manifest.
+    #[arg(long, conflicts_with_all = ["input", "output"])]
+    pub manifest: Option<PathBuf>,
     /// Cells per chunk; each chunk becomes one Lance fragment. Memory grows with it.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_size: u64,

@@ -416,7 +416,21 @@ impl InputReader for MtxReader {
     ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>> {
         let sorted = match self.sorted {
             Some(s) => s,
-            None => return Err(Error::Internal("MTX chunks before scan".into())),
+            None => {
+                // Opened for a shard without a scan: one cheap parse tells the order.
+                let mut entries = self.entries()?;
+                let mut last = 0u64;
+                let mut sorted = true;
+                while let Some((_, cell, _)) = entries.next_entry()? {
+                    if cell < last {
+                        sorted = false;
+                        break;
+                    }
+                    last = cell;
+                }
+                self.sorted = Some(sorted);
+                sorted
+            }
         };
         let mut entries = self.entries()?;
         let mut source = if sorted {
