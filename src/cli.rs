@@ -31,6 +31,12 @@ pub async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Schema { name } => {
+            let text = crate::schemas::schema(&name)
+                .ok_or_else(|| Error::Usage(format!("no schema called {name}")))?;
+            print!("{text}");
+            Ok(())
+        }
         Command::Inspect(args) => {
             print!(
                 "{}",

@@ -31,7 +31,7 @@ use crate::writer::TableWriter;
 pub const MARKER_FILE: &str = "_SLAF_COMPLETE.json";
 
 /// The completion marker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CompletionMarker {
     /// "slaf-convert".
     pub tool: String,
@@ -54,7 +54,7 @@ pub struct CompletionMarker {
 }
 
 /// An input as the marker records it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MarkerInput {
     /// Path.
     pub path: PathBuf,

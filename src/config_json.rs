@@ -27,7 +27,7 @@ pub const CELLSXCELLS_TABLE: &str = "cellsxcells.lance";
 pub const GENESXGENES_TABLE: &str = "genesxgenes.lance";
 
 /// Count, min, max, mean and sum of squared deviations of a set of values.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ValueStats {
     /// Number of values.
     pub count: u64,

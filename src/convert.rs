@@ -60,7 +60,11 @@ pub struct ConvertReport {
 }
 
 /// Convert `input` into the SLAF dataset `output`.
-pub async fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<ConvertReport> {
+pub async fn convert(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
     if options.chunk_size == 0 {
         return Err(Error::Usage("--chunk-size must be at least 1".into()));
     }
@@ -134,7 +138,9 @@ async fn write_all_shards(plan: &Plan) -> Result<CompletionMarker> {
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let mut receipts = Vec::with_capacity(plan.shards.len());
     for shard in &plan.shards {
-        let path = receipts_dir.path().join(format!("shard-{:06}.json", shard.index));
+        let path = receipts_dir
+            .path()
+            .join(format!("shard-{:06}.json", shard.index));
         run_shard(plan, shard.index, &Placement::SharedTarget, Some(&path)).await?;
         receipts.push(path);
     }

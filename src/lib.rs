@@ -36,6 +36,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod readers;
 pub mod schema;
+pub mod schemas;
 pub mod shard;
 pub mod tables;
 pub mod writer;

@@ -27,7 +27,7 @@ use crate::readers::tenx::{TenxOptions, VarNames};
 use crate::readers::{InputFormat, RawMode, ReadOptions};
 
 /// A conversion manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// The dataset to create (a directory path; relative to the manifest).
@@ -43,7 +43,7 @@ pub struct Manifest {
 }
 
 /// One input of a manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestInput {
     /// File or directory (relative to the manifest).
@@ -85,7 +85,7 @@ impl ManifestInput {
 }
 
 /// Conversion options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ManifestOptions {
     /// Cells per chunk (= per Lance fragment).
@@ -104,7 +104,7 @@ impl Default for ManifestOptions {
 }
 
 /// `options.id_types`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum IdTypesName {
     /// int32 ids.
@@ -114,7 +114,7 @@ pub enum IdTypesName {
 }
 
 /// `sharding`: at most one of the two; neither means one shard per input.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sharding {
     /// Cells per shard (rounded up to whole chunks).

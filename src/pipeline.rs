@@ -29,7 +29,7 @@ pub const CELLS_TABLE: &str = "cells.lance";
 pub const GENES_TABLE: &str = "genes.lance";
 
 /// Every output type of the per-cell tables, fixed before the first batch.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct CellTablesProfile {
     /// Expression value type.
     pub value_type: ValueType,

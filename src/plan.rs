@@ -21,7 +21,7 @@ use crate::schema::{expression_id_types, IdTypes, ValueType};
 pub const PLAN_FORMAT: u32 = 1;
 
 /// A conversion plan (`plan.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     /// [`PLAN_FORMAT`].
     pub format_version: u32,
@@ -50,7 +50,7 @@ pub struct Plan {
 }
 
 /// One input of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedInput {
     /// Absolute path.
     pub path: PathBuf,
@@ -65,7 +65,7 @@ pub struct PlannedInput {
 }
 
 /// One shard: a cell range of one input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedShard {
     /// 0-based index.
     pub index: usize,

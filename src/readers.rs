@@ -73,7 +73,9 @@ pub struct InputLayout {
 }
 
 /// The parts of an input beyond X, obs and var, as output names.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct InputParts {
     /// Layer names, in output column order.
     pub layers: Vec<String>,
@@ -97,7 +99,17 @@ pub enum Axis {
 }
 
 /// What to do with AnnData's `raw` (its own X and var).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RawMode {
     /// Leave it out (logged).
@@ -108,7 +120,9 @@ pub enum RawMode {
 }
 
 /// Options readers take at open.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReadOptions {
     /// The input format; detected from the content when `None`.

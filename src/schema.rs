@@ -40,7 +40,9 @@ pub enum IdTypes {
 }
 
 /// The stored type of `expression.value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum ValueType {
     /// Every stored value is integral and within [0, 65535].
     UInt16,
@@ -93,13 +95,17 @@ impl ValueTypeProbe {
 }
 
 /// The Arrow types of the two id columns of `expression.lance`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct ExpressionIdTypes {
     /// Type of `cell_integer_id`.
     #[serde(with = "id_type_name")]
+    #[schemars(with = "String")]
     pub cell: DataType,
     /// Type of `gene_integer_id`.
     #[serde(with = "id_type_name")]
+    #[schemars(with = "String")]
     pub gene: DataType,
 }
 

@@ -26,7 +26,7 @@ pub const RECEIPT_FILE: &str = "receipt.json";
 pub const SHARED_RECEIPTS_DIR: &str = "_slaf_receipts";
 
 /// Where a shard writes its data files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Placement {
     /// Into this task-local directory (tables as `<dir>/<table>.lance/data/`).
@@ -39,7 +39,7 @@ pub enum Placement {
 }
 
 /// What a finished shard wrote (`receipt.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Receipt {
     /// [`RECEIPT_FORMAT`].
     pub format_version: u32,
@@ -57,11 +57,14 @@ pub struct Receipt {
     pub cells_written: u64,
     /// Statistics of the values written (`None` when no row was written).
     pub stats: Option<ValueStats>,
-    /// Uncommitted fragments per table, in cell order.
+    /// Uncommitted fragments per table, in cell order (Lance's own fragment metadata).
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub expression: Vec<Fragment>,
     /// cells.lance fragments.
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub cells: Vec<Fragment>,
     /// layers.lance fragments.
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub layers: Vec<Fragment>,
 }
 

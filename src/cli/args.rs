@@ -81,6 +81,12 @@ pub enum Command {
     ///   slaf-convert commit plan.json               (shared target: receipts under the output)
     #[command(verbatim_doc_comment)]
     Commit(CommitArgs),
+    /// Print a JSON Schema: manifest, plan, receipt, completion-marker or log-event.
+    Schema {
+        /// Which schema.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::schemas::NAMES))]
+        name: String,
+    },
 }
 
 /// Arguments of `plan`.

@@ -11,7 +11,15 @@ use crate::error::{Error, Result};
 
 /// Formats slaf-convert reads.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum InputFormat {
     /// AnnData `.h5ad`.

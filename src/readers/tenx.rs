@@ -14,7 +14,17 @@ use arrow::datatypes::{DataType, Field, Schema};
 use crate::readers::CellEntries;
 
 /// Which feature column names the genes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum VarNames {
     /// Gene symbols (`features.tsv` column 2, `features/name`): scanpy's default.
@@ -26,7 +36,9 @@ pub enum VarNames {
 }
 
 /// Options of the 10x readers.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default)]
 pub struct TenxOptions {
     /// Which column names the genes.

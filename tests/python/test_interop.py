@@ -202,7 +202,7 @@ def test_dotted_collision_is_an_error(tmp_path):
 
 def test_log_lines_validate_against_schema(tmp_path):
     import jsonschema
-    schema = json.loads((ROOT / "schemas" / "log-line.schema.json").read_text())
+    schema = json.loads((ROOT / "schemas" / "log-event.schema.json").read_text())
     fixtures.write("empty_cell", tmp_path / "e.h5ad")
     proc = subprocess.run([BIN, "--log-format", "json", "convert", str(tmp_path / "e.h5ad"),
                            str(tmp_path / "e.slaf"), "--chunk-size", "10"],
