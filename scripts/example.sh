@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/env.sh"
 "$root/scripts/setup.sh"
 cd "$root"
-echo "building slaf-convert (the first build compiles lance: about 10 minutes on 2 cores)..." >&2
+echo "building slaf-convert (the first build compiles lance: about 30 minutes on 2 cores)..." >&2
 cargo build --quiet --bin slaf-convert
 bin="$CARGO_TARGET_DIR/debug/slaf-convert"
 out="${1:-${TMPDIR:-/tmp}/slaf-convert-example/pbmc-like.slaf}"

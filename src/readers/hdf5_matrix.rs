@@ -40,6 +40,42 @@ pub struct Compressed {
     indptr: Dataset,
 }
 
+impl Compressed {
+    /// The `data`/`indices`/`indptr` datasets of `group`, checked against `major` (the
+    /// number of rows of CSR, columns of CSC).
+    fn open(path: &Path, group: &Group, major: u64) -> Result<Self> {
+        let c = Compressed {
+            data: h5::dataset(path, group, "data")?,
+            indices: h5::dataset(path, group, "indices")?,
+            indptr: h5::dataset(path, group, "indptr")?,
+        };
+        check_numeric(path, &c.data)?;
+        let n_ptr = h5::len(&c.indptr) as u64;
+        if n_ptr != major + 1 {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{}: has {n_ptr} entries, expected {}",
+                    c.indptr.name(),
+                    major + 1
+                ),
+            ));
+        }
+        if h5::len(&c.data) != h5::len(&c.indices) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{}: {} values but {} indices",
+                    c.data.name(),
+                    h5::len(&c.data),
+                    h5::len(&c.indices)
+                ),
+            ));
+        }
+        Ok(c)
+    }
+}
+
 impl MatrixSource {
     /// Resolve the matrix `name` (group or dataset) under `root` (X, a layer, an obsp key);
     /// returns the source and its (rows, columns).
@@ -62,13 +98,8 @@ impl MatrixSource {
         }
         let g = h5::group(path, root, name)?;
         let encoding = h5::str_attr(path, &g, "encoding-type")?.unwrap_or_default();
-        let compressed = || -> Result<Compressed> {
-            Ok(Compressed {
-                data: h5::dataset(path, &g, "data")?,
-                indices: h5::dataset(path, &g, "indices")?,
-                indptr: h5::dataset(path, &g, "indptr")?,
-            })
-        };
+        // indptr runs over the major axis: cells for CSR, genes for CSC.
+        let compressed = |major: u64| Compressed::open(path, &g, major);
         let shape: Vec<i64> = {
             let attr = g
                 .attr("shape")
@@ -84,8 +115,8 @@ impl MatrixSource {
         }
         let (n_cells, n_genes) = (shape[0] as u64, shape[1] as u64);
         let source = match encoding.as_str() {
-            "csr_matrix" => MatrixSource::Csr(compressed()?),
-            "csc_matrix" => MatrixSource::Csc(compressed()?, None),
+            "csr_matrix" => MatrixSource::Csr(compressed(n_cells)?),
+            "csc_matrix" => MatrixSource::Csc(compressed(n_genes)?, None),
             "" => return Err(Error::invalid(path, format!("{object}: group without an encoding-type"))),
             other => {
                 return Err(Error::invalid(
@@ -94,71 +125,13 @@ impl MatrixSource {
                 ))
             }
         };
-        if let MatrixSource::Csr(c) | MatrixSource::Csc(c, _) = &source {
-            check_numeric(path, &c.data)?;
-            let major = if matches!(source, MatrixSource::Csr(_)) {
-                n_cells
-            } else {
-                n_genes
-            };
-            let n_ptr = h5::len(&c.indptr) as u64;
-            if n_ptr != major + 1 {
-                return Err(Error::invalid(
-                    path,
-                    format!(
-                        "{}: has {n_ptr} entries, expected {} for shape {shape:?}",
-                        c.indptr.name(),
-                        major + 1
-                    ),
-                ));
-            }
-            if h5::len(&c.data) != h5::len(&c.indices) {
-                return Err(Error::invalid(
-                    path,
-                    format!(
-                        "{}: {} values but {} indices",
-                        c.data.name(),
-                        h5::len(&c.data),
-                        h5::len(&c.indices)
-                    ),
-                ));
-            }
-        }
         Ok((source, n_cells, n_genes))
     }
 
     /// A CSR matrix stored as plain `data`/`indices`/`indptr` datasets of `group` (Cell
     /// Ranger's CSC genes × cells is exactly this, cells × genes), with `n_rows` rows.
     pub fn csr_in(path: &Path, group: &Group, n_rows: u64) -> Result<Self> {
-        let c = Compressed {
-            data: h5::dataset(path, group, "data")?,
-            indices: h5::dataset(path, group, "indices")?,
-            indptr: h5::dataset(path, group, "indptr")?,
-        };
-        check_numeric(path, &c.data)?;
-        let n_ptr = h5::len(&c.indptr) as u64;
-        if n_ptr != n_rows + 1 {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "{}: has {n_ptr} entries, expected {}",
-                    c.indptr.name(),
-                    n_rows + 1
-                ),
-            ));
-        }
-        if h5::len(&c.data) != h5::len(&c.indices) {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "{}: {} values but {} indices",
-                    c.data.name(),
-                    h5::len(&c.data),
-                    h5::len(&c.indices)
-                ),
-            ));
-        }
-        Ok(MatrixSource::Csr(c))
+        Ok(MatrixSource::Csr(Compressed::open(path, group, n_rows)?))
     }
 
     /// The anndata encoding name, for logs.
