@@ -10,21 +10,23 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arrow::datatypes::DataType;
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 
 use crate::config_json::{
-    config_document, write_config, write_json, DatasetSummary, ValueStats, CONFIG_FILE,
-    LAYERS_TABLE, UNS_FILE,
+    config_document, write_config, write_json, DatasetSummary, ValueStats, CELLSXCELLS_TABLE,
+    CONFIG_FILE, GENESXGENES_TABLE, LAYERS_TABLE, UNS_FILE,
 };
-use crate::convert::{blocking, write_pairwise};
 use crate::error::{Error, Result};
-use crate::pipeline::{CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
+use crate::pipeline::{blocking, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
 use crate::plan::Plan;
-use crate::readers::{self, Axis};
-use crate::schema::{cells_schema, expression_schema, genes_schema, layers_schema};
+use crate::readers::{self, Axis, CellRange, InputReader};
+use crate::schema::{
+    cells_schema, expression_schema, genes_schema, layers_schema, pairwise_schema,
+};
 use crate::shard::{Placement, Receipt, RECEIPT_FILE, SHARED_RECEIPTS_DIR};
-use crate::tables::genes_batch;
+use crate::tables::{genes_batch, pairwise_batch};
 use crate::writer::TableWriter;
 
 /// The completion marker's file name: its presence means the dataset is complete.
@@ -427,4 +429,58 @@ fn describe_input(path: &Path) -> MarkerInput {
         bytes,
         modified: mtime,
     }
+}
+
+/// Write `cellsxcells.lance` or `genesxgenes.lance` from the pairwise keys of `axis`, a block
+/// of `chunk_size` rows per fragment; returns the reader.
+async fn write_pairwise(
+    output: &Path,
+    reader: Box<dyn InputReader>,
+    axis: Axis,
+    keys: &[String],
+    id_type: &DataType,
+    chunk_size: u64,
+) -> Result<Box<dyn InputReader>> {
+    if keys.is_empty() {
+        return Ok(reader);
+    }
+    let (table, prefix, n) = match axis {
+        Axis::Cells => (
+            CELLSXCELLS_TABLE,
+            "cell_integer_id",
+            reader.layout().n_cells,
+        ),
+        Axis::Genes => (
+            GENESXGENES_TABLE,
+            "gene_integer_id",
+            reader.layout().n_genes,
+        ),
+    };
+    let writer = TableWriter::new(&output.join(table), pairwise_schema(prefix, id_type, keys))?;
+    let mut reader = blocking(move || {
+        let mut reader = reader;
+        reader.prepare_pairwise(axis, chunk_size)?;
+        Ok(reader)
+    })
+    .await?;
+    let mut fragments = Vec::new();
+    for rows in CellRange::new(0, n).split(chunk_size) {
+        let (back, entries) = blocking(move || {
+            let mut reader = reader;
+            let entries = reader.read_pairwise(axis, rows)?;
+            Ok((reader, entries))
+        })
+        .await?;
+        reader = back;
+        let batch = pairwise_batch(writer.schema(), id_type, rows.start, &entries)?;
+        fragments.extend(writer.write_fragment(batch).await?);
+    }
+    writer.commit(fragments).await?;
+    tracing::info!(
+        event = "pairwise.written",
+        table,
+        keys = keys.len(),
+        "wrote {table}"
+    );
+    Ok(reader)
 }

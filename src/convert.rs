@@ -9,18 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use arrow::datatypes::DataType;
-
 use crate::commit::{commit, CompletionMarker};
-use crate::config_json::{CELLSXCELLS_TABLE, GENESXGENES_TABLE};
 use crate::error::{Error, Result};
 use crate::manifest::{IdTypesName, Manifest, ManifestInput, ManifestOptions, Sharding};
+use crate::pipeline::blocking;
 use crate::plan::{Plan, ShardSize};
-use crate::readers::{Axis, CellRange, InputReader, ReadOptions};
-use crate::schema::{pairwise_schema, IdTypes, ValueType};
+use crate::readers::ReadOptions;
+use crate::schema::{IdTypes, ValueType};
 use crate::shard::{run_shard, Placement};
-use crate::tables::pairwise_batch;
-use crate::writer::TableWriter;
 
 /// Options of one conversion.
 #[derive(Debug, Clone)]
@@ -145,68 +141,6 @@ async fn write_all_shards(plan: &Plan) -> Result<CompletionMarker> {
         receipts.push(path);
     }
     commit(plan, &receipts).await
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("reader thread: {e}")))?
-}
-
-/// Write `cellsxcells.lance` or `genesxgenes.lance` from the pairwise keys of `axis`, a block
-/// of `chunk_size` rows per fragment; returns the reader.
-pub(crate) async fn write_pairwise(
-    output: &Path,
-    reader: Box<dyn InputReader>,
-    axis: Axis,
-    keys: &[String],
-    id_type: &DataType,
-    chunk_size: u64,
-) -> Result<Box<dyn InputReader>> {
-    if keys.is_empty() {
-        return Ok(reader);
-    }
-    let (table, prefix, n) = match axis {
-        Axis::Cells => (
-            CELLSXCELLS_TABLE,
-            "cell_integer_id",
-            reader.layout().n_cells,
-        ),
-        Axis::Genes => (
-            GENESXGENES_TABLE,
-            "gene_integer_id",
-            reader.layout().n_genes,
-        ),
-    };
-    let writer = TableWriter::new(&output.join(table), pairwise_schema(prefix, id_type, keys))?;
-    let mut reader = blocking(move || {
-        let mut reader = reader;
-        reader.prepare_pairwise(axis, chunk_size)?;
-        Ok(reader)
-    })
-    .await?;
-    let mut fragments = Vec::new();
-    for rows in CellRange::new(0, n).split(chunk_size) {
-        let (back, entries) = blocking(move || {
-            let mut reader = reader;
-            let entries = reader.read_pairwise(axis, rows)?;
-            Ok((reader, entries))
-        })
-        .await?;
-        reader = back;
-        let batch = pairwise_batch(writer.schema(), id_type, rows.start, &entries)?;
-        fragments.extend(writer.write_fragment(batch).await?);
-    }
-    writer.commit(fragments).await?;
-    tracing::info!(
-        event = "pairwise.written",
-        table,
-        keys = keys.len(),
-        "wrote {table}"
-    );
-    Ok(reader)
 }
 
 fn check_output(output: &Path, overwrite: bool) -> Result<()> {

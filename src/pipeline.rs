@@ -214,3 +214,12 @@ fn produce_chunks(
     }
     Ok(reader)
 }
+
+/// Run blocking reader work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("reader thread: {e}")))?
+}

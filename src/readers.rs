@@ -218,6 +218,14 @@ pub struct CellChunk {
     pub layers: Vec<CellEntries>,
 }
 
+/// An obs batch with no columns and `rows` rows, for inputs whose cells have only a name.
+pub fn empty_obs(rows: usize) -> Result<RecordBatch> {
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
+    RecordBatch::try_new_with_options(schema, vec![], &options)
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
 /// An opened input file, of any format.
 pub trait InputReader: Send {
     /// The input's path, for messages.

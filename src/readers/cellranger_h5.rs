@@ -6,10 +6,9 @@
 //! fails on both versions (defect B12) and never decides the value type (B7).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::Field;
 
 use super::hdf5_matrix::MatrixSource;
 use super::hdf5_util as h5;
@@ -203,7 +202,6 @@ impl InputReader for CellRangerReader {
         range: CellRange,
         chunk_size: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>> {
-        let empty_obs = Arc::new(Schema::empty());
         let CellRangerReader {
             path,
             matrix,
@@ -217,9 +215,7 @@ impl InputReader for CellRangerReader {
             let mut entries = matrix.read_cells(path, cells, n_features)?;
             genes.apply(&mut entries);
             let rows = cells.start as usize..cells.end as usize;
-            let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
-            let obs = RecordBatch::try_new_with_options(empty_obs.clone(), vec![], &options)
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let obs = super::empty_obs(rows.len())?;
             Ok(CellChunk {
                 cells,
                 obs,

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::Field;
 
 use super::spill::CellBuckets;
 use super::tenx::{Features, GeneSelection, TenxOptions};
@@ -446,16 +446,12 @@ impl InputReader for MtxReader {
             buckets.finish()?;
             Source::Spilled(buckets)
         };
-        let empty_obs = std::sync::Arc::new(Schema::empty());
         let this: &'a MtxReader = self;
         Ok(Box::new(range.split(chunk_size).map(move |cells| {
             let mut entries = source.read_cells(cells)?;
             this.genes.apply(&mut entries);
             entries.sort_within_cells();
-            let options =
-                arrow::array::RecordBatchOptions::new().with_row_count(Some(cells.len() as usize));
-            let obs = RecordBatch::try_new_with_options(empty_obs.clone(), vec![], &options)
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let obs = super::empty_obs(cells.len() as usize)?;
             Ok(CellChunk {
                 cells,
                 obs,
