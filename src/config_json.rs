@@ -332,6 +332,20 @@ pub fn write_config(dir: &Path, doc: &ConfigJson) -> Result<()> {
     write_json(dir, CONFIG_FILE, doc)
 }
 
+/// Write `doc` as pretty JSON to the file `path` atomically, creating its directory.
+pub fn write_json_file(path: &Path, doc: &impl Serialize) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Usage(format!("{}: not a file name", path.display())))?;
+    write_json(dir, name, doc)
+}
+
 /// Write `doc` as pretty JSON to `dir/name` atomically (temporary file, fsync, rename).
 pub fn write_json(dir: &Path, name: &str, doc: &impl Serialize) -> Result<()> {
     let target = dir.join(name);

@@ -229,16 +229,7 @@ impl Plan {
 
     /// Write the plan to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("plan.json");
-        crate::config_json::write_json(dir, name, self)
+        crate::config_json::write_json_file(path, self)
     }
 
     /// The shard with 0-based `index`.

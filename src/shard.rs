@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 
-use crate::config_json::{write_json, ValueStats};
+use crate::config_json::{write_json_file, ValueStats};
 use crate::error::{Error, Result};
 use crate::pipeline::{CellTables, RangeOutput};
 use crate::plan::Plan;
@@ -148,16 +148,7 @@ pub async fn run_shard(
             receipt.rows_written, receipt.rows_expected
         )));
     }
-    let dir = receipt_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = receipt_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Usage(format!("{}: not a file name", receipt_path.display())))?;
-    write_json(dir, name, &receipt)?;
+    write_json_file(&receipt_path, &receipt)?;
     tracing::info!(event = "shard.done", plan_hash = %plan.plan_hash, shard = index, expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");
     Ok((receipt, receipt_path))
 }

@@ -77,16 +77,17 @@ impl H5adReader {
             ));
         }
         let mut layers = Vec::new();
-        for key in annotations::members(path, root, "layers")? {
-            let g = h5::group(path, root, "layers")?;
-            let (source, rows, cols) = MatrixSource::open(path, &g, &key)?;
-            if (rows, cols) != (n_cells, n_genes) {
-                return Err(Error::invalid(
-                    path,
-                    format!("/layers/{key}: shape ({rows}, {cols}) differs from X's ({n_cells}, {n_genes})"),
-                ));
+        if let Some((group, keys)) = annotations::members(path, root, "layers")? {
+            for key in keys {
+                let (source, rows, cols) = MatrixSource::open(path, &group, &key)?;
+                if (rows, cols) != (n_cells, n_genes) {
+                    return Err(Error::invalid(
+                        path,
+                        format!("/layers/{key}: shape ({rows}, {cols}) differs from X's ({n_cells}, {n_genes})"),
+                    ));
+                }
+                layers.push((key, source));
             }
-            layers.push((key, source));
         }
         if root.link_exists("raw") {
             match options.raw {

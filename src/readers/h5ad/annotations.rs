@@ -44,17 +44,17 @@ pub struct PairwiseMatrix {
     source: MatrixSource,
 }
 
-/// Member names of an optional group (`obsm`, `layers`, ...), sorted; empty if absent.
-pub fn members(path: &Path, root: &Group, group: &str) -> Result<Vec<String>> {
+/// An optional group (`obsm`, `layers`, ...) and its member names, sorted; `None` if absent.
+pub fn members(path: &Path, root: &Group, group: &str) -> Result<Option<(Group, Vec<String>)>> {
     if !root.link_exists(group) {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let g = h5::group(path, root, group)?;
     let mut names = g
         .member_names()
         .map_err(|e| h5::h5_error(path, &g.name(), e))?;
     names.sort();
-    Ok(names)
+    Ok(Some((g, names)))
 }
 
 /// Resolve the vector keys of `group` ("obsm"/"varm"), each with `n_rows` rows.
@@ -65,8 +65,10 @@ pub fn open_vectors(
     n_rows: u64,
 ) -> Result<Vec<VectorColumn>> {
     let mut out = Vec::new();
-    for key in members(path, root, group)? {
-        let g = h5::group(path, root, group)?;
+    let Some((g, keys)) = members(path, root, group)? else {
+        return Ok(out);
+    };
+    for key in keys {
         let object = format!("/{group}/{key}");
         let name = key.replace('.', "_");
         if h5::is_group(&g, &key) {
@@ -205,8 +207,10 @@ pub fn open_pairwise(
     n: u64,
 ) -> Result<Vec<PairwiseMatrix>> {
     let mut out = Vec::new();
-    for key in members(path, root, group)? {
-        let g = h5::group(path, root, group)?;
+    let Some((g, keys)) = members(path, root, group)? else {
+        return Ok(out);
+    };
+    for key in keys {
         let object = format!("/{group}/{key}");
         let (source, rows, cols) = MatrixSource::open(path, &g, &key)?;
         if rows != n || cols != n {
