@@ -6,27 +6,30 @@
 //! dataset whose marker was deleted (Snakemake removes outputs before a forced re-run) it
 //! re-checks the tables against the receipts and rewrites the marker only.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::DataType;
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{DataType, FieldRef, Schema};
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::config_json::{
-    config_document, write_config, write_json, DatasetSummary, ValueStats, CELLSXCELLS_TABLE,
-    CONFIG_FILE, GENESXGENES_TABLE, LAYERS_TABLE, UNS_FILE,
+    config_document, write_config, write_json, DatasetSummary, MultiFile, ValueStats,
+    CELLSXCELLS_TABLE, CONFIG_FILE, GENESXGENES_TABLE, LAYERS_TABLE, UNS_FILE,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{blocking, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
-use crate::plan::Plan;
+use crate::plan::{Plan, PlannedColumn};
 use crate::readers::{self, Axis, CellRange, InputReader};
 use crate::schema::{
     cells_schema, expression_schema, genes_schema, layers_schema, pairwise_schema,
 };
 use crate::shard::{Placement, Receipt, RECEIPT_FILE, SHARED_RECEIPTS_DIR};
-use crate::tables::{genes_batch, pairwise_batch};
+use crate::tables::{genes_batch, pairwise_batch, project_columns};
 use crate::writer::TableWriter;
 
 /// The completion marker's file name: its presence means the dataset is complete.
@@ -75,6 +78,12 @@ struct Located {
 /// Commit `plan` from the receipts found in `sources` (staged shard directories or receipt
 /// files; none: the shared-target receipts under the output).
 pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker> {
+    // Every line the commit logs carries the plan hash.
+    let span = tracing::info_span!("commit", plan_hash = %plan.plan_hash);
+    commit_in_span(plan, sources).instrument(span).await
+}
+
+async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker> {
     let started = Instant::now();
     let output = &plan.output;
     let marker_path = output.join(MARKER_FILE);
@@ -83,7 +92,7 @@ pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker
         let marker: CompletionMarker = serde_json::from_str(&text)
             .map_err(|e| Error::invalid(&marker_path, format!("unreadable marker: {e}")))?;
         if marker.plan_hash == plan.plan_hash {
-            tracing::info!(event = "commit.done", plan_hash = %plan.plan_hash, "already committed: nothing to do");
+            tracing::info!(event = "commit.done", "already committed: nothing to do");
             return Ok(marker);
         }
         return Err(Error::OutputExists {
@@ -116,24 +125,17 @@ pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker
             .collect()
     };
 
-    let input0 = plan
-        .inputs
-        .first()
-        .ok_or_else(|| Error::Internal("plan without inputs".into()))?;
-    let (path, read) = (input0.path.clone(), input0.read.clone());
-    let (reader, var, gene_ids) = blocking(move || {
-        let mut reader = readers::open(&path, &read)?;
-        let (var, names) = reader.genes()?;
-        Ok((reader, var, names))
-    })
-    .await?;
     let p = &plan.profile;
+    let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
+    let var_fields = PlannedColumn::fields(&plan.var_columns)?;
     let expression = TableWriter::new(
         &output.join(EXPRESSION_TABLE),
         expression_schema(p.ids.clone(), p.value_type),
     )?;
-    let cells = TableWriter::new(&output.join(CELLS_TABLE), cells_schema(reader.obs_fields()))?;
-    let genes = TableWriter::new(&output.join(GENES_TABLE), genes_schema(reader.var_fields()))?;
+    let cells = TableWriter::new(
+        &output.join(CELLS_TABLE),
+        cells_schema(&obs_fields, plan.is_multi_file()),
+    )?;
     expression.commit(concat(|r| &r.expression)).await?;
     cells.commit(concat(|r| &r.cells)).await?;
     if !plan.parts.layers.is_empty() {
@@ -143,41 +145,35 @@ pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker
         )?;
         layers.commit(concat(|r| &r.layers)).await?;
     }
+    let genes = TableWriter::new(&output.join(GENES_TABLE), genes_schema(&var_fields))?;
+    let genes_plan = plan.clone();
+    let (reader, var) = blocking(move || dataset_var(&genes_plan)).await?;
     genes
-        .write_all(vec![genes_batch(genes.schema(), &var, &gene_ids)?])
+        .write_all(vec![genes_batch(genes.schema(), &var, &plan.genes)?])
         .await?;
-    let obs_fields = reader.obs_fields().to_vec();
-    let var_fields = reader.var_fields().to_vec();
-    let mut parts = plan.parts.clone();
-    if plan.inputs.len() == 1 {
-        let reader = write_pairwise(
-            output,
-            reader,
-            Axis::Cells,
-            &parts.obsp,
-            &p.ids.cell,
-            plan.chunk_size,
-        )
-        .await?;
-        let mut reader = write_pairwise(
-            output,
-            reader,
-            Axis::Genes,
-            &parts.varp,
-            &p.ids.gene,
-            plan.chunk_size,
-        )
-        .await?;
+    let parts = plan.parts.clone();
+    let reader = write_pairwise(
+        output,
+        reader,
+        Axis::Cells,
+        &parts.obsp,
+        &p.ids.cell,
+        plan.chunk_size,
+    )
+    .await?;
+    let mut reader = write_pairwise(
+        output,
+        reader,
+        Axis::Genes,
+        &parts.varp,
+        &p.ids.gene,
+        plan.chunk_size,
+    )
+    .await?;
+    if plan.uns {
         if let Some(uns) = blocking(move || reader.uns()).await? {
             write_json(output, UNS_FILE, &uns)?;
         }
-    } else if !(parts.obsp.is_empty() && parts.varp.is_empty()) {
-        tracing::warn!(
-            event = "commit.skipped",
-            "obsp/varp/uns are not combined across inputs: left out"
-        );
-        parts.obsp.clear();
-        parts.varp.clear();
     }
     remove_orphans(output).await?;
 
@@ -189,7 +185,7 @@ pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker
     }
     let strings = |fields: &[arrow::datatypes::Field],
                    rows: u64,
-                   schema: fn(&[arrow::datatypes::Field]) -> arrow::datatypes::SchemaRef|
+                   schema: &dyn Fn(&[arrow::datatypes::Field]) -> arrow::datatypes::SchemaRef|
      -> Vec<String> {
         if rows > 0 {
             return Vec::new();
@@ -206,15 +202,94 @@ pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker
         n_genes: plan.n_genes,
         stats,
         compact_ids: p.ids.gene == arrow::datatypes::DataType::UInt16,
-        empty_obs_strings: strings(&obs_fields, plan.n_cells, cells_schema),
-        empty_var_strings: strings(&var_fields, plan.n_genes, genes_schema),
+        empty_obs_strings: strings(&obs_fields, plan.n_cells, &|f| {
+            cells_schema(f, plan.is_multi_file())
+        }),
+        empty_var_strings: strings(&var_fields, plan.n_genes, &genes_schema),
         parts,
+        multi_file: plan.is_multi_file().then(|| MultiFile::of(plan)),
     };
     let created_at = chrono::Local::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
         .to_string();
     write_config(output, &config_document(&summary, &created_at))?;
     write_marker(plan, rows, started).await
+}
+
+/// The first input's reader (for obsp/varp/uns) and the var columns of the dataset's genes:
+/// each gene's row from the first input that has it, in dataset order.
+fn dataset_var(plan: &Plan) -> Result<(Box<dyn InputReader>, RecordBatch)> {
+    let var_fields: Vec<FieldRef> = PlannedColumn::fields(&plan.var_columns)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let schema = Arc::new(Schema::new(var_fields.clone()));
+    let mut first: Option<Box<dyn InputReader>> = None;
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut rows: Vec<Option<(usize, usize)>> = vec![None; plan.genes.len()];
+    let index: HashMap<&str, usize> = plan
+        .genes
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.as_str(), i))
+        .collect();
+    let mut missing = plan.genes.len();
+    for input in &plan.inputs {
+        if missing == 0 {
+            break;
+        }
+        let mut reader = readers::open(&input.path, &input.read)?;
+        let (var, names) = reader.genes()?;
+        let columns = project_columns(&var, &var_fields)
+            .map_err(|e| Error::invalid(&input.path, e.to_string()))?;
+        let projected = RecordBatch::try_new_with_options(
+            schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(var.num_rows())),
+        )
+        .map_err(|e| Error::Internal(format!("var batch: {e}")))?;
+        // Positions first: the first input's genes lead the dataset's, duplicates included
+        // (10x gene symbols repeat); other inputs are matched by (unique) name.
+        let positional = plan.genes.starts_with(&names);
+        for (local, name) in names.iter().enumerate() {
+            let g = if positional {
+                Some(local)
+            } else {
+                index.get(name.as_str()).copied()
+            };
+            if let Some(g) = g.filter(|&g| rows[g].is_none()) {
+                rows[g] = Some((batches.len(), local));
+                missing -= 1;
+            }
+        }
+        batches.push(projected);
+        if first.is_none() {
+            first = Some(reader);
+        }
+    }
+    let first = first.ok_or_else(|| Error::Internal("plan without inputs".into()))?;
+    let picks: Vec<(usize, usize)> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(g, r)| {
+            r.ok_or_else(|| Error::Internal(format!("gene '{}' is in no input", plan.genes[g])))
+        })
+        .collect::<Result<_>>()?;
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn arrow::array::Array> =
+                batches.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow::compute::interleave(&arrays, &picks)
+                .map_err(|e| Error::Internal(format!("var column: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let var = RecordBatch::try_new_with_options(
+        schema,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(picks.len())),
+    )
+    .map_err(|e| Error::Internal(format!("var batch: {e}")))?;
+    Ok((first, var))
 }
 
 /// Find, load and check every shard's receipt.
@@ -401,7 +476,7 @@ async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<Comple
     };
     // Last write of a conversion: its presence means complete.
     write_json(output, MARKER_FILE, &marker)?;
-    tracing::info!(event = "commit.done", plan_hash = %plan.plan_hash, output = %output.display(), n_cells = plan.n_cells, expression_rows = rows, "committed {}", output.display());
+    tracing::info!(event = "commit.done", output = %output.display(), n_cells = plan.n_cells, expression_rows = rows, "committed {}", output.display());
     Ok(marker)
 }
 

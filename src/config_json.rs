@@ -117,6 +117,53 @@ pub struct DatasetSummary {
     pub empty_var_strings: Vec<String>,
     /// Layers, obsm/varm, obsp/varp that were written.
     pub parts: crate::readers::InputParts,
+    /// The `multi_file` block (several inputs).
+    pub multi_file: Option<MultiFile>,
+}
+
+/// `config.json` `multi_file` (docs/slaf-format.md §3.2), complete: every input is listed,
+/// unlike upstream after a resumed run (defect B14).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MultiFile {
+    /// Inputs in cell order.
+    pub source_files: Vec<SourceFile>,
+    /// Number of inputs.
+    pub total_files: u64,
+    /// Sum of their cells.
+    pub total_cells_from_files: u64,
+}
+
+/// One entry of `multi_file.source_files`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceFile {
+    /// The input's path.
+    pub file_path: String,
+    /// Its `source_file` value in cells.lance.
+    pub file_name: String,
+    /// Its cells.
+    pub n_cells: u64,
+    /// Global id of its first cell.
+    pub cell_offset: u64,
+}
+
+impl MultiFile {
+    /// The block for a plan's inputs.
+    pub fn of(plan: &crate::plan::Plan) -> MultiFile {
+        MultiFile {
+            source_files: plan
+                .inputs
+                .iter()
+                .map(|i| SourceFile {
+                    file_path: i.path.display().to_string(),
+                    file_name: i.source_name.clone(),
+                    n_cells: i.n_cells,
+                    cell_offset: i.cell_offset,
+                })
+                .collect(),
+            total_files: plan.inputs.len() as u64,
+            total_cells_from_files: plan.n_cells,
+        }
+    }
 }
 
 /// `config.json` as written, fields in upstream's order (docs/slaf-format.md §3.1).
@@ -136,6 +183,9 @@ pub struct ConfigJson {
     pub optimizations: Optimizations,
     /// Counts and value statistics.
     pub metadata: Metadata,
+    /// Where the cells came from, for a dataset made of several inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_file: Option<MultiFile>,
     /// Local time of writing, ISO 8601 without zone (as upstream).
     pub created_at: String,
     /// Layers block, when `layers.lance` was written.
@@ -316,6 +366,7 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
                 std_value: std,
             },
         },
+        multi_file: summary.multi_file.clone(),
         created_at: created_at.to_string(),
         layers: Block::of(&parts.layers, None),
         obsm: Block::of(&names(&parts.obsm), Some(&|i| parts.obsm[i].1 as u64)),
@@ -397,6 +448,7 @@ mod tests {
                 empty_obs_strings: vec!["cell_id".into()],
                 empty_var_strings: vec![],
                 parts: Default::default(),
+                multi_file: None,
             },
             "2026-01-01T00:00:00",
         );

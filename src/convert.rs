@@ -82,6 +82,7 @@ pub async fn convert(
                 IdTypes::Int32 => IdTypesName::Int32,
                 IdTypes::Compact => IdTypesName::Compact,
             },
+            ..ManifestOptions::default()
         },
         sharding: Sharding::default(),
     };

@@ -119,10 +119,34 @@ impl Error {
             Error::InvalidInput { .. } => exit_code::INVALID_INPUT,
             Error::InputMissing { .. } => exit_code::INPUT_MISSING,
             Error::OutputExists { .. } => exit_code::OUTPUT_EXISTS,
+            Error::Lance { source, .. } if is_transient(source) => exit_code::TRANSIENT,
+            Error::Io { source, .. } if is_transient_io(source) => exit_code::TRANSIENT,
             Error::Io { .. } | Error::Lance { .. } => exit_code::IO,
             Error::Internal(_) => exit_code::INTERNAL,
         }
     }
+}
+
+/// Lance errors a retry can fix: another writer committed first, or the store timed out.
+fn is_transient(e: &lance::Error) -> bool {
+    match e {
+        lance::Error::CommitConflict { .. }
+        | lance::Error::RetryableCommitConflict { .. }
+        | lance::Error::TooMuchWriteContention { .. } => true,
+        lance::Error::IO { source, .. } => source
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(is_transient_io),
+        _ => false,
+    }
+}
+
+/// I/O errors that are about the moment, not the data.
+fn is_transient_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        TimedOut | Interrupted | ConnectionReset | ConnectionAborted | WouldBlock
+    )
 }
 
 /// Process exit codes. Bad input never uses 104, 130–145 or 175, which nf-core retries.
@@ -147,4 +171,7 @@ pub mod exit_code {
     pub const OUTPUT_EXISTS: u8 = 73;
     /// Reading or writing files failed (disk full, permissions, Lance I/O).
     pub const IO: u8 = 74;
+    /// A transient storage failure (commit conflict, timeout): the same command may be
+    /// retried as it is.
+    pub const TRANSIENT: u8 = 75;
 }

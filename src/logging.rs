@@ -2,10 +2,20 @@
 //!
 //! Every event carries a stable `event` field (`input.opened`, `input.scanned`,
 //! `chunk.written`, `convert.done`) so workflow engines and tests can follow progress;
-//! stdout is kept for results only.
+//! stdout is kept for results only. JSON lines are flat: the fields of the spans an event is
+//! in (`plan_hash`, `shard`) sit beside its own, so `jq .plan_hash` works on every line of a
+//! shard or commit.
+
+use std::fmt;
 
 use std::io::IsTerminal;
 
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -16,6 +26,7 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
     /// Human-readable lines.
+    #[value(alias = "text")]
     Human,
 }
 
@@ -43,11 +54,74 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
     // A second init (tests calling the library twice) is harmless: keep the first.
     let _ = if json {
         builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson)
             .try_init()
     } else {
         builder.compact().try_init()
     };
+}
+
+/// One JSON object per event: timestamp, level, the fields of every enclosing span (outermost
+/// first), then the event's own fields and message.
+struct FlatJson;
+
+impl<S, N> FormatEvent<S, N> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut map = Map::new();
+        map.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        map.insert("level".into(), event.metadata().level().to_string().into());
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
+                    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&fields.fields) {
+                        map.extend(o);
+                    }
+                }
+            }
+        }
+        event.record(&mut JsonVisitor(&mut map));
+        map.entry("message").or_insert_with(|| Value::from(""));
+        writeln!(writer, "{}", Value::Object(map))
+    }
+}
+
+/// Records an event's fields into a JSON map with their natural JSON types.
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
 }

@@ -9,10 +9,13 @@ use slaf_convert::logging;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = cli.threads {
+        // Async workers encode and write. The blocking pool is left alone: the reader holds
+        // one blocking thread for a whole range and local object-store I/O needs others.
+        builder.worker_threads(threads.into());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("slaf-convert: cannot start the async runtime: {e}");

@@ -14,6 +14,9 @@
 //! options:
 //!   chunk_size: 5000
 //!   id_types: int32
+//!   genes: exact            # or union / intersection
+//!   missing_obs_columns: error   # or null
+//!   layers: true            # also obsm, varm, obsp, varp, uns
 //! sharding:
 //!   cells_per_shard: 100000
 //! ```
@@ -92,6 +95,24 @@ pub struct ManifestOptions {
     pub chunk_size: u64,
     /// `int32` (default) or `compact` id columns.
     pub id_types: IdTypesName,
+    /// How inputs with different genes combine: `exact` (default: the same genes, any order;
+    /// re-mapped to the first input's order), `union` or `intersection`.
+    pub genes: GenesMode,
+    /// An obs column that only some inputs have: `error` (default) or `null` (the column is
+    /// kept and is null for the cells of inputs without it).
+    pub missing_obs_columns: MissingObsColumns,
+    /// Write AnnData layers (`layers.lance`).
+    pub layers: bool,
+    /// Write obsm as columns of `cells.lance`.
+    pub obsm: bool,
+    /// Write varm as columns of `genes.lance`.
+    pub varm: bool,
+    /// Write obsp (`cellsxcells.lance`; single input only).
+    pub obsp: bool,
+    /// Write varp (`genesxgenes.lance`; single input only).
+    pub varp: bool,
+    /// Write `uns.json` (single input only).
+    pub uns: bool,
 }
 
 impl Default for ManifestOptions {
@@ -99,8 +120,44 @@ impl Default for ManifestOptions {
         ManifestOptions {
             chunk_size: 5000,
             id_types: IdTypesName::Int32,
+            genes: GenesMode::Exact,
+            missing_obs_columns: MissingObsColumns::Error,
+            layers: true,
+            obsm: true,
+            varm: true,
+            obsp: true,
+            varp: true,
+            uns: true,
         }
     }
+}
+
+/// `options.genes`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum GenesMode {
+    /// Every input has the same genes (order may differ).
+    #[default]
+    Exact,
+    /// Every gene of any input; an input without a gene has no entries for it.
+    Union,
+    /// Only genes every input has; the others are dropped (and reported).
+    Intersection,
+}
+
+/// `options.missing_obs_columns`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingObsColumns {
+    /// Refuse inputs whose obs columns differ.
+    #[default]
+    Error,
+    /// Keep every column; null where an input lacks it.
+    Null,
 }
 
 /// `options.id_types`.

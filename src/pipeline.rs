@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config_json::{ValueStats, LAYERS_TABLE};
 use crate::error::{Error, Result};
-use crate::readers::{CellChunk, CellRange, InputParts, InputReader};
+use crate::readers::{CellChunk, CellRange, GeneMap, InputParts, InputReader};
 use crate::schema::{cells_schema, expression_schema, layers_schema, ExpressionIdTypes, ValueType};
 use crate::tables::{cells_batch, expression_batch, layers_batch};
 use crate::writer::TableWriter;
@@ -39,6 +39,19 @@ pub struct CellTablesProfile {
     pub ids: ExpressionIdTypes,
 }
 
+/// Where a cell range sits in the dataset and how its input maps onto it.
+#[derive(Debug, Clone, Default)]
+pub struct RangePlacement {
+    /// Global id of the input's first cell.
+    pub cell_offset: u64,
+    /// Global expression row of the range's first cell.
+    pub row_base: u64,
+    /// The input's `source_file` name (multi-input datasets).
+    pub source_file: Option<String>,
+    /// Re-mapping of the input's genes to the dataset's (`None`: same genes, same order).
+    pub gene_map: Option<GeneMap>,
+}
+
 /// Writers of the per-cell tables under one root directory.
 pub struct CellTables {
     profile: CellTablesProfile,
@@ -63,18 +76,23 @@ pub struct RangeOutput {
 }
 
 impl CellTables {
-    /// Writers rooted at `root` for a reader with these obs fields and parts.
+    /// Writers rooted at `root` for a dataset with these obs columns and parts;
+    /// `source_file` adds that column (multi-input datasets).
     pub fn new(
         root: &Path,
         obs_fields: &[arrow::datatypes::Field],
         parts: &InputParts,
         profile: CellTablesProfile,
+        source_file: bool,
     ) -> Result<Self> {
         let expression = TableWriter::new(
             &root.join(EXPRESSION_TABLE),
             expression_schema(profile.ids.clone(), profile.value_type),
         )?;
-        let cells = TableWriter::new(&root.join(CELLS_TABLE), cells_schema(obs_fields))?;
+        let cells = TableWriter::new(
+            &root.join(CELLS_TABLE),
+            cells_schema(obs_fields, source_file),
+        )?;
         let layers = (!parts.layers.is_empty())
             .then(|| {
                 TableWriter::new(
@@ -106,21 +124,27 @@ impl CellTables {
         self.layers.as_ref()
     }
 
-    /// Write `range` of `reader` in chunks of `chunk_size` cells. The input's cells start at
-    /// global id `cell_offset`; `row_base` is the global expression row of the range's first
-    /// cell. Gives the reader back.
+    /// Write `range` of `reader` in chunks of `chunk_size` cells, placed in the dataset as
+    /// `placement` says. Gives the reader back.
     pub async fn write_range(
         &self,
         reader: Box<dyn InputReader>,
         range: CellRange,
         chunk_size: u64,
-        cell_offset: u64,
-        row_base: u64,
+        placement: RangePlacement,
     ) -> Result<(Box<dyn InputReader>, RangeOutput)> {
+        let RangePlacement {
+            cell_offset,
+            row_base,
+            source_file,
+            gene_map,
+        } = placement;
         let n_cells = range.end;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellChunk>>(CHANNEL_DEPTH);
-        let producer =
-            tokio::task::spawn_blocking(move || produce_chunks(reader, range, chunk_size, tx));
+        let producer = tokio::task::spawn_blocking(move || {
+            produce_chunks(reader, range, chunk_size, gene_map.as_ref(), tx)
+        });
+        let progress = Progress::new(range);
         let mut out = RangeOutput::default();
         let mut rows = row_base;
         let p = &self.profile;
@@ -133,7 +157,13 @@ impl CellTables {
                 cell_offset + chunk.cells.start,
                 &chunk.entries,
             )?;
-            let cell_batch = cells_batch(self.cells.schema(), &chunk, cell_offset, rows)?;
+            let cell_batch = cells_batch(
+                self.cells.schema(),
+                &chunk,
+                cell_offset,
+                rows,
+                source_file.as_deref(),
+            )?;
             let layer_batch = match &self.layers {
                 Some(l) => Some(layers_batch(
                     l.schema(),
@@ -164,15 +194,7 @@ impl CellTables {
             out.layers.extend(l);
             out.stats.merge(&chunk_stats);
             out.cells_written += cells_range.len();
-            tracing::info!(
-                event = "chunk.written",
-                cells_done = cells_range.end,
-                n_cells,
-                expression_rows = rows,
-                "wrote cells {}..{} of {n_cells}",
-                cells_range.start,
-                cells_range.end
-            );
+            progress.chunk_written(cells_range, n_cells, rows);
         }
         let reader = producer
             .await
@@ -196,11 +218,18 @@ fn produce_chunks(
     mut reader: Box<dyn InputReader>,
     range: CellRange,
     chunk_size: u64,
+    gene_map: Option<&GeneMap>,
     tx: tokio::sync::mpsc::Sender<Result<CellChunk>>,
 ) -> Result<Box<dyn InputReader>> {
     match reader.chunks(range, chunk_size) {
         Ok(chunks) => {
-            for chunk in chunks {
+            for mut chunk in chunks {
+                if let (Ok(c), Some(map)) = (&mut chunk, gene_map) {
+                    map.apply(&mut c.entries);
+                    for layer in &mut c.layers {
+                        map.apply(layer);
+                    }
+                }
                 let failed = chunk.is_err();
                 // A closed channel means the writer already stopped with its own error.
                 if tx.blocking_send(chunk).is_err() || failed {
@@ -222,4 +251,40 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("reader thread: {e}")))?
+}
+
+/// Progress of one cell range: a `chunk.written` event per chunk with cells done, the total
+/// and the rate since the range started.
+struct Progress {
+    started: std::time::Instant,
+    first_cell: u64,
+}
+
+impl Progress {
+    fn new(range: CellRange) -> Self {
+        Progress {
+            started: std::time::Instant::now(),
+            first_cell: range.start,
+        }
+    }
+
+    fn chunk_written(&self, cells: CellRange, n_cells: u64, expression_rows: u64) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let done = cells.end - self.first_cell;
+        let cells_per_second = if seconds > 0.0 {
+            (done as f64 / seconds).round()
+        } else {
+            0.0
+        };
+        tracing::info!(
+            event = "chunk.written",
+            cells_done = cells.end,
+            n_cells,
+            expression_rows,
+            cells_per_second,
+            "wrote cells {}..{} of {n_cells} ({cells_per_second} cells/s)",
+            cells.start,
+            cells.end
+        );
+    }
 }

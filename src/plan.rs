@@ -12,13 +12,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::{IdTypesName, Manifest};
+use std::collections::HashSet;
+
+use arrow::datatypes::Field;
+
+use crate::manifest::{GenesMode, IdTypesName, Manifest, MissingObsColumns};
 use crate::pipeline::CellTablesProfile;
-use crate::readers::{self, CellRange, InputParts, ReadOptions};
+use crate::readers::{self, CellRange, GeneMap, InputParts, InputReader, ReadOptions};
 use crate::schema::{expression_id_types, IdTypes, ValueType};
 
 /// Version of the plan file layout.
-pub const PLAN_FORMAT: u32 = 1;
+pub const PLAN_FORMAT: u32 = 2;
 
 /// A conversion plan (`plan.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -37,16 +41,59 @@ pub struct Plan {
     pub compact_ids: bool,
     /// Total cells.
     pub n_cells: u64,
-    /// Genes (the same in every input).
+    /// Genes of the dataset.
     pub n_genes: u64,
+    /// The dataset's gene ids in `gene_integer_id` order (the first input's order; `union`
+    /// appends genes of later inputs in the order they first appear).
+    pub genes: Vec<String>,
+    /// obs columns of `cells.lance` (before the id columns), in order.
+    pub obs_columns: Vec<PlannedColumn>,
+    /// var columns of `genes.lance` (before the id columns), in order.
+    pub var_columns: Vec<PlannedColumn>,
     /// Value and id types of the per-cell tables.
     pub profile: CellTablesProfile,
-    /// Layers, obsm/varm, obsp/varp of the inputs.
+    /// Layers, obsm/varm, obsp/varp written.
     pub parts: InputParts,
+    /// Whether `uns.json` is written.
+    pub uns: bool,
     /// Inputs in cell order.
     pub inputs: Vec<PlannedInput>,
     /// Shards in cell order.
     pub shards: Vec<PlannedShard>,
+}
+
+/// A column of the dataset: its name and Arrow type (as Arrow prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PlannedColumn {
+    /// Output column name.
+    pub name: String,
+    /// Arrow data type, e.g. `Utf8`, `Float64`, `FixedSizeList(2 x Float32)`.
+    pub data_type: String,
+}
+
+impl PlannedColumn {
+    fn of(field: &Field) -> Self {
+        PlannedColumn {
+            name: field.name().clone(),
+            data_type: field.data_type().to_string(),
+        }
+    }
+
+    /// The nullable Arrow field.
+    pub fn field(&self) -> Result<Field> {
+        let data_type: arrow::datatypes::DataType = self.data_type.parse().map_err(|e| {
+            Error::Internal(format!(
+                "column {}: type {}: {e}",
+                self.name, self.data_type
+            ))
+        })?;
+        Ok(Field::new(&self.name, data_type, true))
+    }
+
+    /// Fields of `columns`.
+    pub fn fields(columns: &[PlannedColumn]) -> Result<Vec<Field>> {
+        columns.iter().map(PlannedColumn::field).collect()
+    }
 }
 
 /// One input of a plan.
@@ -54,6 +101,8 @@ pub struct Plan {
 pub struct PlannedInput {
     /// Absolute path.
     pub path: PathBuf,
+    /// Its name in the `source_file` column and the `multi_file` config block.
+    pub source_name: String,
     /// Reader options.
     pub read: ReadOptions,
     /// Cells.
@@ -62,6 +111,12 @@ pub struct PlannedInput {
     pub cell_offset: u64,
     /// Expression rows it contributes.
     pub rows: u64,
+    /// Its genes are re-mapped to the dataset's order (another order, or union/intersection).
+    pub genes_remapped: bool,
+    /// Its genes the dataset leaves out (`intersection`).
+    pub genes_dropped: u64,
+    /// Dataset obs columns it lacks (null for its cells).
+    pub obs_missing: Vec<String>,
 }
 
 /// One shard: a cell range of one input.
@@ -90,65 +145,149 @@ pub struct ShardSize {
     pub shards: Option<u64>,
 }
 
+/// What planning needs of an input before any matrix is read.
+struct InputMeta {
+    genes: Vec<String>,
+    obs: Vec<Field>,
+    var: Vec<Field>,
+    parts: InputParts,
+}
+
 impl Plan {
-    /// Open every input of `manifest` (one full pass over each matrix for the value types and
-    /// row counts) and cut the shards.
+    /// Open every input of `manifest`, decide the dataset's genes and columns, make one full
+    /// pass over each matrix (value types, rows per cell) and cut the shards.
     pub fn build(manifest: &Manifest, size: ShardSize) -> Result<Plan> {
-        let chunk = manifest.options.chunk_size;
+        let options = &manifest.options;
+        let chunk = options.chunk_size;
+        let multi_file = manifest.inputs.len() > 1;
+        let mut metas = Vec::with_capacity(manifest.inputs.len());
+        for input in &manifest.inputs {
+            let mut reader = readers::open(&input.path, &input.read_options())?;
+            let (_, genes) = reader.genes()?;
+            metas.push(InputMeta {
+                genes,
+                obs: reader.obs_fields().to_vec(),
+                var: reader.var_fields().to_vec(),
+                parts: reader.parts().clone(),
+            });
+        }
+        let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
+        let genes = dataset_genes(&paths, &metas, options.genes)?;
+        let obs = dataset_obs(&paths, &metas, options.missing_obs_columns)?;
+        let first = &metas[0];
+        for (path, meta) in paths.iter().zip(&metas).skip(1) {
+            if meta.parts.layers != first.parts.layers {
+                return Err(Error::IncompatibleInputs {
+                    what: format!(
+                        "{}: layers {:?} differ from {}'s {:?}",
+                        path.display(),
+                        meta.parts.layers,
+                        paths[0].display(),
+                        first.parts.layers
+                    ),
+                });
+            }
+        }
+        if multi_file {
+            if let Some(f) = obs
+                .iter()
+                .find(|f| f.name() == crate::schema::columns::SOURCE_FILE)
+            {
+                return Err(Error::IncompatibleInputs {
+                    what: format!(
+                        "obs column '{}' clashes with the source_file column of a multi-input dataset (rename it)",
+                        f.name()
+                    ),
+                });
+            }
+        }
+        let mut parts = first.parts.clone();
+        if !options.layers {
+            parts.layers.clear();
+        }
+        if !options.obsm {
+            parts.obsm.clear();
+        }
+        parts
+            .obsm
+            .retain(|(k, _)| obs.iter().any(|f| f.name() == k));
+        if !options.varm {
+            parts.varm.clear();
+        }
+        if !options.obsp || multi_file {
+            parts.obsp.clear();
+        }
+        if !options.varp || multi_file {
+            parts.varp.clear();
+        }
+        if multi_file && (!first.parts.obsp.is_empty() || !first.parts.varp.is_empty()) {
+            tracing::warn!(
+                event = "input.skipped",
+                "obsp/varp/uns are not combined across inputs: left out"
+            );
+        }
+        let is_obsm = |f: &Field, keys: &[(String, usize)]| keys.iter().any(|(k, _)| k == f.name());
+        let obs: Vec<Field> = obs
+            .into_iter()
+            .filter(|f| options.obsm || !is_obsm(f, &first.parts.obsm))
+            .collect();
+        let var: Vec<Field> = first
+            .var
+            .iter()
+            .filter(|f| options.varm || !is_obsm(f, &first.parts.varm))
+            .cloned()
+            .collect();
+        let source_names = source_names(&paths);
+
         let mut inputs = Vec::new();
         let mut scans = Vec::new();
-        let mut first: Option<(
-            PathBuf,
-            Vec<String>,
-            Vec<arrow::datatypes::Field>,
-            InputParts,
-        )> = None;
         let mut value_type = ValueType::UInt16;
         let mut layer_types: Vec<ValueType> = Vec::new();
-        let (mut cell_offset, mut n_genes) = (0u64, 0u64);
-        for input in &manifest.inputs {
+        let mut cell_offset = 0u64;
+        for (i, input) in manifest.inputs.iter().enumerate() {
             let read = input.read_options();
             let mut reader = readers::open(&input.path, &read)?;
-            let (_, genes) = reader.genes()?;
-            let obs: Vec<_> = reader.obs_fields().to_vec();
-            let parts = reader.parts().clone();
-            let scan = reader.scan()?;
+            let map = GeneMap::between(&metas[i].genes, &genes)
+                .map_err(|what| Error::invalid(&input.path, what))?;
+            let mut scan = reader.scan()?;
+            if let Some(map) = map.as_ref().filter(|m| m.dropped() > 0) {
+                // Dropped genes change every cell's row count: count what is kept.
+                scan.row_offsets = kept_row_offsets(reader.as_mut(), map, chunk)?;
+            }
             tracing::info!(event = "input.scanned", input = %input.path.display(), n_cells = reader.layout().n_cells, expression_rows = scan.total_rows(), "scanned input");
-            match &first {
-                None => {
-                    n_genes = genes.len() as u64;
-                    layer_types = scan.layer_types.clone();
-                    first = Some((input.path.clone(), genes, obs, parts));
-                }
-                Some((path0, genes0, obs0, parts0)) => {
-                    check_compatible(
-                        path0,
-                        &input.path,
-                        genes0,
-                        &genes,
-                        obs0,
-                        &obs,
-                        parts0,
-                        &parts,
-                    )?;
-                    for (t, s) in layer_types.iter_mut().zip(&scan.layer_types) {
-                        *t = widest(*t, *s);
-                    }
+            if i == 0 {
+                layer_types = scan.layer_types.clone();
+            } else {
+                for (t, s) in layer_types.iter_mut().zip(&scan.layer_types) {
+                    *t = widest(*t, *s);
                 }
             }
             value_type = widest(value_type, scan.value_type);
             let n_cells = reader.layout().n_cells;
+            let obs_missing = obs
+                .iter()
+                .filter(|f| !metas[i].obs.iter().any(|g| g.name() == f.name()))
+                .map(|f| f.name().clone())
+                .collect();
             inputs.push(PlannedInput {
                 path: input.path.clone(),
+                source_name: source_names[i].clone(),
                 read,
                 n_cells,
                 cell_offset,
                 rows: scan.total_rows(),
+                genes_remapped: map.is_some(),
+                genes_dropped: map.as_ref().map_or(0, |m| m.dropped() as u64),
+                obs_missing,
             });
             cell_offset += n_cells;
             scans.push(scan.row_offsets);
         }
+        if !options.layers {
+            layer_types.clear();
+        }
         let n_cells = cell_offset;
+        let n_genes = genes.len() as u64;
         let per_shard = shard_cells(size, &manifest.sharding, n_cells, chunk);
         let mut shards = Vec::new();
         let mut row_base = 0u64;
@@ -166,11 +305,10 @@ impl Plan {
             }
             row_base += input.rows;
         }
-        let id_types = match manifest.options.id_types {
+        let id_types = match options.id_types {
             IdTypesName::Int32 => IdTypes::Int32,
             IdTypesName::Compact => IdTypes::Compact,
         };
-        let parts = first.map(|f| f.3).unwrap_or_default();
         let mut plan = Plan {
             format_version: PLAN_FORMAT,
             plan_hash: String::new(),
@@ -180,17 +318,26 @@ impl Plan {
             compact_ids: id_types == IdTypes::Compact,
             n_cells,
             n_genes,
+            genes,
+            obs_columns: obs.iter().map(PlannedColumn::of).collect(),
+            var_columns: var.iter().map(PlannedColumn::of).collect(),
             profile: CellTablesProfile {
                 value_type,
                 layer_types,
                 ids: expression_id_types(id_types, n_cells, n_genes),
             },
             parts,
+            uns: options.uns && !multi_file,
             inputs,
             shards,
         };
         plan.plan_hash = plan.content_hash();
         Ok(plan)
+    }
+
+    /// Whether the dataset combines several inputs (`source_file` column, `multi_file` block).
+    pub fn is_multi_file(&self) -> bool {
+        self.inputs.len() > 1
     }
 
     /// blake3 of the plan with an empty `plan_hash`.
@@ -272,91 +419,167 @@ fn shard_cells(
     cells.max(1).div_ceil(chunk).saturating_mul(chunk)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_compatible(
-    path0: &Path,
-    path: &Path,
-    genes0: &[String],
-    genes: &[String],
-    obs0: &[arrow::datatypes::Field],
-    obs: &[arrow::datatypes::Field],
-    parts0: &InputParts,
-    parts: &InputParts,
-) -> Result<()> {
-    let (a, b) = (path0.display(), path.display());
-    if genes0 != genes {
-        let missing: Vec<&String> = genes0
-            .iter()
-            .filter(|g| !genes.contains(g))
-            .take(3)
-            .collect();
-        let extra: Vec<&String> = genes
-            .iter()
-            .filter(|g| !genes0.contains(g))
-            .take(3)
-            .collect();
-        let what = if missing.is_empty() && extra.is_empty() {
-            "the same genes in another order (re-mapping is not supported yet: reorder the input)"
-                .to_string()
-        } else {
-            format!(
-                "different genes ({} has {} genes, e.g. missing {missing:?}, extra {extra:?})",
-                b,
-                genes.len()
-            )
-        };
-        return Err(Error::IncompatibleInputs {
-            what: format!("{b} and {a}: {what}"),
-        });
-    }
-    for f in obs0 {
-        match obs.iter().find(|g| g.name() == f.name()) {
-            None => {
-                return Err(Error::IncompatibleInputs {
-                    what: format!("{b}: obs column '{}' of {a} is missing", f.name()),
-                })
+/// The dataset's genes, checked against `mode`.
+fn dataset_genes(paths: &[&Path], metas: &[InputMeta], mode: GenesMode) -> Result<Vec<String>> {
+    let first = &metas[0].genes;
+    let mut genes = first.clone();
+    match mode {
+        GenesMode::Exact => {
+            let set0: HashSet<&str> = first.iter().map(String::as_str).collect();
+            for (path, meta) in paths.iter().zip(metas).skip(1) {
+                if &meta.genes == first {
+                    continue;
+                }
+                let set: HashSet<&str> = meta.genes.iter().map(String::as_str).collect();
+                let missing: Vec<&str> = first
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|g| !set.contains(g))
+                    .take(3)
+                    .collect();
+                let extra: Vec<&str> = meta
+                    .genes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|g| !set0.contains(g))
+                    .take(3)
+                    .collect();
+                if !missing.is_empty() || !extra.is_empty() || set.len() != set0.len() {
+                    return Err(Error::IncompatibleInputs {
+                        what: format!(
+                            "{} has different genes than {} ({} vs {} genes; e.g. missing {missing:?}, extra {extra:?}); set options.genes to union or intersection to combine them",
+                            path.display(),
+                            paths[0].display(),
+                            meta.genes.len(),
+                            first.len()
+                        ),
+                    });
+                }
             }
-            Some(g) if g.data_type() != f.data_type() => {
-                return Err(Error::IncompatibleInputs {
-                    what: format!(
-                        "{b}: obs column '{}' is {} but {} in {a}",
-                        f.name(),
-                        g.data_type(),
-                        f.data_type()
-                    ),
-                })
+        }
+        GenesMode::Union => {
+            let mut seen: HashSet<String> = genes.iter().cloned().collect();
+            for meta in &metas[1..] {
+                for g in &meta.genes {
+                    if seen.insert(g.clone()) {
+                        genes.push(g.clone());
+                    }
+                }
             }
-            Some(_) => {}
+        }
+        GenesMode::Intersection => {
+            for meta in &metas[1..] {
+                let set: HashSet<&str> = meta.genes.iter().map(String::as_str).collect();
+                genes.retain(|g| set.contains(g.as_str()));
+            }
+            for (path, meta) in paths.iter().zip(metas) {
+                let dropped = meta.genes.len() - genes.len().min(meta.genes.len());
+                if dropped > 0 {
+                    tracing::warn!(event = "genes.dropped", input = %path.display(), dropped, "{}: {dropped} genes are not in every input and are left out", path.display());
+                }
+            }
+            if genes.is_empty() {
+                return Err(Error::IncompatibleInputs {
+                    what: "options.genes is intersection but the inputs share no gene".into(),
+                });
+            }
         }
     }
-    if obs.len() != obs0.len() {
-        let extra: Vec<&str> = obs
-            .iter()
-            .filter(|g| !obs0.iter().any(|f| f.name() == g.name()))
-            .map(|g| g.name().as_str())
-            .collect();
-        return Err(Error::IncompatibleInputs {
-            what: format!("{b}: obs columns {extra:?} are not in {a}"),
-        });
+    Ok(genes)
+}
+
+/// The dataset's obs columns: the first input's, then (with `null`) columns only later
+/// inputs have. Types must agree wherever a column appears.
+fn dataset_obs(
+    paths: &[&Path],
+    metas: &[InputMeta],
+    missing: MissingObsColumns,
+) -> Result<Vec<Field>> {
+    let mut obs: Vec<Field> = metas[0].obs.clone();
+    let mut owner: Vec<usize> = vec![0; obs.len()];
+    for (i, meta) in metas.iter().enumerate().skip(1) {
+        for f in &meta.obs {
+            match obs.iter().position(|g| g.name() == f.name()) {
+                Some(k) if obs[k].data_type() != f.data_type() => {
+                    return Err(Error::IncompatibleInputs {
+                        what: format!(
+                            "{}: obs column '{}' is {} but {} in {}",
+                            paths[i].display(),
+                            f.name(),
+                            f.data_type(),
+                            obs[k].data_type(),
+                            paths[owner[k]].display()
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    obs.push(f.clone());
+                    owner.push(i);
+                }
+            }
+        }
     }
-    if obs0
+    if missing == MissingObsColumns::Error {
+        for (i, meta) in metas.iter().enumerate() {
+            if let Some(f) = obs
+                .iter()
+                .find(|f| !meta.obs.iter().any(|g| g.name() == f.name()))
+            {
+                let k = obs.iter().position(|g| g.name() == f.name()).unwrap_or(0);
+                return Err(Error::IncompatibleInputs {
+                    what: format!(
+                        "{}: has no obs column '{}' (which {} has); set options.missing_obs_columns to null to fill it with nulls",
+                        paths[i].display(),
+                        f.name(),
+                        paths[owner[k]].display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(obs)
+}
+
+/// `source_file` names: the file name, or the path below the inputs' common directory when
+/// two inputs share a file name (10x directories are all `filtered_feature_bc_matrix`).
+fn source_names(paths: &[&Path]) -> Vec<String> {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let names: Vec<String> = paths.iter().map(|p| name(p)).collect();
+    let unique: HashSet<&String> = names.iter().collect();
+    if unique.len() == names.len() {
+        return names;
+    }
+    let mut common: PathBuf = paths[0].parent().map(Path::to_path_buf).unwrap_or_default();
+    while !paths.iter().all(|p| p.starts_with(&common)) {
+        if !common.pop() {
+            break;
+        }
+    }
+    paths
         .iter()
-        .map(|f| f.name())
-        .ne(obs.iter().map(|f| f.name()))
-    {
-        return Err(Error::IncompatibleInputs {
-            what: format!(
-                "{b}: the obs columns of {a} in another order (reordering is not supported yet)"
-            ),
-        });
+        .map(|p| {
+            p.strip_prefix(&common)
+                .map(|r| r.display().to_string())
+                .unwrap_or_else(|_| p.display().to_string())
+        })
+        .collect()
+}
+
+/// Rows per cell when `map` drops genes: one extra pass over the matrix.
+fn kept_row_offsets(reader: &mut dyn InputReader, map: &GeneMap, chunk: u64) -> Result<Vec<u64>> {
+    let n_cells = reader.layout().n_cells;
+    let mut offsets = Vec::with_capacity(n_cells as usize + 1);
+    offsets.push(0u64);
+    for chunk in reader.chunks(CellRange::new(0, n_cells), chunk)? {
+        let mut entries = chunk?.entries;
+        map.apply(&mut entries);
+        let base = *offsets.last().unwrap_or(&0);
+        offsets.extend(entries.offsets[1..].iter().map(|o| base + o));
     }
-    if parts0.layers != parts.layers {
-        return Err(Error::IncompatibleInputs {
-            what: format!(
-                "{b}: layers {:?} differ from {a}'s {:?}",
-                parts.layers, parts0.layers
-            ),
-        });
-    }
-    Ok(())
+    Ok(offsets)
 }

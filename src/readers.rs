@@ -203,6 +203,76 @@ impl CellEntries {
     }
 }
 
+/// Where each of an input's genes goes in the dataset: `Some(position)` or `None` (dropped).
+///
+/// Built from gene names, so an input with the same genes in another order is re-mapped to
+/// the dataset's order instead of keeping its own positions (upstream's defect B16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneMap {
+    targets: Vec<Option<u32>>,
+}
+
+impl GeneMap {
+    /// Map `local` gene names onto `dataset` names; `None` when they are equal (identity).
+    /// Names must be unique on both sides for a re-mapping to mean anything.
+    pub fn between(local: &[String], dataset: &[String]) -> Result<Option<GeneMap>, String> {
+        if local == dataset {
+            return Ok(None);
+        }
+        let index = unique_index(dataset).map_err(|g| format!("gene '{g}' is listed twice in the dataset's genes, so genes cannot be matched by name"))?;
+        unique_index(local).map_err(|g| {
+            format!("gene '{g}' is listed twice, so its genes cannot be matched to the dataset's by name (make var names unique)")
+        })?;
+        let targets = local
+            .iter()
+            .map(|g| index.get(g.as_str()).map(|&i| i as u32))
+            .collect();
+        Ok(Some(GeneMap { targets }))
+    }
+
+    /// Local genes that have no place in the dataset.
+    pub fn dropped(&self) -> usize {
+        self.targets.iter().filter(|t| t.is_none()).count()
+    }
+
+    /// Rewrite `entries` to dataset positions: drop unmapped genes, re-sort each cell.
+    pub fn apply(&self, entries: &mut CellEntries) {
+        let mut write = 0usize;
+        let mut start = 0usize;
+        for c in 0..entries.n_cells() {
+            let end = entries.offsets[c + 1] as usize;
+            for k in start..end {
+                if let Some(t) = self
+                    .targets
+                    .get(entries.genes[k] as usize)
+                    .copied()
+                    .flatten()
+                {
+                    entries.genes[write] = t;
+                    entries.values[write] = entries.values[k];
+                    write += 1;
+                }
+            }
+            start = end;
+            entries.offsets[c + 1] = write as u64;
+        }
+        entries.genes.truncate(write);
+        entries.values.truncate(write);
+        entries.sort_within_cells();
+    }
+}
+
+/// Name → position, or the first name seen twice.
+fn unique_index(names: &[String]) -> Result<std::collections::HashMap<&str, usize>, String> {
+    let mut index = std::collections::HashMap::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        if index.insert(n.as_str(), i).is_some() {
+            return Err(n.clone());
+        }
+    }
+    Ok(index)
+}
+
 /// One chunk of cells: their obs rows and their expression entries.
 #[derive(Debug, Clone)]
 pub struct CellChunk {
@@ -309,5 +379,28 @@ mod tests {
         e.sort_within_cells();
         assert_eq!(e.genes, vec![1, 3, 5, 0]);
         assert_eq!(e.values, vec![10.0, 30.0, 50.0, 1.0]);
+    }
+
+    #[test]
+    fn test_gene_map_reorders_and_drops() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let dataset = names(&["a", "b", "c"]);
+        assert_eq!(GeneMap::between(&dataset, &dataset).unwrap(), None);
+        // Local order c, x, a: c → 2, x dropped, a → 0.
+        let map = GeneMap::between(&names(&["c", "x", "a"]), &dataset)
+            .unwrap()
+            .unwrap();
+        assert_eq!(map.dropped(), 1);
+        let mut e = CellEntries {
+            offsets: vec![0, 3, 3, 5],
+            genes: vec![0, 1, 2, 1, 0],
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0],
+        };
+        map.apply(&mut e);
+        assert_eq!(e.offsets, vec![0, 2, 2, 3]);
+        assert_eq!(e.genes, vec![0, 2, 2]);
+        assert_eq!(e.values, vec![3.0, 1.0, 5.0]);
+        let dup = GeneMap::between(&names(&["a", "a", "b"]), &dataset).unwrap_err();
+        assert!(dup.contains("'a'"), "{dup}");
     }
 }

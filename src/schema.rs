@@ -24,6 +24,8 @@ pub mod columns {
     pub const GENE_ID: &str = "gene_id";
     /// Global expression row of a cell's first entry.
     pub const CELL_START_INDEX: &str = "cell_start_index";
+    /// Input a cell came from (multi-input datasets).
+    pub const SOURCE_FILE: &str = "source_file";
 }
 
 /// Which integer types the id columns of `expression.lance` use.
@@ -201,11 +203,15 @@ pub fn pairwise_schema(prefix: &str, id_type: &DataType, keys: &[String]) -> Sch
     Arc::new(Schema::new(fields))
 }
 
-/// Schema of `cells.lance` given the (already sanitised) obs columns.
-pub fn cells_schema(obs: &[Field]) -> SchemaRef {
+/// Schema of `cells.lance` given the (already sanitised) obs columns; multi-input datasets
+/// have `source_file` before `cell_start_index`, as upstream writes it.
+pub fn cells_schema(obs: &[Field], source_file: bool) -> SchemaRef {
     let mut fields: Vec<Field> = obs.to_vec();
     fields.push(Field::new(columns::CELL_ID, DataType::Utf8, true));
     fields.push(Field::new(columns::CELL_INTEGER_ID, DataType::Int64, true));
+    if source_file {
+        fields.push(Field::new(columns::SOURCE_FILE, DataType::Utf8, true));
+    }
     fields.push(Field::new(columns::CELL_START_INDEX, DataType::Int64, true));
     Arc::new(Schema::new(fields))
 }

@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use crate::config_json::{write_json_file, ValueStats};
 use crate::error::{Error, Result};
-use crate::pipeline::{CellTables, RangeOutput};
-use crate::plan::Plan;
-use crate::readers::{self, CellRange};
+use crate::pipeline::{blocking, CellTables, RangeOutput, RangePlacement};
+use crate::plan::{Plan, PlannedColumn};
+use crate::readers::{self, CellRange, GeneMap};
 
 /// Version of the receipt layout.
 pub const RECEIPT_FORMAT: u32 = 1;
@@ -90,6 +91,19 @@ pub async fn run_shard(
     placement: &Placement,
     receipt_path: Option<&Path>,
 ) -> Result<(Receipt, PathBuf)> {
+    // Every line this shard logs carries the plan hash and the shard index.
+    let span = tracing::info_span!("shard", plan_hash = %plan.plan_hash, shard = index);
+    run_shard_in_span(plan, index, placement, receipt_path)
+        .instrument(span)
+        .await
+}
+
+async fn run_shard_in_span(
+    plan: &Plan,
+    index: usize,
+    placement: &Placement,
+    receipt_path: Option<&Path>,
+) -> Result<(Receipt, PathBuf)> {
     let shard = plan.shard(index)?.clone();
     let input = &plan.inputs[shard.input];
     let root = match placement {
@@ -110,23 +124,49 @@ pub async fn run_shard(
     };
     let path = input.path.clone();
     let read = input.read.clone();
-    let reader = tokio::task::spawn_blocking(move || readers::open(&path, &read))
-        .await
-        .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
+    let dataset_genes = plan.genes.clone();
+    let (reader, gene_map) = blocking(move || {
+        let mut reader = readers::open(&path, &read)?;
+        let (_, genes) = reader.genes()?;
+        let map =
+            GeneMap::between(&genes, &dataset_genes).map_err(|what| Error::invalid(&path, what))?;
+        Ok((reader, map))
+    })
+    .await?;
+    if reader.layout().n_cells != input.n_cells || gene_map.is_some() != input.genes_remapped {
+        return Err(Error::invalid(
+            &input.path,
+            "the input changed since it was planned (cells or genes differ): plan again",
+        ));
+    }
+    let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
     let tables = CellTables::new(
         &root,
-        reader.obs_fields(),
-        reader.parts(),
+        &obs_fields,
+        &plan.parts,
         plan.profile.clone(),
+        plan.is_multi_file(),
     )?;
-    tracing::info!(event = "shard.started", plan_hash = %plan.plan_hash, shard = index, cells = shard.end - shard.start, "shard {index}: cells {}..{} of {}", shard.start, shard.end, input.path.display());
+    tracing::info!(
+        event = "shard.started",
+        cells = shard.end - shard.start,
+        "shard {index}: cells {}..{} of {}",
+        shard.start,
+        shard.end,
+        input.path.display()
+    );
+    let placement_in_dataset = RangePlacement {
+        cell_offset: input.cell_offset,
+        row_base: shard.row_offset,
+        source_file: plan.is_multi_file().then(|| input.source_name.clone()),
+        gene_map,
+    };
     let (_, out): (_, RangeOutput) = tables
         .write_range(
             reader,
             CellRange::new(shard.start, shard.end),
             plan.chunk_size,
-            input.cell_offset,
-            shard.row_offset,
+            placement_in_dataset,
         )
         .await?;
     let receipt = Receipt {
@@ -149,7 +189,7 @@ pub async fn run_shard(
         )));
     }
     write_json_file(&receipt_path, &receipt)?;
-    tracing::info!(event = "shard.done", plan_hash = %plan.plan_hash, shard = index, expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");
+    tracing::info!(event = "shard.done", expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");
     Ok((receipt, receipt_path))
 }
 

@@ -177,6 +177,7 @@ pub fn cells_batch(
     chunk: &CellChunk,
     cell_offset: u64,
     row_base: u64,
+    source_file: Option<&str>,
 ) -> Result<RecordBatch> {
     let n = chunk.cells.len() as usize;
     if chunk.entries.offsets.len() != n + 1 {
@@ -187,11 +188,17 @@ pub fn cells_batch(
             chunk.entries.offsets.len()
         )));
     }
-    let mut columns: Vec<ArrayRef> = chunk.obs.columns().to_vec();
+    let obs_fields = schema.fields().len() - 3 - usize::from(source_file.is_some());
+    let mut columns = project_columns(&chunk.obs, &schema.fields()[..obs_fields])?;
     columns.push(Arc::new(StringArray::from_iter_values(&chunk.cell_ids)));
     columns.push(Arc::new(Int64Array::from_iter_values(
         (chunk.cells.start..chunk.cells.end).map(|c| (cell_offset + c) as i64),
     )));
+    if let Some(name) = source_file {
+        columns.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(name, n),
+        )));
+    }
     columns.push(Arc::new(Int64Array::from_iter_values(
         chunk.entries.offsets[..n]
             .iter()
@@ -201,13 +208,40 @@ pub fn cells_batch(
         .map_err(|e| Error::Internal(format!("cells batch: {e}")))
 }
 
+/// The columns of `batch` named by `fields`, in their order; a column the batch lacks is all
+/// null (an input without an obs column the dataset has). Types were checked when planning;
+/// a mismatch here means the input changed since.
+pub fn project_columns(
+    batch: &RecordBatch,
+    fields: &[arrow::datatypes::FieldRef],
+) -> Result<Vec<ArrayRef>> {
+    fields
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            Some(c) => Err(Error::IncompatibleInputs {
+                what: format!(
+                    "column '{}' is {} but the plan says {} (did the input change since plan?)",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                ),
+            }),
+            None => Ok(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect()
+}
+
 /// The whole `genes.lance` table.
 pub fn genes_batch(
     schema: &SchemaRef,
     var: &RecordBatch,
     gene_ids: &[String],
 ) -> Result<RecordBatch> {
-    let mut columns: Vec<ArrayRef> = var.columns().to_vec();
+    let mut columns = project_columns(var, &schema.fields()[..schema.fields().len() - 2])?;
     columns.push(Arc::new(StringArray::from_iter_values(gene_ids)));
     columns.push(Arc::new(Int64Array::from_iter_values(
         0..gene_ids.len() as i64,

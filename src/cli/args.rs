@@ -10,11 +10,16 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0   success
   2   bad command-line arguments
+  64  invalid manifest (names the key and its line)
   65  invalid, corrupt or unsupported input (names the file and the object)
   66  input file missing or unreadable
+  67  inputs that cannot be combined (genes, obs column types, layers differ)
+  68  shard receipts missing or not matching the plan (lists the shard indices)
   70  internal error (a bug: please report it)
   73  output exists (pass --overwrite)
   74  I/O error writing the output
+  75  transient storage failure (commit conflict, timeout): retry the same command
+None of these is 104, 130-145 or 175, which nf-core's base config retries.
 
 Logs go to stderr: JSON lines when stderr is not a terminal (one object per line with a
 stable \"event\" field), human lines otherwise. Set SLAF_CONVERT_LOG to a tracing filter to
@@ -37,6 +42,9 @@ pub struct Cli {
     /// Only warnings and errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Worker threads (default: the CPUs available). Workflow engines pass their task's cpus.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 /// Subcommands.

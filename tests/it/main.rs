@@ -5,3 +5,4 @@ mod cli;
 mod formats;
 mod regression;
 mod util;
+mod workflow;

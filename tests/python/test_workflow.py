@@ -57,6 +57,8 @@ def tables(root):
         out[t] = lance.dataset(str(root / f"{t}.lance")).to_table().to_pandas()
     cfg = json.loads((root / "config.json").read_text())
     cfg.pop("created_at")
+    for f in cfg.get("multi_file", {}).get("source_files", []):
+        f.pop("file_path")  # each test has its own directory
     out["config"] = cfg
     return out
 
@@ -183,3 +185,127 @@ def test_manifest_unknown_key(tmp_path):
     (tmp_path / "m.yaml").write_text("output: o.slaf\ninputs:\n  - path: a.h5ad\n    colour: red\n")
     proc = run("plan", tmp_path / "m.yaml", check=False)
     assert proc.returncode == 64 and "colour" in proc.stderr and "line 4" in proc.stderr
+
+
+def gene_files(d, gene_lists, n_cells=25):
+    """h5ad files with the given var names (each gene's counts follow it wherever it sits)."""
+    import anndata as ad
+    files = []
+    for k, genes in enumerate(gene_lists):
+        rng = np.random.default_rng(200 + k)
+        x = fixtures._counts(n_cells, len(genes), rng, density=0.3)
+        var = pd.DataFrame({"gene_symbol": [f"SYM_{g}" for g in genes]}, index=genes)
+        a = ad.AnnData(X=x, obs=fixtures._obs(n_cells, rng), var=var)
+        a.obs_names = [f"f{k}_{i}" for i in range(n_cells)]
+        p = d / f"part{k}.h5ad"
+        a.write_h5ad(p)
+        files.append((p, a))
+    return files
+
+
+def dense_from_dataset(root, n_cells, n_genes):
+    import lance
+    t = lance.dataset(str(root / "expression.lance")).to_table()
+    cells = t.column("cell_integer_id").to_numpy().astype(np.int64)
+    genes = t.column("gene_integer_id").to_numpy().astype(np.int64)
+    order = np.lexsort((genes, cells))
+    assert np.array_equal(order, np.arange(len(order)))  # cell-major, genes ascending
+    values = t.column("value").to_numpy().astype(np.float64)
+    return sp.coo_matrix((values, (cells, genes)), shape=(n_cells, n_genes)).toarray()
+
+
+def expected_dense(files, dataset_genes):
+    """Each file's cells with its columns moved to the dataset's gene order (absent = 0)."""
+    blocks = []
+    for _, a in files:
+        local = {g: j for j, g in enumerate(a.var_names)}
+        x = a.X.toarray()
+        block = np.zeros((a.n_obs, len(dataset_genes)))
+        for j, g in enumerate(dataset_genes):
+            if g in local:
+                block[:, j] = x[:, local[g]]
+        blocks.append(block)
+    return np.vstack(blocks)
+
+
+GENES = [f"G{j:02d}" for j in range(30)]
+
+
+@pytest.mark.parametrize("mode", ["exact", "union", "intersection"])
+def test_multi_file_genes_remapped(tmp_path, mode):
+    rng = random.Random(7)
+    second = GENES[5:] + ([f"NEW{j}" for j in range(4)] if mode != "exact" else GENES[:5])
+    rng.shuffle(second)
+    third = list(GENES)
+    rng.shuffle(third)
+    files = gene_files(tmp_path, [GENES, second, third])
+    m = manifest(tmp_path, files, chunk=10, per_shard=20)
+    m.write_text(m.read_text().replace("options:\n", f"options:\n  genes: {mode}\n"))
+    proc = run("convert", "--manifest", m)
+    root = tmp_path / "out.slaf"
+    import lance
+    genes = lance.dataset(str(root / "genes.lance")).to_table().to_pandas()
+    want_genes = {
+        "exact": GENES,
+        "union": GENES + sorted([g for g in second if g.startswith("NEW")], key=second.index),
+        "intersection": GENES[5:],
+    }[mode]
+    assert list(genes["gene_id"]) == want_genes
+    assert list(genes["gene_symbol"]) == [f"SYM_{g}" for g in want_genes]
+    n = sum(a.n_obs for _, a in files)
+    want = expected_dense(files, want_genes)
+    assert np.array_equal(dense_from_dataset(root, n, len(want_genes)), want)
+    if mode == "intersection":
+        assert "genes.dropped" in proc.stderr
+    # Through the upstream reader: the whole matrix and cells of the last file (B16, B2).
+    from slaf import SLAFArray
+    from slaf.integrations.anndata import LazyAnnData
+    sa = SLAFArray(str(root))
+    x = LazyAnnData(sa).X.compute()
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    assert np.array_equal(x.astype(np.float64), want)
+    last = files[-1][1]
+    for i in [0, last.n_obs - 1]:
+        df = sa.get_cell_expression(last.obs_names[i]).to_pandas()
+        got = {g: float(v) for g, v in zip(df["gene_id"], df["value"])}
+        row = want[n - last.n_obs + i]
+        assert got == {want_genes[j]: float(row[j]) for j in np.nonzero(row)[0]}
+
+
+def test_missing_obs_column(tmp_path):
+    files = three_files(tmp_path, n=(12, 8))
+    p, a = files[1]
+    a.obs = a.obs.drop(columns=["donor"])
+    a.write_h5ad(p)
+    m = manifest(tmp_path, files)
+    proc = run("plan", m, "-o", tmp_path / "plan.json", check=False)
+    assert proc.returncode == 67 and "'donor'" in proc.stderr and "part1.h5ad" in proc.stderr, proc.stderr
+    m.write_text(m.read_text().replace("options:\n", "options:\n  missing_obs_columns: null\n"))
+    run("convert", "--manifest", m)
+    import lance
+    cells = lance.dataset(str(tmp_path / "out.slaf" / "cells.lance")).to_table().to_pandas()
+    assert cells["donor"][:12].notna().sum() == 11  # one NA in the fixture
+    assert cells["donor"][12:].isna().all()
+    assert list(cells["source_file"]) == ["part0.h5ad"] * 12 + ["part1.h5ad"] * 8
+
+
+def test_obs_type_mismatch_names_file_column_and_types(tmp_path):
+    files = three_files(tmp_path, n=(12, 8))
+    p, a = files[1]
+    a.obs["n_counts"] = a.obs["n_counts"].astype(np.float32)
+    a.write_h5ad(p)
+    proc = run("plan", manifest(tmp_path, files), "-o", tmp_path / "plan.json", check=False)
+    assert proc.returncode == 67
+    assert "part1.h5ad" in proc.stderr and "'n_counts'" in proc.stderr
+    assert "Float32" in proc.stderr and "Int64" in proc.stderr
+
+
+def test_source_file_and_multi_file_block(reference):
+    d, files, ref = reference
+    assert list(ref["cells"]["source_file"].unique()) == [p.name for p, _ in files]
+    mf = ref["config"]["multi_file"]
+    assert mf["total_files"] == 3 and mf["total_cells_from_files"] == 205
+    assert [(s["file_name"], s["n_cells"], s["cell_offset"]) for s in mf["source_files"]] == [
+        ("part0.h5ad", 70, 0), ("part1.h5ad", 45, 70), ("part2.h5ad", 90, 115)]
+    cols = list(ref["cells"].columns)
+    assert cols[-4:] == ["cell_id", "cell_integer_id", "source_file", "cell_start_index"]
