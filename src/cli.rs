@@ -48,7 +48,10 @@ pub async fn run(command: Command) -> Result<()> {
 }
 
 fn run_plan(args: PlanArgs) -> Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
+    let mut manifest = Manifest::load(&args.manifest)?;
+    if let Some(dataset) = args.dataset {
+        manifest.output = std::path::absolute(&dataset).map_err(|e| Error::io(&dataset, e))?;
+    }
     let size = ShardSize {
         cells_per_shard: args.cells_per_shard,
         shards: args.shards,

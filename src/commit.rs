@@ -110,6 +110,8 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
                 what: format!("expression.lance has {counted} rows but the receipts say {rows}"),
             });
         }
+        // A shard re-run after the commit (its receipt was deleted) left files nothing uses.
+        remove_orphans(output).await?;
         return write_marker(plan, rows, started).await;
     }
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;

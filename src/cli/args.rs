@@ -114,6 +114,9 @@ pub struct PlanArgs {
     /// Print the shard count on stdout (for workflow engines).
     #[arg(long)]
     pub print_shards: bool,
+    /// The dataset to create, instead of the manifest's `output` (workflow engines name it).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
 }
 
 /// Arguments of `shard`.

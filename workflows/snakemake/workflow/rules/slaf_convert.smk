@@ -1,0 +1,78 @@
+# slaf-convert as Snakemake rules: plan (checkpoint) -> one job per shard -> commit.
+#
+# Plan is a checkpoint, not `scattergather`: the shard count comes out of the plan at run
+# time, and `scattergather` fixes N when the Snakefile is parsed.
+# No rule declares the dataset directory (Snakemake deletes a job's outputs before it runs):
+# each shard's only output is its receipt, written atomically as the shard's last act, and
+# commit's only output is the completion marker. A forced re-run of commit (marker deleted)
+# re-checks the tables and rewrites only the marker.
+
+
+include: "common.smk"
+
+
+wildcard_constraints:
+    shard=r"\d+-of-\d+",
+
+
+checkpoint slaf_plan:
+    input:
+        manifest=lambda wc: SLAF["datasets"][wc.dataset],
+    output:
+        "results/slaf/{dataset}.plan.json",
+    params:
+        bin=SLAF_BIN,
+        dataset="results/slaf/{dataset}.slaf",
+        sharding=SLAF.get("plan_args", ""),
+    log:
+        "logs/slaf/{dataset}.plan.log",
+    container:
+        SLAF["container"]
+    shell:
+        "{params.bin} plan {input.manifest} -o {output} --dataset {params.dataset}"
+        " {params.sharding} 2> {log}"
+
+
+rule slaf_shard:
+    input:
+        plan="results/slaf/{dataset}.plan.json",
+    output:
+        "results/slaf/{dataset}.receipts/{shard}.json",
+    params:
+        bin=SLAF_BIN,
+        extra=SLAF.get("extra", ""),
+    log:
+        "logs/slaf/{dataset}.shard.{shard}.log",
+    benchmark:
+        "benchmarks/slaf/{dataset}.shard.{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 1024 * attempt,
+        runtime=60,
+    container:
+        SLAF["container"]
+    shell:
+        "{params.bin} shard {input.plan} --shard {wildcards.shard} --shared-target"
+        " --receipt {output} --threads {threads} {params.extra} 2> {log}"
+
+
+rule slaf_commit:
+    input:
+        plan="results/slaf/{dataset}.plan.json",
+        receipts=slaf_receipts,
+    output:
+        "results/slaf/{dataset}.slaf/_SLAF_COMPLETE.json",
+    params:
+        bin=SLAF_BIN,
+    log:
+        "logs/slaf/{dataset}.commit.log",
+    benchmark:
+        "benchmarks/slaf/{dataset}.commit.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2048 * attempt,
+        runtime=60,
+    container:
+        SLAF["container"]
+    shell:
+        "{params.bin} commit {input.plan} {input.receipts} 2> {log}"
