@@ -20,7 +20,11 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Plan(args) => run_plan(args),
         Command::Shard(args) => run_shard(args).await,
         Command::Commit(args) => {
-            let plan = Plan::load(&args.plan)?;
+            let mut plan = Plan::load(&args.plan)?;
+            if let Some(dataset) = &args.dataset {
+                // The receipts name the plan by hash; where the dataset goes is not part of it.
+                plan.output = std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
+            }
             let marker = crate::commit::commit(&plan, &args.shards).await?;
             println!(
                 "{}: committed {} cells x {} genes, {} expression rows",

@@ -191,7 +191,10 @@ impl Manifest {
             path: path.to_path_buf(),
             what: e.to_string(),
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute, so a plan written from this manifest works from any directory.
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let base = std::path::absolute(parent.unwrap_or(Path::new(".")))
+            .map_err(|e| Error::io(path, e))?;
         let resolve = |p: &Path| {
             if p.is_relative() {
                 base.join(p)

@@ -153,6 +153,10 @@ pub struct CommitArgs {
     pub plan: PathBuf,
     /// Staged shard directories or receipt files (none: the shared-target receipts).
     pub shards: Vec<PathBuf>,
+    /// Build the dataset here instead of the plan's output (staged shards only; Nextflow
+    /// commits inside its own task directory).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
 }
 
 /// Arguments of `inspect`.

@@ -1,0 +1,42 @@
+process SLAFCONVERT_PLAN {
+    tag "$meta.id"
+    label 'process_single'
+
+    conda "${moduleDir}/environment.yml"
+    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
+        'https://ghcr.io/slaf-convert/slaf-convert/sif:0.1.0' :
+        'ghcr.io/slaf-convert/slaf-convert:0.1.0' }"
+
+    input:
+    tuple val(meta), path(manifest), path(inputs, stageAs: 'inputs/*')
+
+    output:
+    tuple val(meta), path("${prefix}.plan.json"), eval("cat ${prefix}.n_shards"), emit: plan
+    tuple val("${task.process}"), val('slaf-convert'), eval("slaf-convert --version | sed 's/.* //'"), topic: versions, emit: versions_slafconvert
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    slaf-convert plan \
+        ${manifest} \
+        -o ${prefix}.plan.json \
+        --dataset ${prefix}.slaf \
+        --print-shards \
+        --threads ${task.cpus} \
+        ${args} \
+        > ${prefix}.n_shards
+    """
+
+    stub:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    echo ${args}
+    echo '{}' > ${prefix}.plan.json
+    echo 2 > ${prefix}.n_shards
+    """
+}

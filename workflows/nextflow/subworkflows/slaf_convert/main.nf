@@ -1,0 +1,30 @@
+// Plan -> one staged shard task per shard (the count comes from plan at run time) -> commit.
+include { SLAFCONVERT_PLAN   } from '../../modules/slafconvert/plan/main'
+include { SLAFCONVERT_SHARD  } from '../../modules/slafconvert/shard/main'
+include { SLAFCONVERT_COMMIT } from '../../modules/slafconvert/commit/main'
+
+workflow SLAF_CONVERT {
+    take:
+    ch_manifest // channel: [ val(meta), path(manifest), [ path(inputs) ] ]
+
+    main:
+    SLAFCONVERT_PLAN(ch_manifest)
+
+    ch_shards = SLAFCONVERT_PLAN.out.plan.flatMap { meta, plan, n ->
+        def total = n.toInteger()
+        (1..total).collect { i -> [ meta + [shard: "${i}-of-${total}", n_shards: total], plan, "${i}-of-${total}" ] }
+    }
+    SLAFCONVERT_SHARD(ch_shards)
+
+    // groupKey releases each dataset's group as soon as all its shards are in (not collect()).
+    ch_commit = SLAFCONVERT_SHARD.out.fragments
+        .map { meta, frag -> [ groupKey(meta.findAll { k, _v -> !(k in ['shard', 'n_shards']) }, meta.n_shards), frag ] }
+        .groupTuple()
+        .map { key, frags -> [ key.getGroupTarget(), frags.sort { f -> f.name } ] }
+        .join(SLAFCONVERT_PLAN.out.plan.map { meta, plan, _n -> [ meta, plan ] }, failOnMismatch: true)
+    SLAFCONVERT_COMMIT(ch_commit)
+
+    emit:
+    slaf   = SLAFCONVERT_COMMIT.out.slaf   // channel: [ val(meta), path("${prefix}.slaf") ]
+    marker = SLAFCONVERT_COMMIT.out.marker // channel: [ val(meta), path(_SLAF_COMPLETE.json) ]
+}
