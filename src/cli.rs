@@ -144,6 +144,7 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
                 make_unique: args.make_unique,
                 feature_types: args.feature_types.clone(),
                 genome: args.genome.clone(),
+                cells_sorted: None,
             },
         },
     };

@@ -82,6 +82,7 @@ impl ManifestInput {
                 make_unique: self.make_unique,
                 feature_types: self.feature_types.clone(),
                 genome: self.genome.clone(),
+                cells_sorted: None,
             },
         }
     }

@@ -245,11 +245,12 @@ impl Plan {
         let mut layer_types: Vec<ValueType> = Vec::new();
         let mut cell_offset = 0u64;
         for (i, input) in manifest.inputs.iter().enumerate() {
-            let read = input.read_options();
+            let mut read = input.read_options();
             let mut reader = readers::open(&input.path, &read)?;
             let map = GeneMap::between(&metas[i].genes, &genes)
                 .map_err(|what| Error::invalid(&input.path, what))?;
             let mut scan = reader.scan()?;
+            read.tenx.cells_sorted = reader.cells_sorted();
             if let Some(map) = map.as_ref().filter(|m| m.dropped() > 0) {
                 // Dropped genes change every cell's row count: count what is kept.
                 scan.row_offsets = kept_row_offsets(reader.as_mut(), map, chunk)?;

@@ -326,6 +326,11 @@ pub trait InputReader: Send {
     fn read_pairwise(&mut self, _axis: Axis, _rows: CellRange) -> Result<Vec<CellEntries>> {
         Ok(Vec::new())
     }
+    /// Whether entries are stored by ascending cell, when the reader had to find out (10x
+    /// MTX, after [`InputReader::scan`]); planning records it for the shards.
+    fn cells_sorted(&self) -> Option<bool> {
+        None
+    }
     /// Unstructured annotations as strict JSON, if any.
     fn uns(&mut self) -> Result<Option<serde_json::Value>> {
         Ok(None)

@@ -141,7 +141,7 @@ impl MtxReader {
             genes,
             var_fields,
             parts: InputParts::default(),
-            sorted: None,
+            sorted: options.cells_sorted,
         })
     }
 
@@ -349,6 +349,10 @@ impl Entries {
 }
 
 impl InputReader for MtxReader {
+    fn cells_sorted(&self) -> Option<bool> {
+        self.sorted
+    }
+
     fn path(&self) -> &Path {
         &self.dir
     }
@@ -496,6 +500,12 @@ impl Source {
                         *pending = Some((feature, cell, value));
                         break;
                     }
+                    if cell < current {
+                        return Err(Error::Internal(format!(
+                            "matrix.mtx: an entry of cell {} follows cell {current}: not sorted by cell as planned (did the input change since plan?)",
+                            cell + 1
+                        )));
+                    }
                     while current < cell {
                         out.offsets.push(out.genes.len() as u64);
                         current += 1;
@@ -547,6 +557,36 @@ mod tests {
         assert_eq!(a.1, b.1);
         assert_eq!(a.1[0].genes, vec![0, 1]);
         assert_eq!(a.1[1].values, vec![7.0]);
+    }
+
+    #[test]
+    fn test_planned_order_is_used_and_checked() {
+        let sorted =
+            "%%MatrixMarket matrix coordinate integer general\n2 3 3\n1 1 5\n2 1 6\n1 3 7\n";
+        let unsorted =
+            "%%MatrixMarket matrix coordinate integer general\n2 3 3\n1 3 7\n2 1 6\n1 1 5\n";
+        let planned = TenxOptions {
+            cells_sorted: Some(true),
+            ..Default::default()
+        };
+        let (sorted_dir, unsorted_dir) = (write_dir(sorted), write_dir(unsorted));
+        let mut r = MtxReader::open(sorted_dir.path(), &TenxOptions::default()).unwrap();
+        r.scan().unwrap();
+        assert_eq!(r.cells_sorted(), Some(true));
+        assert_eq!(
+            MtxReader::open(unsorted_dir.path(), &TenxOptions::default())
+                .and_then(|mut r| r.scan().map(|_| r.cells_sorted()))
+                .unwrap(),
+            Some(false)
+        );
+        // A shard trusts the plan; an input that changed since is an error, never wrong rows.
+        let mut r = MtxReader::open(unsorted_dir.path(), &planned).unwrap();
+        let err = r
+            .chunks(CellRange::new(0, 3), 3)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap_err();
+        assert!(err.to_string().contains("not sorted by cell"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct TenxOptions {
     pub feature_types: Vec<String>,
     /// Cell Ranger v2 `.h5`: which genome group to read.
     pub genome: Option<String>,
+    /// What planning found out: `matrix.mtx` lists its entries by ascending cell. Saves each
+    /// shard a parse of the whole file to find out again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cells_sorted: Option<bool>,
 }
 
 /// The feature table of a 10x input, as stored.
