@@ -146,11 +146,24 @@ pub struct ShardSize {
 }
 
 /// What planning needs of an input before any matrix is read.
+/// Kept open from the first look to the scan, so no input is opened twice.
 struct InputMeta {
     genes: Vec<String>,
-    obs: Vec<Field>,
-    var: Vec<Field>,
-    parts: InputParts,
+    reader: Box<dyn InputReader>,
+}
+
+impl InputMeta {
+    fn obs(&self) -> &[Field] {
+        self.reader.obs_fields()
+    }
+
+    fn var(&self) -> &[Field] {
+        self.reader.var_fields()
+    }
+
+    fn parts(&self) -> &InputParts {
+        self.reader.parts()
+    }
 }
 
 impl Plan {
@@ -164,26 +177,21 @@ impl Plan {
         for input in &manifest.inputs {
             let mut reader = readers::open(&input.path, &input.read_options())?;
             let (_, genes) = reader.genes()?;
-            metas.push(InputMeta {
-                genes,
-                obs: reader.obs_fields().to_vec(),
-                var: reader.var_fields().to_vec(),
-                parts: reader.parts().clone(),
-            });
+            metas.push(InputMeta { genes, reader });
         }
         let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
         let genes = dataset_genes(&paths, &metas, options.genes)?;
         let obs = dataset_obs(&paths, &metas, options.missing_obs_columns)?;
         let first = &metas[0];
         for (path, meta) in paths.iter().zip(&metas).skip(1) {
-            if meta.parts.layers != first.parts.layers {
+            if meta.parts().layers != first.parts().layers {
                 return Err(Error::IncompatibleInputs {
                     what: format!(
                         "{}: layers {:?} differ from {}'s {:?}",
                         path.display(),
-                        meta.parts.layers,
+                        meta.parts().layers,
                         paths[0].display(),
-                        first.parts.layers
+                        first.parts().layers
                     ),
                 });
             }
@@ -201,7 +209,7 @@ impl Plan {
                 });
             }
         }
-        let mut parts = first.parts.clone();
+        let mut parts = first.parts().clone();
         if !options.layers {
             parts.layers.clear();
         }
@@ -220,21 +228,22 @@ impl Plan {
         if !options.varp || multi_file {
             parts.varp.clear();
         }
-        if multi_file && (!first.parts.obsp.is_empty() || !first.parts.varp.is_empty()) {
+        if multi_file && (!first.parts().obsp.is_empty() || !first.parts().varp.is_empty()) {
             tracing::warn!(
                 event = "input.skipped",
                 "obsp/varp/uns are not combined across inputs: left out"
             );
         }
-        let is_obsm = |f: &Field, keys: &[(String, usize)]| keys.iter().any(|(k, _)| k == f.name());
+        let is_vector_key =
+            |f: &Field, keys: &[(String, usize)]| keys.iter().any(|(k, _)| k == f.name());
         let obs: Vec<Field> = obs
             .into_iter()
-            .filter(|f| options.obsm || !is_obsm(f, &first.parts.obsm))
+            .filter(|f| options.obsm || !is_vector_key(f, &first.parts().obsm))
             .collect();
         let var: Vec<Field> = first
-            .var
+            .var()
             .iter()
-            .filter(|f| options.varm || !is_obsm(f, &first.parts.varm))
+            .filter(|f| options.varm || !is_vector_key(f, &first.parts().varm))
             .cloned()
             .collect();
         let source_names = source_names(&paths);
@@ -244,10 +253,10 @@ impl Plan {
         let mut value_type = ValueType::UInt16;
         let mut layer_types: Vec<ValueType> = Vec::new();
         let mut cell_offset = 0u64;
-        for (i, input) in manifest.inputs.iter().enumerate() {
+        for (i, (input, meta)) in manifest.inputs.iter().zip(&mut metas).enumerate() {
             let mut read = input.read_options();
-            let mut reader = readers::open(&input.path, &read)?;
-            let map = GeneMap::between(&metas[i].genes, &genes)
+            let reader = &mut meta.reader;
+            let map = GeneMap::between(&meta.genes, &genes)
                 .map_err(|what| Error::invalid(&input.path, what))?;
             let mut scan = reader.scan()?;
             read.tenx.cells_sorted = reader.cells_sorted();
@@ -267,7 +276,7 @@ impl Plan {
             let n_cells = reader.layout().n_cells;
             let obs_missing = obs
                 .iter()
-                .filter(|f| !metas[i].obs.iter().any(|g| g.name() == f.name()))
+                .filter(|f| !meta.obs().iter().any(|g| g.name() == f.name()))
                 .map(|f| f.name().clone())
                 .collect();
             inputs.push(PlannedInput {
@@ -496,10 +505,10 @@ fn dataset_obs(
     metas: &[InputMeta],
     missing: MissingObsColumns,
 ) -> Result<Vec<Field>> {
-    let mut obs: Vec<Field> = metas[0].obs.clone();
+    let mut obs: Vec<Field> = metas[0].obs().to_vec();
     let mut owner: Vec<usize> = vec![0; obs.len()];
     for (i, meta) in metas.iter().enumerate().skip(1) {
-        for f in &meta.obs {
+        for f in meta.obs() {
             match obs.iter().position(|g| g.name() == f.name()) {
                 Some(k) if obs[k].data_type() != f.data_type() => {
                     return Err(Error::IncompatibleInputs {
@@ -525,7 +534,7 @@ fn dataset_obs(
         for (i, meta) in metas.iter().enumerate() {
             if let Some(f) = obs
                 .iter()
-                .find(|f| !meta.obs.iter().any(|g| g.name() == f.name()))
+                .find(|f| !meta.obs().iter().any(|g| g.name() == f.name()))
             {
                 let k = obs.iter().position(|g| g.name() == f.name()).unwrap_or(0);
                 return Err(Error::IncompatibleInputs {
