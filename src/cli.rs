@@ -2,7 +2,9 @@
 
 pub mod args;
 
-use crate::convert::{convert, convert_manifest, ConvertOptions};
+use std::path::Path;
+
+use crate::convert::{convert, convert_manifest, read_only, single_input_manifest, ConvertOptions};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::plan::{Plan, ShardSize};
@@ -148,6 +150,26 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
             },
         },
     };
+    if args.read_only {
+        let manifest = match (&args.manifest, &args.input) {
+            (Some(m), _) => Manifest::load(m)?,
+            (None, Some(input)) => single_input_manifest(
+                input,
+                args.output.as_deref().unwrap_or(Path::new("unused.slaf")),
+                &options,
+            )?,
+            _ => return Err(Error::Usage("give INPUT or --manifest".into())),
+        };
+        let started = std::time::Instant::now();
+        let report = read_only(&manifest).await?;
+        println!(
+            "read only: {} cells, {} expression rows built in {:.2} s, nothing written",
+            report.n_cells,
+            report.expression_rows,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let report = match (&args.manifest, &args.input, &args.output) {
         (Some(m), _, _) => convert_manifest(&Manifest::load(m)?, args.overwrite).await?,
         (None, Some(input), Some(output)) => convert(input, output, &options).await?,

@@ -344,7 +344,7 @@ fn collect(plan: &Plan, sources: &[PathBuf]) -> Result<Vec<Located>> {
         }
         let staged_dir = match receipt.placement {
             Placement::Staged { .. } => dir,
-            Placement::SharedTarget => None,
+            Placement::SharedTarget | Placement::Discard => None,
         };
         if by_index
             .insert(

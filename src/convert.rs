@@ -5,6 +5,11 @@
 //! target) with its receipt in a temporary directory, and `commit` makes them visible in one
 //! transaction per table, writes `config.json` and last the completion marker. A failed run
 //! removes the output it created; `--overwrite` moves an old output aside before deleting it.
+//!
+//! Unlike a `plan` command, convert's plan does not read a CSR matrix's values: the row counts
+//! come from its indptr and the value type from a sample, so X is read once, while it is
+//! written. Every value is checked against the guess as it is written; a value that does not
+//! fit (a fraction after a million counts) restarts the conversion from an exact plan.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{IdTypesName, Manifest, ManifestInput, ManifestOptions, Sharding};
 use crate::pipeline::blocking;
 use crate::plan::{Plan, ShardSize};
-use crate::readers::ReadOptions;
+use crate::readers::{ReadOptions, ValueScan};
 use crate::schema::{IdTypes, ValueType};
 use crate::shard::{run_shard, Placement};
 
@@ -61,11 +66,20 @@ pub async fn convert(
     output: &Path,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
+    convert_manifest(&single_input_manifest(input, output, options)?, options.overwrite).await
+}
+
+/// The manifest `convert INPUT OUTPUT` stands for.
+pub fn single_input_manifest(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+) -> Result<Manifest> {
     if options.chunk_size == 0 {
         return Err(Error::Usage("--chunk-size must be at least 1".into()));
     }
     let read = &options.read;
-    let manifest = Manifest {
+    Ok(Manifest {
         output: output.to_path_buf(),
         inputs: vec![ManifestInput {
             path: input.to_path_buf(),
@@ -85,8 +99,36 @@ pub async fn convert(
             ..ManifestOptions::default()
         },
         sharding: Sharding::default(),
-    };
-    convert_manifest(&manifest, options.overwrite).await
+    })
+}
+
+/// What a read-only run did.
+#[derive(Debug, Clone)]
+pub struct ReadOnlyReport {
+    /// Cells read.
+    pub n_cells: u64,
+    /// Expression rows built.
+    pub expression_rows: u64,
+}
+
+/// Everything `convert` does up to the Lance writer, and nothing after: plan (values not
+/// read), read and decode every chunk, build every record batch, drop it. The floor the
+/// benchmark measures a conversion against; nothing is written.
+pub async fn read_only(manifest: &Manifest) -> Result<ReadOnlyReport> {
+    let plan_manifest = manifest.clone();
+    let plan = blocking(move || {
+        Plan::build_scanning(&plan_manifest, ShardSize::default(), ValueScan::RowsOnly)
+    })
+    .await?;
+    let mut expression_rows = 0;
+    for shard in &plan.shards {
+        let (receipt, _) = run_shard(&plan, shard.index, &Placement::Discard, None).await?;
+        expression_rows += receipt.rows_written;
+    }
+    Ok(ReadOnlyReport {
+        n_cells: plan.n_cells,
+        expression_rows,
+    })
 }
 
 /// Convert every input of `manifest` into its output: plan, every shard, commit.
@@ -95,10 +137,34 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
     let output = manifest.output.clone();
     check_output(&output, overwrite)?;
     let plan_manifest = manifest.clone();
-    let plan = blocking(move || Plan::build(&plan_manifest, ShardSize::default())).await?;
+    let mut plan = blocking(move || {
+        Plan::build_scanning(&plan_manifest, ShardSize::default(), ValueScan::RowsOnly)
+    })
+    .await?;
     replace_output(&output, overwrite)?;
     std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
-    match write_all_shards(&plan).await {
+    let mut written = write_all_shards(&plan).await;
+    if let (Err(Error::ValueTypeTooNarrow { value, .. }), true) = (&written, plan.types_guessed) {
+        tracing::info!(
+            event = "convert.replanned",
+            value = *value as f64,
+            "the values are not all counts ({value} found): planning again from every value"
+        );
+        let exact_manifest = manifest.clone();
+        written = match blocking(move || Plan::build(&exact_manifest, ShardSize::default())).await
+        {
+            Ok(exact) => {
+                plan = exact;
+                // Start from an empty output: the first attempt's files are not needed.
+                std::fs::remove_dir_all(&output)
+                    .and_then(|()| std::fs::create_dir_all(&output))
+                    .map_err(|e| Error::io(&output, e))?;
+                write_all_shards(&plan).await
+            }
+            Err(e) => Err(e),
+        };
+    }
+    match written {
         Ok(marker) => {
             tracing::info!(
                 event = "convert.done",

@@ -79,6 +79,18 @@ pub enum Error {
         #[source]
         source: Box<lance::Error>,
     },
+    /// A value the plan's uint16 value type cannot hold: the plan guessed the type from a
+    /// sample (`convert`, which then plans again reading every value), or the input changed
+    /// since it was planned.
+    #[error("{}: value {value} in the cells from {first_cell} on is not a count in 0..=65535, but the plan stores uint16 values (has the input changed since it was planned?)", path.display())]
+    ValueTypeTooNarrow {
+        /// The input.
+        path: PathBuf,
+        /// The value.
+        value: f32,
+        /// First cell of the chunk holding it.
+        first_cell: u64,
+    },
     /// A broken invariant of our own: a bug, never bad input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -116,7 +128,9 @@ impl Error {
             Error::Manifest { .. } => exit_code::MANIFEST,
             Error::IncompatibleInputs { .. } => exit_code::INCOMPATIBLE_INPUTS,
             Error::Receipts { .. } => exit_code::RECEIPTS,
-            Error::InvalidInput { .. } => exit_code::INVALID_INPUT,
+            Error::InvalidInput { .. } | Error::ValueTypeTooNarrow { .. } => {
+                exit_code::INVALID_INPUT
+            }
             Error::InputMissing { .. } => exit_code::INPUT_MISSING,
             Error::OutputExists { .. } => exit_code::OUTPUT_EXISTS,
             Error::Lance { source, .. } if is_transient(source) => exit_code::TRANSIENT,

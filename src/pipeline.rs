@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use arrow::array::RecordBatch;
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 
@@ -15,11 +16,16 @@ use crate::error::{Error, Result};
 use crate::readers::{CellChunk, CellRange, GeneMap, InputParts, InputReader};
 use crate::schema::{cells_schema, expression_schema, layers_schema, ExpressionIdTypes, ValueType};
 use crate::tables::{cells_batch, expression_batch, layers_batch};
-use crate::writer::TableWriter;
+use crate::writer::{BatchSender, TableWriter};
 
-/// Chunks waiting between the reader thread and the writer. With one more being read and one
-/// being written, at most three chunks are alive: memory is bounded by the chunk size.
+/// Batches waiting between the reader thread and the writer. With one more being read and one
+/// being encoded, at most three batches of cells are alive.
 const CHANNEL_DEPTH: usize = 1;
+
+/// Upper bound on the cells read and encoded at once (see [`read_batch_cells`]). A fragment
+/// (`--chunk-size` cells) streams into Lance in batches of this many cells, so memory follows
+/// this, not the fragment size: about 1,200 stored values per cell make a batch of ~10 MB.
+pub const BATCH_CELLS: u64 = 1000;
 
 /// Table names relative to a dataset (or staging) root.
 pub const EXPRESSION_TABLE: &str = "expression.lance";
@@ -58,6 +64,8 @@ pub struct CellTables {
     expression: TableWriter,
     cells: TableWriter,
     layers: Option<TableWriter>,
+    /// Build every batch but write none (the benchmark's read-only floor).
+    discard: bool,
 }
 
 /// What writing a cell range produced.
@@ -106,7 +114,13 @@ impl CellTables {
             expression,
             cells,
             layers,
+            discard: false,
         })
+    }
+
+    /// Build every batch from now on but write none: fragments come back empty.
+    pub fn discard_batches(&mut self) {
+        self.discard = true;
     }
 
     /// The expression writer (for commits).
@@ -124,8 +138,12 @@ impl CellTables {
         self.layers.as_ref()
     }
 
-    /// Write `range` of `reader` in chunks of `chunk_size` cells, placed in the dataset as
+    /// Write `range` of `reader` as fragments of `chunk_size` cells, placed in the dataset as
     /// `placement` says. Gives the reader back.
+    ///
+    /// The reader hands out batches of at most [`BATCH_CELLS`] cells that tile the fragments
+    /// ([`read_batch_cells`]); each batch's record batches stream into the open fragments'
+    /// Lance writers, so memory follows the batch, not the fragment.
     pub async fn write_range(
         &self,
         reader: Box<dyn InputReader>,
@@ -140,17 +158,31 @@ impl CellTables {
             gene_map,
         } = placement;
         let n_cells = range.end;
+        let input = reader.path().to_path_buf();
+        let batch_cells = read_batch_cells(chunk_size);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellChunk>>(CHANNEL_DEPTH);
         let producer = tokio::task::spawn_blocking(move || {
-            produce_chunks(reader, range, chunk_size, gene_map.as_ref(), tx)
+            produce_chunks(reader, range, batch_cells, gene_map.as_ref(), tx)
         });
         let progress = Progress::new(range);
         let mut out = RangeOutput::default();
         let mut rows = row_base;
         let p = &self.profile;
+        let mut open: Option<OpenFragment> = None;
         while let Some(chunk) = rx.recv().await {
             let chunk = chunk?;
+            let fragment = match &mut open {
+                Some(f) => f,
+                None => open.insert(OpenFragment::new(
+                    self,
+                    CellRange::new(
+                        chunk.cells.start,
+                        fragment_end(range, chunk_size, chunk.cells.start),
+                    ),
+                )),
+            };
             let (expr_batch, chunk_stats) = expression_batch(
+                &input,
                 self.expression.schema(),
                 &p.ids,
                 p.value_type,
@@ -166,6 +198,7 @@ impl CellTables {
             )?;
             let layer_batch = match &self.layers {
                 Some(l) => Some(layers_batch(
+                    &input,
                     l.schema(),
                     &p.ids,
                     &p.layer_types,
@@ -178,28 +211,23 @@ impl CellTables {
             rows += chunk.entries.genes.len() as u64;
             // The batches hold everything the chunk had: free its entries before encoding.
             drop(chunk);
-            let layer_write = async {
-                match (&self.layers, layer_batch) {
-                    (Some(l), Some(batch)) => l.write_fragment(batch).await,
-                    _ => Ok(None),
-                }
-            };
-            let (e, c, l) = tokio::try_join!(
-                self.expression.write_fragment(expr_batch),
-                self.cells.write_fragment(cell_batch),
-                layer_write
-            )?;
-            out.expression.extend(e);
-            out.cells.extend(c);
-            out.layers.extend(l);
+            fragment.send(expr_batch, cell_batch, layer_batch).await?;
             out.stats.merge(&chunk_stats);
             out.cells_written += cells_range.len();
-            progress.chunk_written(cells_range, n_cells, rows);
+            if cells_range.end >= fragment.cells.end {
+                let fragment = open.take().expect("a fragment is open");
+                let cells = fragment.cells;
+                let (e, c, l) = fragment.finish().await?;
+                out.expression.extend(e);
+                out.cells.extend(c);
+                out.layers.extend(l);
+                progress.chunk_written(cells, n_cells, rows);
+            }
         }
         let reader = producer
             .await
             .map_err(|e| Error::Internal(format!("reader thread: {e}")))??;
-        if out.cells_written != range.len() {
+        if open.is_some() || out.cells_written != range.len() {
             return Err(Error::Internal(format!(
                 "wrote {} of the {} cells of {}..{}",
                 out.cells_written,
@@ -209,6 +237,135 @@ impl CellTables {
             )));
         }
         Ok((reader, out))
+    }
+}
+
+/// Cells the reader hands out at once: the largest whole fraction of `chunk_size` (a
+/// fragment) of at most [`BATCH_CELLS`] cells, so batches tile fragments exactly; the whole
+/// fragment when no fraction of at least a quarter of that exists (a prime chunk size).
+pub fn read_batch_cells(chunk_size: u64) -> u64 {
+    let chunk_size = chunk_size.max(1);
+    if chunk_size <= BATCH_CELLS {
+        return chunk_size;
+    }
+    (chunk_size.div_ceil(BATCH_CELLS)..=chunk_size.div_ceil(BATCH_CELLS / 4))
+        .find(|k| chunk_size % k == 0)
+        .map_or(chunk_size, |k| chunk_size / k)
+}
+
+/// One past the last cell of the fragment holding `cell` (fragments are `chunk_size` cells
+/// from the range's start).
+fn fragment_end(range: CellRange, chunk_size: u64, cell: u64) -> u64 {
+    let chunk_size = chunk_size.max(1);
+    (range.start + ((cell - range.start) / chunk_size + 1) * chunk_size).min(range.end)
+}
+
+/// The fragments of one chunk of cells being written, one per table: each a Lance writer
+/// task fed batch by batch, started at its first non-empty batch.
+struct OpenFragment {
+    /// The fragment's cells.
+    cells: CellRange,
+    expression_table: StreamingFragment,
+    cells_table: StreamingFragment,
+    layers_table: Option<StreamingFragment>,
+}
+
+impl OpenFragment {
+    fn new(tables: &CellTables, cells: CellRange) -> Self {
+        let open = |w: &TableWriter| StreamingFragment::new(w, tables.discard);
+        OpenFragment {
+            cells,
+            expression_table: open(&tables.expression),
+            cells_table: open(&tables.cells),
+            layers_table: tables.layers.as_ref().map(open),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        expression: RecordBatch,
+        cells: RecordBatch,
+        layers: Option<RecordBatch>,
+    ) -> Result<()> {
+        self.expression_table.send(expression).await?;
+        self.cells_table.send(cells).await?;
+        if let (Some(l), Some(batch)) = (&mut self.layers_table, layers) {
+            l.send(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<(Option<Fragment>, Option<Fragment>, Option<Fragment>)> {
+        let layers = async {
+            match self.layers_table {
+                Some(l) => l.finish().await,
+                None => Ok(None),
+            }
+        };
+        tokio::try_join!(
+            self.expression_table.finish(),
+            self.cells_table.finish(),
+            layers
+        )
+    }
+}
+
+/// One table's fragment being written from a stream of batches.
+struct StreamingFragment {
+    writer: Option<TableWriter>,
+    sender: Option<BatchSender>,
+    task: Option<tokio::task::JoinHandle<Result<Option<Fragment>>>>,
+}
+
+impl StreamingFragment {
+    fn new(writer: &TableWriter, discard: bool) -> Self {
+        StreamingFragment {
+            writer: (!discard).then(|| writer.clone()),
+            sender: None,
+            task: None,
+        }
+    }
+
+    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(()); // discarding
+        };
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.sender.is_none() {
+            let (sender, task) = writer.start_fragment()?;
+            self.sender = Some(sender);
+            self.task = Some(task);
+        }
+        let sent = self
+            .sender
+            .as_ref()
+            .expect("started above")
+            .send(Ok(batch))
+            .await;
+        if sent.is_err() {
+            // The writer stopped early: its own error says why.
+            return Err(self.finish_task().await.err().unwrap_or_else(|| {
+                Error::Internal("Lance writer stopped before its last batch".into())
+            }));
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Option<Fragment>> {
+        self.finish_task().await
+    }
+
+    async fn finish_task(&mut self) -> Result<Option<Fragment>> {
+        // Closing the channel ends the stream: the writer finishes the file.
+        self.sender = None;
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Internal(format!("Lance writer task: {e}")))?,
+            None => Ok(None),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use arrow::datatypes::Field;
 
 use crate::manifest::{GenesMode, IdTypesName, Manifest, MissingObsColumns};
 use crate::pipeline::CellTablesProfile;
-use crate::readers::{self, CellRange, GeneMap, InputParts, InputReader, ReadOptions};
+use crate::readers::{self, CellRange, GeneMap, InputParts, InputReader, ReadOptions, ValueScan};
 use crate::schema::{expression_id_types, IdTypes, ValueType};
 
 /// Version of the plan file layout.
@@ -52,6 +52,11 @@ pub struct Plan {
     pub var_columns: Vec<PlannedColumn>,
     /// Value and id types of the per-cell tables.
     pub profile: CellTablesProfile,
+    /// The uint16 value types were guessed from a sample, not checked on every value
+    /// (`convert` only; a `plan` file always has exact types). Shards refuse a value that
+    /// does not fit either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub types_guessed: bool,
     /// Layers, obsm/varm, obsp/varp written.
     pub parts: InputParts,
     /// Whether `uns.json` is written.
@@ -170,6 +175,13 @@ impl Plan {
     /// Open every input of `manifest`, decide the dataset's genes and columns, make one full
     /// pass over each matrix (value types, rows per cell) and cut the shards.
     pub fn build(manifest: &Manifest, size: ShardSize) -> Result<Plan> {
+        Self::build_scanning(manifest, size, ValueScan::Full)
+    }
+
+    /// [`Plan::build`], reading as much of the values as `values` says: with
+    /// [`ValueScan::RowsOnly`] a CSR input's values are not read at all (`convert` reads X
+    /// once, when it writes it).
+    pub fn build_scanning(manifest: &Manifest, size: ShardSize, values: ValueScan) -> Result<Plan> {
         let options = &manifest.options;
         let chunk = options.chunk_size;
         let multi_file = manifest.inputs.len() > 1;
@@ -251,6 +263,7 @@ impl Plan {
         let mut inputs = Vec::new();
         let mut scans = Vec::new();
         let mut value_type = ValueType::UInt16;
+        let mut types_guessed = false;
         let mut layer_types: Vec<ValueType> = Vec::new();
         let mut cell_offset = 0u64;
         for (i, (input, meta)) in manifest.inputs.iter().zip(&mut metas).enumerate() {
@@ -258,7 +271,8 @@ impl Plan {
             let reader = &mut meta.reader;
             let map = GeneMap::between(&meta.genes, &genes)
                 .map_err(|what| Error::invalid(&input.path, what))?;
-            let mut scan = reader.scan()?;
+            let mut scan = reader.scan(values)?;
+            types_guessed |= scan.types_guessed;
             read.tenx.cells_sorted = reader.cells_sorted();
             if let Some(map) = map.as_ref().filter(|m| m.dropped() > 0) {
                 // Dropped genes change every cell's row count: count what is kept.
@@ -336,6 +350,7 @@ impl Plan {
                 layer_types,
                 ids: expression_id_types(id_types, n_cells, n_genes),
             },
+            types_guessed,
             parts,
             uns: options.uns && !multi_file,
             inputs,

@@ -17,6 +17,7 @@ use crate::schema::ValueType;
 pub mod cellranger_h5;
 pub mod format;
 mod h5ad;
+mod hdf5_direct;
 mod hdf5_matrix;
 pub(crate) mod hdf5_util;
 mod mtx;
@@ -133,6 +134,18 @@ pub struct ReadOptions {
     pub tenx: tenx::TenxOptions,
 }
 
+/// How much of the stored values [`InputReader::scan`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueScan {
+    /// Every stored value: the value types are exact.
+    Full,
+    /// Only what the row counts need. Where those come from an index (CSR `indptr`), the
+    /// values are not read: their types are guessed from a sample
+    /// ([`MatrixScan::types_guessed`]) and the writer checks every value against the guess.
+    /// `convert` uses this to read X once instead of twice.
+    RowsOnly,
+}
+
 /// The result of one full pass over the matrix.
 #[derive(Debug, Clone)]
 pub struct MatrixScan {
@@ -142,6 +155,8 @@ pub struct MatrixScan {
     pub layer_types: Vec<ValueType>,
     /// `n_cells + 1` offsets: cell `i`'s expression rows are `row_offsets[i]..row_offsets[i+1]`.
     pub row_offsets: Vec<u64>,
+    /// The value types come from a sample, not from every value ([`ValueScan::RowsOnly`]).
+    pub types_guessed: bool,
 }
 
 impl MatrixScan {
@@ -306,8 +321,9 @@ pub trait InputReader: Send {
     fn obs_fields(&self) -> &[Field];
     /// Output fields of the var columns, sanitised, in source order.
     fn var_fields(&self) -> &[Field];
-    /// One full pass over the matrix: value type and per-cell row offsets.
-    fn scan(&mut self) -> Result<MatrixScan>;
+    /// The per-cell row offsets and value types; `values` says whether every value must be
+    /// read for the types.
+    fn scan(&mut self, values: ValueScan) -> Result<MatrixScan>;
     /// The var columns of all genes, and their names.
     fn genes(&mut self) -> Result<(RecordBatch, Vec<String>)>;
     /// Chunks of at most `chunk_size` cells covering `range`, ascending.

@@ -80,10 +80,18 @@ impl ValueTypeProbe {
     /// Look at a block of values.
     pub fn observe(&mut self, values: &[f64]) {
         if self.fits_u16 {
-            self.fits_u16 = values
-                .iter()
-                .all(|&v| (0.0..=65535.0).contains(&v) && v.fract() == 0.0);
+            self.fits_u16 = values.iter().all(|&v| Self::fits_u16(v));
         }
+    }
+
+    /// Whether `v` is stored exactly as a uint16 value.
+    pub fn fits_u16(v: f64) -> bool {
+        (0.0..=65535.0).contains(&v) && v.fract() == 0.0
+    }
+
+    /// Record the outcome of checking a block elsewhere with [`ValueTypeProbe::fits_u16`].
+    pub fn observe_fits(&mut self, all_fit: bool) {
+        self.fits_u16 &= all_fit;
     }
 
     /// The value type that represents every observed value exactly (or as upstream would).
@@ -170,10 +178,19 @@ pub struct SlafSchemas {
 
 /// Schema of `expression.lance`.
 pub fn expression_schema(ids: ExpressionIdTypes, value: ValueType) -> SchemaRef {
+    let exp = std::env::var("SLAF_EXPR_META").unwrap_or_default();
+    let meta = |col: &str| -> std::collections::HashMap<String, String> {
+        exp.split(';')
+            .filter_map(|part| part.split_once('='))
+            .filter(|(c, _)| *c == col)
+            .flat_map(|(_, kvs)| kvs.split(','))
+            .filter_map(|kv| kv.split_once(':').map(|(k, v)| (format!("lance-encoding:{k}"), v.to_string())))
+            .collect()
+    };
     Arc::new(Schema::new(vec![
-        Field::new(columns::CELL_INTEGER_ID, ids.cell, true),
-        Field::new(columns::GENE_INTEGER_ID, ids.gene, true),
-        Field::new(columns::VALUE, value.data_type(), true),
+        Field::new(columns::CELL_INTEGER_ID, ids.cell, true).with_metadata(meta("cell")),
+        Field::new(columns::GENE_INTEGER_ID, ids.gene, true).with_metadata(meta("gene")),
+        Field::new(columns::VALUE, value.data_type(), true).with_metadata(meta("value")),
     ]))
 }
 

@@ -37,6 +37,9 @@ pub enum Placement {
     },
     /// Straight into the output dataset's tables.
     SharedTarget,
+    /// Nowhere: read and build every batch, write nothing, no receipt (`convert --read-only`).
+    #[serde(skip)]
+    Discard,
 }
 
 /// What a finished shard wrote (`receipt.json`).
@@ -115,12 +118,14 @@ async fn run_shard_in_span(
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             dir.clone()
         }
-        Placement::SharedTarget => plan.output.clone(),
+        Placement::SharedTarget | Placement::Discard => plan.output.clone(),
     };
     let receipt_path = match (receipt_path, placement) {
         (Some(p), _) => p.to_path_buf(),
         (None, Placement::Staged { dir }) => dir.join(RECEIPT_FILE),
-        (None, Placement::SharedTarget) => shared_receipt_path(&plan.output, index),
+        (None, Placement::SharedTarget | Placement::Discard) => {
+            shared_receipt_path(&plan.output, index)
+        }
     };
     let path = input.path.clone();
     let read = input.read.clone();
@@ -140,13 +145,16 @@ async fn run_shard_in_span(
         ));
     }
     let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
-    let tables = CellTables::new(
+    let mut tables = CellTables::new(
         &root,
         &obs_fields,
         &plan.parts,
         plan.profile.clone(),
         plan.is_multi_file(),
     )?;
+    if *placement == Placement::Discard {
+        tables.discard_batches();
+    }
     tracing::info!(
         event = "shard.started",
         cells = shard.end - shard.start,
@@ -187,6 +195,9 @@ async fn run_shard_in_span(
             "shard {index}: wrote {} rows, the plan expects {}",
             receipt.rows_written, receipt.rows_expected
         )));
+    }
+    if *placement == Placement::Discard {
+        return Ok((receipt, receipt_path));
     }
     write_json_file(&receipt_path, &receipt)?;
     tracing::info!(event = "shard.done", expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");

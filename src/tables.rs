@@ -4,6 +4,7 @@
 //! [`crate::schema`]: id columns are added, values are cast to the chosen value type, and
 //! `cell_start_index` is checked against the rows actually being written.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -20,6 +21,7 @@ use crate::schema::{ExpressionIdTypes, ValueType};
 /// The `expression.lance` rows of a chunk whose first cell is `first_cell`, and the
 /// statistics of the values as stored.
 pub fn expression_batch(
+    input: &Path,
     schema: &SchemaRef,
     ids: &ExpressionIdTypes,
     value_type: ValueType,
@@ -27,33 +29,51 @@ pub fn expression_batch(
     entries: &CellEntries,
 ) -> Result<(RecordBatch, ValueStats)> {
     let n = entries.genes.len();
-    let cell_of_row = || {
-        entries
-            .offsets
-            .windows(2)
-            .enumerate()
-            .flat_map(move |(i, w)| {
-                std::iter::repeat_n(first_cell + i as u64, (w[1] - w[0]) as usize)
-            })
-    };
-    let cells = id_array(&ids.cell, cell_of_row())?;
-    let genes = id_array(&ids.gene, entries.genes.iter().map(|&g| g as u64))?;
-    let values = value_array(value_type, &entries.values);
-    let stats = match value_type {
-        // The full-pass probe proved every value integral in [0, 65535]: stored exactly.
-        ValueType::UInt16 | ValueType::Float32 => {
-            ValueStats::of(entries.values.iter().map(|&x| x as f64))
-        }
-    };
-    if cells.len() != n {
+    if entries.offsets.last().map_or(0, |&o| o as usize) != n {
         return Err(Error::Internal(format!(
-            "chunk offsets cover {} rows but hold {n} entries",
-            cells.len()
+            "chunk offsets cover {:?} rows but hold {n} entries",
+            entries.offsets.last()
         )));
     }
+    let cells = cell_id_array(&ids.cell, first_cell, &entries.offsets)?;
+    let genes = id_array(&ids.gene, entries.genes.iter().map(|&g| g as u64))?;
+    let values = value_array(value_type, &entries.values)
+        .map_err(|value| too_narrow(input, value, first_cell))?;
+    let stats = ValueStats::of_f32(&entries.values);
     let batch = RecordBatch::try_new(schema.clone(), vec![cells, genes, values])
         .map_err(|e| Error::Internal(format!("expression batch: {e}")))?;
     Ok((batch, stats))
+}
+
+fn too_narrow(input: &Path, value: f32, first_cell: u64) -> Error {
+    Error::ValueTypeTooNarrow {
+        path: input.to_path_buf(),
+        value,
+        first_cell,
+    }
+}
+
+/// The cell id of every row: cell `first_cell + i` repeated for each of its entries.
+fn cell_id_array(dtype: &DataType, first_cell: u64, offsets: &[u64]) -> Result<ArrayRef> {
+    fn repeat<T: Copy>(offsets: &[u64], id: impl Fn(u64) -> T) -> Vec<T> {
+        let mut out = Vec::with_capacity(offsets.last().map_or(0, |&o| o as usize));
+        for (i, w) in offsets.windows(2).enumerate() {
+            out.resize(w[1] as usize, id(i as u64));
+        }
+        out
+    }
+    Ok(match dtype {
+        DataType::Int32 => Arc::new(Int32Array::from(repeat(offsets, |i| {
+            (first_cell + i) as i32
+        }))),
+        DataType::UInt32 => Arc::new(UInt32Array::from(repeat(offsets, |i| {
+            (first_cell + i) as u32
+        }))),
+        DataType::Int64 => Arc::new(Int64Array::from(repeat(offsets, |i| {
+            (first_cell + i) as i64
+        }))),
+        other => return Err(Error::Internal(format!("cell id type {other}"))),
+    })
 }
 
 /// The union of stored positions of several sparse sources over the same rows, row-major,
@@ -116,14 +136,26 @@ fn id_array(dtype: &DataType, values: impl Iterator<Item = u64>) -> Result<Array
     })
 }
 
-/// Values in the stored type.
-fn value_array(value_type: ValueType, values: &[f32]) -> ArrayRef {
-    match value_type {
-        ValueType::UInt16 => Arc::new(UInt16Array::from_iter_values(
-            values.iter().map(|&v| v as u16),
-        )),
-        ValueType::Float32 => Arc::new(Float32Array::from_iter_values(values.iter().copied())),
-    }
+/// Values in the stored type. A value uint16 cannot hold exactly is refused (`Err` with
+/// it), never truncated: the plan may have guessed the type from a sample.
+fn value_array(value_type: ValueType, values: &[f32]) -> std::result::Result<ArrayRef, f32> {
+    Ok(match value_type {
+        ValueType::UInt16 => {
+            let stored: Vec<u16> = values.iter().map(|&v| v as u16).collect();
+            // Checked after the cast, in one branch-free pass: a value is exact when it
+            // survives the round trip (NaN, fractions, negatives and >65535 do not).
+            if let Some(&bad) = values
+                .iter()
+                .zip(&stored)
+                .find(|(&v, &s)| s as f32 != v)
+                .map(|(v, _)| v)
+            {
+                return Err(bad);
+            }
+            Arc::new(UInt16Array::from(stored))
+        }
+        ValueType::Float32 => Arc::new(Float32Array::from(values.to_vec())),
+    })
 }
 
 /// The `layers.lance` rows of a chunk: the union of the layers' stored positions, one value
@@ -131,6 +163,7 @@ fn value_array(value_type: ValueType, values: &[f32]) -> ArrayRef {
 /// means there), not null: upstream's reader turns nulls into NaN on its multi-fragment path
 /// (docs/slaf-format.md §2.5).
 pub fn layers_batch(
+    input: &Path,
     schema: &SchemaRef,
     ids: &ExpressionIdTypes,
     layer_types: &[ValueType],
@@ -143,7 +176,7 @@ pub fn layers_batch(
         id_array(&ids.gene, union.cols.iter().map(|&g| g as u64))?,
     ];
     for (values, &t) in union.values.iter().zip(layer_types) {
-        columns.push(value_array(t, values));
+        columns.push(value_array(t, values).map_err(|v| too_narrow(input, v, first_cell))?);
     }
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::Internal(format!("layers batch: {e}")))
@@ -163,7 +196,7 @@ pub fn pairwise_batch(
         id_array(id_type, union.cols.iter().map(|&c| c as u64))?,
     ];
     for values in &union.values {
-        columns.push(value_array(ValueType::Float32, values));
+        columns.push(Arc::new(Float32Array::from(values.clone())));
     }
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::Internal(format!("pairwise batch: {e}")))
@@ -285,7 +318,8 @@ mod tests {
             values: vec![3.0, 1.0, 7.0],
         };
         let (batch, stats) =
-            expression_batch(&schema, &ids, ValueType::UInt16, 5, &entries).unwrap();
+            expression_batch(Path::new("in.h5ad"), &schema, &ids, ValueType::UInt16, 5, &entries)
+                .unwrap();
         let cells: Vec<i32> = batch
             .column(0)
             .as_primitive::<Int32Type>()

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use arrow::array::{RecordBatch, RecordBatchIterator};
 use arrow::datatypes::SchemaRef;
 use lance::dataset::fragment::write::FragmentCreateBuilder;
+use lance::deps::datafusion::error::DataFusionError;
+use lance::deps::datafusion::execution::SendableRecordBatchStream;
+use lance::deps::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use lance::dataset::transaction::{Operation, Transaction};
 use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
 use lance::datatypes::Schema as LanceSchema;
@@ -37,7 +40,14 @@ pub fn write_params() -> WriteParams {
     }
 }
 
+/// Sends the record batches of one fragment to its writer task; dropping it ends the fragment.
+pub type BatchSender = tokio::sync::mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>;
+
+/// Batches in flight to one fragment's writer task.
+const FRAGMENT_QUEUE: usize = 1;
+
 /// Writes the fragments of one Lance table and commits them.
+#[derive(Clone)]
 pub struct TableWriter {
     dir: PathBuf,
     uri: String,
@@ -87,6 +97,33 @@ impl TableWriter {
             .await
             .map_err(|e| Error::lance(&self.dir, e))?;
         Ok(Some(fragment))
+    }
+
+    /// Start writing one uncommitted fragment from the batches sent to the returned sender (all
+    /// with the table's schema, at least one non-empty); the task ends with the fragment
+    /// once the sender is dropped.
+    pub fn start_fragment(
+        &self,
+    ) -> Result<(BatchSender, tokio::task::JoinHandle<Result<Option<Fragment>>>)> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(FRAGMENT_QUEUE);
+        let batches = futures::stream::unfold(receiver, |mut r| async move {
+            r.recv().await.map(|batch| (batch, r))
+        });
+        let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            self.arrow_schema.clone(),
+            batches,
+        ));
+        let writer = self.clone();
+        let task = tokio::spawn(async move {
+            let fragment = FragmentCreateBuilder::new(&writer.uri)
+                .schema(&writer.schema)
+                .write_params(&writer.params)
+                .write(stream, None)
+                .await
+                .map_err(|e| Error::lance(&writer.dir, e))?;
+            Ok(Some(fragment))
+        });
+        Ok((sender, task))
     }
 
     /// Make `fragments` the table's contents in one transaction, in the given order.

@@ -178,7 +178,7 @@ pub struct ConvertArgs {
     #[arg(required_unless_present = "manifest")]
     pub input: Option<PathBuf>,
     /// Output directory to create, e.g. out.slaf.
-    #[arg(required_unless_present = "manifest")]
+    #[arg(required_unless_present_any = ["manifest", "read_only"])]
     pub output: Option<PathBuf>,
     /// Convert every input of a YAML manifest instead (plan + every shard + commit, in this
     /// process); the other conversion options come from the manifest.
@@ -191,6 +191,11 @@ pub struct ConvertArgs {
     /// been read successfully).
     #[arg(long)]
     pub overwrite: bool,
+    /// Read and decode every value and build every record batch exactly as a conversion
+    /// does, then drop them: nothing is written and OUTPUT is not needed. bench/ measures
+    /// conversions against this floor.
+    #[arg(long)]
+    pub read_only: bool,
     /// Integer types of expression.lance's id columns.
     #[arg(long, value_enum, default_value_t = IdTypesArg::Int32)]
     pub id_types: IdTypesArg,

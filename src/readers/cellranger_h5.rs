@@ -13,7 +13,7 @@ use arrow::datatypes::Field;
 use super::hdf5_matrix::MatrixSource;
 use super::hdf5_util as h5;
 use super::tenx::{Features, GeneSelection, TenxOptions};
-use super::{CellChunk, CellRange, InputLayout, InputParts, InputReader, MatrixScan};
+use super::{CellChunk, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan};
 use crate::error::{Error, Result};
 
 /// Cells read per block when scanning a filtered matrix.
@@ -168,11 +168,11 @@ impl InputReader for CellRangerReader {
         &self.parts
     }
 
-    fn scan(&mut self) -> Result<MatrixScan> {
+    fn scan(&mut self, values: ValueScan) -> Result<MatrixScan> {
         if self.genes.remap.is_none() {
             return self
                 .matrix
-                .scan(&self.path, self.layout.n_cells, self.n_features);
+                .scan(&self.path, self.layout.n_cells, self.n_features, values);
         }
         // Filtered features: count what is kept, cell block by cell block. The value type is
         // decided over every stored value (a superset of the kept ones: never too narrow).
@@ -190,6 +190,7 @@ impl InputReader for CellRangerReader {
             value_type,
             layer_types: Vec::new(),
             row_offsets,
+            types_guessed: false,
         })
     }
 

@@ -23,7 +23,7 @@ use super::hdf5_matrix::MatrixSource;
 use super::hdf5_util as h5;
 use super::{
     Axis, CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan,
-    RawMode, ReadOptions,
+    RawMode, ReadOptions, ValueScan,
 };
 use crate::error::{Error, Result};
 use crate::schema::{columns, sanitise_column_names};
@@ -217,12 +217,20 @@ impl InputReader for H5adReader {
         &self.parts
     }
 
-    fn scan(&mut self) -> Result<MatrixScan> {
+    fn scan(&mut self, values: ValueScan) -> Result<MatrixScan> {
         let (n_cells, n_genes) = (self.layout.n_cells, self.layout.n_genes);
-        let mut scan = self.matrix.scan(&self.path, n_cells, n_genes)?;
+        let mut scan = self.matrix.scan(&self.path, n_cells, n_genes, values)?;
         for (_, layer) in &self.layers {
-            scan.layer_types
-                .push(layer.value_type(&self.path, n_cells, n_genes)?);
+            let guess = match values {
+                ValueScan::RowsOnly => layer.guess_value_type(&self.path)?,
+                ValueScan::Full => None,
+            };
+            scan.types_guessed |= guess.is_some();
+            let value_type = match guess {
+                Some(t) => t,
+                None => layer.value_type(&self.path, n_cells, n_genes)?,
+            };
+            scan.layer_types.push(value_type);
         }
         Ok(scan)
     }

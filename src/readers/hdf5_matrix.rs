@@ -8,13 +8,15 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use hdf5::{Dataset, Group};
 
+use super::hdf5_direct::StoredArray;
 use super::hdf5_util as h5;
 use crate::error::{Error, Result};
 use crate::readers::spill::CellBuckets;
-use crate::readers::{CellEntries, CellRange, MatrixScan};
+use crate::readers::{CellEntries, CellRange, MatrixScan, ValueScan};
 use crate::schema::ValueType;
 use crate::schema::ValueTypeProbe;
 
@@ -35,22 +37,27 @@ pub enum MatrixSource {
 /// The three arrays of a compressed sparse matrix.
 #[derive(Debug)]
 pub struct Compressed {
-    data: Dataset,
-    indices: Dataset,
-    indptr: Dataset,
+    data: StoredArray,
+    indices: StoredArray,
+    indptr: StoredArray,
 }
 
 impl Compressed {
     /// The `data`/`indices`/`indptr` datasets of `group`, checked against `major` (the
     /// number of rows of CSR, columns of CSC).
     fn open(path: &Path, group: &Group, major: u64) -> Result<Self> {
+        let data = h5::dataset(path, group, "data")?;
+        let indices = h5::dataset(path, group, "indices")?;
+        let indptr = h5::dataset(path, group, "indptr")?;
+        check_numeric(path, &data)?;
+        // The same file opened once more for the direct reads of the three arrays.
+        let file = Arc::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
         let c = Compressed {
-            data: h5::dataset(path, group, "data")?,
-            indices: h5::dataset(path, group, "indices")?,
-            indptr: h5::dataset(path, group, "indptr")?,
+            data: StoredArray::open(path, &file, data)?,
+            indices: StoredArray::open(path, &file, indices)?,
+            indptr: StoredArray::open(path, &file, indptr)?,
         };
-        check_numeric(path, &c.data)?;
-        let n_ptr = h5::len(&c.indptr) as u64;
+        let n_ptr = c.indptr.len() as u64;
         if n_ptr != major + 1 {
             return Err(Error::invalid(
                 path,
@@ -61,14 +68,14 @@ impl Compressed {
                 ),
             ));
         }
-        if h5::len(&c.data) != h5::len(&c.indices) {
+        if c.data.len() != c.indices.len() {
             return Err(Error::invalid(
                 path,
                 format!(
                     "{}: {} values but {} indices",
                     c.data.name(),
-                    h5::len(&c.data),
-                    h5::len(&c.indices)
+                    c.data.len(),
+                    c.indices.len()
                 ),
             ));
         }
@@ -148,7 +155,7 @@ impl MatrixSource {
         let mut probe = ValueTypeProbe::default();
         match self {
             MatrixSource::Csr(c) | MatrixSource::Csc(c, _) => {
-                for_each_block(path, &c.data, |v| probe.observe(v))?
+                probe.observe_fits(c.data.all_f64(path, ValueTypeProbe::fits_u16)?)
             }
             MatrixSource::Dense(ds) => {
                 for rows in dense_row_blocks(n_cells, n_genes) {
@@ -161,24 +168,53 @@ impl MatrixSource {
         Ok(probe.value_type())
     }
 
-    /// One full pass: value type over every stored value, and the row offsets per cell.
-    pub fn scan(&self, path: &Path, n_cells: u64, n_genes: u64) -> Result<MatrixScan> {
+    /// The value type from a sample of the stored values, for sparse matrices (whose
+    /// values can be checked as they are written); `None` for dense ones.
+    pub fn guess_value_type(&self, path: &Path) -> Result<Option<ValueType>> {
+        const SAMPLE: usize = 1 << 16;
+        match self {
+            MatrixSource::Csr(c) | MatrixSource::Csc(c, _) => {
+                let sample = c.data.read_f64(path, 0..c.data.len().min(SAMPLE))?;
+                let mut probe = ValueTypeProbe::default();
+                probe.observe(&sample);
+                Ok(Some(probe.value_type()))
+            }
+            MatrixSource::Dense(_) => Ok(None),
+        }
+    }
+
+    /// The row offsets per cell, and the value type: over every stored value, or for CSR
+    /// with [`ValueScan::RowsOnly`] from a sample (the row offsets are the indptr).
+    pub fn scan(
+        &self,
+        path: &Path,
+        n_cells: u64,
+        n_genes: u64,
+        values: ValueScan,
+    ) -> Result<MatrixScan> {
         let mut probe = ValueTypeProbe::default();
+        // Set when the value type is known without the full pass over the values.
+        let mut known = None;
         let row_offsets = match self {
             MatrixSource::Csr(c) => {
                 let indptr = read_indptr(path, c, n_cells)?;
-                for_each_block(path, &c.data, |v| probe.observe(v))?;
+                if values == ValueScan::RowsOnly {
+                    known = self.guess_value_type(path)?;
+                }
+                if known.is_none() {
+                    probe.observe_fits(c.data.all_f64(path, ValueTypeProbe::fits_u16)?);
+                }
                 let base = indptr[0];
                 indptr.iter().map(|p| (p - base) as u64).collect()
             }
             MatrixSource::Csc(c, _) => {
                 let _ = read_indptr(path, c, n_genes)?;
                 let mut counts = vec![0u64; n_cells as usize];
-                let n = h5::len(&c.indices);
+                let n = c.indices.len();
                 let mut start = 0;
                 while start < n {
                     let end = (start + BLOCK).min(n);
-                    for cell in h5::read_i64(path, &c.indices, start..end)? {
+                    for cell in c.indices.read_i64(path, start..end)? {
                         let slot = usize::try_from(cell)
                             .ok()
                             .and_then(|i| counts.get_mut(i))
@@ -195,7 +231,7 @@ impl MatrixSource {
                     }
                     start = end;
                 }
-                for_each_block(path, &c.data, |v| probe.observe(v))?;
+                probe.observe_fits(c.data.all_f64(path, ValueTypeProbe::fits_u16)?);
                 prefix_sum(&counts)
             }
             MatrixSource::Dense(ds) => {
@@ -213,9 +249,11 @@ impl MatrixSource {
             }
         };
         Ok(MatrixScan {
-            value_type: probe.value_type(),
+            value_type: known.unwrap_or(probe.value_type()),
             layer_types: Vec::new(),
             row_offsets,
+            // A sample holding a value that is not a count settles float32; uint16 is a guess.
+            types_guessed: known == Some(ValueType::UInt16),
         })
     }
 
@@ -243,11 +281,9 @@ impl MatrixSource {
         let n = cells.len() as usize;
         match self {
             MatrixSource::Csr(c) => {
-                let ptr = h5::read_i64(
-                    path,
-                    &c.indptr,
-                    cells.start as usize..cells.end as usize + 1,
-                )?;
+                let ptr = c
+                    .indptr
+                    .read_i64(path, cells.start as usize..cells.end as usize + 1)?;
                 let (lo, hi) = (ptr[0], ptr[n]);
                 if ptr.windows(2).any(|w| w[1] < w[0]) || lo < 0 {
                     return Err(Error::invalid(
@@ -255,12 +291,12 @@ impl MatrixSource {
                         format!("{}: not a non-decreasing pointer array", c.indptr.name()),
                     ));
                 }
-                let genes = h5::read_i64(path, &c.indices, lo as usize..hi as usize)?;
-                let values = h5::read_numeric::<f32>(path, &c.data, lo as usize..hi as usize)?;
+                let genes = c.indices.read_u32(path, lo as usize..hi as usize)?;
+                let values = c.data.read_f32(path, lo as usize..hi as usize)?;
                 let offsets: Vec<u64> = ptr.iter().map(|p| (p - lo) as u64).collect();
                 let mut entries = CellEntries {
                     offsets,
-                    genes: checked_genes(path, &c.indices, genes, n_genes)?,
+                    genes: checked_genes(path, &c.indices, genes, lo as usize, n_genes)?,
                     values,
                 };
                 entries.sort_within_cells();
@@ -311,8 +347,8 @@ fn check_numeric(path: &Path, ds: &Dataset) -> Result<()> {
 }
 
 fn read_indptr(path: &Path, c: &Compressed, major: u64) -> Result<Vec<i64>> {
-    let indptr = h5::read_i64(path, &c.indptr, 0..major as usize + 1)?;
-    let n = h5::len(&c.indices) as i64;
+    let indptr = c.indptr.read_i64(path, 0..major as usize + 1)?;
+    let n = c.indices.len() as i64;
     if indptr.windows(2).any(|w| w[1] < w[0]) || indptr[0] < 0 || indptr[major as usize] > n {
         return Err(Error::invalid(
             path,
@@ -325,31 +361,29 @@ fn read_indptr(path: &Path, c: &Compressed, major: u64) -> Result<Vec<i64>> {
     Ok(indptr)
 }
 
-fn checked_genes(path: &Path, ds: &Dataset, genes: Vec<i64>, n_genes: u64) -> Result<Vec<u32>> {
-    genes
-        .into_iter()
-        .map(|g| {
-            if g >= 0 && (g as u64) < n_genes {
-                Ok(g as u32)
-            } else {
-                Err(Error::invalid(
-                    path,
-                    format!("{}: gene index {g} outside 0..{n_genes}", ds.name()),
-                ))
-            }
-        })
-        .collect()
-}
-
-fn for_each_block(path: &Path, ds: &Dataset, mut f: impl FnMut(&[f64])) -> Result<()> {
-    let n = h5::len(ds);
-    let mut start = 0;
-    while start < n {
-        let end = (start + BLOCK).min(n);
-        f(&h5::read_f64(path, ds, start..end)?);
-        start = end;
-    }
-    Ok(())
+/// Gene indices as read by [`StoredArray::read_u32`] (bad ones are `u32::MAX`), checked
+/// against `n_genes`; an error quotes the stored value at its position (`first` is the
+/// position of `genes[0]`).
+fn checked_genes(
+    path: &Path,
+    indices: &StoredArray,
+    genes: Vec<u32>,
+    first: usize,
+    n_genes: u64,
+) -> Result<Vec<u32>> {
+    let Some(bad) = genes.iter().position(|&g| g as u64 >= n_genes) else {
+        return Ok(genes);
+    };
+    let at = first + bad;
+    let stored = indices.read_i64(path, at..at + 1)?;
+    Err(Error::invalid(
+        path,
+        format!(
+            "{}: gene index {} outside 0..{n_genes}",
+            indices.name(),
+            stored[0]
+        ),
+    ))
 }
 
 fn prefix_sum(counts: &[u64]) -> Vec<u64> {
@@ -385,8 +419,8 @@ fn transpose(
     let mut start = indptr[0] as usize;
     while start < total {
         let end = (start + BLOCK).min(total);
-        let cells = h5::read_i64(path, &c.indices, start..end)?;
-        let values = h5::read_numeric::<f32>(path, &c.data, start..end)?;
+        let cells = c.indices.read_i64(path, start..end)?;
+        let values = c.data.read_f32(path, start..end)?;
         for (k, (&cell, &value)) in cells.iter().zip(&values).enumerate() {
             let pos = (start + k) as i64;
             while indptr[gene + 1] <= pos {

@@ -17,7 +17,7 @@ use arrow::datatypes::Field;
 
 use super::spill::CellBuckets;
 use super::tenx::{Features, GeneSelection, TenxOptions};
-use super::{CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan};
+use super::{CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan};
 use crate::error::{Error, Result};
 use crate::schema::ValueTypeProbe;
 
@@ -373,7 +373,8 @@ impl InputReader for MtxReader {
         &self.parts
     }
 
-    fn scan(&mut self) -> Result<MatrixScan> {
+    fn scan(&mut self, _values: ValueScan) -> Result<MatrixScan> {
+        // The row counts need every entry anyway: the value type comes exact for free.
         let mut probe = ValueTypeProbe::default();
         let mut counts = vec![0u64; self.layout.n_cells as usize];
         let mut entries = self.entries()?;
@@ -406,6 +407,7 @@ impl InputReader for MtxReader {
             value_type: probe.value_type(),
             layer_types: Vec::new(),
             row_offsets,
+            types_guessed: false,
         })
     }
 
@@ -537,7 +539,7 @@ mod tests {
 
     fn read_all(dir: &Path) -> Result<(MatrixScan, Vec<CellEntries>)> {
         let mut r = MtxReader::open(dir, &TenxOptions::default())?;
-        let scan = r.scan()?;
+        let scan = r.scan(ValueScan::Full)?;
         let chunks = r
             .chunks(CellRange::new(0, 3), 2)?
             .map(|c| c.map(|c| c.entries))
@@ -571,11 +573,11 @@ mod tests {
         };
         let (sorted_dir, unsorted_dir) = (write_dir(sorted), write_dir(unsorted));
         let mut r = MtxReader::open(sorted_dir.path(), &TenxOptions::default()).unwrap();
-        r.scan().unwrap();
+        r.scan(ValueScan::Full).unwrap();
         assert_eq!(r.cells_sorted(), Some(true));
         assert_eq!(
             MtxReader::open(unsorted_dir.path(), &TenxOptions::default())
-                .and_then(|mut r| r.scan().map(|_| r.cells_sorted()))
+                .and_then(|mut r| r.scan(ValueScan::Full).map(|_| r.cells_sorted()))
                 .unwrap(),
             Some(false)
         );

@@ -322,3 +322,94 @@ fn test_zero_cells() {
         5
     );
 }
+
+/// Re-create `X/<name>` of `file` with `build`'s storage (chunking, filters), same values.
+fn restore_x_array<T: hdf5::H5Type + Clone>(
+    file: &hdf5::File,
+    name: &str,
+    build: impl Fn(hdf5::DatasetBuilder) -> hdf5::DatasetBuilder,
+) {
+    let x = file.group("X").unwrap();
+    let values: Vec<T> = x.dataset(name).unwrap().read_raw().unwrap();
+    x.unlink(name).unwrap();
+    let ds = build(x.new_dataset_builder())
+        .with_data(&values)
+        .create(name)
+        .unwrap();
+    drop(ds);
+}
+
+/// Run convert with info-level JSON logs; returns stderr.
+fn convert_logged(input: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> String {
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
+        .args(["--log-format", "json", "convert"])
+        .arg(input)
+        .arg(output)
+        .args(extra)
+        .env("SLAF_CONVERT_LOG", "info"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "convert failed: {stderr}");
+    stderr
+}
+
+/// X's arrays stored as HDF5 files in the wild store them: gzip'd chunks (anndata's
+/// compression="gzip"), shuffle + gzip, chunks that do not divide the length, no filter, and
+/// lzf, which the direct chunk reader leaves to the HDF5 library (and says so). Every storage
+/// converts to the same rows.
+#[test]
+fn test_x_storage_variants() {
+    let m = sample_matrix(57, 40, 11);
+    type Build = fn(hdf5::DatasetBuilder) -> hdf5::DatasetBuilder;
+    let variants: [(&str, Build, bool); 5] = [
+        ("deflate", |b| b.chunk(48).deflate(4), false),
+        ("shuffle-deflate", |b| b.chunk(50).shuffle().deflate(6), false),
+        ("odd-chunks", |b| b.chunk(7).deflate(1), false),
+        ("chunked-plain", |b| b.chunk(33), false),
+        ("lzf", |b| b.chunk(48).lzf(), true),
+    ];
+    for (name, build, library) in variants {
+        let dir = tmp();
+        let input = at(&dir, "x.h5ad");
+        write_h5ad_with(&input, &m, Storage::Csr, |file| {
+            restore_x_array::<f32>(file, "data", build);
+            restore_x_array::<i32>(file, "indices", build);
+            restore_x_array::<i32>(file, "indptr", build);
+        });
+        let logs = convert_logged(&input, &at(&dir, "x.slaf"), &["--chunk-size", "9"]);
+        check_dataset(&at(&dir, "x.slaf"), &m);
+        assert_eq!(
+            logs.contains("\"event\":\"read.library\""),
+            library,
+            "{name}: library fallback logged only for lzf: {logs}"
+        );
+    }
+}
+
+/// convert reads X once: the value type comes from a sample of the values and every value is
+/// checked as it is written. A fraction past the sample restarts the conversion from an exact
+/// plan, and nothing of the first attempt is left in the output.
+#[test]
+fn test_value_type_guess_is_checked() {
+    let dir = tmp();
+    let mut m = Matrix {
+        rows: (0..80)
+            .map(|i| (0..1000).map(|j| ((i + j) % 7 + 1) as f64).collect())
+            .collect(),
+        n_genes: 1000,
+    };
+    m.rows[79][999] = 2.5;
+    let input = at(&dir, "x.h5ad");
+    write_h5ad(&input, &m, Storage::Csr);
+    let logs = convert_logged(&input, &at(&dir, "x.slaf"), &["--chunk-size", "10"]);
+    assert!(logs.contains("\"event\":\"convert.replanned\""), "{logs}");
+    check_dataset(&at(&dir, "x.slaf"), &m);
+    let expression = at(&dir, "x.slaf").join("expression.lance");
+    let expr = read_table(&expression);
+    assert_eq!(
+        expr.schema().field_with_name("value").unwrap().data_type(),
+        &arrow::datatypes::DataType::Float32
+    );
+    let data_files = std::fs::read_dir(expression.join("data")).unwrap().count();
+    assert_eq!(data_files, fragment_count(&expression), "no files of the first attempt");
+    assert_eq!(data_files, 8);
+}

@@ -1,0 +1,266 @@
+"""Run the conversion benchmark and write bench/RESULTS.md (called by bench/run.sh).
+
+usage: run.py BIN WORKDIR RESULTS_MD [--rounds N] [--skip-1m] [--skip-tiledb]
+
+Per file, the tools run one after the other and the whole set is repeated --rounds times in
+alternation (A B C D, A B C D, ...), so a slow patch of the machine hits every tool alike;
+each figure is the median over the rounds. Every run is timed by /usr/bin/time (wall, user +
+system CPU, peak RSS of the process tree's largest process); the output size is the sum of
+the output's file sizes. Nothing is cached between runs but the page cache, which holds the
+input for every tool alike.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_timed(name, argv, out_dir=None, env=None):
+    """Run argv under /usr/bin/time; return wall, cpu, rss and output size."""
+    if out_dir is not None and Path(out_dir).exists():
+        shutil.rmtree(out_dir)
+    tfile = Path(os.environ.get("TMPDIR", "/tmp")) / f"slaf-bench-time-{os.getpid()}.txt"
+    cmd = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(tfile), *argv]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        raise SystemExit(f"bench: {name} failed (exit {proc.returncode}): {' '.join(argv)}")
+    wall, user, system, rss_kb = tfile.read_text().split()[-4:]
+    size = dir_size(out_dir) if out_dir else None
+    # /usr/bin/time reports KiB: rss_mb is MiB. Output sizes are MB (10^6 bytes).
+    result = {"wall": float(wall), "cpu": float(user) + float(system),
+              "rss_mb": int(rss_kb) / 1024, "size_mb": size}
+    print(f"  {name}: {result['wall']:.2f} s wall, {result['cpu']:.2f} s CPU, "
+          f"{result['rss_mb']:.0f} MiB peak" + (f", {size:.1f} MB out" if size else ""),
+          flush=True)
+    return result
+
+
+def dir_size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total / 1e6
+
+
+def median_of(runs):
+    keys = runs[0].keys()
+    return {k: (statistics.median(r[k] for r in runs) if runs[0][k] is not None else None)
+            for k in keys}
+
+
+def tools_for(bin_path, venv_bin, work, h5ad, tag, skip_tiledb):
+    out = work / "out"
+    tools = {
+        "slaf-convert convert": (
+            [bin_path, "-q", "convert", str(h5ad), str(out / f"{tag}-ours.slaf")],
+            out / f"{tag}-ours.slaf"),
+        "slaf-convert read-only floor": (
+            [bin_path, "-q", "convert", "--read-only", str(h5ad)], None),
+        "upstream slaf convert": (
+            [str(venv_bin / "slaf"), "convert", str(h5ad), str(out / f"{tag}-upstream.slaf")],
+            out / f"{tag}-upstream.slaf"),
+    }
+    if not skip_tiledb:
+        soma = out / f"{tag}-soma"
+        tools["TileDB-SOMA from_h5ad"] = (
+            [str(venv_bin / "python"), "-c",
+             "import sys, tiledbsoma.io; "
+             "tiledbsoma.io.from_h5ad(sys.argv[1], sys.argv[2], measurement_name='RNA')",
+             str(soma), str(h5ad)],
+            soma)
+    return tools
+
+
+def bench_file(label, tools, rounds):
+    print(f"{label}:", flush=True)
+    runs = {name: [] for name in tools}
+    for r in range(rounds):
+        for name, (argv, out_dir) in tools.items():
+            runs[name].append(run_timed(f"[{r + 1}/{rounds}] {name}", argv, out_dir))
+    return {name: median_of(rs) for name, rs in runs.items()}
+
+
+def bench_split(bin_path, work, h5ad, shards):
+    """plan + N shared-target shards (one after the other) + commit, each timed."""
+    out = work / "out" / "split.slaf"
+    if out.exists():
+        shutil.rmtree(out)
+    manifest = work / "split.manifest.yaml"
+    manifest.write_text(f"output: {out}\ninputs:\n  - path: {h5ad}\n")
+    plan = work / "split.plan.json"
+    steps = [("plan", [bin_path, "-q", "plan", str(manifest), "-o", str(plan),
+                       "--shards", str(shards)])]
+    steps += [(f"shard {i}", [bin_path, "-q", "shard", str(plan), "--index", str(i),
+                              "--shared-target"]) for i in range(shards)]
+    steps.append(("commit", [bin_path, "-q", "commit", str(plan)]))
+    print(f"split into {shards} shards:", flush=True)
+    results = {name: run_timed(name, argv) for name, argv in steps}
+    total = {"wall": sum(r["wall"] for r in results.values()),
+             "cpu": sum(r["cpu"] for r in results.values()),
+             "rss_mb": max(r["rss_mb"] for r in results.values()),
+             "size_mb": dir_size(out)}
+    return {"steps": results, "total": total}
+
+
+def versions(bin_path, venv_bin):
+    def out(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    py = str(venv_bin / "python")
+    pkgs = out([py, "-c", "import importlib.metadata as m; print(' '.join(f'{p}=={m.version(p)}' "
+                "for p in ['slafdb', 'pylance', 'tiledbsoma', 'anndata', 'h5py']))"])
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return {
+        "slaf-convert": out([bin_path, "--version"]),
+        "rustc": out(["rustc", "--version"]),
+        "python": platform.python_version(),
+        "packages": pkgs,
+        "machine": f"{os.cpu_count()} cores ({cpu}), {mem / 1024 / 1024:.1f} GiB memory, "
+                   f"{platform.system()} {platform.release()}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def fmt(v, unit=""):
+    return "—" if v is None else f"{v:,.2f}{unit}" if v < 100 else f"{v:,.0f}{unit}"
+
+
+def table(rows, ours="slaf-convert convert"):
+    """Markdown table of one file's medians with ratios to slaf-convert convert."""
+    base = rows[ours]
+    lines = ["| tool | wall s | CPU s | peak RSS MiB | output MB | wall ÷ ours | CPU ÷ ours |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {fmt(r['wall'])} | {fmt(r['cpu'])} | {fmt(r['rss_mb'])} | "
+                     f"{fmt(r['size_mb'])} | {r['wall'] / base['wall']:.2f} | "
+                     f"{r['cpu'] / base['cpu']:.2f} |")
+    return "\n".join(lines)
+
+
+def targets(results):
+    """Each target of the performance issue, with the measured ratio and a verdict."""
+    out = []
+
+    def check(what, value, limit, higher_is_better):
+        ok = value >= limit if higher_is_better else value <= limit
+        op = "≥" if higher_is_better else "≤"
+        out.append(f"| {what} | {value:.2f} | {op} {limit:g} | {'met' if ok else 'MISSED'} |")
+
+    g = results.get("100k gzip")
+    if g:
+        ours = g["slaf-convert convert"]
+        check("gzip: upstream wall ÷ ours", g["upstream slaf convert"]["wall"] / ours["wall"], 3, True)
+        if "TileDB-SOMA from_h5ad" in g:
+            check("gzip: TileDB-SOMA wall ÷ ours",
+                  g["TileDB-SOMA from_h5ad"]["wall"] / ours["wall"], 30, True)
+        check("gzip: ours wall ÷ read-only floor",
+              ours["wall"] / g["slaf-convert read-only floor"]["wall"], 1.3, False)
+        check("gzip: peak RSS MiB (100k)", ours["rss_mb"], 256, False)
+        check("gzip: output ÷ upstream output",
+              ours["size_mb"] / g["upstream slaf convert"]["size_mb"], 1.0, False)
+    u = results.get("100k uncompressed")
+    if u:
+        ours = u["slaf-convert convert"]
+        check("uncompressed: upstream wall ÷ ours",
+              u["upstream slaf convert"]["wall"] / ours["wall"], 1.5, True)
+        check("uncompressed: ours wall ÷ read-only floor",
+              ours["wall"] / u["slaf-convert read-only floor"]["wall"], 1.3, False)
+    m = results.get("1M gzip")
+    if m:
+        check("1M gzip: peak RSS MiB", m["slaf-convert convert"]["rss_mb"], 256, False)
+        s = results.get("1M split")
+        if s:
+            check("1M: plan + 8 shards + commit CPU ÷ convert CPU",
+                  s["total"]["cpu"] / m["slaf-convert convert"]["cpu"], 1.15, False)
+            check("1M: commit wall ÷ convert wall",
+                  s["steps"]["commit"]["wall"] / m["slaf-convert convert"]["wall"], 0.05, False)
+    return ["| target | measured | limit | |", "|---|---|---|---|", *out]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin")
+    ap.add_argument("work", type=Path)
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-1m", action="store_true")
+    ap.add_argument("--skip-tiledb", action="store_true")
+    args = ap.parse_args()
+    venv_bin = Path(sys.executable).parent
+    work = args.work
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    gen = HERE / "make_bench_h5ad.py"
+    files = {"100k gzip": (work / "x_100k_gzip.h5ad", ["100000"]),
+             "100k uncompressed": (work / "x_100k_raw.h5ad", ["100000", "--uncompressed"])}
+    if not args.skip_1m:
+        files["1M gzip"] = (work / "x_1m_gzip.h5ad", ["1000000"])
+    for path, gen_args in files.values():
+        if not path.exists():
+            print(f"generating {path} ...", flush=True)
+            subprocess.run([sys.executable, str(gen), str(path), *gen_args], check=True)
+
+    results = {}
+    for label, (path, _) in files.items():
+        big = label.startswith("1M")
+        tools = tools_for(args.bin, venv_bin, work, path, label.replace(" ", "-"),
+                          args.skip_tiledb or label != "100k gzip")
+        # One round of the 1M file: it is there for memory flatness and the split, not speed.
+        results[label] = bench_file(label, tools, 1 if big else args.rounds)
+        shutil.rmtree(work / "out", ignore_errors=True)
+        (work / "out").mkdir()
+    if not args.skip_1m:
+        results["1M split"] = bench_split(args.bin, work, files["1M gzip"][0], 8)
+        shutil.rmtree(work / "out", ignore_errors=True)
+
+    info = versions(args.bin, venv_bin)
+    (work / "results.json").write_text(json.dumps({"versions": info, "results": results},
+                                                  indent=2))
+    md = ["# Benchmark results", "",
+          "Written by `bench/run.sh`; the figures are the medians of "
+          f"{args.rounds} alternating rounds (one round for the 1M-cell file).", "",
+          f"- Machine: {info['machine']}",
+          f"- slaf-convert: {info['slaf-convert']} (release build, {info['rustc']})",
+          f"- Reference tools: Python {info['python']}, {info['packages']}",
+          f"- Run: {info['date']}", "",
+          "Inputs: seeded by `bench/make_bench_h5ad.py`, 20,000 genes, integer counts stored as "
+          "float32, 5.98 % dense, CSR as anndata writes it (gzip level 4 with h5py's chunking, "
+          "or uncompressed).", ""]
+    for label, rows in results.items():
+        if label.endswith("split"):
+            continue
+        md += [f"## {label}", "", table(rows), ""]
+    if "1M split" in results:
+        s = results["1M split"]
+        md += ["## 1M gzip, as a workflow: plan + 8 shards + commit", "",
+               "| step | wall s | CPU s | peak RSS MiB |", "|---|---|---|---|"]
+        for name, r in s["steps"].items():
+            md.append(f"| {name} | {fmt(r['wall'])} | {fmt(r['cpu'])} | {fmt(r['rss_mb'])} |")
+        t = s["total"]
+        md += [f"| **total** | {fmt(t['wall'])} | {fmt(t['cpu'])} | {fmt(t['rss_mb'])} (max) |",
+               ""]
+    md += ["## Targets", "", *targets(results), ""]
+    args.results.write_text("\n".join(md))
+    print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,648 @@
+//! Direct reads of 1-D HDF5 datasets (X's `data`, `indices`, `indptr`), bypassing the library.
+//!
+//! The HDF5 library serialises every call behind one global lock, decompression included, so
+//! reading a gzip'd matrix through it keeps one core busy inflating while the other waits.
+//! Here the library is asked only where each chunk lies (under its lock, once per dataset);
+//! the chunks' bytes are then read with positioned reads and inflated with libdeflate on
+//! rayon's pool, and the little-endian elements are decoded in Rust.
+//!
+//! Handled: contiguous storage, and chunked storage whose filters are any of deflate and
+//! shuffle, for little-endian integers and floats. Anything else (lzf, szip, blosc,
+//! checksums, big-endian types, user blocks, unwritten chunks) returns `None` from
+//! [`DirectArray::open`] with the reason, and the caller reads through the library.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hdf5::datatype::ByteOrder;
+use hdf5::filters::Filter;
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
+use hdf5::Dataset;
+use rayon::prelude::*;
+
+use super::hdf5_util as h5;
+use crate::error::{Error, Result};
+
+/// The stored element type (always little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Element {
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    F32,
+    F64,
+}
+
+impl Element {
+    fn of(descriptor: &TypeDescriptor) -> Option<Self> {
+        use TypeDescriptor as T;
+        Some(match descriptor {
+            T::Integer(IntSize::U1) => Element::I8,
+            T::Integer(IntSize::U2) => Element::I16,
+            T::Integer(IntSize::U4) => Element::I32,
+            T::Integer(IntSize::U8) => Element::I64,
+            T::Unsigned(IntSize::U1) => Element::U8,
+            T::Unsigned(IntSize::U2) => Element::U16,
+            T::Unsigned(IntSize::U4) => Element::U32,
+            T::Unsigned(IntSize::U8) => Element::U64,
+            T::Float(FloatSize::U4) => Element::F32,
+            T::Float(FloatSize::U8) => Element::F64,
+            _ => return None,
+        })
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Element::I8 | Element::U8 => 1,
+            Element::I16 | Element::U16 => 2,
+            Element::I32 | Element::U32 | Element::F32 => 4,
+            Element::I64 | Element::U64 | Element::F64 => 8,
+        }
+    }
+}
+
+/// A numeric type elements are decoded into (`as` conversion, as HDF5's own conversion to a
+/// float or wider integer type does).
+pub trait Decode: Copy + Default + Send + Sync + 'static {
+    /// Append the little-endian `elements` of type `element` in `bytes` to `out`.
+    #[doc(hidden)]
+    fn decode_into(bytes: &[u8], element: ElementKind, out: &mut [Self]);
+}
+
+/// Opaque handle on the stored element type, for [`Decode`].
+#[derive(Debug, Clone, Copy)]
+pub struct ElementKind(Element);
+
+macro_rules! impl_decode {
+    ($($t:ty),*) => {$(
+        impl Decode for $t {
+            fn decode_into(bytes: &[u8], element: ElementKind, out: &mut [Self]) {
+                macro_rules! run {
+                    ($src:ty) => {
+                        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(size_of::<$src>())) {
+                            *o = <$src>::from_le_bytes(b.try_into().unwrap()) as $t;
+                        }
+                    };
+                }
+                match element.0 {
+                    Element::I8 => run!(i8),
+                    Element::I16 => run!(i16),
+                    Element::I32 => run!(i32),
+                    Element::I64 => run!(i64),
+                    Element::U8 => run!(u8),
+                    Element::U16 => run!(u16),
+                    Element::U32 => run!(u32),
+                    Element::U64 => run!(u64),
+                    Element::F32 => run!(f32),
+                    Element::F64 => run!(f64),
+                }
+            }
+        }
+    )*};
+}
+impl_decode!(f32, f64, i64);
+
+/// Indices: anything that is not an integer in 0..u32::MAX becomes u32::MAX, which no
+/// dimension reaches, so the caller's bounds check refuses it.
+impl Decode for u32 {
+    fn decode_into(bytes: &[u8], element: ElementKind, out: &mut [Self]) {
+        macro_rules! run {
+            ($src:ty) => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(size_of::<$src>())) {
+                    *o = u32::try_from(<$src>::from_le_bytes(b.try_into().unwrap()))
+                        .unwrap_or(u32::MAX);
+                }
+            };
+        }
+        match element.0 {
+            Element::I8 => run!(i8),
+            Element::I16 => run!(i16),
+            Element::I32 => run!(i32),
+            Element::I64 => run!(i64),
+            Element::U8 => run!(u8),
+            Element::U16 => run!(u16),
+            Element::U32 => run!(u32),
+            Element::U64 => run!(u64),
+            Element::F32 | Element::F64 => out.fill(u32::MAX),
+        }
+    }
+}
+
+/// Where the elements are.
+#[derive(Debug)]
+enum Storage {
+    /// One run of bytes at this file offset.
+    Contiguous { addr: u64 },
+    /// Fixed-size chunks, in element order.
+    Chunked {
+        chunk_len: usize,
+        chunks: Vec<StoredChunk>,
+        shuffle: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct StoredChunk {
+    addr: u64,
+    size: u64,
+    /// Deflate applies to this chunk (not skipped through the chunk's filter mask).
+    deflated: bool,
+    /// Shuffle applies to this chunk.
+    shuffled: bool,
+}
+
+/// A 1-D dataset read without the HDF5 library.
+#[derive(Debug)]
+pub struct DirectArray {
+    path: PathBuf,
+    name: String,
+    file: Arc<File>,
+    element: Element,
+    len: usize,
+    storage: Storage,
+}
+
+impl DirectArray {
+    /// Prepare direct reads of `ds` from the file at `path`; `Ok(Err(reason))` when its storage
+    /// needs the library.
+    pub fn open(
+        path: &Path,
+        file: &Arc<File>,
+        ds: &Dataset,
+    ) -> Result<std::result::Result<Self, String>> {
+        let name = ds.name();
+        let dtype = ds
+            .dtype()
+            .map_err(|e| Error::invalid(path, format!("{name}: {e}")))?;
+        let descriptor = dtype
+            .to_descriptor()
+            .map_err(|e| Error::invalid(path, format!("{name}: {e}")))?;
+        let Some(element) = Element::of(&descriptor) else {
+            return Ok(Err(format!("element type {descriptor}")));
+        };
+        if element.size() > 1 && dtype.byte_order() != ByteOrder::LittleEndian {
+            return Ok(Err("big-endian elements".into()));
+        }
+        if ds.ndim() != 1 {
+            return Ok(Err(format!("{} dimensions", ds.ndim())));
+        }
+        let h5file = ds
+            .file()
+            .map_err(|e| Error::invalid(path, format!("{name}: {e}")))?;
+        if h5file.userblock() != 0 {
+            return Ok(Err("file has a user block".into()));
+        }
+        let len = ds.size();
+        let storage = if ds.is_chunked() {
+            let mut deflate = None;
+            let mut shuffle = None;
+            for (position, filter) in ds.filters().iter().enumerate() {
+                match filter {
+                    Filter::Deflate(_) if deflate.is_none() => deflate = Some(position),
+                    // Shuffle is applied before deflate when writing, so undone after it.
+                    Filter::Shuffle if shuffle.is_none() && deflate.is_none() => {
+                        shuffle = Some(position)
+                    }
+                    other => return Ok(Err(format!("filter {other:?}"))),
+                }
+            }
+            let chunk_len = match ds.chunk().as_deref() {
+                Some([n]) if *n > 0 => *n,
+                other => return Ok(Err(format!("chunk shape {other:?}"))),
+            };
+            let Some(chunks) = chunk_table(ds, len, chunk_len, deflate, shuffle) else {
+                return Ok(Err("a chunk is not written or not found".into()));
+            };
+            Storage::Chunked {
+                chunk_len,
+                chunks,
+                shuffle: shuffle.is_some(),
+            }
+        } else {
+            let addr = hdf5::sync::sync(|| unsafe { hdf5_sys::h5d::H5Dget_offset(ds.id()) });
+            if addr == hdf5_sys::h5::HADDR_UNDEF {
+                if len == 0 {
+                    Storage::Contiguous { addr: 0 }
+                } else {
+                    return Ok(Err("contiguous storage not written (or compact)".into()));
+                }
+            } else {
+                Storage::Contiguous { addr }
+            }
+        };
+        Ok(Ok(DirectArray {
+            path: path.to_path_buf(),
+            name,
+            file: file.clone(),
+            element,
+            len,
+            storage,
+        }))
+    }
+
+    /// Elements `range`, decoded into `T`.
+    pub fn read<T: Decode>(&self, range: Range<usize>) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); range.len()];
+        self.read_into(range, &mut out)?;
+        Ok(out)
+    }
+
+    /// Elements `range` decoded into `out` (`out.len() == range.len()`), chunks inflated in
+    /// parallel.
+    pub fn read_into<T: Decode>(&self, range: Range<usize>, out: &mut [T]) -> Result<()> {
+        if range.end > self.len || range.start > range.end {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "{}: elements {}..{} outside 0..{}",
+                    self.name, range.start, range.end, self.len
+                ),
+            ));
+        }
+        let kind = ElementKind(self.element);
+        let size = self.element.size();
+        match &self.storage {
+            Storage::Contiguous { addr } => {
+                // Decode blocks in parallel; each reads its own bytes.
+                const BLOCK: usize = 1 << 18;
+                out.par_chunks_mut(BLOCK)
+                    .enumerate()
+                    .try_for_each_init(Vec::new, |bytes, (i, piece)| {
+                        let first = range.start + i * BLOCK;
+                        bytes.resize(piece.len() * size, 0);
+                        self.file
+                            .read_exact_at(bytes, addr + (first * size) as u64)
+                            .map_err(|e| self.io_error(e))?;
+                        T::decode_into(bytes, kind, piece);
+                        Ok(())
+                    })
+            }
+            Storage::Chunked {
+                chunk_len,
+                chunks,
+                shuffle,
+            } => {
+                let chunk_len = *chunk_len;
+                if range.is_empty() {
+                    return Ok(());
+                }
+                let first = range.start / chunk_len;
+                let last = (range.end - 1) / chunk_len;
+                // Cut `out` into one piece per chunk, in order.
+                let mut pieces = Vec::with_capacity(last - first + 1);
+                let mut rest = out;
+                for c in first..=last {
+                    let lo = (c * chunk_len).max(range.start);
+                    let hi = ((c + 1) * chunk_len).min(range.end);
+                    let (piece, tail) = rest.split_at_mut(hi - lo);
+                    pieces.push((c, lo - c * chunk_len, piece));
+                    rest = tail;
+                }
+                let chunk_bytes = chunk_len * size;
+                pieces.into_par_iter().try_for_each_init(
+                    || ChunkBuffers::new(chunk_bytes),
+                    |buf, (c, skip, piece)| {
+                        let bytes = self.chunk_bytes(buf, &chunks[c], chunk_bytes, *shuffle)?;
+                        T::decode_into(&bytes[skip * size..], kind, piece);
+                        Ok(())
+                    },
+                )
+            }
+        }
+    }
+
+    /// Whether `pred` holds for every element, checked chunk by chunk in parallel.
+    pub fn all<T: Decode>(&self, pred: impl Fn(T) -> bool + Sync + Send) -> Result<bool> {
+        const BLOCK: usize = 1 << 18;
+        let step = match &self.storage {
+            Storage::Contiguous { .. } => BLOCK,
+            Storage::Chunked { chunk_len, .. } => (*chunk_len).max(1) * (BLOCK / chunk_len).max(1),
+        };
+        let blocks: Vec<Range<usize>> = (0..self.len.div_ceil(step))
+            .map(|i| i * step..((i + 1) * step).min(self.len))
+            .collect();
+        // try_map over blocks: an error stops the scan, a failing block short-circuits it.
+        let found_bad = blocks
+            .into_par_iter()
+            .map_init(Vec::<T>::new, |values, block| -> Result<bool> {
+                values.resize(block.len(), T::default());
+                self.read_single_threaded(block, values)?;
+                Ok(!values.iter().all(|&v| pred(v)))
+            })
+            .try_fold(|| false, |acc, bad| bad.map(|b| acc || b))
+            .try_reduce(|| false, |a, b| Ok(a || b))?;
+        Ok(!found_bad)
+    }
+
+    /// Like [`DirectArray::read_into`] for a range inside one block, without going parallel
+    /// again (called from the pool).
+    fn read_single_threaded<T: Decode>(&self, range: Range<usize>, out: &mut [T]) -> Result<()> {
+        let kind = ElementKind(self.element);
+        let size = self.element.size();
+        match &self.storage {
+            Storage::Contiguous { addr } => {
+                let mut bytes = vec![0u8; range.len() * size];
+                self.file
+                    .read_exact_at(&mut bytes, addr + (range.start * size) as u64)
+                    .map_err(|e| self.io_error(e))?;
+                T::decode_into(&bytes, kind, out);
+                Ok(())
+            }
+            Storage::Chunked {
+                chunk_len,
+                chunks,
+                shuffle,
+            } => {
+                let chunk_bytes = chunk_len * size;
+                let mut buf = ChunkBuffers::new(chunk_bytes);
+                let mut done = 0;
+                while done < range.len() {
+                    let at = range.start + done;
+                    let c = at / chunk_len;
+                    let skip = at - c * chunk_len;
+                    let n = (chunk_len - skip).min(range.len() - done);
+                    let bytes = self.chunk_bytes(&mut buf, &chunks[c], chunk_bytes, *shuffle)?;
+                    T::decode_into(&bytes[skip * size..], kind, &mut out[done..done + n]);
+                    done += n;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The plain bytes of one chunk (read, inflated, unshuffled), in `buf`.
+    fn chunk_bytes<'b>(
+        &self,
+        buf: &'b mut ChunkBuffers,
+        chunk: &StoredChunk,
+        chunk_bytes: usize,
+        shuffle: bool,
+    ) -> Result<&'b [u8]> {
+        buf.raw.resize(chunk.size as usize, 0);
+        self.file
+            .read_exact_at(&mut buf.raw, chunk.addr)
+            .map_err(|e| self.io_error(e))?;
+        let plain: &[u8] = if chunk.deflated {
+            buf.inflated.resize(chunk_bytes, 0);
+            let n = buf
+                .inflater
+                .zlib_decompress(&buf.raw, &mut buf.inflated)
+                .map_err(|e| {
+                    Error::invalid(
+                        &self.path,
+                        format!(
+                            "{}: chunk at byte {} does not inflate: {e:?}",
+                            self.name, chunk.addr
+                        ),
+                    )
+                })?;
+            if n != chunk_bytes {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!(
+                        "{}: chunk at byte {} inflates to {n} bytes, expected {chunk_bytes}",
+                        self.name, chunk.addr
+                    ),
+                ));
+            }
+            &buf.inflated
+        } else if buf.raw.len() != chunk_bytes {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "{}: chunk at byte {} holds {} bytes, expected {chunk_bytes}",
+                    self.name,
+                    chunk.addr,
+                    buf.raw.len()
+                ),
+            ));
+        } else {
+            &buf.raw
+        };
+        if shuffle && chunk.shuffled && self.element.size() > 1 {
+            unshuffle(plain, self.element.size(), &mut buf.unshuffled);
+            return Ok(&buf.unshuffled);
+        }
+        Ok(plain)
+    }
+
+    fn io_error(&self, e: std::io::Error) -> Error {
+        Error::invalid(
+            &self.path,
+            format!("{}: reading its stored bytes: {e}", self.name),
+        )
+    }
+}
+
+/// A 1-D numeric dataset, read directly where its storage allows and through the HDF5
+/// library otherwise.
+#[derive(Debug)]
+pub enum StoredArray {
+    /// Read without the library.
+    Direct(DirectArray, Dataset),
+    /// Read through the library (serialised behind its lock).
+    Library(Dataset),
+}
+
+impl StoredArray {
+    /// Open `ds` of the file at `path` (`file`: the same file opened for positioned reads).
+    /// A storage the direct reader does not handle is logged once and read by the library.
+    pub fn open(path: &Path, file: &Arc<File>, ds: Dataset) -> Result<Self> {
+        Ok(match DirectArray::open(path, file, &ds)? {
+            Ok(direct) => StoredArray::Direct(direct, ds),
+            Err(reason) => {
+                tracing::info!(
+                    event = "read.library",
+                    input = %path.display(),
+                    dataset = %ds.name(),
+                    reason = %reason,
+                    "{}: read through the HDF5 library on one thread ({reason})",
+                    ds.name()
+                );
+                StoredArray::Library(ds)
+            }
+        })
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &Dataset {
+        match self {
+            StoredArray::Direct(_, ds) | StoredArray::Library(ds) => ds,
+        }
+    }
+
+    /// Its path inside the file.
+    pub fn name(&self) -> String {
+        self.dataset().name()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        h5::len(self.dataset())
+    }
+
+    /// Elements `range` as f32.
+    pub fn read_f32(&self, path: &Path, range: Range<usize>) -> Result<Vec<f32>> {
+        match self {
+            StoredArray::Direct(d, _) => d.read(range),
+            StoredArray::Library(ds) => h5::read_numeric::<f32>(path, ds, range),
+        }
+    }
+
+    /// Elements `range` as f64.
+    pub fn read_f64(&self, path: &Path, range: Range<usize>) -> Result<Vec<f64>> {
+        match self {
+            StoredArray::Direct(d, _) => d.read(range),
+            StoredArray::Library(ds) => h5::read_f64(path, ds, range),
+        }
+    }
+
+    /// Elements `range` as i64.
+    pub fn read_i64(&self, path: &Path, range: Range<usize>) -> Result<Vec<i64>> {
+        match self {
+            StoredArray::Direct(d, _) => d.read(range),
+            StoredArray::Library(ds) => h5::read_i64(path, ds, range),
+        }
+    }
+
+    /// Elements `range` as u32 indices; anything else (negative, fractional, too large)
+    /// becomes `u32::MAX`.
+    pub fn read_u32(&self, path: &Path, range: Range<usize>) -> Result<Vec<u32>> {
+        match self {
+            StoredArray::Direct(d, _) => d.read(range),
+            StoredArray::Library(ds) => Ok(h5::read_i64(path, ds, range)?
+                .into_iter()
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+                .collect()),
+        }
+    }
+
+    /// Whether `pred` holds for every element read as f64.
+    pub fn all_f64(&self, path: &Path, pred: impl Fn(f64) -> bool + Sync + Send) -> Result<bool> {
+        match self {
+            StoredArray::Direct(d, _) => d.all(pred),
+            StoredArray::Library(ds) => {
+                const BLOCK: usize = 1 << 20;
+                let n = h5::len(ds);
+                let mut start = 0;
+                while start < n {
+                    let end = (start + BLOCK).min(n);
+                    if !h5::read_f64(path, ds, start..end)?.into_iter().all(&pred) {
+                        return Ok(false);
+                    }
+                    start = end;
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Per-thread buffers of chunk reads.
+struct ChunkBuffers {
+    raw: Vec<u8>,
+    inflated: Vec<u8>,
+    unshuffled: Vec<u8>,
+    inflater: libdeflater::Decompressor,
+}
+
+impl ChunkBuffers {
+    fn new(chunk_bytes: usize) -> Self {
+        ChunkBuffers {
+            raw: Vec::new(),
+            inflated: Vec::with_capacity(chunk_bytes),
+            unshuffled: Vec::new(),
+            inflater: libdeflater::Decompressor::new(),
+        }
+    }
+}
+
+/// Undo HDF5's shuffle filter: the first bytes of every element, then the second bytes, ...
+fn unshuffle(shuffled: &[u8], size: usize, out: &mut Vec<u8>) {
+    out.resize(shuffled.len(), 0);
+    let n = shuffled.len() / size;
+    for b in 0..size {
+        let plane = &shuffled[b * n..(b + 1) * n];
+        for (i, &byte) in plane.iter().enumerate() {
+            out[i * size + b] = byte;
+        }
+    }
+    // Bytes past the last whole element are left as they are.
+    let whole = n * size;
+    out[whole..].copy_from_slice(&shuffled[whole..]);
+}
+
+/// Where every chunk lies, by its first element (one B-tree lookup per chunk, under the
+/// library's lock). `None` if a chunk is missing.
+fn chunk_table(
+    ds: &Dataset,
+    len: usize,
+    chunk_len: usize,
+    deflate: Option<usize>,
+    shuffle: Option<usize>,
+) -> Option<Vec<StoredChunk>> {
+    let n = len.div_ceil(chunk_len);
+    hdf5::sync::sync(|| {
+        let mut chunks = Vec::with_capacity(n);
+        for c in 0..n {
+            let offset = [(c * chunk_len) as hdf5_sys::h5::hsize_t];
+            let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
+            let status = unsafe {
+                hdf5_sys::h5d::H5Dget_chunk_info_by_coord(
+                    ds.id(),
+                    offset.as_ptr(),
+                    &mut mask,
+                    &mut addr,
+                    &mut size,
+                )
+            };
+            if status < 0 || addr == hdf5_sys::h5::HADDR_UNDEF {
+                return None;
+            }
+            let applies = |position: Option<usize>| position.is_some_and(|p| mask & (1 << p) == 0);
+            chunks.push(StoredChunk {
+                addr,
+                size,
+                deflated: applies(deflate),
+                shuffled: applies(shuffle),
+            });
+        }
+        Some(chunks)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_unshuffle() {
+        // Two u32 elements 0x04030201, 0x08070605 shuffled by byte plane, plus one stray byte.
+        let shuffled = [1, 5, 2, 6, 3, 7, 4, 8, 9];
+        let mut out = Vec::new();
+        unshuffle(&shuffled, 4, &mut out);
+        assert_eq!(out, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn test_decode() {
+        let bytes: Vec<u8> = [1i32, -2, 70000]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut out = [0f32; 3];
+        f32::decode_into(&bytes, ElementKind(Element::I32), &mut out);
+        assert_eq!(out, [1.0, -2.0, 70000.0]);
+        let mut wide = [0i64; 2];
+        i64::decode_into(&bytes[4..], ElementKind(Element::I32), &mut wide);
+        assert_eq!(wide, [-2, 70000]);
+    }
+}
