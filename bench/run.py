@@ -1,6 +1,6 @@
 """Run the conversion benchmark and write bench/RESULTS.md (called by bench/run.sh).
 
-usage: run.py BIN WORKDIR RESULTS_MD [--rounds N] [--skip-1m] [--skip-tiledb]
+usage: run.py BIN WORKDIR RESULTS_MD [--rounds N] [--skip-1m] [--skip-tiledb] [--skip-encodings]
 
 Per file, the tools run one after the other and the whole set is repeated --rounds times in
 alternation (A B C D, A B C D, ...), so a slow patch of the machine hits every tool alike;
@@ -113,6 +113,47 @@ def bench_split(bin_path, work, h5ad, shards):
     return {"steps": results, "total": total}
 
 
+def bench_encodings(bin_path, venv_bin, work, h5ad, rounds):
+    """Each --compression on the 100k gzip file: write cost, size, and upstream's query times
+    on the result (bench/query_time.py), beside upstream's own output."""
+    print("compression choices:", flush=True)
+    rows = {}
+    outputs = {}
+    for r in range(rounds):
+        for c in ("none", "lz4", "zstd"):
+            out = work / "out" / f"enc-{c}.slaf"
+            res = run_timed(f"[{r + 1}/{rounds}] --compression {c}",
+                            [bin_path, "-q", "convert", str(h5ad), str(out), "--compression", c],
+                            out)
+            rows.setdefault(c, []).append(res)
+            outputs[c] = out
+    up = work / "out" / "enc-upstream.slaf"
+    run_timed("upstream (for its query times)", [str(venv_bin / "slaf"), "convert", str(h5ad),
+                                                  str(up)], None)
+    outputs["upstream"] = up
+    result = {c: median_of(rs) for c, rs in rows.items()}
+    result["upstream"] = {"size_mb": dir_size(up)}
+    for name, out in outputs.items():
+        q = subprocess.run([str(venv_bin / "python"), str(HERE / "query_time.py"), str(out), "3"],
+                           capture_output=True, text=True, check=True)
+        result[name]["queries"] = json.loads(q.stdout.strip().splitlines()[-1])
+        print(f"  queries on {name}: {result[name]['queries']}", flush=True)
+    return result
+
+
+def encodings_table(enc):
+    queries = list(enc["upstream"]["queries"].keys())
+    lines = ["| output | write wall s | write CPU s | size MB | " +
+             " | ".join(f"{q} s" for q in queries) + " |",
+             "|---|---|---|---|" + "---|" * len(queries)]
+    for name, r in enc.items():
+        label = "upstream slaf convert" if name == "upstream" else f"--compression {name}"
+        lines.append(f"| {label} | {fmt(r.get('wall'))} | {fmt(r.get('cpu'))} | "
+                     f"{fmt(r['size_mb'])} | " +
+                     " | ".join(f"{r['queries'][q]:.3f}" for q in queries) + " |")
+    return "\n".join(lines)
+
+
 def versions(bin_path, venv_bin):
     def out(argv):
         try:
@@ -204,6 +245,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-1m", action="store_true")
     ap.add_argument("--skip-tiledb", action="store_true")
+    ap.add_argument("--skip-encodings", action="store_true")
     args = ap.parse_args()
     venv_bin = Path(sys.executable).parent
     work = args.work
@@ -230,10 +272,15 @@ def main():
     if not args.skip_1m:
         results["1M split"] = bench_split(args.bin, work, files["1M gzip"][0], 8)
         shutil.rmtree(work / "out", ignore_errors=True)
+    encodings = None
+    if not args.skip_encodings:
+        (work / "out").mkdir(exist_ok=True)
+        encodings = bench_encodings(args.bin, venv_bin, work, files["100k gzip"][0], args.rounds)
+        shutil.rmtree(work / "out", ignore_errors=True)
 
     info = versions(args.bin, venv_bin)
-    (work / "results.json").write_text(json.dumps({"versions": info, "results": results},
-                                                  indent=2))
+    (work / "results.json").write_text(json.dumps(
+        {"versions": info, "results": results, "encodings": encodings}, indent=2))
     md = ["# Benchmark results", "",
           "Written by `bench/run.sh`; the figures are the medians of "
           f"{args.rounds} alternating rounds (one round for the 1M-cell file).", "",
@@ -257,6 +304,11 @@ def main():
         t = s["total"]
         md += [f"| **total** | {fmt(t['wall'])} | {fmt(t['cpu'])} | {fmt(t['rss_mb'])} (max) |",
                ""]
+    if encodings:
+        md += ["## Compression of gene ids and values (100k gzip)", "",
+               "Write cost and size of each `--compression`, and upstream's reader "
+               "(`bench/query_time.py`, best of 3) on each output and on upstream's own.", "",
+               encodings_table(encodings), ""]
     md += ["## Targets", "", *targets(results), ""]
     args.results.write_text("\n".join(md))
     print(f"wrote {args.results}")

@@ -2,7 +2,7 @@
 # The conversion benchmark: slaf-convert against upstream `slaf convert` (slafdb 0.5.2) and
 # TileDB-SOMA's from_h5ad, and against its own read-only floor. Not part of the test suite.
 #
-# usage: bench/run.sh [--rounds N] [--skip-1m] [--skip-tiledb]
+# usage: bench/run.sh [--rounds N] [--skip-1m] [--skip-tiledb] [--skip-encodings]
 #   BENCH_DIR   where inputs and outputs go (default ${TMPDIR:-/tmp}/slaf-convert-bench;
 #               needs about 20 GB with the 1M-cell file, 3 GB without)
 # Generates the seeded inputs once (bench/make_bench_h5ad.py), creates the reference venv

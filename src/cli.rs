@@ -128,6 +128,7 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
     let options = ConvertOptions {
         chunk_size: args.chunk_size,
         overwrite: args.overwrite,
+        compression: args.compression,
         id_types: match args.id_types {
             IdTypesArg::Int32 => IdTypes::Int32,
             IdTypesArg::Compact => IdTypes::Compact,

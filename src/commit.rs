@@ -132,7 +132,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     let var_fields = PlannedColumn::fields(&plan.var_columns)?;
     let expression = TableWriter::new(
         &output.join(EXPRESSION_TABLE),
-        expression_schema(p.ids.clone(), p.value_type),
+        expression_schema(p.ids.clone(), p.value_type, p.compression),
     )?;
     let cells = TableWriter::new(
         &output.join(CELLS_TABLE),
@@ -143,7 +143,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     if !plan.parts.layers.is_empty() {
         let layers = TableWriter::new(
             &output.join(LAYERS_TABLE),
-            layers_schema(&p.ids, &plan.parts.layers, &p.layer_types),
+            layers_schema(&p.ids, &plan.parts.layers, &p.layer_types, p.compression),
         )?;
         layers.commit(concat(|r| &r.layers)).await?;
     }

@@ -20,7 +20,7 @@ use crate::manifest::{IdTypesName, Manifest, ManifestInput, ManifestOptions, Sha
 use crate::pipeline::blocking;
 use crate::plan::{Plan, ShardSize};
 use crate::readers::{ReadOptions, ValueScan};
-use crate::schema::{IdTypes, ValueType};
+use crate::schema::{Compression, IdTypes, ValueType};
 use crate::shard::{run_shard, Placement};
 
 /// Options of one conversion.
@@ -34,6 +34,8 @@ pub struct ConvertOptions {
     pub id_types: IdTypes,
     /// How readers open the input (what to do with AnnData's raw).
     pub read: ReadOptions,
+    /// Compression of the gene id and value columns.
+    pub compression: Compression,
 }
 
 impl Default for ConvertOptions {
@@ -43,6 +45,7 @@ impl Default for ConvertOptions {
             overwrite: false,
             id_types: IdTypes::Int32,
             read: ReadOptions::default(),
+            compression: Compression::default(),
         }
     }
 }
@@ -96,6 +99,7 @@ pub fn single_input_manifest(
                 IdTypes::Int32 => IdTypesName::Int32,
                 IdTypes::Compact => IdTypesName::Compact,
             },
+            compression: options.compression,
             ..ManifestOptions::default()
         },
         sharding: Sharding::default(),

@@ -17,6 +17,7 @@
 //!   genes: exact            # or union / intersection
 //!   missing_obs_columns: error   # or null
 //!   layers: true            # also obsm, varm, obsp, varp, uns
+//!   compression: lz4        # or none / zstd (gene ids and values)
 //! sharding:
 //!   cells_per_shard: 100000
 //! ```
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::readers::tenx::{TenxOptions, VarNames};
 use crate::readers::{InputFormat, RawMode, ReadOptions};
+use crate::schema::Compression;
 
 /// A conversion manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -114,6 +116,9 @@ pub struct ManifestOptions {
     pub varp: bool,
     /// Write `uns.json` (single input only).
     pub uns: bool,
+    /// Compression of expression's and layers' gene ids and values on top of Lance's
+    /// bit-packing: `none`, `lz4` (default) or `zstd` (smallest, slower to query).
+    pub compression: Compression,
 }
 
 impl Default for ManifestOptions {
@@ -129,6 +134,7 @@ impl Default for ManifestOptions {
             obsp: true,
             varp: true,
             uns: true,
+            compression: Compression::default(),
         }
     }
 }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::config_json::{ValueStats, LAYERS_TABLE};
 use crate::error::{Error, Result};
 use crate::readers::{CellChunk, CellRange, GeneMap, InputParts, InputReader};
-use crate::schema::{cells_schema, expression_schema, layers_schema, ExpressionIdTypes, ValueType};
+use crate::schema::{
+    cells_schema, expression_schema, layers_schema, Compression, ExpressionIdTypes, ValueType,
+};
 use crate::tables::{cells_batch, expression_batch, layers_batch};
 use crate::writer::{BatchSender, TableWriter};
 
@@ -43,6 +45,9 @@ pub struct CellTablesProfile {
     pub layer_types: Vec<ValueType>,
     /// Expression id types.
     pub ids: ExpressionIdTypes,
+    /// Compression of the gene id and value columns.
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 /// Where a cell range sits in the dataset and how its input maps onto it.
@@ -95,7 +100,7 @@ impl CellTables {
     ) -> Result<Self> {
         let expression = TableWriter::new(
             &root.join(EXPRESSION_TABLE),
-            expression_schema(profile.ids.clone(), profile.value_type),
+            expression_schema(profile.ids.clone(), profile.value_type, profile.compression),
         )?;
         let cells = TableWriter::new(
             &root.join(CELLS_TABLE),
@@ -105,7 +110,12 @@ impl CellTables {
             .then(|| {
                 TableWriter::new(
                     &root.join(LAYERS_TABLE),
-                    layers_schema(&profile.ids, &parts.layers, &profile.layer_types),
+                    layers_schema(
+                        &profile.ids,
+                        &parts.layers,
+                        &profile.layer_types,
+                        profile.compression,
+                    ),
                 )
             })
             .transpose()?;
@@ -443,5 +453,35 @@ impl Progress {
             cells.start,
             cells.end
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_read_batch_cells_tile_fragments() {
+        assert_eq!(read_batch_cells(5), 5);
+        assert_eq!(read_batch_cells(1000), 1000);
+        assert_eq!(read_batch_cells(5000), 1000);
+        assert_eq!(read_batch_cells(2500), 625);
+        assert_eq!(read_batch_cells(100_000), 1000);
+        // A prime has no useful fraction: the whole fragment at once.
+        assert_eq!(read_batch_cells(5003), 5003);
+        for chunk in [1, 7, 999, 1001, 2500, 4096, 5000, 12_345] {
+            let batch = read_batch_cells(chunk);
+            assert_eq!(chunk % batch, 0, "{chunk}: batches tile the fragment");
+            assert!(batch <= BATCH_CELLS.max(1) || batch == chunk);
+        }
+    }
+
+    #[test]
+    fn test_fragment_end() {
+        let range = CellRange::new(10, 33);
+        assert_eq!(fragment_end(range, 10, 10), 20);
+        assert_eq!(fragment_end(range, 10, 19), 20);
+        assert_eq!(fragment_end(range, 10, 20), 30);
+        assert_eq!(fragment_end(range, 10, 30), 33);
     }
 }

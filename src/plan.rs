@@ -349,6 +349,7 @@ impl Plan {
                 value_type,
                 layer_types,
                 ids: expression_id_types(id_types, n_cells, n_genes),
+                compression: options.compression,
             },
             types_guessed,
             parts,

@@ -176,35 +176,98 @@ pub struct SlafSchemas {
     pub id_types: ExpressionIdTypes,
 }
 
+/// General-purpose compression of the gene id and value columns of `expression.lance` and
+/// `layers.lance`, on top of Lance's bit-packing (chosen in bench/RESULTS.md).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    /// Bit-packing only: the fastest to write and to query.
+    None,
+    /// LZ4 on top: smaller, about as fast to query.
+    #[default]
+    Lz4,
+    /// Zstandard on top: the smallest output, slower to write and to query.
+    Zstd,
+}
+
+impl Compression {
+    /// Lance's name of the scheme.
+    fn lance_name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// A gene id or value column: its values seldom repeat back to back, so Lance is told not to
+/// try run-length encoding on them (measuring runs on every page cost a third of a
+/// conversion's CPU and never won; cell ids, which do run, keep the default), and it gets
+/// the chosen compression.
+fn scattered_column(field: Field, compression: Compression) -> Field {
+    let mut hints = std::collections::HashMap::from([(
+        "lance-encoding:rle-threshold".to_string(),
+        "0.1".to_string(),
+    )]);
+    if compression != Compression::None {
+        hints.insert(
+            "lance-encoding:compression".to_string(),
+            compression.lance_name().to_string(),
+        );
+    }
+    field.with_metadata(hints)
+}
+
 /// Schema of `expression.lance`.
-pub fn expression_schema(ids: ExpressionIdTypes, value: ValueType) -> SchemaRef {
-    let exp = std::env::var("SLAF_EXPR_META").unwrap_or_default();
-    let meta = |col: &str| -> std::collections::HashMap<String, String> {
-        exp.split(';')
-            .filter_map(|part| part.split_once('='))
-            .filter(|(c, _)| *c == col)
-            .flat_map(|(_, kvs)| kvs.split(','))
-            .filter_map(|kv| kv.split_once(':').map(|(k, v)| (format!("lance-encoding:{k}"), v.to_string())))
-            .collect()
-    };
+pub fn expression_schema(
+    ids: ExpressionIdTypes,
+    value: ValueType,
+    compression: Compression,
+) -> SchemaRef {
     Arc::new(Schema::new(vec![
-        Field::new(columns::CELL_INTEGER_ID, ids.cell, true).with_metadata(meta("cell")),
-        Field::new(columns::GENE_INTEGER_ID, ids.gene, true).with_metadata(meta("gene")),
-        Field::new(columns::VALUE, value.data_type(), true).with_metadata(meta("value")),
+        Field::new(columns::CELL_INTEGER_ID, ids.cell, true),
+        scattered_column(
+            Field::new(columns::GENE_INTEGER_ID, ids.gene, true),
+            compression,
+        ),
+        scattered_column(
+            Field::new(columns::VALUE, value.data_type(), true),
+            compression,
+        ),
     ]))
 }
 
 /// Schema of `layers.lance`: expression's id columns, then one value column per layer.
-pub fn layers_schema(ids: &ExpressionIdTypes, layers: &[String], types: &[ValueType]) -> SchemaRef {
+pub fn layers_schema(
+    ids: &ExpressionIdTypes,
+    layers: &[String],
+    types: &[ValueType],
+    compression: Compression,
+) -> SchemaRef {
     let mut fields = vec![
         Field::new(columns::CELL_INTEGER_ID, ids.cell.clone(), true),
-        Field::new(columns::GENE_INTEGER_ID, ids.gene.clone(), true),
+        scattered_column(
+            Field::new(columns::GENE_INTEGER_ID, ids.gene.clone(), true),
+            compression,
+        ),
     ];
     fields.extend(
         layers
             .iter()
             .zip(types)
-            .map(|(name, t)| Field::new(name, t.data_type(), true)),
+            .map(|(name, t)| scattered_column(Field::new(name, t.data_type(), true), compression)),
     );
     Arc::new(Schema::new(fields))
 }

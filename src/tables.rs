@@ -286,7 +286,7 @@ pub fn genes_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{expression_id_types, expression_schema, IdTypes};
+    use crate::schema::{expression_id_types, expression_schema, Compression, IdTypes};
     use arrow::array::AsArray;
     use arrow::datatypes::{Int32Type, UInt16Type};
 
@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn test_expression_batch() {
         let ids = expression_id_types(IdTypes::Int32, 10, 10);
-        let schema = expression_schema(ids.clone(), ValueType::UInt16);
+        let schema = expression_schema(ids.clone(), ValueType::UInt16, Compression::None);
         let entries = CellEntries {
             offsets: vec![0, 2, 2, 3],
             genes: vec![1, 4, 0],

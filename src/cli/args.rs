@@ -199,6 +199,10 @@ pub struct ConvertArgs {
     /// Integer types of expression.lance's id columns.
     #[arg(long, value_enum, default_value_t = IdTypesArg::Int32)]
     pub id_types: IdTypesArg,
+    /// Compression of the gene ids and values (expression and layers) on top of Lance's
+    /// bit-packing; bench/RESULTS.md compares size, speed and query time.
+    #[arg(long, value_enum, default_value_t = crate::schema::Compression::default())]
+    pub compression: crate::schema::Compression,
     /// What to do with AnnData's `raw` (its own X and var).
     #[arg(long, value_enum, default_value_t = RawArg::Ignore)]
     pub raw: RawArg,
