@@ -154,3 +154,60 @@ fn test_logs_are_json_lines() {
     assert!(events.contains(&"convert.done".to_string()), "{events:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 cells x 4 genes"));
 }
+
+/// `convert --read-only` reads and builds everything, writes nothing, and reports the rows.
+#[test]
+fn test_read_only_writes_nothing() {
+    let dir = tmp();
+    let m = sample_matrix(25, 9, 12);
+    write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
+    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    let out = slaf_convert(&[
+        "convert",
+        "--read-only",
+        at(&dir, "x.h5ad").to_str().unwrap(),
+        "--chunk-size",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("25 cells, {} expression rows", m.triplets().len())),
+        "{stdout}"
+    );
+    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(before.len(), after.len(), "nothing written next to the input");
+}
+
+/// Every --compression gives the same rows back; the choice is recorded as Lance field
+/// hints on the gene id and value columns only.
+#[test]
+fn test_compression_choices() {
+    let dir = tmp();
+    let m = sample_matrix(40, 30, 13);
+    write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
+    for c in ["none", "lz4", "zstd"] {
+        let out = at(&dir, &format!("{c}.slaf"));
+        convert_ok(&at(&dir, "x.h5ad"), &out, &["--compression", c]);
+        let expr = read_table(&out.join("expression.lance"));
+        let rows: Vec<(i64, i64)> = ints(&expr, "cell_integer_id")
+            .into_iter()
+            .zip(ints(&expr, "gene_integer_id"))
+            .collect();
+        let want: Vec<(i64, i64)> = m.triplets().iter().map(|t| (t.0, t.1)).collect();
+        assert_eq!(rows, want, "{c}");
+        let schema = expr.schema();
+        let hint = |col: &str| {
+            schema
+                .field_with_name(col)
+                .unwrap()
+                .metadata()
+                .get("lance-encoding:compression")
+                .cloned()
+        };
+        let want_hint = (c != "none").then(|| c.to_string());
+        assert_eq!(hint("value"), want_hint, "{c}");
+        assert_eq!(hint("gene_integer_id"), want_hint, "{c}");
+        assert_eq!(hint("cell_integer_id"), None, "{c}");
+    }
+}
