@@ -29,6 +29,9 @@ const CHANNEL_DEPTH: usize = 1;
 /// this, not the fragment size: about 1,200 stored values per cell make a batch of ~10 MB.
 pub const BATCH_CELLS: u64 = 1000;
 
+/// Fragments whose files Lance may still be finishing while the next one is written.
+const FRAGMENTS_CLOSING: usize = 1;
+
 /// Table names relative to a dataset (or staging) root.
 pub const EXPRESSION_TABLE: &str = "expression.lance";
 /// cells table.
@@ -179,6 +182,8 @@ impl CellTables {
         let mut rows = row_base;
         let p = &self.profile;
         let mut open: Option<OpenFragment> = None;
+        // Fragments whose streams are closed while Lance finishes their files, oldest first.
+        let mut closing: std::collections::VecDeque<ClosingFragment> = Default::default();
         while let Some(chunk) = rx.recv().await {
             let chunk = chunk?;
             let fragment = match &mut open {
@@ -191,14 +196,6 @@ impl CellTables {
                     ),
                 )),
             };
-            let (expr_batch, chunk_stats) = expression_batch(
-                &input,
-                self.expression.schema(),
-                &p.ids,
-                p.value_type,
-                cell_offset + chunk.cells.start,
-                &chunk.entries,
-            )?;
             let cell_batch = cells_batch(
                 self.cells.schema(),
                 &chunk,
@@ -219,20 +216,32 @@ impl CellTables {
             };
             let cells_range = chunk.cells;
             rows += chunk.entries.genes.len() as u64;
-            // The batches hold everything the chunk had: free its entries before encoding.
-            drop(chunk);
+            // The expression batch takes over the entries' buffers; the rest of the chunk
+            // is freed before encoding.
+            let (expr_batch, chunk_stats) = expression_batch(
+                &input,
+                self.expression.schema(),
+                &p.ids,
+                p.value_type,
+                cell_offset + cells_range.start,
+                chunk.entries,
+            )?;
             fragment.send(expr_batch, cell_batch, layer_batch).await?;
             out.stats.merge(&chunk_stats);
             out.cells_written += cells_range.len();
             if cells_range.end >= fragment.cells.end {
                 let fragment = open.take().expect("a fragment is open");
-                let cells = fragment.cells;
-                let (e, c, l) = fragment.finish().await?;
-                out.expression.extend(e);
-                out.cells.extend(c);
-                out.layers.extend(l);
-                progress.chunk_written(cells, n_cells, rows);
+                closing.push_back(fragment.close(rows));
+                // Reading goes on while Lance finishes the last fragment's file; any older
+                // one is awaited first, so at most two fragments are ever in the writer.
+                while closing.len() > FRAGMENTS_CLOSING {
+                    let done = closing.pop_front().expect("not empty");
+                    done.join(&mut out, &progress, n_cells).await?;
+                }
             }
+        }
+        while let Some(done) = closing.pop_front() {
+            done.join(&mut out, &progress, n_cells).await?;
         }
         let reader = producer
             .await
@@ -305,18 +314,53 @@ impl OpenFragment {
         Ok(())
     }
 
-    async fn finish(self) -> Result<(Option<Fragment>, Option<Fragment>, Option<Fragment>)> {
-        let layers = async {
-            match self.layers_table {
-                Some(l) => l.finish().await,
-                None => Ok(None),
-            }
-        };
-        tokio::try_join!(
-            self.expression_table.finish(),
-            self.cells_table.finish(),
-            layers
-        )
+    /// End the fragment's streams: Lance finishes its files in the background.
+    fn close(self, expression_rows: u64) -> ClosingFragment {
+        ClosingFragment {
+            cells: self.cells,
+            expression_rows,
+            expression: self.expression_table.close(),
+            cells_table: self.cells_table.close(),
+            layers: self.layers_table.and_then(StreamingFragment::close),
+        }
+    }
+}
+
+/// A fragment whose batches are all sent; its writer tasks are finishing the files.
+struct ClosingFragment {
+    cells: CellRange,
+    /// Expression rows written up to the fragment's end (for progress).
+    expression_rows: u64,
+    expression: Option<WriterTask>,
+    cells_table: Option<WriterTask>,
+    layers: Option<WriterTask>,
+}
+
+impl ClosingFragment {
+    /// Wait for the files and record the fragments in `out`.
+    async fn join(self, out: &mut RangeOutput, progress: &Progress, n_cells: u64) -> Result<()> {
+        let (e, c, l) = tokio::try_join!(
+            join_writer(self.expression),
+            join_writer(self.cells_table),
+            join_writer(self.layers)
+        )?;
+        out.expression.extend(e);
+        out.cells.extend(c);
+        out.layers.extend(l);
+        progress.chunk_written(self.cells, n_cells, self.expression_rows);
+        Ok(())
+    }
+}
+
+/// A Lance writer task: the fragment it wrote.
+type WriterTask = tokio::task::JoinHandle<Result<Option<Fragment>>>;
+
+async fn join_writer(task: Option<WriterTask>) -> Result<Option<Fragment>> {
+    match task {
+        Some(task) => task
+            .await
+            .map_err(|e| Error::Internal(format!("Lance writer task: {e}")))?,
+        None => Ok(None),
     }
 }
 
@@ -324,7 +368,7 @@ impl OpenFragment {
 struct StreamingFragment {
     writer: Option<TableWriter>,
     sender: Option<BatchSender>,
-    task: Option<tokio::task::JoinHandle<Result<Option<Fragment>>>>,
+    task: Option<WriterTask>,
 }
 
 impl StreamingFragment {
@@ -363,19 +407,16 @@ impl StreamingFragment {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<Option<Fragment>> {
-        self.finish_task().await
+    /// Close the stream (the writer finishes its file) and hand over the writer task.
+    fn close(mut self) -> Option<WriterTask> {
+        self.sender = None;
+        self.task.take()
     }
 
     async fn finish_task(&mut self) -> Result<Option<Fragment>> {
         // Closing the channel ends the stream: the writer finishes the file.
         self.sender = None;
-        match self.task.take() {
-            Some(task) => task
-                .await
-                .map_err(|e| Error::Internal(format!("Lance writer task: {e}")))?,
-            None => Ok(None),
-        }
+        join_writer(self.task.take()).await
     }
 }
 

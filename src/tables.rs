@@ -19,14 +19,15 @@ use crate::readers::{CellChunk, CellEntries};
 use crate::schema::{ExpressionIdTypes, ValueType};
 
 /// The `expression.lance` rows of a chunk whose first cell is `first_cell`, and the
-/// statistics of the values as stored.
+/// statistics of the values as stored. Takes the entries: their gene ids (and float values)
+/// become the batch's buffers without a copy.
 pub fn expression_batch(
     input: &Path,
     schema: &SchemaRef,
     ids: &ExpressionIdTypes,
     value_type: ValueType,
     first_cell: u64,
-    entries: &CellEntries,
+    entries: CellEntries,
 ) -> Result<(RecordBatch, ValueStats)> {
     let n = entries.genes.len();
     if entries.offsets.last().map_or(0, |&o| o as usize) != n {
@@ -36,10 +37,13 @@ pub fn expression_batch(
         )));
     }
     let cells = cell_id_array(&ids.cell, first_cell, &entries.offsets)?;
-    let genes = id_array(&ids.gene, entries.genes.iter().map(|&g| g as u64))?;
-    let values = value_array(value_type, &entries.values)
-        .map_err(|value| too_narrow(input, value, first_cell))?;
     let stats = ValueStats::of_f32(&entries.values);
+    let values = match value_type {
+        ValueType::Float32 => Arc::new(Float32Array::from(entries.values)) as ArrayRef,
+        ValueType::UInt16 => value_array(value_type, &entries.values)
+            .map_err(|value| too_narrow(input, value, first_cell))?,
+    };
+    let genes = gene_id_array(&ids.gene, entries.genes)?;
     let batch = RecordBatch::try_new(schema.clone(), vec![cells, genes, values])
         .map_err(|e| Error::Internal(format!("expression batch: {e}")))?;
     Ok((batch, stats))
@@ -51,6 +55,27 @@ fn too_narrow(input: &Path, value: f32, first_cell: u64) -> Error {
         value,
         first_cell,
     }
+}
+
+/// Gene ids in `dtype`. Readers check every id against the gene count, which fits int32, so
+/// the u32 buffer is reinterpreted, not copied, for 32-bit ids.
+fn gene_id_array(dtype: &DataType, genes: Vec<u32>) -> Result<ArrayRef> {
+    let buffer = arrow::buffer::Buffer::from_vec(genes);
+    let len = buffer.len() / 4;
+    Ok(match dtype {
+        DataType::Int32 => Arc::new(Int32Array::new(
+            arrow::buffer::ScalarBuffer::new(buffer, 0, len),
+            None,
+        )),
+        DataType::UInt32 => Arc::new(UInt32Array::new(
+            arrow::buffer::ScalarBuffer::new(buffer, 0, len),
+            None,
+        )),
+        other => {
+            let genes = arrow::buffer::ScalarBuffer::<u32>::new(buffer, 0, len);
+            id_array(other, genes.iter().map(|&g| g as u64))?
+        }
+    })
 }
 
 /// The cell id of every row: cell `first_cell + i` repeated for each of its entries.
@@ -144,12 +169,16 @@ fn value_array(value_type: ValueType, values: &[f32]) -> std::result::Result<Arr
             let stored: Vec<u16> = values.iter().map(|&v| v as u16).collect();
             // Checked after the cast, in one branch-free pass: a value is exact when it
             // survives the round trip (NaN, fractions, negatives and >65535 do not).
-            if let Some(&bad) = values
+            let inexact = values
                 .iter()
                 .zip(&stored)
-                .find(|(&v, &s)| s as f32 != v)
-                .map(|(v, _)| v)
-            {
+                .fold(false, |bad, (&v, &s)| bad | (s as f32 != v));
+            if inexact {
+                let (&bad, _) = values
+                    .iter()
+                    .zip(&stored)
+                    .find(|(&v, &s)| s as f32 != v)
+                    .expect("an inexact value");
                 return Err(bad);
             }
             Arc::new(UInt16Array::from(stored))
@@ -318,7 +347,7 @@ mod tests {
             values: vec![3.0, 1.0, 7.0],
         };
         let (batch, stats) =
-            expression_batch(Path::new("in.h5ad"), &schema, &ids, ValueType::UInt16, 5, &entries)
+            expression_batch(Path::new("in.h5ad"), &schema, &ids, ValueType::UInt16, 5, entries)
                 .unwrap();
         let cells: Vec<i32> = batch
             .column(0)

@@ -329,17 +329,19 @@ impl DirectArray {
         let blocks: Vec<Range<usize>> = (0..self.len.div_ceil(step))
             .map(|i| i * step..((i + 1) * step).min(self.len))
             .collect();
-        // try_map over blocks: an error stops the scan, a failing block short-circuits it.
-        let found_bad = blocks
+        // Blocks are checked in parallel; the first failing block (or error) ends the scan.
+        let outcome = blocks
             .into_par_iter()
             .map_init(Vec::<T>::new, |values, block| -> Result<bool> {
                 values.resize(block.len(), T::default());
                 self.read_single_threaded(block, values)?;
-                Ok(!values.iter().all(|&v| pred(v)))
+                Ok(values.iter().all(|&v| pred(v)))
             })
-            .try_fold(|| false, |acc, bad| bad.map(|b| acc || b))
-            .try_reduce(|| false, |a, b| Ok(a || b))?;
-        Ok(!found_bad)
+            .find_any(|fits| !matches!(fits, Ok(true)));
+        match outcome {
+            None => Ok(true),
+            Some(fits) => fits,
+        }
     }
 
     /// Like [`DirectArray::read_into`] for a range inside one block, without going parallel
@@ -486,7 +488,10 @@ impl StoredArray {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        h5::len(self.dataset())
+        match self {
+            StoredArray::Direct(d, _) => d.len,
+            StoredArray::Library(ds) => h5::len(ds),
+        }
     }
 
     /// Elements `range` as f32.
