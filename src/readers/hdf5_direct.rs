@@ -15,7 +15,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hdf5::datatype::ByteOrder;
 use hdf5::filters::Filter;
@@ -141,16 +141,21 @@ impl Decode for u32 {
 enum Storage {
     /// One run of bytes at this file offset.
     Contiguous { addr: u64 },
-    /// Fixed-size chunks, in element order.
+    /// Fixed-size chunks, in element order, located on first use (asking the library where
+    /// every chunk of a large dataset lies costs seconds; a shard needs only its own).
     Chunked {
         chunk_len: usize,
-        chunks: Vec<StoredChunk>,
+        chunks: Vec<OnceLock<StoredChunk>>,
         shuffle: bool,
+        /// Positions of the filters in the pipeline (a chunk's mask refers to them).
+        deflate: Option<usize>,
+        shuffle_at: Option<usize>,
     },
 }
 
 #[derive(Debug, Clone, Copy)]
 struct StoredChunk {
+    /// File offset; `HADDR_UNDEF` for a chunk never written (it reads as zeros).
     addr: u64,
     size: u64,
     /// Deflate applies to this chunk (not skipped through the chunk's filter mask).
@@ -168,6 +173,8 @@ pub struct DirectArray {
     element: Element,
     len: usize,
     storage: Storage,
+    /// The dataset, for locating chunks.
+    ds: Dataset,
 }
 
 impl DirectArray {
@@ -218,13 +225,19 @@ impl DirectArray {
                 Some([n]) if *n > 0 => *n,
                 other => return Ok(Err(format!("chunk shape {other:?}"))),
             };
-            let Some(chunks) = chunk_table(ds, len, chunk_len, deflate, shuffle) else {
-                return Ok(Err("a chunk is not written or not found".into()));
-            };
+            // Chunks never written read as the fill value: zeros unless the file set another.
+            let fill = ds.dcpl().map(|p| p.fill_value_defined());
+            if matches!(fill, Ok(hdf5::plist::dataset_create::FillValue::UserDefined)) {
+                return Ok(Err("user-defined fill value".into()));
+            }
             Storage::Chunked {
                 chunk_len,
-                chunks,
+                chunks: (0..len.div_ceil(chunk_len))
+                    .map(|_| OnceLock::new())
+                    .collect(),
                 shuffle: shuffle.is_some(),
+                deflate,
+                shuffle_at: shuffle,
             }
         } else {
             let addr = hdf5::sync::sync(|| unsafe { hdf5_sys::h5d::H5Dget_offset(ds.id()) });
@@ -245,6 +258,7 @@ impl DirectArray {
             element,
             len,
             storage,
+            ds: ds.clone(),
         }))
     }
 
@@ -286,9 +300,7 @@ impl DirectArray {
                     })
             }
             Storage::Chunked {
-                chunk_len,
-                chunks,
-                shuffle,
+                chunk_len, shuffle, ..
             } => {
                 let chunk_len = *chunk_len;
                 if range.is_empty() {
@@ -310,7 +322,7 @@ impl DirectArray {
                 pieces.into_par_iter().try_for_each_init(
                     || ChunkBuffers::new(chunk_bytes),
                     |buf, (c, skip, piece)| {
-                        let bytes = self.chunk_bytes(buf, &chunks[c], chunk_bytes, *shuffle)?;
+                        let bytes = self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
                         T::decode_into(&bytes[skip * size..], kind, piece);
                         Ok(())
                     },
@@ -359,9 +371,7 @@ impl DirectArray {
                 Ok(())
             }
             Storage::Chunked {
-                chunk_len,
-                chunks,
-                shuffle,
+                chunk_len, shuffle, ..
             } => {
                 let chunk_bytes = chunk_len * size;
                 let mut buf = ChunkBuffers::new(chunk_bytes);
@@ -371,13 +381,40 @@ impl DirectArray {
                     let c = at / chunk_len;
                     let skip = at - c * chunk_len;
                     let n = (chunk_len - skip).min(range.len() - done);
-                    let bytes = self.chunk_bytes(&mut buf, &chunks[c], chunk_bytes, *shuffle)?;
+                    let bytes =
+                        self.chunk_bytes(&mut buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
                     T::decode_into(&bytes[skip * size..], kind, &mut out[done..done + n]);
                     done += n;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Where chunk `c` lies, asked of the library (under its lock) the first time.
+    fn chunk(&self, c: usize) -> Result<StoredChunk> {
+        let Storage::Chunked {
+            chunks,
+            chunk_len,
+            deflate,
+            shuffle_at,
+            ..
+        } = &self.storage
+        else {
+            return Err(Error::Internal("chunk of contiguous storage".into()));
+        };
+        let cell = &chunks[c];
+        if let Some(chunk) = cell.get() {
+            return Ok(*chunk);
+        }
+        let chunk = locate_chunk(&self.ds, c * chunk_len, *deflate, *shuffle_at).ok_or_else(|| {
+            Error::invalid(
+                &self.path,
+                format!("{}: cannot locate its chunk at element {}", self.name, c * chunk_len),
+            )
+        })?;
+        let _ = cell.set(chunk);
+        Ok(chunk)
     }
 
     /// The plain bytes of one chunk (read, inflated, unshuffled), in `buf`.
@@ -388,6 +425,11 @@ impl DirectArray {
         chunk_bytes: usize,
         shuffle: bool,
     ) -> Result<&'b [u8]> {
+        if chunk.addr == hdf5_sys::h5::HADDR_UNDEF {
+            buf.inflated.clear();
+            buf.inflated.resize(chunk_bytes, 0);
+            return Ok(&buf.inflated);
+        }
         buf.raw.resize(chunk.size as usize, 0);
         self.file
             .read_exact_at(&mut buf.raw, chunk.addr)
@@ -585,42 +627,38 @@ fn unshuffle(shuffled: &[u8], size: usize, out: &mut Vec<u8>) {
     out[whole..].copy_from_slice(&shuffled[whole..]);
 }
 
-/// Where every chunk lies, by its first element (one B-tree lookup per chunk, under the
-/// library's lock). `None` if a chunk is missing.
-fn chunk_table(
+/// Where the chunk starting at element `first` lies (a B-tree lookup, under the library's
+/// lock); `None` if the library cannot say.
+fn locate_chunk(
     ds: &Dataset,
-    len: usize,
-    chunk_len: usize,
+    first: usize,
     deflate: Option<usize>,
     shuffle: Option<usize>,
-) -> Option<Vec<StoredChunk>> {
-    let n = len.div_ceil(chunk_len);
+) -> Option<StoredChunk> {
     hdf5::sync::sync(|| {
-        let mut chunks = Vec::with_capacity(n);
-        for c in 0..n {
-            let offset = [(c * chunk_len) as hdf5_sys::h5::hsize_t];
-            let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
-            let status = unsafe {
-                hdf5_sys::h5d::H5Dget_chunk_info_by_coord(
-                    ds.id(),
-                    offset.as_ptr(),
-                    &mut mask,
-                    &mut addr,
-                    &mut size,
-                )
-            };
-            if status < 0 || addr == hdf5_sys::h5::HADDR_UNDEF {
-                return None;
-            }
-            let applies = |position: Option<usize>| position.is_some_and(|p| mask & (1 << p) == 0);
-            chunks.push(StoredChunk {
-                addr,
-                size,
-                deflated: applies(deflate),
-                shuffled: applies(shuffle),
-            });
+        let offset = [first as hdf5_sys::h5::hsize_t];
+        let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
+        // SAFETY: valid dataset id, a one-element offset for a 1-D dataset, out-pointers to
+        // locals.
+        let status = unsafe {
+            hdf5_sys::h5d::H5Dget_chunk_info_by_coord(
+                ds.id(),
+                offset.as_ptr(),
+                &mut mask,
+                &mut addr,
+                &mut size,
+            )
+        };
+        if status < 0 {
+            return None;
         }
-        Some(chunks)
+        let applies = |position: Option<usize>| position.is_some_and(|p| mask & (1 << p) == 0);
+        Some(StoredChunk {
+            addr,
+            size,
+            deflated: applies(deflate),
+            shuffled: applies(shuffle),
+        })
     })
 }
 
