@@ -69,7 +69,11 @@ pub async fn convert(
     output: &Path,
     options: &ConvertOptions,
 ) -> Result<ConvertReport> {
-    convert_manifest(&single_input_manifest(input, output, options)?, options.overwrite).await
+    convert_manifest(
+        &single_input_manifest(input, output, options)?,
+        options.overwrite,
+    )
+    .await
 }
 
 /// The manifest `convert INPUT OUTPUT` stands for.
@@ -155,8 +159,7 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
             "the values are not all counts ({value} found): planning again from every value"
         );
         let exact_manifest = manifest.clone();
-        written = match blocking(move || Plan::build(&exact_manifest, ShardSize::default())).await
-        {
+        written = match blocking(move || Plan::build(&exact_manifest, ShardSize::default())).await {
             Ok(exact) => {
                 plan = exact;
                 // Start from an empty output: the first attempt's files are not needed.

@@ -6,7 +6,6 @@ use clap::Parser;
 use slaf_convert::cli::{self, args::Cli};
 use slaf_convert::logging;
 
-
 /// Keep freed batch buffers in the process instead of handing them back to the kernel.
 ///
 /// A conversion allocates and frees buffers of megabytes thousands of times. By default

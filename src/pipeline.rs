@@ -268,7 +268,7 @@ pub fn read_batch_cells(chunk_size: u64) -> u64 {
         return chunk_size;
     }
     (chunk_size.div_ceil(BATCH_CELLS)..=chunk_size.div_ceil(BATCH_CELLS / 4))
-        .find(|k| chunk_size % k == 0)
+        .find(|&k| chunk_size.is_multiple_of(k))
         .map_or(chunk_size, |k| chunk_size / k)
 }
 

@@ -346,9 +346,15 @@ mod tests {
             genes: vec![1, 4, 0],
             values: vec![3.0, 1.0, 7.0],
         };
-        let (batch, stats) =
-            expression_batch(Path::new("in.h5ad"), &schema, &ids, ValueType::UInt16, 5, entries)
-                .unwrap();
+        let (batch, stats) = expression_batch(
+            Path::new("in.h5ad"),
+            &schema,
+            &ids,
+            ValueType::UInt16,
+            5,
+            entries,
+        )
+        .unwrap();
         let cells: Vec<i32> = batch
             .column(0)
             .as_primitive::<Int32Type>()

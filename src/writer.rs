@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use arrow::array::{RecordBatch, RecordBatchIterator};
 use arrow::datatypes::SchemaRef;
 use lance::dataset::fragment::write::FragmentCreateBuilder;
-use lance::deps::datafusion::error::DataFusionError;
-use lance::deps::datafusion::execution::SendableRecordBatchStream;
-use lance::deps::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use lance::dataset::transaction::{Operation, Transaction};
 use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
 use lance::datatypes::Schema as LanceSchema;
+use lance::deps::datafusion::error::DataFusionError;
+use lance::deps::datafusion::execution::SendableRecordBatchStream;
+use lance::deps::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use lance::table::format::Fragment;
 use lance_file::version::LanceFileVersion;
 
@@ -104,7 +104,10 @@ impl TableWriter {
     /// once the sender is dropped.
     pub fn start_fragment(
         &self,
-    ) -> Result<(BatchSender, tokio::task::JoinHandle<Result<Option<Fragment>>>)> {
+    ) -> Result<(
+        BatchSender,
+        tokio::task::JoinHandle<Result<Option<Fragment>>>,
+    )> {
         let (sender, receiver) = tokio::sync::mpsc::channel(FRAGMENT_QUEUE);
         let batches = futures::stream::unfold(receiver, |mut r| async move {
             r.recv().await.map(|batch| (batch, r))

@@ -227,7 +227,10 @@ impl DirectArray {
             };
             // Chunks never written read as the fill value: zeros unless the file set another.
             let fill = ds.dcpl().map(|p| p.fill_value_defined());
-            if matches!(fill, Ok(hdf5::plist::dataset_create::FillValue::UserDefined)) {
+            if matches!(
+                fill,
+                Ok(hdf5::plist::dataset_create::FillValue::UserDefined)
+            ) {
                 return Ok(Err("user-defined fill value".into()));
             }
             Storage::Chunked {
@@ -287,9 +290,9 @@ impl DirectArray {
             Storage::Contiguous { addr } => {
                 // Decode blocks in parallel; each reads its own bytes.
                 const BLOCK: usize = 1 << 18;
-                out.par_chunks_mut(BLOCK)
-                    .enumerate()
-                    .try_for_each_init(Vec::new, |bytes, (i, piece)| {
+                out.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
+                    Vec::new,
+                    |bytes, (i, piece)| {
                         let first = range.start + i * BLOCK;
                         bytes.resize(piece.len() * size, 0);
                         self.file
@@ -297,7 +300,8 @@ impl DirectArray {
                             .map_err(|e| self.io_error(e))?;
                         T::decode_into(bytes, kind, piece);
                         Ok(())
-                    })
+                    },
+                )
             }
             Storage::Chunked {
                 chunk_len, shuffle, ..
@@ -322,7 +326,8 @@ impl DirectArray {
                 pieces.into_par_iter().try_for_each_init(
                     || ChunkBuffers::new(chunk_bytes),
                     |buf, (c, skip, piece)| {
-                        let bytes = self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
+                        let bytes =
+                            self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
                         T::decode_into(&bytes[skip * size..], kind, piece);
                         Ok(())
                     },
@@ -407,12 +412,17 @@ impl DirectArray {
         if let Some(chunk) = cell.get() {
             return Ok(*chunk);
         }
-        let chunk = locate_chunk(&self.ds, c * chunk_len, *deflate, *shuffle_at).ok_or_else(|| {
-            Error::invalid(
-                &self.path,
-                format!("{}: cannot locate its chunk at element {}", self.name, c * chunk_len),
-            )
-        })?;
+        let chunk =
+            locate_chunk(&self.ds, c * chunk_len, *deflate, *shuffle_at).ok_or_else(|| {
+                Error::invalid(
+                    &self.path,
+                    format!(
+                        "{}: cannot locate its chunk at element {}",
+                        self.name,
+                        c * chunk_len
+                    ),
+                )
+            })?;
         let _ = cell.set(chunk);
         Ok(chunk)
     }

@@ -17,7 +17,9 @@ use arrow::datatypes::Field;
 
 use super::spill::CellBuckets;
 use super::tenx::{Features, GeneSelection, TenxOptions};
-use super::{CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan};
+use super::{
+    CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan,
+};
 use crate::error::{Error, Result};
 use crate::schema::ValueTypeProbe;
 

@@ -169,14 +169,22 @@ fn test_read_only_writes_nothing() {
         "--chunk-size",
         "4",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("25 cells, {} expression rows", m.triplets().len())),
         "{stdout}"
     );
     let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(before.len(), after.len(), "nothing written next to the input");
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "nothing written next to the input"
+    );
 }
 
 /// Every --compression gives the same rows back; the choice is recorded as Lance field

@@ -341,12 +341,14 @@ fn restore_x_array<T: hdf5::H5Type + Clone>(
 
 /// Run convert with info-level JSON logs; returns stderr.
 fn convert_logged(input: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> String {
-    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
-        .args(["--log-format", "json", "convert"])
-        .arg(input)
-        .arg(output)
-        .args(extra)
-        .env("SLAF_CONVERT_LOG", "info"));
+    let out = run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
+            .args(["--log-format", "json", "convert"])
+            .arg(input)
+            .arg(output)
+            .args(extra)
+            .env("SLAF_CONVERT_LOG", "info"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "convert failed: {stderr}");
     stderr
@@ -362,7 +364,11 @@ fn test_x_storage_variants() {
     type Build = fn(hdf5::DatasetBuilder) -> hdf5::DatasetBuilder;
     let variants: [(&str, Build, bool); 5] = [
         ("deflate", |b| b.chunk(48).deflate(4), false),
-        ("shuffle-deflate", |b| b.chunk(50).shuffle().deflate(6), false),
+        (
+            "shuffle-deflate",
+            |b| b.chunk(50).shuffle().deflate(6),
+            false,
+        ),
         ("odd-chunks", |b| b.chunk(7).deflate(1), false),
         ("chunked-plain", |b| b.chunk(33), false),
         ("lzf", |b| b.chunk(48).lzf(), true),
@@ -410,6 +416,10 @@ fn test_value_type_guess_is_checked() {
         &arrow::datatypes::DataType::Float32
     );
     let data_files = std::fs::read_dir(expression.join("data")).unwrap().count();
-    assert_eq!(data_files, fragment_count(&expression), "no files of the first attempt");
+    assert_eq!(
+        data_files,
+        fragment_count(&expression),
+        "no files of the first attempt"
+    );
     assert_eq!(data_files, 8);
 }

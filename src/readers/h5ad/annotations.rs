@@ -32,8 +32,8 @@ pub struct VectorColumn {
 enum VectorSource {
     /// A 1-D (dim 1) or 2-D dataset.
     Dense(hdf5::Dataset),
-    /// A sparse matrix of shape (rows, dim).
-    Sparse(MatrixSource),
+    /// A sparse matrix of shape (rows, dim) (boxed: it holds the direct readers' state).
+    Sparse(Box<MatrixSource>),
 }
 
 /// One obsp/varp key: a square sparse or dense matrix.
@@ -83,7 +83,7 @@ pub fn open_vectors(
             out.push(VectorColumn {
                 name,
                 dim: dim as usize,
-                source: VectorSource::Sparse(source),
+                source: VectorSource::Sparse(Box::new(source)),
             });
             continue;
         }
