@@ -18,7 +18,7 @@ use crate::schema::{
     cells_schema, expression_schema, layers_schema, Compression, ExpressionIdTypes, ValueType,
 };
 use crate::tables::{cells_batch, expression_batch, layers_batch};
-use crate::writer::{BatchSender, TableWriter};
+use crate::writer::{BatchSender, FragmentTask, TableWriter};
 
 /// Batches waiting between the reader thread and the writer. With one more being read and one
 /// being encoded, at most three batches of cells are alive.
@@ -331,9 +331,9 @@ struct ClosingFragment {
     cells: CellRange,
     /// Expression rows written up to the fragment's end (for progress).
     expression_rows: u64,
-    expression: Option<WriterTask>,
-    cells_table: Option<WriterTask>,
-    layers: Option<WriterTask>,
+    expression: Option<FragmentTask>,
+    cells_table: Option<FragmentTask>,
+    layers: Option<FragmentTask>,
 }
 
 impl ClosingFragment {
@@ -352,10 +352,7 @@ impl ClosingFragment {
     }
 }
 
-/// A Lance writer task: the fragment it wrote.
-type WriterTask = tokio::task::JoinHandle<Result<Option<Fragment>>>;
-
-async fn join_writer(task: Option<WriterTask>) -> Result<Option<Fragment>> {
+async fn join_writer(task: Option<FragmentTask>) -> Result<Option<Fragment>> {
     match task {
         Some(task) => task
             .await
@@ -368,7 +365,7 @@ async fn join_writer(task: Option<WriterTask>) -> Result<Option<Fragment>> {
 struct StreamingFragment {
     writer: Option<TableWriter>,
     sender: Option<BatchSender>,
-    task: Option<WriterTask>,
+    task: Option<FragmentTask>,
 }
 
 impl StreamingFragment {
@@ -388,7 +385,7 @@ impl StreamingFragment {
             return Ok(());
         }
         if self.sender.is_none() {
-            let (sender, task) = writer.start_fragment()?;
+            let (sender, task) = writer.start_fragment();
             self.sender = Some(sender);
             self.task = Some(task);
         }
@@ -408,7 +405,7 @@ impl StreamingFragment {
     }
 
     /// Close the stream (the writer finishes its file) and hand over the writer task.
-    fn close(mut self) -> Option<WriterTask> {
+    fn close(mut self) -> Option<FragmentTask> {
         self.sender = None;
         self.task.take()
     }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::{RecordBatch, RecordBatchIterator};
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use lance::dataset::fragment::write::FragmentCreateBuilder;
 use lance::dataset::transaction::{Operation, Transaction};
@@ -42,6 +42,9 @@ pub fn write_params() -> WriteParams {
 
 /// Sends the record batches of one fragment to its writer task; dropping it ends the fragment.
 pub type BatchSender = tokio::sync::mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>;
+
+/// A fragment's writer task: the fragment it wrote.
+pub type FragmentTask = tokio::task::JoinHandle<Result<Option<Fragment>>>;
 
 /// Batches in flight to one fragment's writer task.
 const FRAGMENT_QUEUE: usize = 1;
@@ -89,25 +92,17 @@ impl TableWriter {
                 self.arrow_schema
             )));
         }
-        let source = RecordBatchIterator::new(vec![Ok(batch)], self.arrow_schema.clone());
-        let fragment = FragmentCreateBuilder::new(&self.uri)
-            .schema(&self.schema)
-            .write_params(&self.params)
-            .write(source, None)
-            .await
-            .map_err(|e| Error::lance(&self.dir, e))?;
-        Ok(Some(fragment))
+        let source = Box::pin(RecordBatchStreamAdapter::new(
+            self.arrow_schema.clone(),
+            futures::stream::iter([Ok(batch)]),
+        ));
+        self.create_fragment(source).await.map(Some)
     }
 
     /// Start writing one uncommitted fragment from the batches sent to the returned sender (all
     /// with the table's schema, at least one non-empty); the task ends with the fragment
     /// once the sender is dropped.
-    pub fn start_fragment(
-        &self,
-    ) -> Result<(
-        BatchSender,
-        tokio::task::JoinHandle<Result<Option<Fragment>>>,
-    )> {
+    pub fn start_fragment(&self) -> (BatchSender, FragmentTask) {
         let (sender, receiver) = tokio::sync::mpsc::channel(FRAGMENT_QUEUE);
         let batches = futures::stream::unfold(receiver, |mut r| async move {
             r.recv().await.map(|batch| (batch, r))
@@ -117,16 +112,18 @@ impl TableWriter {
             batches,
         ));
         let writer = self.clone();
-        let task = tokio::spawn(async move {
-            let fragment = FragmentCreateBuilder::new(&writer.uri)
-                .schema(&writer.schema)
-                .write_params(&writer.params)
-                .write(stream, None)
-                .await
-                .map_err(|e| Error::lance(&writer.dir, e))?;
-            Ok(Some(fragment))
-        });
-        Ok((sender, task))
+        let task = tokio::spawn(async move { writer.create_fragment(stream).await.map(Some) });
+        (sender, task)
+    }
+
+    /// Write everything `source` yields as one uncommitted fragment.
+    async fn create_fragment(&self, source: SendableRecordBatchStream) -> Result<Fragment> {
+        FragmentCreateBuilder::new(&self.uri)
+            .schema(&self.schema)
+            .write_params(&self.params)
+            .write(source, None)
+            .await
+            .map_err(|e| Error::lance(&self.dir, e))
     }
 
     /// Make `fragments` the table's contents in one transaction, in the given order.
