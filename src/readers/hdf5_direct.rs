@@ -19,122 +19,15 @@ use std::sync::{Arc, OnceLock};
 
 use hdf5::datatype::ByteOrder;
 use hdf5::filters::Filter;
-use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::Dataset;
 use rayon::prelude::*;
 
+mod decode;
+
+pub use self::decode::Decode;
+use self::decode::{decode_into, unshuffle, Element};
 use super::hdf5_util as h5;
 use crate::error::{Error, Result};
-
-/// The stored element type (always little-endian).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Element {
-    I8,
-    I16,
-    I32,
-    I64,
-    U8,
-    U16,
-    U32,
-    U64,
-    F32,
-    F64,
-}
-
-impl Element {
-    fn of(descriptor: &TypeDescriptor) -> Option<Self> {
-        use TypeDescriptor as T;
-        Some(match descriptor {
-            T::Integer(IntSize::U1) => Element::I8,
-            T::Integer(IntSize::U2) => Element::I16,
-            T::Integer(IntSize::U4) => Element::I32,
-            T::Integer(IntSize::U8) => Element::I64,
-            T::Unsigned(IntSize::U1) => Element::U8,
-            T::Unsigned(IntSize::U2) => Element::U16,
-            T::Unsigned(IntSize::U4) => Element::U32,
-            T::Unsigned(IntSize::U8) => Element::U64,
-            T::Float(FloatSize::U4) => Element::F32,
-            T::Float(FloatSize::U8) => Element::F64,
-            _ => return None,
-        })
-    }
-
-    fn size(self) -> usize {
-        match self {
-            Element::I8 | Element::U8 => 1,
-            Element::I16 | Element::U16 => 2,
-            Element::I32 | Element::U32 | Element::F32 => 4,
-            Element::I64 | Element::U64 | Element::F64 => 8,
-        }
-    }
-}
-
-/// A numeric type elements are decoded into (`as` conversion, as HDF5's own conversion to a
-/// float or wider integer type does).
-pub trait Decode: Copy + Default + Send + Sync + 'static {
-    /// Append the little-endian `elements` of type `element` in `bytes` to `out`.
-    #[doc(hidden)]
-    fn decode_into(bytes: &[u8], element: ElementKind, out: &mut [Self]);
-}
-
-/// Opaque handle on the stored element type, for [`Decode`].
-#[derive(Debug, Clone, Copy)]
-pub struct ElementKind(Element);
-
-macro_rules! impl_decode {
-    ($($t:ty),*) => {$(
-        impl Decode for $t {
-            fn decode_into(bytes: &[u8], element: ElementKind, out: &mut [Self]) {
-                macro_rules! run {
-                    ($src:ty) => {
-                        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(size_of::<$src>())) {
-                            *o = <$src>::from_le_bytes(b.try_into().unwrap()) as $t;
-                        }
-                    };
-                }
-                match element.0 {
-                    Element::I8 => run!(i8),
-                    Element::I16 => run!(i16),
-                    Element::I32 => run!(i32),
-                    Element::I64 => run!(i64),
-                    Element::U8 => run!(u8),
-                    Element::U16 => run!(u16),
-                    Element::U32 => run!(u32),
-                    Element::U64 => run!(u64),
-                    Element::F32 => run!(f32),
-                    Element::F64 => run!(f64),
-                }
-            }
-        }
-    )*};
-}
-impl_decode!(f32, f64, i64);
-
-/// Indices: anything that is not an integer in 0..u32::MAX becomes u32::MAX, which no
-/// dimension reaches, so the caller's bounds check refuses it.
-impl Decode for u32 {
-    fn decode_into(bytes: &[u8], element: ElementKind, out: &mut [Self]) {
-        macro_rules! run {
-            ($src:ty) => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(size_of::<$src>())) {
-                    *o = u32::try_from(<$src>::from_le_bytes(b.try_into().unwrap()))
-                        .unwrap_or(u32::MAX);
-                }
-            };
-        }
-        match element.0 {
-            Element::I8 => run!(i8),
-            Element::I16 => run!(i16),
-            Element::I32 => run!(i32),
-            Element::I64 => run!(i64),
-            Element::U8 => run!(u8),
-            Element::U16 => run!(u16),
-            Element::U32 => run!(u32),
-            Element::U64 => run!(u64),
-            Element::F32 | Element::F64 => out.fill(u32::MAX),
-        }
-    }
-}
 
 /// Where the elements are.
 #[derive(Debug)]
@@ -284,56 +177,11 @@ impl DirectArray {
                 ),
             ));
         }
-        let kind = ElementKind(self.element);
-        let size = self.element.size();
-        match &self.storage {
-            Storage::Contiguous { addr } => {
-                // Decode blocks in parallel; each reads its own bytes.
-                const BLOCK: usize = 1 << 18;
-                out.par_chunks_mut(BLOCK).enumerate().try_for_each_init(
-                    Vec::new,
-                    |bytes, (i, piece)| {
-                        let first = range.start + i * BLOCK;
-                        bytes.resize(piece.len() * size, 0);
-                        self.file
-                            .read_exact_at(bytes, addr + (first * size) as u64)
-                            .map_err(|e| self.io_error(e))?;
-                        T::decode_into(bytes, kind, piece);
-                        Ok(())
-                    },
-                )
-            }
-            Storage::Chunked {
-                chunk_len, shuffle, ..
-            } => {
-                let chunk_len = *chunk_len;
-                if range.is_empty() {
-                    return Ok(());
-                }
-                let first = range.start / chunk_len;
-                let last = (range.end - 1) / chunk_len;
-                // Cut `out` into one piece per chunk, in order.
-                let mut pieces = Vec::with_capacity(last - first + 1);
-                let mut rest = out;
-                for c in first..=last {
-                    let lo = (c * chunk_len).max(range.start);
-                    let hi = ((c + 1) * chunk_len).min(range.end);
-                    let (piece, tail) = rest.split_at_mut(hi - lo);
-                    pieces.push((c, lo - c * chunk_len, piece));
-                    rest = tail;
-                }
-                let chunk_bytes = chunk_len * size;
-                pieces.into_par_iter().try_for_each_init(
-                    || ChunkBuffers::new(chunk_bytes),
-                    |buf, (c, skip, piece)| {
-                        let bytes =
-                            self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
-                        T::decode_into(&bytes[skip * size..], kind, piece);
-                        Ok(())
-                    },
-                )
-            }
-        }
+        self.pieces(range, out)
+            .into_par_iter()
+            .try_for_each_init(ChunkBuffers::new, |buf, (at, piece)| {
+                self.read_piece(buf, at, piece)
+            })
     }
 
     /// Whether `pred` holds for every element, checked chunk by chunk in parallel.
@@ -361,39 +209,62 @@ impl DirectArray {
         }
     }
 
-    /// Like [`DirectArray::read_into`] for a range inside one block, without going parallel
-    /// again (called from the pool).
+    /// Like [`DirectArray::read_into`], without going parallel again (called from the pool).
     fn read_single_threaded<T: Decode>(&self, range: Range<usize>, out: &mut [T]) -> Result<()> {
-        let kind = ElementKind(self.element);
+        let mut buf = ChunkBuffers::new();
+        for (at, piece) in self.pieces(range, out) {
+            self.read_piece(&mut buf, at, piece)?;
+        }
+        Ok(())
+    }
+
+    /// `out` (elements `range`) cut into pieces that each lie in one chunk (or one block of
+    /// contiguous storage), with the position of each piece's first element.
+    fn pieces<'a, T>(&self, range: Range<usize>, out: &'a mut [T]) -> Vec<(usize, &'a mut [T])> {
+        const BLOCK: usize = 1 << 18;
+        let mut pieces = Vec::new();
+        let (mut at, mut rest) = (range.start, out);
+        while !rest.is_empty() {
+            let room = match &self.storage {
+                Storage::Contiguous { .. } => BLOCK,
+                Storage::Chunked { chunk_len, .. } => chunk_len - at % chunk_len,
+            };
+            let (piece, tail) = rest.split_at_mut(room.min(rest.len()));
+            let n = piece.len();
+            pieces.push((at, piece));
+            at += n;
+            rest = tail;
+        }
+        pieces
+    }
+
+    /// Decode the elements from `at` on into `piece`, which lies in one chunk (or block).
+    fn read_piece<T: Decode>(
+        &self,
+        buf: &mut ChunkBuffers,
+        at: usize,
+        piece: &mut [T],
+    ) -> Result<()> {
         let size = self.element.size();
         match &self.storage {
             Storage::Contiguous { addr } => {
-                let mut bytes = vec![0u8; range.len() * size];
+                buf.raw.resize(piece.len() * size, 0);
                 self.file
-                    .read_exact_at(&mut bytes, addr + (range.start * size) as u64)
+                    .read_exact_at(&mut buf.raw, addr + (at * size) as u64)
                     .map_err(|e| self.io_error(e))?;
-                T::decode_into(&bytes, kind, out);
-                Ok(())
+                decode_into(&buf.raw, self.element, piece);
             }
             Storage::Chunked {
                 chunk_len, shuffle, ..
             } => {
+                let c = at / chunk_len;
+                let skip = at - c * chunk_len;
                 let chunk_bytes = chunk_len * size;
-                let mut buf = ChunkBuffers::new(chunk_bytes);
-                let mut done = 0;
-                while done < range.len() {
-                    let at = range.start + done;
-                    let c = at / chunk_len;
-                    let skip = at - c * chunk_len;
-                    let n = (chunk_len - skip).min(range.len() - done);
-                    let bytes =
-                        self.chunk_bytes(&mut buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
-                    T::decode_into(&bytes[skip * size..], kind, &mut out[done..done + n]);
-                    done += n;
-                }
-                Ok(())
+                let bytes = self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
+                decode_into(&bytes[skip * size..], self.element, piece);
             }
         }
+        Ok(())
     }
 
     /// Where chunk `c` lies, asked of the library (under its lock) the first time.
@@ -612,29 +483,14 @@ struct ChunkBuffers {
 }
 
 impl ChunkBuffers {
-    fn new(chunk_bytes: usize) -> Self {
+    fn new() -> Self {
         ChunkBuffers {
             raw: Vec::new(),
-            inflated: Vec::with_capacity(chunk_bytes),
+            inflated: Vec::new(),
             unshuffled: Vec::new(),
             inflater: libdeflater::Decompressor::new(),
         }
     }
-}
-
-/// Undo HDF5's shuffle filter: the first bytes of every element, then the second bytes, ...
-fn unshuffle(shuffled: &[u8], size: usize, out: &mut Vec<u8>) {
-    out.resize(shuffled.len(), 0);
-    let n = shuffled.len() / size;
-    for b in 0..size {
-        let plane = &shuffled[b * n..(b + 1) * n];
-        for (i, &byte) in plane.iter().enumerate() {
-            out[i * size + b] = byte;
-        }
-    }
-    // Bytes past the last whole element are left as they are.
-    let whole = n * size;
-    out[whole..].copy_from_slice(&shuffled[whole..]);
 }
 
 /// Where the chunk starting at element `first` lies (a B-tree lookup, under the library's
@@ -670,32 +526,4 @@ fn locate_chunk(
             shuffled: applies(shuffle),
         })
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_unshuffle() {
-        // Two u32 elements 0x04030201, 0x08070605 shuffled by byte plane, plus one stray byte.
-        let shuffled = [1, 5, 2, 6, 3, 7, 4, 8, 9];
-        let mut out = Vec::new();
-        unshuffle(&shuffled, 4, &mut out);
-        assert_eq!(out, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
-    }
-
-    #[test]
-    fn test_decode() {
-        let bytes: Vec<u8> = [1i32, -2, 70000]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let mut out = [0f32; 3];
-        f32::decode_into(&bytes, ElementKind(Element::I32), &mut out);
-        assert_eq!(out, [1.0, -2.0, 70000.0]);
-        let mut wide = [0i64; 2];
-        i64::decode_into(&bytes[4..], ElementKind(Element::I32), &mut wide);
-        assert_eq!(wide, [-2, 70000]);
-    }
 }
