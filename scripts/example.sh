@@ -7,7 +7,8 @@ source "$root/scripts/env.sh"
 "$root/scripts/setup.sh"
 cd "$root"
 echo "building slaf-convert (the first build compiles lance: about 30 minutes on 2 cores)..." >&2
-cargo build --quiet --bin slaf-convert
+# --all-targets: the same features as the test build (scripts/test.sh), so it reuses this one.
+cargo build --quiet --all-targets
 bin="$CARGO_TARGET_DIR/debug/slaf-convert"
 out="${1:-${TMPDIR:-/tmp}/slaf-convert-example/pbmc-like.slaf}"
 mkdir -p "$(dirname "$out")"

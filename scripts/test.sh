@@ -6,8 +6,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/env.sh"
 "$root/scripts/setup.sh" --python
 cd "$root"
-cargo build --bin slaf-convert
+# --all-targets in both: dev-dependencies add features to shared crates, so a build without
+# the test targets and one with them would compile the lance stack twice.
+cargo build --all-targets
 cargo test --all-targets
+cargo test --doc
 echo
 echo "== interop suite (upstream reader: slafdb 0.5.2) =="
 SLAF_CONVERT_BIN="$CARGO_TARGET_DIR/debug/slaf-convert" \

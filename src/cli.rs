@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::plan::{Plan, ShardSize};
 use crate::schema::IdTypes;
-use crate::shard::{run_shard as run_shard_impl, Placement};
+use crate::shard::{run_shard as run_shard_impl, Placement, ShardTask};
 
 use self::args::{Command, ConvertArgs, IdTypesArg, PlanArgs, RawArg, ShardArgs, VarNamesArg};
 use crate::readers::tenx::{TenxOptions, VarNames};
@@ -114,7 +114,13 @@ async fn run_shard(args: ShardArgs) -> Result<()> {
         Some(dir) => Placement::Staged { dir },
         None => Placement::SharedTarget,
     };
-    let (receipt, path) = run_shard_impl(&plan, index, &placement, args.receipt.as_deref()).await?;
+    let task = ShardTask {
+        index,
+        placement,
+        receipt: args.receipt.as_deref(),
+        inputs: args.inputs.as_deref(),
+    };
+    let (receipt, path) = run_shard_impl(&plan, &task).await?;
     println!(
         "shard {index}: {} cells, {} expression rows; receipt {}",
         receipt.cells_written,

@@ -2,9 +2,11 @@
 //!
 //! Exactly the workflow steps, run in order: `plan` opens and scans the inputs (nothing is
 //! written if that fails), every shard writes its fragments straight into the output (shared
-//! target) with its receipt in a temporary directory, and `commit` makes them visible in one
-//! transaction per table, writes `config.json` and last the completion marker. A failed run
-//! removes the output it created; `--overwrite` moves an old output aside before deleting it.
+//! target) with its receipt under the output, and `commit` makes them visible in one
+//! transaction per table, writes `config.json` and last the completion marker. A run killed
+//! part-way is resumed by the same command (finished shards are kept); a run that fails
+//! removes the output it created; `--overwrite` builds beside a complete old output and swaps
+//! the two only once the new one is complete.
 //!
 //! Unlike a `plan` command, convert's plan does not read a CSR matrix's values: the row counts
 //! come from its indptr and the value type from a sample, so X is read once, while it is
@@ -14,14 +16,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::commit::{commit, CompletionMarker};
+use crate::commit::{commit, CompletionMarker, MARKER_FILE};
 use crate::error::{Error, Result};
 use crate::manifest::{IdTypesName, Manifest, ManifestInput, ManifestOptions, Sharding};
 use crate::pipeline::blocking;
 use crate::plan::{Plan, ShardSize};
 use crate::readers::{ReadOptions, ValueScan};
 use crate::schema::{Compression, IdTypes, ValueType};
-use crate::shard::{run_shard, Placement};
+use crate::shard::{
+    run_shard, shared_receipt_path, Placement, Receipt, ShardTask, SHARED_RECEIPTS_DIR,
+};
 
 /// Options of one conversion.
 #[derive(Debug, Clone)]
@@ -107,6 +111,7 @@ pub fn single_input_manifest(
             ..ManifestOptions::default()
         },
         sharding: Sharding::default(),
+        base: PathBuf::new(),
     })
 }
 
@@ -130,7 +135,13 @@ pub async fn read_only(manifest: &Manifest) -> Result<ReadOnlyReport> {
     .await?;
     let mut expression_rows = 0;
     for shard in &plan.shards {
-        let (receipt, _) = run_shard(&plan, shard.index, &Placement::Discard, None).await?;
+        let task = ShardTask {
+            index: shard.index,
+            placement: Placement::Discard,
+            receipt: None,
+            inputs: None,
+        };
+        let (receipt, _) = run_shard(&plan, &task).await?;
         expression_rows += receipt.rows_written;
     }
     Ok(ReadOnlyReport {
@@ -140,17 +151,25 @@ pub async fn read_only(manifest: &Manifest) -> Result<ReadOnlyReport> {
 }
 
 /// Convert every input of `manifest` into its output: plan, every shard, commit.
+///
+/// Re-running the same command after a kill resumes: the output holds the receipts of the
+/// shards that finished, which are kept. With `overwrite`, a complete old output stays
+/// readable until the new dataset is complete beside it, then the two are swapped.
 pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<ConvertReport> {
     let started = Instant::now();
     let output = manifest.output.clone();
-    check_output(&output, overwrite)?;
-    let plan_manifest = manifest.clone();
-    let mut plan = blocking(move || {
-        Plan::build_scanning(&plan_manifest, ShardSize::default(), ValueScan::RowsOnly)
-    })
-    .await?;
-    replace_output(&output, overwrite)?;
-    std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
+    manifest.check_output_apart()?;
+    let target = BuildTarget::choose(&output, overwrite)?;
+    let mut build = manifest.clone();
+    build.output = target.dir.clone();
+    let plan_manifest = build.clone();
+    let mut plan =
+        blocking(move || Plan::build_scanning(&plan_manifest, CONVERT_SHARDS, ValueScan::RowsOnly))
+            .await?;
+    // The receipts directory first: from now on a killed run leaves an output the same
+    // command resumes (until then, at most an empty directory).
+    let receipts = target.dir.join(SHARED_RECEIPTS_DIR);
+    std::fs::create_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
     let mut written = write_all_shards(&plan).await;
     if let (Err(Error::ValueTypeTooNarrow { value, .. }), true) = (&written, plan.types_guessed) {
         tracing::info!(
@@ -158,89 +177,191 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
             value = *value as f64,
             "the values are not all counts ({value} found): planning again from every value"
         );
-        let exact_manifest = manifest.clone();
-        written = match blocking(move || Plan::build(&exact_manifest, ShardSize::default())).await {
+        // The first attempt's files are unreferenced: the commit's cleanup removes them.
+        let exact_manifest = build.clone();
+        written = match blocking(move || Plan::build(&exact_manifest, CONVERT_SHARDS)).await {
             Ok(exact) => {
                 plan = exact;
-                // Start from an empty output: the first attempt's files are not needed.
-                std::fs::remove_dir_all(&output)
-                    .and_then(|()| std::fs::create_dir_all(&output))
-                    .map_err(|e| Error::io(&output, e))?;
                 write_all_shards(&plan).await
             }
             Err(e) => Err(e),
         };
     }
-    match written {
-        Ok(marker) => {
-            tracing::info!(
-                event = "convert.done",
-                output = %output.display(),
-                n_cells = marker.n_cells,
-                n_genes = marker.n_genes,
-                expression_rows = marker.expression_rows,
-                fragments = plan.shards.len(),
-                seconds = started.elapsed().as_secs_f64(),
-                "conversion finished"
-            );
-            Ok(ConvertReport {
-                output,
-                marker,
-                value_type: plan.profile.value_type,
-                shards: plan.shards.len(),
-            })
-        }
+    let marker = match written {
+        Ok(marker) => marker,
         Err(e) => {
-            // We created this directory and it is not complete: remove it so a rerun starts
-            // clean instead of tripping over "output exists".
-            if let Err(cleanup) = std::fs::remove_dir_all(&output) {
-                tracing::warn!(event = "convert.cleanup_failed", output = %output.display(), error = %cleanup, "could not remove partial output");
-            }
-            Err(e)
+            target.abandon();
+            return Err(e);
         }
-    }
+    };
+    target.finish()?;
+    tracing::info!(
+        event = "convert.done",
+        output = %output.display(),
+        n_cells = marker.n_cells,
+        n_genes = marker.n_genes,
+        expression_rows = marker.expression_rows,
+        fragments = plan.shards.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "conversion finished"
+    );
+    Ok(ConvertReport {
+        output,
+        marker,
+        value_type: plan.profile.value_type,
+        shards: plan.shards.len(),
+    })
 }
 
+/// Shards of a one-process conversion: the unit a re-run after a kill keeps.
+const CONVERT_SHARDS: ShardSize = ShardSize {
+    cells_per_shard: None,
+    shards: Some(8),
+};
+
+/// Run every shard of `plan` into its output (shared target) that has no receipt there yet,
+/// then commit.
 async fn write_all_shards(plan: &Plan) -> Result<CompletionMarker> {
-    let receipts_dir = tempfile::Builder::new()
-        .prefix("slaf-convert-receipts-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let mut receipts = Vec::with_capacity(plan.shards.len());
+    let mut kept = Vec::new();
     for shard in &plan.shards {
-        let path = receipts_dir
-            .path()
-            .join(format!("shard-{:06}.json", shard.index));
-        run_shard(plan, shard.index, &Placement::SharedTarget, Some(&path)).await?;
+        let path = shared_receipt_path(&plan.output, &plan.plan_hash, shard.index);
+        let finished = Receipt::load(&path).is_ok_and(|r| {
+            r.plan_hash == plan.plan_hash && r.shard == shard.index && r.rows_written == shard.rows
+        });
+        if finished {
+            kept.push(shard.index);
+        } else {
+            let task = ShardTask {
+                index: shard.index,
+                placement: Placement::SharedTarget,
+                receipt: Some(&path),
+                inputs: None,
+            };
+            run_shard(plan, &task).await?;
+        }
         receipts.push(path);
+    }
+    if !kept.is_empty() {
+        tracing::info!(event = "convert.resumed", kept_shards = ?kept, shards = plan.shards.len(), "resumed: kept {} of {} shards an earlier run finished", kept.len(), plan.shards.len());
     }
     commit(plan, &receipts).await
 }
 
-fn check_output(output: &Path, overwrite: bool) -> Result<()> {
-    if output.exists() && !overwrite {
-        return Err(Error::OutputExists {
-            path: output.to_path_buf(),
-        });
-    }
-    Ok(())
+/// Where a conversion builds its dataset.
+struct BuildTarget {
+    /// The output the user named.
+    output: PathBuf,
+    /// Where the dataset is built: the output, or beside it when replacing a complete one.
+    dir: PathBuf,
+    /// `dir` is ours to remove if the conversion fails.
+    created: bool,
 }
 
-/// With `--overwrite`, move the old output aside before deleting it, so a half-deleted tree
-/// never sits under the output name looking valid.
-fn replace_output(output: &Path, overwrite: bool) -> Result<()> {
-    if !output.exists() {
-        return Ok(());
+impl BuildTarget {
+    fn choose(output: &Path, overwrite: bool) -> Result<BuildTarget> {
+        let in_place = |created| BuildTarget {
+            output: output.to_path_buf(),
+            dir: output.to_path_buf(),
+            created,
+        };
+        if std::fs::symlink_metadata(output).is_err() {
+            return Ok(in_place(true));
+        }
+        if is_resumable(output) {
+            tracing::info!(event = "convert.resuming", output = %output.display(), "resuming the unfinished conversion in {}", output.display());
+            return Ok(in_place(false));
+        }
+        if is_empty_dir(output) {
+            return Ok(in_place(false));
+        }
+        if !overwrite {
+            return Err(Error::OutputExists {
+                path: output.to_path_buf(),
+            });
+        }
+        let mut name = output.as_os_str().to_owned();
+        name.push(".slaf-convert-partial");
+        let partial = PathBuf::from(name);
+        if partial.exists() && !is_resumable(&partial) {
+            // Our own scratch name: an earlier swap's leftover or an unfinished build.
+            std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+        }
+        Ok(BuildTarget {
+            output: output.to_path_buf(),
+            dir: partial,
+            created: true,
+        })
     }
-    check_output(output, overwrite)?;
-    let mut doomed = output.as_os_str().to_owned();
-    doomed.push(format!(".DELETING-{}", std::process::id()));
-    let doomed = PathBuf::from(doomed);
-    std::fs::rename(output, &doomed).map_err(|e| Error::io(output, e))?;
-    let removed = if doomed.is_dir() {
-        std::fs::remove_dir_all(&doomed)
-    } else {
-        std::fs::remove_file(&doomed)
-    };
-    removed.map_err(|e| Error::io(&doomed, e))
+
+    /// The dataset in `dir` is complete: drop the receipts and, when replacing, swap it in.
+    fn finish(self) -> Result<()> {
+        let receipts = self.dir.join(SHARED_RECEIPTS_DIR);
+        if receipts.exists() {
+            std::fs::remove_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
+        }
+        if self.dir == self.output {
+            return Ok(());
+        }
+        // The old output is readable until this one call replaces it.
+        exchange(&self.dir, &self.output)?;
+        let old = &self.dir;
+        let removed = if old.is_dir() {
+            std::fs::remove_dir_all(old)
+        } else {
+            std::fs::remove_file(old)
+        };
+        removed.map_err(|e| Error::io(old, e))
+    }
+
+    /// The conversion failed: remove what this run created (an output it resumed stays for
+    /// the next run; a replaced output was never touched).
+    fn abandon(self) {
+        if !self.created {
+            return;
+        }
+        if let Err(cleanup) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(event = "convert.cleanup_failed", output = %self.dir.display(), error = %cleanup, "could not remove partial output");
+        }
+    }
+}
+
+/// An unfinished conversion of ours: receipts but no completion marker.
+fn is_resumable(dir: &Path) -> bool {
+    dir.join(SHARED_RECEIPTS_DIR).is_dir() && !dir.join(MARKER_FILE).exists()
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Swap `new` and `old` in one step where the filesystem can (Linux `RENAME_EXCHANGE`), else
+/// in two renames; afterwards `old` holds the new dataset and `new` the old one.
+fn exchange(new: &Path, old: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
+        if let (Some(a), Some(b)) = (c(new), c(old)) {
+            // SAFETY: two valid NUL-terminated paths; renameat2 reads them and nothing else.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    a.as_ptr(),
+                    libc::AT_FDCWD,
+                    b.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+        }
+    }
+    let mut aside = old.as_os_str().to_owned();
+    aside.push(format!(".DELETING-{}", std::process::id()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(old, &aside).map_err(|e| Error::io(old, e))?;
+    std::fs::rename(new, old).map_err(|e| Error::io(new, e))?;
+    std::fs::rename(&aside, new).map_err(|e| Error::io(&aside, e))
 }

@@ -58,6 +58,15 @@ pub enum Error {
         /// The output directory.
         path: PathBuf,
     },
+    /// An output path that slaf-convert refuses to write to, since doing so would delete or
+    /// change something it did not create (a directory that is not a shard attempt, an input).
+    #[error("{}: {what}", path.display())]
+    OutputNotOurs {
+        /// The output path.
+        path: PathBuf,
+        /// Why it is refused.
+        what: String,
+    },
     /// Invalid arguments that clap could not catch (for example a chunk size of zero).
     #[error("{0}")]
     Usage(String),
@@ -132,7 +141,7 @@ impl Error {
                 exit_code::INVALID_INPUT
             }
             Error::InputMissing { .. } => exit_code::INPUT_MISSING,
-            Error::OutputExists { .. } => exit_code::OUTPUT_EXISTS,
+            Error::OutputExists { .. } | Error::OutputNotOurs { .. } => exit_code::OUTPUT_EXISTS,
             Error::Lance { source, .. } if is_transient(source) => exit_code::TRANSIENT,
             Error::Io { source, .. } if is_transient_io(source) => exit_code::TRANSIENT,
             Error::Io { .. } | Error::Lance { .. } => exit_code::IO,
@@ -181,7 +190,8 @@ pub mod exit_code {
     pub const RECEIPTS: u8 = 68;
     /// A bug in slaf-convert.
     pub const INTERNAL: u8 = 70;
-    /// The output exists and `--overwrite` was not given.
+    /// The output exists and `--overwrite` was not given, or is a path slaf-convert will not
+    /// write to (an input, inside an input, or a directory that is not a shard attempt).
     pub const OUTPUT_EXISTS: u8 = 73;
     /// Reading or writing files failed (disk full, permissions, Lance I/O).
     pub const IO: u8 = 74;

@@ -32,6 +32,7 @@ pub mod error;
 pub mod inspect;
 pub mod logging;
 pub mod manifest;
+pub mod pairwise;
 pub mod pipeline;
 pub mod plan;
 pub mod readers;

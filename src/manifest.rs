@@ -45,6 +45,10 @@ pub struct Manifest {
     /// How the cells are split into shards.
     #[serde(default)]
     pub sharding: Sharding,
+    /// The manifest's directory (input paths in a plan are kept relative to it); empty for a
+    /// manifest built in code, where each input's own directory is used.
+    #[serde(skip)]
+    pub base: PathBuf,
 }
 
 /// One input of a manifest.
@@ -187,6 +191,25 @@ pub struct Sharding {
     pub shards: Option<u64>,
 }
 
+/// `path` with symbolic links and `..` resolved as far as it exists (the rest appended).
+fn real_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
 impl Manifest {
     /// Read and validate `path`, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Self> {
@@ -210,11 +233,40 @@ impl Manifest {
             }
         };
         manifest.output = resolve(&manifest.output);
+        manifest.base = base.clone();
         for input in &mut manifest.inputs {
             input.path = resolve(&input.path);
         }
         manifest.validate(path)?;
         Ok(manifest)
+    }
+
+    /// Refuse an output that is an input, contains one or lies inside one: writing there
+    /// would change or (with `--overwrite`) delete what the user handed over.
+    pub fn check_output_apart(&self) -> Result<()> {
+        let output = real_path(&self.output);
+        for input in &self.inputs {
+            let Ok(input_path) = input.path.canonicalize() else {
+                continue; // a missing input is reported when it is opened
+            };
+            let how = if output == input_path {
+                "is the input"
+            } else if output.starts_with(&input_path) {
+                "lies inside the input"
+            } else if input_path.starts_with(&output) {
+                "contains the input"
+            } else {
+                continue;
+            };
+            return Err(Error::OutputNotOurs {
+                path: self.output.clone(),
+                what: format!(
+                    "the output {how} {}: choose another output",
+                    input.path.display()
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn validate(&self, path: &Path) -> Result<()> {

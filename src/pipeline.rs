@@ -184,64 +184,81 @@ impl CellTables {
         let mut open: Option<OpenFragment> = None;
         // Fragments whose streams are closed while Lance finishes their files, oldest first.
         let mut closing: std::collections::VecDeque<ClosingFragment> = Default::default();
-        while let Some(chunk) = rx.recv().await {
-            let chunk = chunk?;
-            let fragment = match &mut open {
-                Some(f) => f,
-                None => open.insert(OpenFragment::new(
-                    self,
-                    CellRange::new(
-                        chunk.cells.start,
-                        fragment_end(range, chunk_size, chunk.cells.start),
-                    ),
-                )),
-            };
-            let cell_batch = cells_batch(
-                self.cells.schema(),
-                &chunk,
-                cell_offset,
-                rows,
-                source_file.as_deref(),
-            )?;
-            let layer_batch = match &self.layers {
-                Some(l) => Some(layers_batch(
+        let written: Result<()> = async {
+            while let Some(chunk) = rx.recv().await {
+                let chunk = chunk?;
+                let fragment = match &mut open {
+                    Some(f) => f,
+                    None => open.insert(OpenFragment::new(
+                        self,
+                        CellRange::new(
+                            chunk.cells.start,
+                            fragment_end(range, chunk_size, chunk.cells.start),
+                        ),
+                    )),
+                };
+                let cell_batch = cells_batch(
+                    self.cells.schema(),
+                    &chunk,
+                    cell_offset,
+                    rows,
+                    source_file.as_deref(),
+                )?;
+                let layer_batch = match &self.layers {
+                    Some(l) => Some(layers_batch(
+                        &input,
+                        l.schema(),
+                        &p.ids,
+                        &p.layer_types,
+                        cell_offset + chunk.cells.start,
+                        &chunk.layers,
+                    )?),
+                    None => None,
+                };
+                let cells_range = chunk.cells;
+                rows += chunk.entries.genes.len() as u64;
+                // The expression batch takes over the entries' buffers; the rest of the chunk
+                // is freed before encoding.
+                let (expr_batch, chunk_stats) = expression_batch(
                     &input,
-                    l.schema(),
+                    self.expression.schema(),
                     &p.ids,
-                    &p.layer_types,
-                    cell_offset + chunk.cells.start,
-                    &chunk.layers,
-                )?),
-                None => None,
-            };
-            let cells_range = chunk.cells;
-            rows += chunk.entries.genes.len() as u64;
-            // The expression batch takes over the entries' buffers; the rest of the chunk
-            // is freed before encoding.
-            let (expr_batch, chunk_stats) = expression_batch(
-                &input,
-                self.expression.schema(),
-                &p.ids,
-                p.value_type,
-                cell_offset + cells_range.start,
-                chunk.entries,
-            )?;
-            fragment.send(expr_batch, cell_batch, layer_batch).await?;
-            out.stats.merge(&chunk_stats);
-            out.cells_written += cells_range.len();
-            if cells_range.end >= fragment.cells.end {
-                let fragment = open.take().expect("a fragment is open");
-                closing.push_back(fragment.close(rows));
-                // Reading goes on while Lance finishes the last fragment's file; any older
-                // one is awaited first, so at most two fragments are ever in the writer.
-                while closing.len() > FRAGMENTS_CLOSING {
-                    let done = closing.pop_front().expect("not empty");
-                    done.join(&mut out, &progress, n_cells).await?;
+                    p.value_type,
+                    cell_offset + cells_range.start,
+                    chunk.entries,
+                )?;
+                fragment.send(expr_batch, cell_batch, layer_batch).await?;
+                out.stats.merge(&chunk_stats);
+                out.cells_written += cells_range.len();
+                if cells_range.end >= fragment.cells.end {
+                    let fragment = open.take().expect("a fragment is open");
+                    closing.push_back(fragment.close(rows));
+                    // Reading goes on while Lance finishes the last fragment's file; any older
+                    // one is awaited first, so at most two fragments are ever in the writer.
+                    while closing.len() > FRAGMENTS_CLOSING {
+                        let done = closing.pop_front().expect("not empty");
+                        done.join(&mut out, &progress, n_cells).await?;
+                    }
                 }
             }
+            while let Some(done) = closing.pop_front() {
+                done.join(&mut out, &progress, n_cells).await?;
+            }
+            Ok(())
         }
-        while let Some(done) = closing.pop_front() {
-            done.join(&mut out, &progress, n_cells).await?;
+        .await;
+        if let Err(e) = written {
+            // No Lance writer may outlive the error: the caller's cleanup removes the files
+            // they would still be writing.
+            if let Some(fragment) = open.take() {
+                fragment.abort().await;
+            }
+            for fragment in closing {
+                fragment.abort().await;
+            }
+            drop(rx);
+            let _ = producer.await;
+            return Err(e);
         }
         let reader = producer
             .await
@@ -314,6 +331,20 @@ impl OpenFragment {
         Ok(())
     }
 
+    /// Stop its writer tasks and wait until they have stopped.
+    async fn abort(self) {
+        for table in [
+            Some(self.expression_table),
+            Some(self.cells_table),
+            self.layers_table,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            abort_writer(table.close()).await;
+        }
+    }
+
     /// End the fragment's streams: Lance finishes its files in the background.
     fn close(self, expression_rows: u64) -> ClosingFragment {
         ClosingFragment {
@@ -339,16 +370,34 @@ struct ClosingFragment {
 impl ClosingFragment {
     /// Wait for the files and record the fragments in `out`.
     async fn join(self, out: &mut RangeOutput, progress: &Progress, n_cells: u64) -> Result<()> {
-        let (e, c, l) = tokio::try_join!(
+        // All three are awaited even when one fails: no writer outlives this call.
+        let (e, c, l) = tokio::join!(
             join_writer(self.expression),
             join_writer(self.cells_table),
             join_writer(self.layers)
-        )?;
+        );
+        let (e, c, l) = (e?, c?, l?);
         out.expression.extend(e);
         out.cells.extend(c);
         out.layers.extend(l);
         progress.chunk_written(self.cells, n_cells, self.expression_rows);
         Ok(())
+    }
+}
+
+impl ClosingFragment {
+    /// Stop its writer tasks and wait until they have stopped.
+    async fn abort(self) {
+        for task in [self.expression, self.cells_table, self.layers] {
+            abort_writer(task).await;
+        }
+    }
+}
+
+async fn abort_writer(task: Option<FragmentTask>) {
+    if let Some(task) = task {
+        task.abort();
+        let _ = task.await;
     }
 }
 

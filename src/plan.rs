@@ -7,9 +7,15 @@
 //! split a cell and never span two inputs. `plan_hash` (blake3 of the plan without the hash)
 //! is checked by every later step.
 
+mod input_files;
+mod var_table;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use self::input_files::{locate, Fingerprint};
+use self::var_table::InputVar;
 
 use crate::error::{Error, Result};
 use std::collections::HashSet;
@@ -22,7 +28,7 @@ use crate::readers::{self, CellRange, GeneMap, InputParts, InputReader, ReadOpti
 use crate::schema::{expression_id_types, IdTypes, ValueType};
 
 /// Version of the plan file layout.
-pub const PLAN_FORMAT: u32 = 2;
+pub const PLAN_FORMAT: u32 = 3;
 
 /// A conversion plan (`plan.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -61,6 +67,11 @@ pub struct Plan {
     pub parts: InputParts,
     /// Whether `uns.json` is written.
     pub uns: bool,
+    /// The var columns of `genes.lance` in gene order: base64 of an Arrow IPC stream (empty
+    /// when there are none). Commit reads no input.
+    pub var_table: String,
+    /// The first input's `uns` as strict JSON (`uns.json`), when written.
+    pub uns_document: Option<serde_json::Value>,
     /// Inputs in cell order.
     pub inputs: Vec<PlannedInput>,
     /// Shards in cell order.
@@ -104,8 +115,13 @@ impl PlannedColumn {
 /// One input of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedInput {
-    /// Absolute path.
+    /// Absolute path, where the plan found it.
     pub path: PathBuf,
+    /// Path relative to the manifest's directory: a task given `--inputs DIR` reads
+    /// `DIR/<relative>`.
+    pub relative: PathBuf,
+    /// Size and content hash: a different file at the path is refused.
+    pub fingerprint: Fingerprint,
     /// Its name in the `source_file` column and the `multi_file` config block.
     pub source_name: String,
     /// Reader options.
@@ -154,6 +170,8 @@ pub struct ShardSize {
 /// Kept open from the first look to the scan, so no input is opened twice.
 struct InputMeta {
     genes: Vec<String>,
+    var: arrow::array::RecordBatch,
+    fingerprint: Fingerprint,
     reader: Box<dyn InputReader>,
 }
 
@@ -182,14 +200,21 @@ impl Plan {
     /// [`ValueScan::RowsOnly`] a CSR input's values are not read at all (`convert` reads X
     /// once, when it writes it).
     pub fn build_scanning(manifest: &Manifest, size: ShardSize, values: ValueScan) -> Result<Plan> {
+        manifest.check_output_apart()?;
         let options = &manifest.options;
         let chunk = options.chunk_size;
         let multi_file = manifest.inputs.len() > 1;
         let mut metas = Vec::with_capacity(manifest.inputs.len());
         for input in &manifest.inputs {
             let mut reader = readers::open(&input.path, &input.read_options())?;
-            let (_, genes) = reader.genes()?;
-            metas.push(InputMeta { genes, reader });
+            let fingerprint = Fingerprint::of(&input.path)?;
+            let (var, genes) = reader.genes()?;
+            metas.push(InputMeta {
+                genes,
+                var,
+                fingerprint,
+                reader,
+            });
         }
         let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
         let genes = dataset_genes(&paths, &metas, options.genes)?;
@@ -293,7 +318,15 @@ impl Plan {
                 .filter(|f| !meta.obs().iter().any(|g| g.name() == f.name()))
                 .map(|f| f.name().clone())
                 .collect();
+            let absolute =
+                std::path::absolute(&input.path).map_err(|e| Error::io(&input.path, e))?;
+            let base = match manifest.base.as_os_str().is_empty() {
+                true => absolute.parent().unwrap_or(Path::new("/")).to_path_buf(),
+                false => manifest.base.clone(),
+            };
             inputs.push(PlannedInput {
+                relative: input_files::relative_to(&absolute, &base),
+                fingerprint: meta.fingerprint.clone(),
                 path: input.path.clone(),
                 source_name: source_names[i].clone(),
                 read,
@@ -333,6 +366,23 @@ impl Plan {
             IdTypesName::Int32 => IdTypes::Int32,
             IdTypesName::Compact => IdTypes::Compact,
         };
+        let var_columns: Vec<PlannedColumn> = var.iter().map(PlannedColumn::of).collect();
+        let var_inputs: Vec<InputVar> = paths
+            .iter()
+            .zip(&metas)
+            .map(|(&path, meta)| InputVar {
+                path,
+                var: &meta.var,
+                names: &meta.genes,
+            })
+            .collect();
+        let var_batch =
+            var_table::dataset_var(&genes, &PlannedColumn::fields(&var_columns)?, &var_inputs)?;
+        let uns = options.uns && !multi_file;
+        let uns_document = match uns {
+            true => metas[0].reader.uns()?,
+            false => None,
+        };
         let mut plan = Plan {
             format_version: PLAN_FORMAT,
             plan_hash: String::new(),
@@ -344,7 +394,7 @@ impl Plan {
             n_genes,
             genes,
             obs_columns: obs.iter().map(PlannedColumn::of).collect(),
-            var_columns: var.iter().map(PlannedColumn::of).collect(),
+            var_columns,
             profile: CellTablesProfile {
                 value_type,
                 layer_types,
@@ -353,12 +403,25 @@ impl Plan {
             },
             types_guessed,
             parts,
-            uns: options.uns && !multi_file,
+            uns,
+            var_table: var_table::encode(&var_batch)?,
+            uns_document,
             inputs,
             shards,
         };
         plan.plan_hash = plan.content_hash();
         Ok(plan)
+    }
+
+    /// The var columns of `genes.lance` (see [`Plan::var_table`]); `path` names the plan.
+    pub fn var_batch(&self, path: &Path) -> Result<arrow::array::RecordBatch> {
+        let fields = PlannedColumn::fields(&self.var_columns)?;
+        var_table::decode(
+            &self.var_table,
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+            self.genes.len(),
+            path,
+        )
     }
 
     /// Whether the dataset combines several inputs (`source_file` column, `multi_file` block).

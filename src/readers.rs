@@ -338,8 +338,8 @@ pub trait InputReader: Send {
     ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>>;
     /// Layers, obsm/varm, obsp/varp the input holds (none by default).
     fn parts(&self) -> &InputParts;
-    /// Prepare to read rows of `axis`'s pairwise matrices in chunks of `chunk_size`.
-    fn prepare_pairwise(&mut self, _axis: Axis, _chunk_size: u64) -> Result<()> {
+    /// Prepare to read rows `rows` of `axis`'s pairwise matrices in chunks of `chunk_size`.
+    fn prepare_pairwise(&mut self, _axis: Axis, _rows: CellRange, _chunk_size: u64) -> Result<()> {
         Ok(())
     }
     /// Entries of rows `rows` of every pairwise key of `axis`, in [`InputParts`] order.

@@ -1,11 +1,14 @@
 //! `shard`: convert one planned cell range into uncommitted Lance fragments plus a receipt.
 //!
 //! Two placements. **Staged**: data files and the receipt go into a task-local directory
-//! (what Nextflow mounts); commit adopts the files. **Shared target**: data files go straight
-//! under the output dataset's tables and only the receipt is the task's output. A re-run
-//! replaces an earlier attempt: a staged directory is cleared first; in a shared target, the
-//! files an attempt left behind are unreferenced and commit deletes them. The receipt is
-//! written last, atomically: a shard without one did not happen.
+//! (what Nextflow mounts); commit links or copies the files and never changes them.
+//! **Shared target**: data files go straight under the output dataset's tables and only the
+//! receipt is the task's output (by default under `_slaf_receipts/<plan hash>/`, so shards of
+//! different plans never share a receipt). A re-run replaces an earlier attempt: a staged
+//! directory that holds an earlier attempt (its [`ATTEMPT_TAG`]) is cleared first, any other
+//! non-empty directory is refused; in a shared target, the files an attempt left behind are
+//! unreferenced and commit deletes them. The receipt is written last, atomically: a shard
+//! without one did not happen.
 
 use std::path::{Path, PathBuf};
 
@@ -15,16 +18,19 @@ use tracing::Instrument;
 
 use crate::config_json::{write_json_file, ValueStats};
 use crate::error::{Error, Result};
+use crate::pairwise::write_pairwise_rows;
 use crate::pipeline::{blocking, CellTables, RangeOutput, RangePlacement};
-use crate::plan::{Plan, PlannedColumn};
-use crate::readers::{self, CellRange, GeneMap};
+use crate::plan::{locate, Plan, PlannedColumn, PlannedShard};
+use crate::readers::{self, Axis, CellRange, GeneMap, InputReader};
 
 /// Version of the receipt layout.
-pub const RECEIPT_FORMAT: u32 = 1;
+pub const RECEIPT_FORMAT: u32 = 2;
 /// Receipt file name inside a staged shard directory.
 pub const RECEIPT_FILE: &str = "receipt.json";
 /// Directory of the receipts of shared-target shards, inside the output.
 pub const SHARED_RECEIPTS_DIR: &str = "_slaf_receipts";
+/// File that marks a staged directory as a shard attempt of ours, which a retry may replace.
+pub const ATTEMPT_TAG: &str = ".slaf-shard-attempt";
 
 /// Where a shard writes its data files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -70,6 +76,12 @@ pub struct Receipt {
     /// layers.lance fragments.
     #[schemars(with = "Vec<serde_json::Value>")]
     pub layers: Vec<Fragment>,
+    /// cellsxcells.lance fragments: the obsp rows of this shard's cells.
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub cellsxcells: Vec<Fragment>,
+    /// genesxgenes.lance fragments: every varp row (shard 0 only).
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub genesxgenes: Vec<Fragment>,
 }
 
 impl Receipt {
@@ -86,36 +98,35 @@ impl Receipt {
     }
 }
 
-/// Run shard `index` of `plan` with `placement`; writes the receipt to `receipt_path` (or the
-/// placement's default) and returns it.
-pub async fn run_shard(
-    plan: &Plan,
-    index: usize,
-    placement: &Placement,
-    receipt_path: Option<&Path>,
-) -> Result<(Receipt, PathBuf)> {
-    // Every line this shard logs carries the plan hash and the shard index.
-    let span = tracing::info_span!("shard", plan_hash = %plan.plan_hash, shard = index);
-    run_shard_in_span(plan, index, placement, receipt_path)
-        .instrument(span)
-        .await
+/// One shard to run.
+#[derive(Debug, Clone)]
+pub struct ShardTask<'a> {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Where its data files go.
+    pub placement: Placement,
+    /// Where its receipt goes (default: the placement's).
+    pub receipt: Option<&'a Path>,
+    /// Where the engine staged the inputs (`DIR/<path relative to the manifest>`); `None`:
+    /// the paths the plan saw.
+    pub inputs: Option<&'a Path>,
 }
 
-async fn run_shard_in_span(
-    plan: &Plan,
-    index: usize,
-    placement: &Placement,
-    receipt_path: Option<&Path>,
-) -> Result<(Receipt, PathBuf)> {
+/// Run `task` of `plan`; writes the receipt and returns it with its path.
+pub async fn run_shard(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt, PathBuf)> {
+    // Every line this shard logs carries the plan hash and the shard index.
+    let span = tracing::info_span!("shard", plan_hash = %plan.plan_hash, shard = task.index);
+    run_shard_in_span(plan, task).instrument(span).await
+}
+
+async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt, PathBuf)> {
+    let (index, placement, receipt_path) = (task.index, &task.placement, task.receipt);
     let shard = plan.shard(index)?.clone();
     let input = &plan.inputs[shard.input];
+    let input_path = locate(input, task.inputs)?;
     let root = match placement {
         Placement::Staged { dir } => {
-            if dir.exists() {
-                // A retry replaces the earlier attempt entirely.
-                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            }
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            prepare_staged_dir(dir)?;
             dir.clone()
         }
         Placement::SharedTarget | Placement::Discard => plan.output.clone(),
@@ -124,10 +135,10 @@ async fn run_shard_in_span(
         (Some(p), _) => p.to_path_buf(),
         (None, Placement::Staged { dir }) => dir.join(RECEIPT_FILE),
         (None, Placement::SharedTarget | Placement::Discard) => {
-            shared_receipt_path(&plan.output, index)
+            shared_receipt_path(&plan.output, &plan.plan_hash, index)
         }
     };
-    let path = input.path.clone();
+    let path = input_path.clone();
     let read = input.read.clone();
     let dataset_genes = plan.genes.clone();
     let (reader, gene_map) = blocking(move || {
@@ -140,7 +151,7 @@ async fn run_shard_in_span(
     .await?;
     if reader.layout().n_cells != input.n_cells || gene_map.is_some() != input.genes_remapped {
         return Err(Error::invalid(
-            &input.path,
+            &input_path,
             "the input changed since it was planned (cells or genes differ): plan again",
         ));
     }
@@ -161,7 +172,7 @@ async fn run_shard_in_span(
         "shard {index}: cells {}..{} of {}",
         shard.start,
         shard.end,
-        input.path.display()
+        input_path.display()
     );
     let placement_in_dataset = RangePlacement {
         cell_offset: input.cell_offset,
@@ -169,7 +180,7 @@ async fn run_shard_in_span(
         source_file: plan.is_multi_file().then(|| input.source_name.clone()),
         gene_map,
     };
-    let (_, out): (_, RangeOutput) = tables
+    let (reader, out): (_, RangeOutput) = tables
         .write_range(
             reader,
             CellRange::new(shard.start, shard.end),
@@ -177,6 +188,10 @@ async fn run_shard_in_span(
             placement_in_dataset,
         )
         .await?;
+    let (cellsxcells, genesxgenes) = match placement {
+        Placement::Discard => (Vec::new(), Vec::new()),
+        _ => write_pairwise(plan, &shard, &root, reader).await?,
+    };
     let receipt = Receipt {
         format_version: RECEIPT_FORMAT,
         plan_hash: plan.plan_hash.clone(),
@@ -189,6 +204,8 @@ async fn run_shard_in_span(
         expression: out.expression,
         cells: out.cells,
         layers: out.layers,
+        cellsxcells,
+        genesxgenes,
     };
     if receipt.rows_written != receipt.rows_expected {
         return Err(Error::Internal(format!(
@@ -204,9 +221,81 @@ async fn run_shard_in_span(
     Ok((receipt, receipt_path))
 }
 
+/// The pairwise rows a shard writes: obsp rows of its own cells, and (shard 0) every varp row.
+async fn write_pairwise(
+    plan: &Plan,
+    shard: &PlannedShard,
+    root: &Path,
+    reader: Box<dyn InputReader>,
+) -> Result<(Vec<Fragment>, Vec<Fragment>)> {
+    let ids = &plan.profile.ids;
+    let cells = CellRange::new(shard.start, shard.end);
+    let (reader, obsp) = write_pairwise_rows(
+        root,
+        reader,
+        Axis::Cells,
+        &plan.parts.obsp,
+        &ids.cell,
+        cells,
+        plan.chunk_size,
+    )
+    .await?;
+    let varp_keys: &[String] = if shard.index == 0 {
+        &plan.parts.varp
+    } else {
+        &[]
+    };
+    let genes = CellRange::new(0, reader.layout().n_genes);
+    let (_, varp) = write_pairwise_rows(
+        root,
+        reader,
+        Axis::Genes,
+        varp_keys,
+        &ids.gene,
+        genes,
+        plan.chunk_size,
+    )
+    .await?;
+    Ok((obsp, varp))
+}
+
+/// Directory of the shared-target receipts of plan `plan_hash` inside `output`.
+pub fn shared_receipts_dir(output: &Path, plan_hash: &str) -> PathBuf {
+    output.join(SHARED_RECEIPTS_DIR).join(plan_hash)
+}
+
 /// Default receipt path of a shared-target shard.
-pub fn shared_receipt_path(output: &Path, index: usize) -> PathBuf {
-    output
-        .join(SHARED_RECEIPTS_DIR)
-        .join(format!("shard-{index:06}.json"))
+pub fn shared_receipt_path(output: &Path, plan_hash: &str, index: usize) -> PathBuf {
+    shared_receipts_dir(output, plan_hash).join(format!("shard-{index:06}.json"))
+}
+
+/// Make `dir` an empty directory tagged as our shard attempt. A directory that holds an
+/// earlier attempt (tagged) is replaced; an empty one is used; anything else is refused, so
+/// `-o .` or `-o ~/data` never deletes what the user put there.
+fn prepare_staged_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let tagged = dir.join(ATTEMPT_TAG).is_file();
+        let empty = dir.is_dir()
+            && std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .next()
+                .is_none();
+        if tagged {
+            // A retry replaces the earlier attempt entirely.
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        } else if !empty {
+            return Err(Error::OutputNotOurs {
+                path: dir.to_path_buf(),
+                what: "exists and is not an earlier shard attempt: give a new or empty directory"
+                    .into(),
+            });
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tag = dir.join(ATTEMPT_TAG);
+    std::fs::write(
+        &tag,
+        b"slaf-convert shard attempt: this directory may be replaced\n",
+    )
+    .map_err(|e| Error::io(&tag, e))
 }

@@ -14,7 +14,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use lance::dataset::fragment::write::FragmentCreateBuilder;
 use lance::dataset::transaction::{Operation, Transaction};
-use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
+use lance::dataset::{CommitBuilder, WriteMode, WriteParams};
 use lance::datatypes::Schema as LanceSchema;
 use lance::deps::datafusion::error::DataFusionError;
 use lance::deps::datafusion::execution::SendableRecordBatchStream;
@@ -144,17 +144,10 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Write and commit `batches` as the whole table (small tables: genes).
-    pub async fn write_all(&self, batches: Vec<RecordBatch>) -> Result<()> {
-        if batches.iter().all(|b| b.num_rows() == 0) {
-            return self.commit(Vec::new()).await;
-        }
-        let params = write_params();
-        InsertBuilder::new(self.uri.as_str())
-            .with_params(&params)
-            .execute(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
-            .await
-            .map_err(|e| Error::lance(&self.dir, e))?;
-        Ok(())
+    /// Make `batch` the whole table in one fragment, as a new Overwrite version (small tables:
+    /// genes), so writing it again after a killed commit replaces it.
+    pub async fn replace_all(&self, batch: RecordBatch) -> Result<()> {
+        let fragments = self.write_fragment(batch).await?.into_iter().collect();
+        self.commit(fragments).await
     }
 }

@@ -16,7 +16,8 @@ Exit codes:
   67  inputs that cannot be combined (genes, obs column types, layers differ)
   68  shard receipts missing or not matching the plan (lists the shard indices)
   70  internal error (a bug: please report it)
-  73  output exists (pass --overwrite)
+  73  output exists (pass --overwrite), or is a path slaf-convert will not write to (an
+      input, inside an input, or a shard directory that holds something else)
   74  I/O error writing the output
   75  transient storage failure (commit conflict, timeout): retry the same command
 None of these is 104, 130-145 or 175, which nf-core's base config retries.
@@ -130,7 +131,8 @@ pub struct ShardArgs {
     /// Shard as I-of-N, 1-based (Snakemake's scatter form).
     #[arg(long)]
     pub shard: Option<String>,
-    /// Staged placement: write data files and the receipt into this directory.
+    /// Staged placement: write data files and the receipt into this directory. It must be new,
+    /// empty, or an earlier attempt of a shard (which is replaced); anything else is refused.
     #[arg(
         short,
         long,
@@ -144,6 +146,11 @@ pub struct ShardArgs {
     /// Where to write the receipt (default: in the shard directory, or under the output).
     #[arg(long)]
     pub receipt: Option<PathBuf>,
+    /// Where the workflow engine staged the inputs: each is read as DIR/<its path relative
+    /// to the manifest's directory> instead of the path the plan saw. Either way its size and
+    /// content hash must match the plan's.
+    #[arg(long, value_name = "DIR")]
+    pub inputs: Option<PathBuf>,
 }
 
 /// Arguments of `commit`.
@@ -177,7 +184,7 @@ pub struct ConvertArgs {
     /// detected from the content.
     #[arg(required_unless_present = "manifest")]
     pub input: Option<PathBuf>,
-    /// Output directory to create, e.g. out.slaf.
+    /// Output directory to create, e.g. out.slaf. Must not be, contain or lie inside INPUT.
     #[arg(required_unless_present_any = ["manifest", "read_only"])]
     pub output: Option<PathBuf>,
     /// Convert every input of a YAML manifest instead (plan + every shard + commit, in this
@@ -187,8 +194,9 @@ pub struct ConvertArgs {
     /// Cells per chunk; each chunk becomes one Lance fragment. Memory grows with it.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_size: u64,
-    /// Replace OUTPUT if it exists (it is moved aside and deleted only once the input has
-    /// been read successfully).
+    /// Replace OUTPUT if it exists: the new dataset is built beside it and swapped in only
+    /// once complete, so a failure leaves the old one as it was. (Without this flag, an
+    /// OUTPUT left by a killed conversion is resumed, keeping the shards that finished.)
     #[arg(long)]
     pub overwrite: bool,
     /// Read and decode every value and build every record batch exactly as a conversion

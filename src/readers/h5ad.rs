@@ -298,11 +298,17 @@ impl InputReader for H5adReader {
         })))
     }
 
-    fn prepare_pairwise(&mut self, axis: Axis, chunk_size: u64) -> Result<()> {
+    fn prepare_pairwise(&mut self, axis: Axis, rows: CellRange, chunk_size: u64) -> Result<()> {
         let n = self.axis_len(axis);
+        if rows.end > n {
+            return Err(Error::Internal(format!(
+                "pairwise rows {}..{} of {n}",
+                rows.start, rows.end
+            )));
+        }
         let path = self.path.clone();
         for p in self.pairwise_mut(axis) {
-            p.prepare(&path, CellRange::new(0, n), chunk_size, n)?;
+            p.prepare(&path, rows, chunk_size, n)?;
         }
         Ok(())
     }

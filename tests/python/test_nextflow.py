@@ -81,20 +81,27 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
     n = int((plan_dir / "test.n_shards").read_text())
     assert n == 2
 
+    # A task sees only what the engine staged for it: the plan task's inputs are gone, each
+    # shard gets a copy of the plan and of the inputs (inputs/*), and nothing else.
+    shutil.rmtree(plan_dir / "inputs")
     shard_dirs = []
     for i in range(1, n + 1):
         d = tmp_path / "work" / f"shard{i}"
-        d.mkdir()
-        os.symlink(plan_dir / "test.plan.json", d / "test.plan.json")
+        (d / "inputs").mkdir(parents=True)
+        shutil.copy(plan_dir / "test.plan.json", d / "test.plan.json")
+        shutil.copy(src / "inputs" / "part0.h5ad", d / "inputs" / "part0.h5ad")
         run_task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}", **common)
         shard_dirs.append(d / f"test.shard-{i}-of-{n}")
         assert (shard_dirs[-1] / "receipt.json").exists()
+        shutil.rmtree(d / "inputs")
+    staged_input = tmp_path / "staged-input.h5ad"
+    shutil.move(src / "inputs" / "part0.h5ad", staged_input)  # commit reads no input
 
     commit_dir = tmp_path / "work" / "commit"
     (commit_dir / "shards").mkdir(parents=True)
     for s in shard_dirs:
         os.symlink(s, commit_dir / "shards" / s.name)
-    os.symlink(plan_dir / "test.plan.json", commit_dir / "test.plan.json")
+    shutil.copy(plan_dir / "test.plan.json", commit_dir / "test.plan.json")
     fragments = " ".join(f"shards/{s.name}" for s in shard_dirs)
     run_task(commit_dir, "commit", plan="test.plan.json", fragments=fragments, **common)
     out = commit_dir / "test.slaf"
@@ -104,6 +111,6 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
 
     convert_dir = tmp_path / "work" / "convert"
     convert_dir.mkdir()
-    os.symlink(src / "inputs" / "part0.h5ad", convert_dir / "part0.h5ad")
+    os.symlink(staged_input, convert_dir / "part0.h5ad")
     run_task(convert_dir, "convert", input="part0.h5ad", **common)
     assert (convert_dir / "test.slaf" / "_SLAF_COMPLETE.json").exists()

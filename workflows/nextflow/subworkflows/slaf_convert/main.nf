@@ -1,4 +1,5 @@
 // Plan -> one staged shard task per shard (the count comes from plan at run time) -> commit.
+// Commit reads no input file: the plan and the shards' outputs carry everything it needs.
 include { SLAFCONVERT_PLAN   } from '../../modules/slafconvert/plan/main'
 include { SLAFCONVERT_SHARD  } from '../../modules/slafconvert/shard/main'
 include { SLAFCONVERT_COMMIT } from '../../modules/slafconvert/commit/main'
@@ -10,10 +11,14 @@ workflow SLAF_CONVERT {
     main:
     SLAFCONVERT_PLAN(ch_manifest)
 
-    ch_shards = SLAFCONVERT_PLAN.out.plan.flatMap { meta, plan, n ->
-        def total = n.toInteger()
-        (1..total).collect { i -> [ meta + [shard: "${i}-of-${total}", n_shards: total], plan, "${i}-of-${total}" ] }
-    }
+    // Each shard task gets the plan and the inputs staged as the plan task had them (inputs/*):
+    // `shard --inputs .` reads them there, never through the plan task's directory.
+    ch_shards = SLAFCONVERT_PLAN.out.plan
+        .join(ch_manifest.map { meta, _manifest, inputs -> [ meta, inputs ] }, failOnMismatch: true)
+        .flatMap { meta, plan, n, inputs ->
+            def total = n.toInteger()
+            (1..total).collect { i -> [ meta + [shard: "${i}-of-${total}", n_shards: total], plan, "${i}-of-${total}", inputs ] }
+        }
     SLAFCONVERT_SHARD(ch_shards)
 
     // groupKey releases each dataset's group as soon as all its shards are in (not collect()).

@@ -1,5 +1,8 @@
 # Settings and helpers of the slaf-convert rules.
 import json
+import os
+
+import yaml
 
 SLAF = config["slaf"]
 # The binary: on PATH in the container; tests point it at a build.
@@ -11,3 +14,16 @@ def slaf_receipts(wc):
     with checkpoints.slaf_plan.get(**wc).output[0].open() as f:
         n = len(json.load(f)["shards"])
     return [f"results/slaf/{wc.dataset}.receipts/{i}-of-{n}.json" for i in range(1, n + 1)]
+
+
+def slaf_manifest_dir(wc):
+    """The manifest's directory: input paths in the plan are relative to it (shard --inputs)."""
+    return os.path.dirname(os.path.abspath(SLAF["datasets"][wc.dataset]))
+
+
+def slaf_manifest_inputs(wc):
+    """The manifest's inputs: declared by plan and shards, so a changed input re-runs them and
+    storage plugins stage them."""
+    with open(SLAF["datasets"][wc.dataset]) as f:
+        doc = yaml.safe_load(f)
+    return [os.path.join(slaf_manifest_dir(wc), i["path"]) for i in doc["inputs"]]

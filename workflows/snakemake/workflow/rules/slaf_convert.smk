@@ -5,7 +5,9 @@
 # No rule declares the dataset directory (Snakemake deletes a job's outputs before it runs):
 # each shard's only output is its receipt, written atomically as the shard's last act, and
 # commit's only output is the completion marker. A forced re-run of commit (marker deleted)
-# re-checks the tables and rewrites only the marker.
+# re-checks the tables and rewrites only the marker; after a re-plan it rebuilds the dataset.
+# Plan and shards declare the manifest's inputs; shards read them through --inputs (the
+# manifest's directory), and commit reads none.
 
 
 include: "common.smk"
@@ -18,6 +20,7 @@ wildcard_constraints:
 checkpoint slaf_plan:
     input:
         manifest=lambda wc: SLAF["datasets"][wc.dataset],
+        inputs=slaf_manifest_inputs,
     output:
         "results/slaf/{dataset}.plan.json",
     params:
@@ -36,10 +39,12 @@ checkpoint slaf_plan:
 rule slaf_shard:
     input:
         plan="results/slaf/{dataset}.plan.json",
+        inputs=slaf_manifest_inputs,
     output:
         "results/slaf/{dataset}.receipts/{shard}.json",
     params:
         bin=SLAF_BIN,
+        inputs_dir=slaf_manifest_dir,
         extra=SLAF.get("extra", ""),
     log:
         "logs/slaf/{dataset}.shard.{shard}.log",
@@ -53,7 +58,8 @@ rule slaf_shard:
         SLAF["container"]
     shell:
         "{params.bin} shard {input.plan} --shard {wildcards.shard} --shared-target"
-        " --receipt {output} --threads {threads} {params.extra} 2> {log}"
+        " --inputs {params.inputs_dir} --receipt {output} --threads {threads}"
+        " {params.extra} 2> {log}"
 
 
 rule slaf_commit:

@@ -8,7 +8,7 @@ process SLAFCONVERT_SHARD {
         'ghcr.io/slaf-convert/slaf-convert:0.1.0' }"
 
     input:
-    tuple val(meta), path(plan), val(shard)
+    tuple val(meta), path(plan), val(shard), path(inputs, stageAs: 'inputs/*')
 
     output:
     tuple val(meta), path("${prefix}.shard-${shard}"), emit: fragments
@@ -24,6 +24,7 @@ process SLAFCONVERT_SHARD {
     slaf-convert shard \
         ${plan} \
         --shard ${shard} \
+        --inputs . \
         -o ${prefix}.shard-${shard} \
         --threads ${task.cpus} \
         ${args}

@@ -1,0 +1,231 @@
+//! What makes a commit safe to repeat, kill and run twice at once: the dataset's lock, the
+//! record of the plan its tables were built from, read-only adoption of staged data files,
+//! and the cleanup that leaves each table with only its newest version's files.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config_json::{
+    write_json, CELLSXCELLS_TABLE, CONFIG_FILE, GENESXGENES_TABLE, LAYERS_TABLE, UNS_FILE,
+};
+use crate::error::{Error, Result};
+use crate::pipeline::{blocking, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
+use crate::shard::Receipt;
+
+use super::MARKER_FILE;
+
+/// Lock file inside the dataset: one commit at a time.
+const LOCK_FILE: &str = "_slaf_commit.lock";
+/// Which plan the tables beside it were committed from; written before `config.json`.
+pub const COMMITTED_PLAN_FILE: &str = "_slaf_committed.json";
+
+/// Every Lance table a dataset can hold.
+pub const ALL_TABLES: [&str; 6] = [
+    EXPRESSION_TABLE,
+    CELLS_TABLE,
+    GENES_TABLE,
+    LAYERS_TABLE,
+    CELLSXCELLS_TABLE,
+    GENESXGENES_TABLE,
+];
+
+/// Holds the dataset's commit lock until dropped (the kernel releases it if we are killed).
+pub struct CommitLock {
+    _file: File,
+}
+
+impl CommitLock {
+    /// Wait for, then take, the lock of the dataset `output` (created if missing). A second
+    /// commit of the same plan waits here and then finds the first one's marker.
+    pub async fn acquire(output: &Path) -> Result<CommitLock> {
+        std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+        let path = output.join(LOCK_FILE);
+        blocking(move || {
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            if file.try_lock().is_err() {
+                tracing::info!(event = "commit.waiting", lock = %path.display(), "another commit of this dataset is running: waiting for it");
+                file.lock().map_err(|e| Error::io(&path, e))?;
+            }
+            Ok(CommitLock { _file: file })
+        })
+        .await
+    }
+}
+
+/// The plan a dataset's tables were committed from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CommittedPlan {
+    plan_hash: String,
+}
+
+/// The plan hash the tables in `output` were committed from, if a commit got that far.
+pub fn committed_plan(output: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(output.join(COMMITTED_PLAN_FILE)).ok()?;
+    serde_json::from_str::<CommittedPlan>(&text)
+        .ok()
+        .map(|c| c.plan_hash)
+}
+
+/// Record that the tables in `output` now hold plan `plan_hash`.
+pub fn record_committed_plan(output: &Path, plan_hash: &str) -> Result<()> {
+    write_json(
+        output,
+        COMMITTED_PLAN_FILE,
+        &CommittedPlan {
+            plan_hash: plan_hash.to_string(),
+        },
+    )
+}
+
+/// Before (re)building the tables: remove what says the dataset is complete or describes
+/// other tables (marker, plan record, config.json, in that order), so a dataset being built
+/// never looks finished.
+pub fn start_rebuild(output: &Path) -> Result<()> {
+    for name in [MARKER_FILE, COMMITTED_PLAN_FILE, CONFIG_FILE] {
+        remove_file_if_exists(&output.join(name))?;
+    }
+    Ok(())
+}
+
+/// Remove the optional parts this commit did not write (left by a commit of another plan).
+pub fn remove_stale_parts(output: &Path, written: &[&str], uns_written: bool) -> Result<()> {
+    for table in [LAYERS_TABLE, CELLSXCELLS_TABLE, GENESXGENES_TABLE] {
+        let dir = output.join(table);
+        if !written.contains(&table) && dir.exists() {
+            tracing::info!(
+                event = "commit.stale_removed",
+                table,
+                "removing {table}: the plan has none"
+            );
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    if !uns_written {
+        remove_file_if_exists(&output.join(UNS_FILE))?;
+    }
+    Ok(())
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Link (or copy) a staged shard's data files into the output's tables. The staged files are
+/// never moved or changed, so the same staged directories can be committed again.
+pub fn adopt(dir: &Path, output: &Path, receipt: &Receipt) -> Result<()> {
+    for (table, fragments) in [
+        (EXPRESSION_TABLE, &receipt.expression),
+        (CELLS_TABLE, &receipt.cells),
+        (LAYERS_TABLE, &receipt.layers),
+        (CELLSXCELLS_TABLE, &receipt.cellsxcells),
+        (GENESXGENES_TABLE, &receipt.genesxgenes),
+    ] {
+        if fragments.is_empty() {
+            continue;
+        }
+        let target = output.join(table).join("data");
+        std::fs::create_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+        for file in fragments.iter().flat_map(|f| &f.files) {
+            let src = dir.join(table).join("data").join(&file.path);
+            let dst = target.join(&file.path);
+            if dst.exists() {
+                // Only ever created whole (a link, or a rename after the copy).
+                continue;
+            }
+            if let Err(link) = std::fs::hard_link(&src, &dst) {
+                if !src.is_file() {
+                    return Err(Error::Receipts {
+                        path: src,
+                        what: format!("staged data file missing: {link}"),
+                    });
+                }
+                // Another filesystem (each staged input its own bind mount): copy.
+                copy_whole(&src, &dst)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copy `src` to `dst` so that `dst` either does not exist or is complete: a temporary name
+/// beside it, fsync, rename.
+fn copy_whole(src: &Path, dst: &Path) -> Result<()> {
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".adopting.")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let mut from = File::open(src).map_err(|e| Error::Receipts {
+        path: src.to_path_buf(),
+        what: format!("cannot adopt staged data file: {e}"),
+    })?;
+    std::io::copy(&mut from, tmp.as_file_mut())
+        .and_then(|_| tmp.as_file_mut().flush())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(dst).map_err(|e| Error::io(dst, e.error))?;
+    Ok(())
+}
+
+/// Leave every table of `output` with its newest version only: older versions and every data
+/// file no kept version references (killed shard attempts, an earlier plan's tables, copies
+/// a killed commit left half-made) are deleted by Lance's own cleanup.
+pub async fn clean_tables(output: &Path) -> Result<()> {
+    for table in ALL_TABLES {
+        let dir = output.join(table);
+        if !dir.join("_versions").exists() {
+            continue;
+        }
+        let ds = lance::Dataset::open(&dir.to_string_lossy())
+            .await
+            .map_err(|e| Error::lance(&dir, e))?;
+        let removed = ds
+            .cleanup_old_versions(chrono::TimeDelta::zero(), Some(true), Some(false))
+            .await
+            .map_err(|e| Error::lance(&dir, e))?;
+        if removed.old_versions > 0 || removed.bytes_removed > 0 {
+            tracing::info!(
+                event = "commit.cleaned",
+                table,
+                old_versions = removed.old_versions,
+                bytes_removed = removed.bytes_removed,
+                "removed {} old versions and {} bytes of unreferenced files from {table}",
+                removed.old_versions,
+                removed.bytes_removed
+            );
+        }
+        remove_adopting_leftovers(&dir.join("data"))?;
+    }
+    Ok(())
+}
+
+/// Temporary copies a killed commit left (`.adopting.*`), which Lance does not list.
+fn remove_adopting_leftovers(data: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return Ok(());
+    };
+    let leftovers: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".adopting."))
+        })
+        .collect();
+    for p in leftovers {
+        remove_file_if_exists(&p)?;
+    }
+    Ok(())
+}
