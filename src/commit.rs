@@ -193,10 +193,9 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     clean_tables(output).await?;
 
     let mut stats = ValueStats::default();
-    for r in &receipts {
-        if let Some(s) = &r.receipt.stats {
-            stats.merge(s);
-        }
+    // Fragment by fragment in dataset order: the same bits however the cells were sharded.
+    for s in receipts.iter().flat_map(|r| &r.receipt.fragment_stats) {
+        stats.merge(s);
     }
     let strings = |fields: &[arrow::datatypes::Field],
                    rows: u64,

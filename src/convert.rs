@@ -163,9 +163,14 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
     let mut build = manifest.clone();
     build.output = target.dir.clone();
     let plan_manifest = build.clone();
-    let mut plan =
-        blocking(move || Plan::build_scanning(&plan_manifest, CONVERT_SHARDS, ValueScan::RowsOnly))
-            .await?;
+    let mut plan = blocking(move || {
+        Plan::build_scanning(
+            &plan_manifest,
+            convert_shards(&plan_manifest),
+            ValueScan::RowsOnly,
+        )
+    })
+    .await?;
     // The receipts directory first: from now on a killed run leaves an output the same
     // command resumes (until then, at most an empty directory).
     let receipts = target.dir.join(SHARED_RECEIPTS_DIR);
@@ -179,13 +184,16 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
         );
         // The first attempt's files are unreferenced: the commit's cleanup removes them.
         let exact_manifest = build.clone();
-        written = match blocking(move || Plan::build(&exact_manifest, CONVERT_SHARDS)).await {
-            Ok(exact) => {
-                plan = exact;
-                write_all_shards(&plan).await
-            }
-            Err(e) => Err(e),
-        };
+        written =
+            match blocking(move || Plan::build(&exact_manifest, convert_shards(&exact_manifest)))
+                .await
+            {
+                Ok(exact) => {
+                    plan = exact;
+                    write_all_shards(&plan).await
+                }
+                Err(e) => Err(e),
+            };
     }
     let marker = match written {
         Ok(marker) => marker,
@@ -213,11 +221,18 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
     })
 }
 
-/// Shards of a one-process conversion: the unit a re-run after a kill keeps.
-const CONVERT_SHARDS: ShardSize = ShardSize {
-    cells_per_shard: None,
-    shards: Some(8),
-};
+/// Shards of a one-process conversion, the unit a re-run after a kill keeps: the manifest's
+/// sharding, else at most 8.
+fn convert_shards(manifest: &Manifest) -> ShardSize {
+    let s = &manifest.sharding;
+    if s.cells_per_shard.is_some() || s.shards.is_some() {
+        return ShardSize::default();
+    }
+    ShardSize {
+        cells_per_shard: None,
+        shards: Some(8),
+    }
+}
 
 /// Run every shard of `plan` into its output (shared target) that has no receipt there yet,
 /// then commit.

@@ -87,6 +87,9 @@ pub struct RangeOutput {
     pub layers: Vec<Fragment>,
     /// Statistics of the expression values written.
     pub stats: ValueStats,
+    /// The same per fragment, in cell order: merged one after another by commit, they give
+    /// the same bits however the cells were sharded.
+    pub fragment_stats: Vec<ValueStats>,
     /// Cells written.
     pub cells_written: u64,
 }
@@ -228,6 +231,7 @@ impl CellTables {
                     chunk.entries,
                 )?;
                 fragment.send(expr_batch, cell_batch, layer_batch).await?;
+                fragment.stats.merge(&chunk_stats);
                 out.stats.merge(&chunk_stats);
                 out.cells_written += cells_range.len();
                 if cells_range.end >= fragment.cells.end {
@@ -301,6 +305,8 @@ fn fragment_end(range: CellRange, chunk_size: u64, cell: u64) -> u64 {
 struct OpenFragment {
     /// The fragment's cells.
     cells: CellRange,
+    /// Statistics of its expression values.
+    stats: ValueStats,
     expression_table: StreamingFragment,
     cells_table: StreamingFragment,
     layers_table: Option<StreamingFragment>,
@@ -311,6 +317,7 @@ impl OpenFragment {
         let open = |w: &TableWriter| StreamingFragment::new(w, tables.discard);
         OpenFragment {
             cells,
+            stats: ValueStats::default(),
             expression_table: open(&tables.expression),
             cells_table: open(&tables.cells),
             layers_table: tables.layers.as_ref().map(open),
@@ -349,6 +356,7 @@ impl OpenFragment {
     fn close(self, expression_rows: u64) -> ClosingFragment {
         ClosingFragment {
             cells: self.cells,
+            stats: self.stats,
             expression_rows,
             expression: self.expression_table.close(),
             cells_table: self.cells_table.close(),
@@ -360,6 +368,7 @@ impl OpenFragment {
 /// A fragment whose batches are all sent; its writer tasks are finishing the files.
 struct ClosingFragment {
     cells: CellRange,
+    stats: ValueStats,
     /// Expression rows written up to the fragment's end (for progress).
     expression_rows: u64,
     expression: Option<FragmentTask>,
@@ -378,6 +387,10 @@ impl ClosingFragment {
         );
         let (e, c, l) = (e?, c?, l?);
         out.expression.extend(e);
+        if self.stats.count > 0 {
+            // (An empty fragment's infinite min/max would not survive JSON.)
+            out.fragment_stats.push(self.stats);
+        }
         out.cells.extend(c);
         out.layers.extend(l);
         progress.chunk_written(self.cells, n_cells, self.expression_rows);

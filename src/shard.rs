@@ -67,6 +67,8 @@ pub struct Receipt {
     pub cells_written: u64,
     /// Statistics of the values written (`None` when no row was written).
     pub stats: Option<ValueStats>,
+    /// Statistics per fragment (cell order), which commit merges in dataset order.
+    pub fragment_stats: Vec<ValueStats>,
     /// Uncommitted fragments per table, in cell order (Lance's own fragment metadata).
     #[schemars(with = "Vec<serde_json::Value>")]
     pub expression: Vec<Fragment>,
@@ -201,6 +203,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         rows_written: out.stats.count,
         cells_written: out.cells_written,
         stats: (out.stats.count > 0).then_some(out.stats),
+        fragment_stats: out.fragment_stats,
         expression: out.expression,
         cells: out.cells,
         layers: out.layers,
