@@ -61,6 +61,7 @@ fn run_plan(args: PlanArgs) -> Result<()> {
     let size = ShardSize {
         cells_per_shard: args.cells_per_shard,
         shards: args.shards,
+        min_cells_per_shard: None,
     };
     let plan = Plan::build(&manifest, size)?;
     plan.save(&args.output)?;

@@ -164,6 +164,9 @@ pub struct ShardSize {
     pub cells_per_shard: Option<u64>,
     /// Number of shards to aim for.
     pub shards: Option<u64>,
+    /// Fewest cells a shard should have (each shard pays for opening its input and draining
+    /// the writer), whatever `shards` asks.
+    pub min_cells_per_shard: Option<u64>,
 }
 
 /// What planning needs of an input before any matrix is read.
@@ -503,7 +506,8 @@ fn shard_cells(
                 .or(sharding.shards)
                 .map(|n| n_cells.div_ceil(n.max(1)))
         })
-        .unwrap_or(u64::MAX);
+        .unwrap_or(u64::MAX)
+        .max(size.min_cells_per_shard.unwrap_or(1));
     // Whole chunks per shard: a fragment is a chunk wherever it was written.
     cells.max(1).div_ceil(chunk).saturating_mul(chunk)
 }

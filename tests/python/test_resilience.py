@@ -223,6 +223,34 @@ def test_overwrite_with_failing_input_keeps_old_dataset(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.h5ad", "good.h5ad", "out.slaf"]
 
 
+def test_convert_killed_after_a_shard_resumes_keeping_it(tmp_path):
+    """`convert IN OUT`: killed once a shard has its receipt, the same command keeps that
+    shard, redoes the rest, and equals a clean run. (Shards of `convert` have at least 100,000
+    cells: enough to show here as 240,000 cells of 20 genes, 3 shards.)"""
+    rng = np.random.default_rng(6)
+    a = fixtures._adata(fixtures._counts(240_000, 20, rng, density=0.05), rng)
+    a.write_h5ad(tmp_path / "in.h5ad")
+    run("convert", tmp_path / "in.h5ad", tmp_path / "clean.slaf", "--chunk-size", 20000)
+    out = tmp_path / "out.slaf"
+    proc = subprocess.Popen([BIN, "convert", str(tmp_path / "in.h5ad"), str(out), "--chunk-size", "20000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(out.glob("_slaf_receipts/*/shard-*.json")):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / MARKER).exists()
+    kept = len(list(out.glob("_slaf_receipts/*/shard-*.json")))
+    assert kept >= 1
+    again = run("convert", tmp_path / "in.h5ad", out, "--chunk-size", 20000, "--log-format", "json")
+    resumed = [json.loads(line) for line in again.stderr.splitlines() if '"convert.resumed"' in line]
+    assert len(resumed) == 1 and resumed[0]["shards"] == 3, again.stderr
+    assert len(json.loads(resumed[0]["kept_shards"])) >= kept
+    assert not (out / "_slaf_receipts").exists()
+    assert_same(tables(out), tables(tmp_path / "clean.slaf"))
+    data_files_all_referenced(out)
+
+
 def test_output_over_an_input_is_refused(tmp_path):
     rng = np.random.default_rng(4)
     a = fixtures._adata(fixtures._counts(20, 10, rng), rng)
