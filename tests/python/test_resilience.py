@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,6 +84,26 @@ def test_commit_twice_from_same_staged_dirs(tmp_path, inputs):
     data_files_all_referenced(tmp_path / "a.slaf")
 
 
+def test_commit_copies_across_filesystems(tmp_path, inputs):
+    """Staged shards on another filesystem (each staged input its own bind mount under
+    Docker/Apptainer): no hard link is possible, so commit copies through a temporary name;
+    the staged files stay as they were and no half-made copy is left."""
+    ref = inputs[2]
+    assert os.stat("/dev/shm").st_dev != os.stat(tmp_path).st_dev, "needs /dev/shm on its own filesystem"
+    other_fs = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        dirs = staged_shards(other_fs, workdir(other_fs, inputs))
+        before = {s: checksums(s) for s in dirs}
+        run("commit", other_fs / "plan.json", *dirs, "--dataset", tmp_path / "a.slaf")
+        assert {s: checksums(s) for s in dirs} == before
+        assert_same(tables(tmp_path / "a.slaf"), ref)
+        assert not list((tmp_path / "a.slaf").rglob(".adopting.*"))
+        data = tmp_path / "a.slaf" / "expression.lance" / "data"
+        assert all(p.stat().st_nlink == 1 for p in data.iterdir())  # copies, not links
+    finally:
+        shutil.rmtree(other_fs)
+
+
 def test_concurrent_commits_never_mix(tmp_path, inputs):
     ref = inputs[2]
     dirs = staged_shards(tmp_path, workdir(tmp_path, inputs))
@@ -99,6 +120,7 @@ def test_concurrent_commits_never_mix(tmp_path, inputs):
     {"id_types": "compact"},
     {"compression": "zstd"},
     {"chunk_size": 30},
+    {"genes": "union"},
 ])
 def test_replan_rebuilds_shared_target(tmp_path, inputs, change):
     """Shards + commit into a shared target, then the manifest changes and plan, shards and
