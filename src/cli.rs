@@ -63,6 +63,7 @@ fn run_plan(args: PlanArgs) -> Result<()> {
         shards: args.shards,
         min_cells_per_shard: None,
     };
+    manifest.check_output_apart()?;
     let plan = Plan::build(&manifest, size)?;
     plan.save(&args.output)?;
     tracing::info!(event = "plan.done", plan_hash = %plan.plan_hash, shards = plan.shards.len(), n_cells = plan.n_cells, "planned {} shards", plan.shards.len());

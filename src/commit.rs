@@ -11,10 +11,11 @@
 //! tables and rewrites the marker only; a dataset of another plan is rebuilt from this
 //! plan's shards, and the marker always describes the tables beside it.
 
+mod receipts;
 mod state;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use lance::table::format::Fragment;
@@ -26,19 +27,21 @@ use crate::config_json::{
     LAYERS_TABLE, UNS_FILE,
 };
 use crate::error::{Error, Result};
+use crate::manifest::check_output_apart;
 use crate::pairwise::{pairwise_table, pairwise_writer};
 use crate::pipeline::{CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
 use crate::plan::{Plan, PlannedColumn};
 use crate::readers::Axis;
 use crate::schema::{cells_schema, expression_schema, genes_schema, layers_schema};
-use crate::shard::{shared_receipts_dir, Placement, Receipt, RECEIPT_FILE};
+use crate::shard::Receipt;
 use crate::tables::genes_batch;
 use crate::writer::TableWriter;
 
+use self::receipts::{collect, tables_hold};
 pub use self::state::COMMITTED_PLAN_FILE;
 use self::state::{
-    adopt, clean_tables, committed_plan, record_committed_plan, remove_stale_parts, start_rebuild,
-    CommitLock, ALL_TABLES,
+    adopt, check_ours, clean_tables, committed_plan, record_committed_plan, remove_stale_parts,
+    start_rebuild, CommitLock, ALL_TABLES,
 };
 
 /// The completion marker's file name: its presence means the dataset is complete.
@@ -78,12 +81,6 @@ pub struct MarkerInput {
     pub modified: u64,
 }
 
-/// A receipt and the directory its staged files are in now.
-struct Located {
-    receipt: Receipt,
-    staged_dir: Option<PathBuf>,
-}
-
 /// Commit `plan` from the receipts found in `sources` (staged shard directories or receipt
 /// files; none: the shared-target receipts under the output).
 pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker> {
@@ -95,6 +92,8 @@ pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker
 async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker> {
     let started = Instant::now();
     let output = &plan.output;
+    check_output_apart(output, plan.inputs.iter().map(|i| i.path.as_path()))?;
+    check_ours(output)?;
     let _lock = CommitLock::acquire(output).await?;
     let marker_path = output.join(MARKER_FILE);
     if marker_path.exists() {
@@ -111,16 +110,10 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     let rows: u64 = receipts.iter().map(|r| r.receipt.rows_written).sum();
     if committed_plan(output).as_deref() == Some(plan.plan_hash.as_str())
         && output.join(CONFIG_FILE).exists()
+        && tables_hold(output, &receipts).await?
     {
-        // This plan's tables and config are in place; only the marker is missing.
-        let counted = count_rows(&output.join(EXPRESSION_TABLE)).await?;
-        if counted != rows {
-            return Err(Error::Receipts {
-                path: output.clone(),
-                what: format!("expression.lance has {counted} rows but the receipts say {rows}"),
-            });
-        }
-        // A shard re-run after the commit (its receipt was deleted) left files nothing uses.
+        // This plan's tables, made of these receipts' files, and its config are in place;
+        // only the marker is missing. (A shard re-run since then has other files: rebuilt.)
         clean_tables(output).await?;
         return write_marker(plan, rows, started).await;
     }
@@ -229,99 +222,6 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     record_committed_plan(output, &plan.plan_hash)?;
     write_config(output, &config_document(&summary, &created_at))?;
     write_marker(plan, rows, started).await
-}
-
-/// Find, load and check every shard's receipt.
-fn collect(plan: &Plan, sources: &[PathBuf]) -> Result<Vec<Located>> {
-    let mut files: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-    if sources.is_empty() {
-        let dir = shared_receipts_dir(&plan.output, &plan.plan_hash);
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == "json") {
-                    files.push((e.path(), None));
-                }
-            }
-        }
-    }
-    for s in sources {
-        if s.is_dir() {
-            files.push((s.join(RECEIPT_FILE), Some(s.clone())));
-        } else {
-            files.push((s.clone(), s.parent().map(Path::to_path_buf)));
-        }
-    }
-    let mut by_index: BTreeMap<usize, Located> = BTreeMap::new();
-    for (file, dir) in files {
-        let receipt = Receipt::load(&file)?;
-        if receipt.plan_hash != plan.plan_hash {
-            return Err(Error::Receipts {
-                path: file,
-                what: format!(
-                    "belongs to plan {}, not {}",
-                    receipt.plan_hash, plan.plan_hash
-                ),
-            });
-        }
-        let shard = plan
-            .shards
-            .get(receipt.shard)
-            .ok_or_else(|| Error::Receipts {
-                path: file.clone(),
-                what: format!("shard {} is not in the plan", receipt.shard),
-            })?;
-        if receipt.rows_written != shard.rows {
-            return Err(Error::Receipts {
-                path: file,
-                what: format!(
-                    "shard {} wrote {} rows, the plan expects {}",
-                    receipt.shard, receipt.rows_written, shard.rows
-                ),
-            });
-        }
-        let staged_dir = match receipt.placement {
-            Placement::Staged { .. } => dir,
-            Placement::SharedTarget | Placement::Discard => None,
-        };
-        if by_index
-            .insert(
-                receipt.shard,
-                Located {
-                    receipt,
-                    staged_dir,
-                },
-            )
-            .is_some()
-        {
-            return Err(Error::Receipts {
-                path: file,
-                what: "two receipts for the same shard".into(),
-            });
-        }
-    }
-    let missing: Vec<usize> = (0..plan.shards.len())
-        .filter(|i| !by_index.contains_key(i))
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::Receipts {
-            path: plan.output.clone(),
-            what: format!(
-                "missing receipts for shards {missing:?} of {}",
-                plan.shards.len()
-            ),
-        });
-    }
-    Ok(by_index.into_values().collect())
-}
-
-async fn count_rows(dir: &Path) -> Result<u64> {
-    let ds = lance::Dataset::open(&dir.to_string_lossy())
-        .await
-        .map_err(|e| Error::lance(dir, e))?;
-    Ok(ds
-        .count_rows(None)
-        .await
-        .map_err(|e| Error::lance(dir, e))? as u64)
 }
 
 async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<CompletionMarker> {

@@ -171,6 +171,7 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
         )
     })
     .await?;
+    target.check_plan(&plan)?;
     // The receipts directory first: from now on a killed run leaves an output the same
     // command resumes (until then, at most an empty directory).
     let receipts = target.dir.join(SHARED_RECEIPTS_DIR);
@@ -223,7 +224,7 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
 
 /// Shards of a one-process conversion, the unit a re-run after a kill keeps: the manifest's
 /// sharding, else 8 of at least [`CONVERT_MIN_SHARD_CELLS`] cells (each shard boundary drains
-/// the writer: about 40 ms, measured).
+/// the writer: about 50 ms, measured).
 fn convert_shards(manifest: &Manifest) -> ShardSize {
     let s = &manifest.sharding;
     if s.cells_per_shard.is_some() || s.shards.is_some() {
@@ -247,7 +248,10 @@ async fn write_all_shards(plan: &Plan) -> Result<CompletionMarker> {
     for shard in &plan.shards {
         let path = shared_receipt_path(&plan.output, &plan.plan_hash, shard.index);
         let finished = Receipt::load(&path).is_ok_and(|r| {
-            r.plan_hash == plan.plan_hash && r.shard == shard.index && r.rows_written == shard.rows
+            r.plan_hash == plan.plan_hash
+                && r.shard == shard.index
+                && r.rows_written == shard.rows
+                && r.missing_file(&plan.output).is_none()
         });
         if finished {
             kept.push(shard.index);
@@ -288,23 +292,28 @@ impl BuildTarget {
         if std::fs::symlink_metadata(output).is_err() {
             return Ok(in_place(true));
         }
-        if is_resumable(output) {
-            tracing::info!(event = "convert.resuming", output = %output.display(), "resuming the unfinished conversion in {}", output.display());
-            return Ok(in_place(false));
-        }
-        if is_empty_dir(output) {
-            return Ok(in_place(false));
-        }
-        if !overwrite {
-            return Err(Error::OutputExists {
-                path: output.to_path_buf(),
-            });
+        let complete = output.join(MARKER_FILE).exists();
+        if !(complete && overwrite) {
+            if output.join(SHARED_RECEIPTS_DIR).is_dir() {
+                // An earlier run of ours, killed before it finished (perhaps after its marker:
+                // then the plan must be this one, checked once planned).
+                tracing::info!(event = "convert.resuming", output = %output.display(), "resuming the unfinished conversion in {}", output.display());
+                return Ok(in_place(false));
+            }
+            if is_empty_dir(output) {
+                return Ok(in_place(false));
+            }
+            if !overwrite {
+                return Err(Error::OutputExists {
+                    path: output.to_path_buf(),
+                });
+            }
         }
         let mut name = output.as_os_str().to_owned();
         name.push(".slaf-convert-partial");
         let partial = PathBuf::from(name);
-        if partial.exists() && !is_resumable(&partial) {
-            // Our own scratch name: an earlier swap's leftover or an unfinished build.
+        if partial.exists() && !partial.join(SHARED_RECEIPTS_DIR).is_dir() {
+            // Our own scratch name, holding no unfinished build: an old swap's leftover.
             std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
         }
         Ok(BuildTarget {
@@ -314,28 +323,47 @@ impl BuildTarget {
         })
     }
 
-    /// The dataset in `dir` is complete: drop the receipts and, when replacing, swap it in.
+    /// Refuse to finish, in place, an output that an earlier run completed from another plan
+    /// (without `--overwrite`, a complete dataset is never replaced).
+    fn check_plan(&self, plan: &Plan) -> Result<()> {
+        let marker = self.dir.join(MARKER_FILE);
+        let Ok(text) = std::fs::read_to_string(&marker) else {
+            return Ok(());
+        };
+        let same = serde_json::from_str::<CompletionMarker>(&text)
+            .is_ok_and(|m| m.plan_hash == plan.plan_hash);
+        match same || self.dir != self.output {
+            true => Ok(()),
+            false => Err(Error::OutputExists {
+                path: self.output.clone(),
+            }),
+        }
+    }
+
+    /// The dataset in `dir` is complete: when replacing, swap it in; then drop the receipts.
     fn finish(self) -> Result<()> {
-        let receipts = self.dir.join(SHARED_RECEIPTS_DIR);
+        if self.dir != self.output {
+            // The old output is readable until this one call replaces it; should it fail,
+            // the complete new dataset and its receipts stay for the next run to swap in.
+            exchange(&self.dir, &self.output)?;
+            let old = &self.dir;
+            let removed = if old.is_dir() {
+                std::fs::remove_dir_all(old)
+            } else {
+                std::fs::remove_file(old)
+            };
+            removed.map_err(|e| Error::io(old, e))?;
+        }
+        let receipts = self.output.join(SHARED_RECEIPTS_DIR);
         if receipts.exists() {
             std::fs::remove_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
         }
-        if self.dir == self.output {
-            return Ok(());
-        }
-        // The old output is readable until this one call replaces it.
-        exchange(&self.dir, &self.output)?;
-        let old = &self.dir;
-        let removed = if old.is_dir() {
-            std::fs::remove_dir_all(old)
-        } else {
-            std::fs::remove_file(old)
-        };
-        removed.map_err(|e| Error::io(old, e))
+        Ok(())
     }
 
-    /// The conversion failed: remove what this run created (an output it resumed stays for
-    /// the next run; a replaced output was never touched).
+    /// The conversion failed: remove the directory this run created (a new output, or the
+    /// build beside an output it replaces, which is never touched); an output it was
+    /// resuming in place stays for the next run.
     fn abandon(self) {
         if !self.created {
             return;
@@ -344,11 +372,6 @@ impl BuildTarget {
             tracing::warn!(event = "convert.cleanup_failed", output = %self.dir.display(), error = %cleanup, "could not remove partial output");
         }
     }
-}
-
-/// An unfinished conversion of ours: receipts but no completion marker.
-fn is_resumable(dir: &Path) -> bool {
-    dir.join(SHARED_RECEIPTS_DIR).is_dir() && !dir.join(MARKER_FILE).exists()
 }
 
 fn is_empty_dir(dir: &Path) -> bool {
@@ -382,6 +405,10 @@ fn exchange(new: &Path, old: &Path) -> Result<()> {
     aside.push(format!(".DELETING-{}", std::process::id()));
     let aside = PathBuf::from(aside);
     std::fs::rename(old, &aside).map_err(|e| Error::io(old, e))?;
-    std::fs::rename(new, old).map_err(|e| Error::io(new, e))?;
+    if let Err(e) = std::fs::rename(new, old) {
+        // Put the old output back: it stays as it was.
+        let _ = std::fs::rename(&aside, old);
+        return Err(Error::io(new, e));
+    }
     std::fs::rename(&aside, new).map_err(|e| Error::io(&aside, e))
 }

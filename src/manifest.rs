@@ -191,6 +191,34 @@ pub struct Sharding {
     pub shards: Option<u64>,
 }
 
+/// Refuse an `output` that is one of `inputs`, contains one or lies inside one (inputs that
+/// are not there are not compared).
+pub fn check_output_apart<'a>(output: &Path, inputs: impl Iterator<Item = &'a Path>) -> Result<()> {
+    let real_output = real_path(output);
+    for input in inputs {
+        let Ok(input_path) = input.canonicalize() else {
+            continue; // a missing input is reported when it is opened
+        };
+        let how = if real_output == input_path {
+            "is the input"
+        } else if real_output.starts_with(&input_path) {
+            "lies inside the input"
+        } else if input_path.starts_with(&real_output) {
+            "contains the input"
+        } else {
+            continue;
+        };
+        return Err(Error::OutputNotOurs {
+            path: output.to_path_buf(),
+            what: format!(
+                "the output {how} {}: choose another output",
+                input.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `path` with symbolic links and `..` resolved as far as it exists (the rest appended).
 fn real_path(path: &Path) -> PathBuf {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -244,29 +272,7 @@ impl Manifest {
     /// Refuse an output that is an input, contains one or lies inside one: writing there
     /// would change or (with `--overwrite`) delete what the user handed over.
     pub fn check_output_apart(&self) -> Result<()> {
-        let output = real_path(&self.output);
-        for input in &self.inputs {
-            let Ok(input_path) = input.path.canonicalize() else {
-                continue; // a missing input is reported when it is opened
-            };
-            let how = if output == input_path {
-                "is the input"
-            } else if output.starts_with(&input_path) {
-                "lies inside the input"
-            } else if input_path.starts_with(&output) {
-                "contains the input"
-            } else {
-                continue;
-            };
-            return Err(Error::OutputNotOurs {
-                path: self.output.clone(),
-                what: format!(
-                    "the output {how} {}: choose another output",
-                    input.path.display()
-                ),
-            });
-        }
-        Ok(())
+        check_output_apart(&self.output, self.inputs.iter().map(|i| i.path.as_path()))
     }
 
     fn validate(&self, path: &Path) -> Result<()> {

@@ -2,8 +2,9 @@
 //! uncommitted Lance fragments of expression, cells and layers.
 //!
 //! A blocking reader thread feeds a bounded channel; the async side builds each chunk's batches,
-//! frees the chunk, and writes one fragment per table. Nothing is committed here: the caller
-//! commits (convert) or records the fragments in a receipt (shard).
+//! frees the chunk, and writes one fragment per table. Nothing is committed here: the shard
+//! records the fragments in its receipt, and commit makes them visible. On an error every
+//! writer task is stopped before the error is returned.
 
 use std::path::Path;
 

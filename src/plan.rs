@@ -117,8 +117,8 @@ impl PlannedColumn {
 pub struct PlannedInput {
     /// Absolute path, where the plan found it.
     pub path: PathBuf,
-    /// Path relative to the manifest's directory: a task given `--inputs DIR` reads
-    /// `DIR/<relative>`.
+    /// Path relative to the manifest's directory (absolute for an input outside it): a task
+    /// given `--inputs DIR` reads `DIR/<relative>`.
     pub relative: PathBuf,
     /// Size and content hash: a different file at the path is refused.
     pub fingerprint: Fingerprint,
@@ -203,7 +203,6 @@ impl Plan {
     /// [`ValueScan::RowsOnly`] a CSR input's values are not read at all (`convert` reads X
     /// once, when it writes it).
     pub fn build_scanning(manifest: &Manifest, size: ShardSize, values: ValueScan) -> Result<Plan> {
-        manifest.check_output_apart()?;
         let options = &manifest.options;
         let chunk = options.chunk_size;
         let multi_file = manifest.inputs.len() > 1;

@@ -16,10 +16,14 @@ use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::config_json::{write_json_file, ValueStats};
+use crate::config_json::{
+    write_json_file, ValueStats, CELLSXCELLS_TABLE, GENESXGENES_TABLE, LAYERS_TABLE,
+};
 use crate::error::{Error, Result};
 use crate::pairwise::write_pairwise_rows;
-use crate::pipeline::{blocking, CellTables, RangeOutput, RangePlacement};
+use crate::pipeline::{
+    blocking, CellTables, RangeOutput, RangePlacement, CELLS_TABLE, EXPRESSION_TABLE,
+};
 use crate::plan::{locate, Plan, PlannedColumn, PlannedShard};
 use crate::readers::{self, Axis, CellRange, GeneMap, InputReader};
 
@@ -87,6 +91,39 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// The tables this shard wrote to, with its fragments of each.
+    pub fn tables(&self) -> [(&'static str, &Vec<Fragment>); 5] {
+        [
+            (EXPRESSION_TABLE, &self.expression),
+            (CELLS_TABLE, &self.cells),
+            (LAYERS_TABLE, &self.layers),
+            (CELLSXCELLS_TABLE, &self.cellsxcells),
+            (GENESXGENES_TABLE, &self.genesxgenes),
+        ]
+    }
+
+    /// Every (table, data file name) the receipt names.
+    pub fn data_files(&self) -> Vec<(&'static str, &str)> {
+        self.tables()
+            .into_iter()
+            .flat_map(|(table, fragments)| {
+                fragments
+                    .iter()
+                    .flat_map(|f| &f.files)
+                    .map(move |d| (table, d.path.as_str()))
+            })
+            .collect()
+    }
+
+    /// The first data file the receipt names that is not under `root` (its staged directory
+    /// or the dataset).
+    pub fn missing_file(&self, root: &Path) -> Option<PathBuf> {
+        self.data_files()
+            .into_iter()
+            .map(|(table, file)| root.join(table).join("data").join(file))
+            .find(|p| !p.is_file())
+    }
+
     /// Read a receipt file.
     pub fn load(path: &Path) -> Result<Receipt> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Receipts {
@@ -131,7 +168,13 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
             prepare_staged_dir(dir)?;
             dir.clone()
         }
-        Placement::SharedTarget | Placement::Discard => plan.output.clone(),
+        Placement::SharedTarget => {
+            // Marks the output as a dataset in the making (commit refuses foreign directories).
+            let receipts = plan.output.join(SHARED_RECEIPTS_DIR);
+            std::fs::create_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
+            plan.output.clone()
+        }
+        Placement::Discard => plan.output.clone(),
     };
     let receipt_path = match (receipt_path, placement) {
         (Some(p), _) => p.to_path_buf(),
@@ -284,8 +327,9 @@ fn prepare_staged_dir(dir: &Path) -> Result<()> {
                 .next()
                 .is_none();
         if tagged {
-            // A retry replaces the earlier attempt entirely.
-            std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // A retry replaces the earlier attempt entirely; the tag goes last, so a retry
+            // killed while clearing it can still be retried.
+            clear_attempt(dir)?;
         } else if !empty {
             return Err(Error::OutputNotOurs {
                 path: dir.to_path_buf(),
@@ -296,9 +340,29 @@ fn prepare_staged_dir(dir: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tag = dir.join(ATTEMPT_TAG);
+    if tag.exists() {
+        return Ok(());
+    }
     std::fs::write(
         &tag,
         b"slaf-convert shard attempt: this directory may be replaced\n",
     )
     .map_err(|e| Error::io(&tag, e))
+}
+
+/// Remove everything in a tagged attempt directory but the tag.
+fn clear_attempt(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.file_name().is_some_and(|n| n == ATTEMPT_TAG) {
+            continue;
+        }
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
 }

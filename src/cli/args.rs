@@ -57,8 +57,10 @@ pub enum Command {
     ///   slaf-convert convert pbmc.h5ad pbmc.slaf
     ///
     /// The matrix is read one chunk of cells at a time, so memory is bounded by
-    /// --chunk-size, not by the file. config.json is written last: a directory without it is
-    /// not a finished dataset. On failure the partial output is removed.
+    /// --chunk-size, not by the file. The completion marker _SLAF_COMPLETE.json is written
+    /// last: a directory without it is not a finished dataset. Killed, the same command
+    /// resumes, keeping the shards that finished; on an error the output this run created is
+    /// removed.
     #[command(verbatim_doc_comment)]
     Convert(ConvertArgs),
     /// Show what a .slaf dataset holds: config summary, each table's schema, row and

@@ -13,7 +13,7 @@ use crate::config_json::{
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{blocking, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
-use crate::shard::Receipt;
+use crate::shard::{Receipt, SHARED_RECEIPTS_DIR};
 
 use super::MARKER_FILE;
 
@@ -50,14 +50,45 @@ impl CommitLock {
                 .write(true)
                 .open(&path)
                 .map_err(|e| Error::io(&path, e))?;
-            if file.try_lock().is_err() {
-                tracing::info!(event = "commit.waiting", lock = %path.display(), "another commit of this dataset is running: waiting for it");
-                file.lock().map_err(|e| Error::io(&path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tracing::info!(event = "commit.waiting", lock = %path.display(), "another commit of this dataset is running: waiting for it");
+                    file.lock().map_err(|e| Error::io(&path, e))?;
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    // Some shared filesystems (Lustre without flock, FUSE mounts) have none.
+                    tracing::warn!(event = "commit.unlocked", lock = %path.display(), error = %e, "file locks do not work here: run one commit of a dataset at a time");
+                }
             }
             Ok(CommitLock { _file: file })
         })
         .await
     }
+}
+
+/// Refuse to build a dataset in a non-empty directory that shows no sign of being one of
+/// ours (completion marker, commit record, lock, shard receipts): a commit rewrites and
+/// cleans what it finds there.
+pub fn check_ours(output: &Path) -> Result<()> {
+    let Ok(mut entries) = std::fs::read_dir(output) else {
+        return Ok(()); // missing: created by the commit
+    };
+    let ours = [
+        MARKER_FILE,
+        COMMITTED_PLAN_FILE,
+        LOCK_FILE,
+        SHARED_RECEIPTS_DIR,
+    ]
+    .iter()
+    .any(|name| output.join(name).exists());
+    if ours || entries.next().is_none() {
+        return Ok(());
+    }
+    Err(Error::OutputNotOurs {
+        path: output.to_path_buf(),
+        what: "exists and is not a dataset of slaf-convert's (no completion marker, commit record or shard receipts): give a new or empty directory".into(),
+    })
 }
 
 /// The plan a dataset's tables were committed from.
@@ -124,13 +155,7 @@ fn remove_file_if_exists(path: &Path) -> Result<()> {
 /// Link (or copy) a staged shard's data files into the output's tables. The staged files are
 /// never moved or changed, so the same staged directories can be committed again.
 pub fn adopt(dir: &Path, output: &Path, receipt: &Receipt) -> Result<()> {
-    for (table, fragments) in [
-        (EXPRESSION_TABLE, &receipt.expression),
-        (CELLS_TABLE, &receipt.cells),
-        (LAYERS_TABLE, &receipt.layers),
-        (CELLSXCELLS_TABLE, &receipt.cellsxcells),
-        (GENESXGENES_TABLE, &receipt.genesxgenes),
-    ] {
+    for (table, fragments) in receipt.tables() {
         if fragments.is_empty() {
             continue;
         }
@@ -205,13 +230,15 @@ pub async fn clean_tables(output: &Path) -> Result<()> {
                 removed.bytes_removed
             );
         }
-        remove_adopting_leftovers(&dir.join("data"))?;
+        remove_leftovers(&dir.join("data"))?;
     }
     Ok(())
 }
 
-/// Temporary copies a killed commit left (`.adopting.*`), which Lance does not list.
-fn remove_adopting_leftovers(data: &Path) -> Result<()> {
+/// Half-written files of killed writers, which Lance's cleanup never sees: copies a killed
+/// commit left (`.adopting.*`) and object_store's staging files (`<name>#<digits>`), which
+/// its listing skips.
+fn remove_leftovers(data: &Path) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(data) else {
         return Ok(());
     };
@@ -221,11 +248,31 @@ fn remove_adopting_leftovers(data: &Path) -> Result<()> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(".adopting."))
+                .is_some_and(|n| n.starts_with(".adopting.") || is_staging_name(n))
         })
         .collect();
     for p in leftovers {
         remove_file_if_exists(&p)?;
     }
     Ok(())
+}
+
+/// object_store's local staging name for an upload in progress: `<name>#<digits>`.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_staging_names() {
+        assert!(is_staging_name("0101abc.lance#1"));
+        assert!(is_staging_name("x.lance#23"));
+        assert!(!is_staging_name("x.lance"));
+        assert!(!is_staging_name("x.lance#"));
+        assert!(!is_staging_name("x#a1"));
+    }
 }

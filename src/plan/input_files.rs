@@ -106,19 +106,15 @@ fn hash_edges(hasher: &mut blake3::Hasher, path: &Path, len: u64) -> std::io::Re
     Ok(())
 }
 
-/// `path` relative to `base` (both absolute), lexically, with `..` where it lies outside.
+/// Where `path` is found below `--inputs DIR`: its path relative to `base` (both absolute)
+/// when it lies inside `base` with no `..` in between; otherwise `path` itself (absolute, so
+/// `DIR/<it>` is `path`: a file outside the manifest's directory is read where it is, since
+/// `..` after symbolic links does not lead back to where it did when planning).
 pub fn relative_to(path: &Path, base: &Path) -> PathBuf {
-    let path: Vec<Component> = path.components().collect();
-    let base: Vec<Component> = base.components().collect();
-    let common = path.iter().zip(&base).take_while(|(a, b)| a == b).count();
-    let mut rel = PathBuf::new();
-    for _ in common..base.len() {
-        rel.push("..");
+    match path.strip_prefix(base) {
+        Ok(rel) if rel.components().all(|c| matches!(c, Component::Normal(_))) => rel.to_path_buf(),
+        _ => path.to_path_buf(),
     }
-    for c in &path[common..] {
-        rel.push(c.as_os_str());
-    }
-    rel
 }
 
 /// Where a task reads `input`: `inputs_dir/<relative path>` when the engine staged the inputs
@@ -166,13 +162,12 @@ mod tests {
             Path::new("c/x.h5ad")
         );
         assert_eq!(
-            relative_to(Path::new("/a/y.h5ad"), base),
-            Path::new("../y.h5ad")
+            relative_to(Path::new("/a/b/../y.h5ad"), base),
+            Path::new("/a/b/../y.h5ad")
         );
-        assert_eq!(
-            relative_to(Path::new("/z/y.h5ad"), base),
-            Path::new("../../z/y.h5ad")
-        );
+        // Outside the manifest's directory: DIR/<it> is the path itself.
+        let outside = relative_to(Path::new("/z/y.h5ad"), base);
+        assert_eq!(Path::new("/staged").join(outside), Path::new("/z/y.h5ad"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ def data_files_all_referenced(root):
         used = {f.path for frag in ds.get_fragments() for f in frag.data_files()}
         data = t / "data"
         on_disk = set(os.listdir(data)) if data.exists() else set()
-        assert on_disk == used, (t, on_disk - used)
+        assert on_disk == used, (t, sorted(on_disk - used))
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,9 @@ def test_concurrent_commits_never_mix(tmp_path, inputs):
     procs = [subprocess.Popen([BIN, "commit", str(tmp_path / "plan.json"), *map(str, dirs)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    codes = [p.wait(timeout=120) for p in procs]
-    assert all(c in (0, 75) for c in codes) and 0 in codes, [p.stderr.read() for p in procs]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert all(c in (0, 75) for c in codes) and 0 in codes, errs
     assert_same(tables(tmp_path / "out.slaf"), ref)
     data_files_all_referenced(tmp_path / "out.slaf")
 
@@ -153,6 +154,17 @@ def test_replan_rebuilds_shared_target(tmp_path, inputs, change):
     data_files_all_referenced(tmp_path / "out.slaf")
     import lance
     assert len(lance.dataset(str(tmp_path / "out.slaf" / "expression.lance")).versions()) == 1
+
+
+def test_commit_into_a_foreign_directory_is_refused(tmp_path, inputs):
+    dirs = staged_shards(tmp_path, workdir(tmp_path, inputs))
+    mine = tmp_path / "mine"
+    (mine / "layers.lance").mkdir(parents=True)
+    (mine / "config.json").write_text("{}")
+    before = checksums(mine)
+    proc = run("commit", tmp_path / "plan.json", *dirs, "--dataset", mine, check=False)
+    assert proc.returncode == 73 and "not a dataset of slaf-convert's" in proc.stderr, proc.stderr
+    assert checksums(mine) == before and (mine / "layers.lance").is_dir()
 
 
 def test_shard_output_not_ours_is_refused(tmp_path, inputs):
@@ -333,8 +345,24 @@ def scenario(kind, d, m, ref, rng, durations):
         args = ["convert", "--manifest", m]
         landed = kill_at(args, d, rng.uniform(0, durations[kind]))
         check_marker_honest(out, ref)
-        if not (out / MARKER).exists():
-            timed(args, d)
+        if landed and not ((out / MARKER).exists() and not (out / "_slaf_receipts").exists()):
+            timed(args, d)  # the same command again (a finished output is left as it is)
+        return landed
+    if kind == "convert-overwrite":
+        # A complete old dataset of other content (compact ids) is replaced: killed at any
+        # point, the output is the old dataset or the new one, never neither or a mix.
+        old = d / "old.yaml"
+        old.write_text(m.read_text().replace("options:\n", "options:\n  id_types: compact\n"))
+        run("convert", "--manifest", old)
+        old_tables = tables(out)
+        args = ["convert", "--manifest", m, "--overwrite"]
+        landed = kill_at(args, d, rng.uniform(0, durations["convert"]))
+        now = tables(out)
+        try:
+            assert_same(now, old_tables)
+        except AssertionError:
+            assert_same(now, ref)
+        timed(args, d)
         return landed
     run("plan", m, "-o", plan)
     n = len(json.loads(plan.read_text())["shards"])
@@ -372,7 +400,8 @@ def test_kill_anywhere_then_rerun_converges(tmp_path, inputs):
     durations["commit"] = timed(["commit", probe / "plan.json", *[probe / f"s{i}" for i in range(n)]], probe)
     durations = {k: v * 1.1 for k, v in durations.items()}
 
-    kinds = ["convert", "shard-staged", "shard-shared", "commit-staged", "commit-shared"]
+    kinds = ["convert", "shard-staged", "shard-shared", "commit-staged", "commit-shared",
+             "convert-overwrite"]
     rng = random.Random(20261129)
     landed = 0
     for point in range(KILL_POINTS):
@@ -380,6 +409,7 @@ def test_kill_anywhere_then_rerun_converges(tmp_path, inputs):
         d = tmp_path / f"k{point:03d}"
         d.mkdir()
         m = workdir(d, inputs)
+        print(f"kill point {point}: {kind}")
         landed += scenario(kind, d, m, ref, rng, durations)
         check_converged(d / "out.slaf", ref)
         shutil.rmtree(d)
