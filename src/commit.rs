@@ -114,7 +114,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     {
         // This plan's tables, made of these receipts' files, and its config are in place;
         // only the marker is missing. (A shard re-run since then has other files: rebuilt.)
-        clean_tables(output).await?;
+        clean_tables(output, &plan.plan_hash).await?;
         return write_marker(plan, rows, started).await;
     }
     start_rebuild(output)?;
@@ -183,7 +183,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         _ => false,
     };
     remove_stale_parts(output, &written, uns_written)?;
-    clean_tables(output).await?;
+    clean_tables(output, &plan.plan_hash).await?;
 
     let mut stats = ValueStats::default();
     // Fragment by fragment in dataset order: the same bits however the cells were sharded.

@@ -33,6 +33,19 @@ pub const RECEIPT_FORMAT: u32 = 2;
 pub const RECEIPT_FILE: &str = "receipt.json";
 /// Directory of the receipts of shared-target shards, inside the output.
 pub const SHARED_RECEIPTS_DIR: &str = "_slaf_receipts";
+/// Suffix of the file a shared-target shard keeps beside its receipt while it writes (left
+/// behind by a killed one).
+pub const RUNNING_SUFFIX: &str = ".running";
+
+/// Removes the shard's running mark when the shard returns, done or failed.
+struct RunningMark(PathBuf);
+
+impl Drop for RunningMark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// File that marks a staged directory as a shard attempt of ours, which a retry may replace.
 pub const ATTEMPT_TAG: &str = ".slaf-shard-attempt";
 
@@ -163,15 +176,21 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     let shard = plan.shard(index)?.clone();
     let input = &plan.inputs[shard.input];
     let input_path = locate(input, task.inputs)?;
+    let mut _running: Option<RunningMark> = None;
     let root = match placement {
         Placement::Staged { dir } => {
             prepare_staged_dir(dir)?;
             dir.clone()
         }
         Placement::SharedTarget => {
-            // Marks the output as a dataset in the making (commit refuses foreign directories).
-            let receipts = plan.output.join(SHARED_RECEIPTS_DIR);
+            // Marks the output as a dataset in the making (commit refuses foreign directories)
+            // and this shard as writing there (a commit of another plan leaves the files of
+            // running shards alone).
+            let receipts = shared_receipts_dir(&plan.output, &plan.plan_hash);
             std::fs::create_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
+            let running = receipts.join(format!("shard-{index:06}{RUNNING_SUFFIX}"));
+            std::fs::write(&running, b"").map_err(|e| Error::io(&running, e))?;
+            _running = Some(RunningMark(running));
             plan.output.clone()
         }
         Placement::Discard => plan.output.clone(),

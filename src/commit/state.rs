@@ -13,7 +13,7 @@ use crate::config_json::{
 };
 use crate::error::{Error, Result};
 use crate::pipeline::{blocking, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
-use crate::shard::{Receipt, SHARED_RECEIPTS_DIR};
+use crate::shard::{Receipt, RUNNING_SUFFIX, SHARED_RECEIPTS_DIR};
 
 use super::MARKER_FILE;
 
@@ -206,7 +206,13 @@ fn copy_whole(src: &Path, dst: &Path) -> Result<()> {
 /// Leave every table of `output` with its newest version only: older versions and every data
 /// file no kept version references (killed shard attempts, an earlier plan's tables, copies
 /// a killed commit left half-made) are deleted by Lance's own cleanup.
-pub async fn clean_tables(output: &Path) -> Result<()> {
+pub async fn clean_tables(output: &Path, plan_hash: &str) -> Result<()> {
+    // Files never committed may belong to a shard of another plan still writing here: then
+    // only what old versions referenced goes (Lance deletes the rest once a week old).
+    let others = other_plans_running(output, plan_hash);
+    if others {
+        tracing::warn!(event = "commit.cleanup_deferred", "shards of another plan are writing into this dataset: unreferenced files are left to a later commit");
+    }
     for table in ALL_TABLES {
         let dir = output.join(table);
         if !dir.join("_versions").exists() {
@@ -216,7 +222,7 @@ pub async fn clean_tables(output: &Path) -> Result<()> {
             .await
             .map_err(|e| Error::lance(&dir, e))?;
         let removed = ds
-            .cleanup_old_versions(chrono::TimeDelta::zero(), Some(true), Some(false))
+            .cleanup_old_versions(chrono::TimeDelta::zero(), Some(!others), Some(false))
             .await
             .map_err(|e| Error::lance(&dir, e))?;
         if removed.old_versions > 0 || removed.bytes_removed > 0 {
@@ -230,9 +236,26 @@ pub async fn clean_tables(output: &Path) -> Result<()> {
                 removed.bytes_removed
             );
         }
-        remove_leftovers(&dir.join("data"))?;
+        if !others {
+            remove_leftovers(&dir.join("data"))?;
+        }
     }
     Ok(())
+}
+
+/// Whether a shared-target shard of a plan other than `plan_hash` is running (or was killed)
+/// in `output`: its running mark is there.
+fn other_plans_running(output: &Path, plan_hash: &str) -> bool {
+    let Ok(plans) = std::fs::read_dir(output.join(SHARED_RECEIPTS_DIR)) else {
+        return false;
+    };
+    plans
+        .flatten()
+        .filter(|p| p.file_name().to_str() != Some(plan_hash))
+        .filter_map(|p| std::fs::read_dir(p.path()).ok())
+        .flatten()
+        .flatten()
+        .any(|f| f.file_name().to_string_lossy().ends_with(RUNNING_SUFFIX))
 }
 
 /// Half-written files of killed writers, which Lance's cleanup never sees: copies a killed

@@ -156,6 +156,30 @@ def test_replan_rebuilds_shared_target(tmp_path, inputs, change):
     assert len(lance.dataset(str(tmp_path / "out.slaf" / "expression.lance")).versions()) == 1
 
 
+def test_commit_leaves_files_of_another_plans_running_shards(tmp_path, inputs):
+    m = workdir(tmp_path, inputs)
+    run("plan", m, "-o", tmp_path / "plan.json")
+    n = len(json.loads((tmp_path / "plan.json").read_text())["shards"])
+    for i in range(n):
+        run("shard", tmp_path / "plan.json", "--index", i, "--shared-target")
+    out = tmp_path / "out.slaf"
+    assert not list(out.glob("_slaf_receipts/*/*.running"))  # finished shards leave no mark
+    # A shard of another plan writing into the same target right now.
+    (out / "_slaf_receipts" / ("0" * 64)).mkdir()
+    mark = out / "_slaf_receipts" / ("0" * 64) / "shard-000000.running"
+    mark.write_text("")
+    in_flight = out / "expression.lance" / "data" / "in-flight.lance"
+    in_flight.write_bytes(b"x")
+    proc = run("commit", tmp_path / "plan.json", "--log-format", "json")
+    assert '"commit.cleanup_deferred"' in proc.stderr and in_flight.exists()
+    assert_same(tables(out), inputs[2])
+    mark.unlink()  # that shard finished (or was given up)
+    (out / MARKER).unlink()
+    run("commit", tmp_path / "plan.json")
+    assert not in_flight.exists()
+    data_files_all_referenced(out)
+
+
 def test_commit_into_a_foreign_directory_is_refused(tmp_path, inputs):
     dirs = staged_shards(tmp_path, workdir(tmp_path, inputs))
     mine = tmp_path / "mine"
