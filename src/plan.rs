@@ -351,7 +351,13 @@ impl Plan {
         let mut shards = Vec::new();
         let mut row_base = 0u64;
         for (i, input) in inputs.iter().enumerate() {
-            for range in CellRange::new(0, input.n_cells).split(per_shard) {
+            let mut ranges: Vec<CellRange> =
+                CellRange::new(0, input.n_cells).split(per_shard).collect();
+            if ranges.is_empty() {
+                // An input without cells still has a shard: it writes the varp rows.
+                ranges.push(CellRange::new(0, 0));
+            }
+            for range in ranges {
                 let offsets = &scans[i];
                 shards.push(PlannedShard {
                     index: shards.len(),

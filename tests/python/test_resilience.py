@@ -309,6 +309,21 @@ def test_convert_killed_after_a_shard_resumes_keeping_it(tmp_path):
     data_files_all_referenced(out)
 
 
+def test_varp_of_an_input_without_cells(tmp_path):
+    """varp rows are written by shard 0: an input with no cells still gets that shard."""
+    import lance
+    import scipy.sparse as sp
+    rng = np.random.default_rng(10)
+    a = fixtures._adata(sp.csr_matrix((0, 30), dtype=np.float32), rng)
+    a.varp["correlation"] = sp.random(30, 30, density=0.2, format="csr", random_state=11)
+    a.write_h5ad(tmp_path / "empty.h5ad")
+    run("convert", tmp_path / "empty.h5ad", tmp_path / "out.slaf")
+    t = lance.dataset(str(tmp_path / "out.slaf" / "genesxgenes.lance")).to_table().to_pandas()
+    assert len(t) == a.varp["correlation"].nnz
+    got = sp.coo_matrix((t["correlation"], (t["gene_integer_id_i"], t["gene_integer_id_j"])), shape=(30, 30))
+    assert np.array_equal(got.toarray(), a.varp["correlation"].toarray().astype(np.float32))
+
+
 def test_output_over_an_input_is_refused(tmp_path):
     rng = np.random.default_rng(4)
     a = fixtures._adata(fixtures._counts(20, 10, rng), rng)
