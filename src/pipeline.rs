@@ -8,9 +8,10 @@
 
 use std::path::Path;
 
-use arrow::array::RecordBatch;
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
+
+mod fragments;
 
 use crate::config_json::{ValueStats, LAYERS_TABLE};
 use crate::error::{Error, Result};
@@ -19,7 +20,9 @@ use crate::schema::{
     cells_schema, expression_schema, layers_schema, Compression, ExpressionIdTypes, ValueType,
 };
 use crate::tables::{cells_batch, expression_batch, layers_batch};
-use crate::writer::{BatchSender, FragmentTask, TableWriter};
+use crate::writer::TableWriter;
+
+use self::fragments::{ClosingFragment, OpenFragment};
 
 /// Batches waiting between the reader thread and the writer. With one more being read and one
 /// being encoded, at most three batches of cells are alive.
@@ -299,185 +302,6 @@ pub fn read_batch_cells(chunk_size: u64) -> u64 {
 fn fragment_end(range: CellRange, chunk_size: u64, cell: u64) -> u64 {
     let chunk_size = chunk_size.max(1);
     (range.start + ((cell - range.start) / chunk_size + 1) * chunk_size).min(range.end)
-}
-
-/// The fragments of one chunk of cells being written, one per table: each a Lance writer
-/// task fed batch by batch, started at its first non-empty batch.
-struct OpenFragment {
-    /// The fragment's cells.
-    cells: CellRange,
-    /// Statistics of its expression values.
-    stats: ValueStats,
-    expression_table: StreamingFragment,
-    cells_table: StreamingFragment,
-    layers_table: Option<StreamingFragment>,
-}
-
-impl OpenFragment {
-    fn new(tables: &CellTables, cells: CellRange) -> Self {
-        let open = |w: &TableWriter| StreamingFragment::new(w, tables.discard);
-        OpenFragment {
-            cells,
-            stats: ValueStats::default(),
-            expression_table: open(&tables.expression),
-            cells_table: open(&tables.cells),
-            layers_table: tables.layers.as_ref().map(open),
-        }
-    }
-
-    async fn send(
-        &mut self,
-        expression: RecordBatch,
-        cells: RecordBatch,
-        layers: Option<RecordBatch>,
-    ) -> Result<()> {
-        self.expression_table.send(expression).await?;
-        self.cells_table.send(cells).await?;
-        if let (Some(l), Some(batch)) = (&mut self.layers_table, layers) {
-            l.send(batch).await?;
-        }
-        Ok(())
-    }
-
-    /// Stop its writer tasks and wait until they have stopped.
-    async fn abort(self) {
-        for table in [
-            Some(self.expression_table),
-            Some(self.cells_table),
-            self.layers_table,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            abort_writer(table.close()).await;
-        }
-    }
-
-    /// End the fragment's streams: Lance finishes its files in the background.
-    fn close(self, expression_rows: u64) -> ClosingFragment {
-        ClosingFragment {
-            cells: self.cells,
-            stats: self.stats,
-            expression_rows,
-            expression: self.expression_table.close(),
-            cells_table: self.cells_table.close(),
-            layers: self.layers_table.and_then(StreamingFragment::close),
-        }
-    }
-}
-
-/// A fragment whose batches are all sent; its writer tasks are finishing the files.
-struct ClosingFragment {
-    cells: CellRange,
-    stats: ValueStats,
-    /// Expression rows written up to the fragment's end (for progress).
-    expression_rows: u64,
-    expression: Option<FragmentTask>,
-    cells_table: Option<FragmentTask>,
-    layers: Option<FragmentTask>,
-}
-
-impl ClosingFragment {
-    /// Wait for the files and record the fragments in `out`.
-    async fn join(self, out: &mut RangeOutput, progress: &Progress, n_cells: u64) -> Result<()> {
-        // All three are awaited even when one fails: no writer outlives this call.
-        let (e, c, l) = tokio::join!(
-            join_writer(self.expression),
-            join_writer(self.cells_table),
-            join_writer(self.layers)
-        );
-        let (e, c, l) = (e?, c?, l?);
-        out.expression.extend(e);
-        if self.stats.count > 0 {
-            // (An empty fragment's infinite min/max would not survive JSON.)
-            out.fragment_stats.push(self.stats);
-        }
-        out.cells.extend(c);
-        out.layers.extend(l);
-        progress.chunk_written(self.cells, n_cells, self.expression_rows);
-        Ok(())
-    }
-}
-
-impl ClosingFragment {
-    /// Stop its writer tasks and wait until they have stopped.
-    async fn abort(self) {
-        for task in [self.expression, self.cells_table, self.layers] {
-            abort_writer(task).await;
-        }
-    }
-}
-
-async fn abort_writer(task: Option<FragmentTask>) {
-    if let Some(task) = task {
-        task.abort();
-        let _ = task.await;
-    }
-}
-
-async fn join_writer(task: Option<FragmentTask>) -> Result<Option<Fragment>> {
-    match task {
-        Some(task) => task
-            .await
-            .map_err(|e| Error::Internal(format!("Lance writer task: {e}")))?,
-        None => Ok(None),
-    }
-}
-
-/// One table's fragment being written from a stream of batches.
-struct StreamingFragment {
-    writer: Option<TableWriter>,
-    sender: Option<BatchSender>,
-    task: Option<FragmentTask>,
-}
-
-impl StreamingFragment {
-    fn new(writer: &TableWriter, discard: bool) -> Self {
-        StreamingFragment {
-            writer: (!discard).then(|| writer.clone()),
-            sender: None,
-            task: None,
-        }
-    }
-
-    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
-        let Some(writer) = &self.writer else {
-            return Ok(()); // discarding
-        };
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        if self.sender.is_none() {
-            let (sender, task) = writer.start_fragment();
-            self.sender = Some(sender);
-            self.task = Some(task);
-        }
-        let sent = self
-            .sender
-            .as_ref()
-            .expect("started above")
-            .send(Ok(batch))
-            .await;
-        if sent.is_err() {
-            // The writer stopped early: its own error says why.
-            return Err(self.finish_task().await.err().unwrap_or_else(|| {
-                Error::Internal("Lance writer stopped before its last batch".into())
-            }));
-        }
-        Ok(())
-    }
-
-    /// Close the stream (the writer finishes its file) and hand over the writer task.
-    fn close(mut self) -> Option<FragmentTask> {
-        self.sender = None;
-        self.task.take()
-    }
-
-    async fn finish_task(&mut self) -> Result<Option<Fragment>> {
-        // Closing the channel ends the stream: the writer finishes the file.
-        self.sender = None;
-        join_writer(self.task.take()).await
-    }
 }
 
 /// Runs on a blocking thread: read every chunk and hand it to the writer; gives the reader

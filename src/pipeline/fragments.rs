@@ -1,0 +1,196 @@
+//! The Lance writer tasks of the fragments a cell range is being written into: one open
+//! fragment per table fed batch by batch, then closing while Lance finishes its files. Every
+//! task is either joined (its fragment recorded) or aborted and awaited: none outlives the
+//! range.
+
+use arrow::array::RecordBatch;
+use lance::table::format::Fragment;
+
+use crate::config_json::ValueStats;
+use crate::error::{Error, Result};
+use crate::readers::CellRange;
+use crate::writer::{BatchSender, FragmentTask, TableWriter};
+
+use super::{CellTables, Progress, RangeOutput};
+
+/// The fragments of one chunk of cells being written, one per table: each a Lance writer
+/// task fed batch by batch, started at its first non-empty batch.
+pub(super) struct OpenFragment {
+    /// The fragment's cells.
+    pub(super) cells: CellRange,
+    /// Statistics of its expression values.
+    pub(super) stats: ValueStats,
+    expression_table: StreamingFragment,
+    cells_table: StreamingFragment,
+    layers_table: Option<StreamingFragment>,
+}
+
+impl OpenFragment {
+    pub(super) fn new(tables: &CellTables, cells: CellRange) -> Self {
+        let open = |w: &TableWriter| StreamingFragment::new(w, tables.discard);
+        OpenFragment {
+            cells,
+            stats: ValueStats::default(),
+            expression_table: open(&tables.expression),
+            cells_table: open(&tables.cells),
+            layers_table: tables.layers.as_ref().map(open),
+        }
+    }
+
+    pub(super) async fn send(
+        &mut self,
+        expression: RecordBatch,
+        cells: RecordBatch,
+        layers: Option<RecordBatch>,
+    ) -> Result<()> {
+        self.expression_table.send(expression).await?;
+        self.cells_table.send(cells).await?;
+        if let (Some(l), Some(batch)) = (&mut self.layers_table, layers) {
+            l.send(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Stop its writer tasks and wait until they have stopped.
+    pub(super) async fn abort(self) {
+        for table in [
+            Some(self.expression_table),
+            Some(self.cells_table),
+            self.layers_table,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            abort_writer(table.close()).await;
+        }
+    }
+
+    /// End the fragment's streams: Lance finishes its files in the background.
+    pub(super) fn close(self, expression_rows: u64) -> ClosingFragment {
+        ClosingFragment {
+            cells: self.cells,
+            stats: self.stats,
+            expression_rows,
+            expression: self.expression_table.close(),
+            cells_table: self.cells_table.close(),
+            layers: self.layers_table.and_then(StreamingFragment::close),
+        }
+    }
+}
+
+/// A fragment whose batches are all sent; its writer tasks are finishing the files.
+pub(super) struct ClosingFragment {
+    cells: CellRange,
+    stats: ValueStats,
+    /// Expression rows written up to the fragment's end (for progress).
+    expression_rows: u64,
+    expression: Option<FragmentTask>,
+    cells_table: Option<FragmentTask>,
+    layers: Option<FragmentTask>,
+}
+
+impl ClosingFragment {
+    /// Wait for the files and record the fragments in `out`.
+    pub(super) async fn join(
+        self,
+        out: &mut RangeOutput,
+        progress: &Progress,
+        n_cells: u64,
+    ) -> Result<()> {
+        // All three are awaited even when one fails: no writer outlives this call.
+        let (e, c, l) = tokio::join!(
+            join_writer(self.expression),
+            join_writer(self.cells_table),
+            join_writer(self.layers)
+        );
+        let (e, c, l) = (e?, c?, l?);
+        out.expression.extend(e);
+        if self.stats.count > 0 {
+            // (An empty fragment's infinite min/max would not survive JSON.)
+            out.fragment_stats.push(self.stats);
+        }
+        out.cells.extend(c);
+        out.layers.extend(l);
+        progress.chunk_written(self.cells, n_cells, self.expression_rows);
+        Ok(())
+    }
+
+    /// Stop its writer tasks and wait until they have stopped.
+    pub(super) async fn abort(self) {
+        for task in [self.expression, self.cells_table, self.layers] {
+            abort_writer(task).await;
+        }
+    }
+}
+
+async fn abort_writer(task: Option<FragmentTask>) {
+    if let Some(task) = task {
+        task.abort();
+        let _ = task.await;
+    }
+}
+
+async fn join_writer(task: Option<FragmentTask>) -> Result<Option<Fragment>> {
+    match task {
+        Some(task) => task
+            .await
+            .map_err(|e| Error::Internal(format!("Lance writer task: {e}")))?,
+        None => Ok(None),
+    }
+}
+
+/// One table's fragment being written from a stream of batches.
+struct StreamingFragment {
+    writer: Option<TableWriter>,
+    sender: Option<BatchSender>,
+    task: Option<FragmentTask>,
+}
+
+impl StreamingFragment {
+    fn new(writer: &TableWriter, discard: bool) -> Self {
+        StreamingFragment {
+            writer: (!discard).then(|| writer.clone()),
+            sender: None,
+            task: None,
+        }
+    }
+
+    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        let Some(writer) = &self.writer else {
+            return Ok(()); // discarding
+        };
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.sender.is_none() {
+            let (sender, task) = writer.start_fragment();
+            self.sender = Some(sender);
+            self.task = Some(task);
+        }
+        let sent = self
+            .sender
+            .as_ref()
+            .expect("started above")
+            .send(Ok(batch))
+            .await;
+        if sent.is_err() {
+            // The writer stopped early: its own error says why.
+            return Err(self.finish_task().await.err().unwrap_or_else(|| {
+                Error::Internal("Lance writer stopped before its last batch".into())
+            }));
+        }
+        Ok(())
+    }
+
+    /// Close the stream (the writer finishes its file) and hand over the writer task.
+    fn close(mut self) -> Option<FragmentTask> {
+        self.sender = None;
+        self.task.take()
+    }
+
+    async fn finish_task(&mut self) -> Result<Option<Fragment>> {
+        // Closing the channel ends the stream: the writer finishes the file.
+        self.sender = None;
+        join_writer(self.task.take()).await
+    }
+}
