@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust unit and integration tests, then the interop suite that reads
-# our output with upstream's Python reader (slafdb 0.5.2). Installs what it needs first.
+# The whole test suite: formatting and clippy, Rust unit, integration and doc tests, then the
+# interop suite that reads our output with upstream's Python reader (slafdb 0.5.2). Installs
+# what it needs first.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/env.sh"
 "$root/scripts/setup.sh" --python
 cd "$root"
-# --all-targets in both: dev-dependencies add features to shared crates, so a build without
-# the test targets and one with them would compile the lance stack twice.
+cargo fmt --check
+# --all-targets here and in example.sh: dev-dependencies add features to shared crates, so a
+# build without the test targets and one with them would compile the lance stack twice.
 cargo build --all-targets
+# Clippy checks the dependencies once more in check mode (about 10 minutes cold, seconds after).
+cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
 cargo test --doc
 echo

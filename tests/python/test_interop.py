@@ -21,7 +21,6 @@ BIN = os.environ.get("SLAF_CONVERT_BIN")
 ROOT = Path(__file__).resolve().parents[2]
 VERIFIER = ROOT.parent / "shared" / "tools" / "verify_slaf.py"
 
-pytestmark = pytest.mark.skipif(not BIN, reason="SLAF_CONVERT_BIN not set")
 
 
 def run_convert(src, dst, *extra):
@@ -137,7 +136,8 @@ def test_cell_and_gene_queries(converted):
         assert got == want, j
 
 
-@pytest.mark.skipif(not VERIFIER.exists(), reason="shared verifier not present")
+# ../shared is beside the project on our machines and in CI (never in a user's clone).
+@pytest.mark.skipif(not VERIFIER.exists() and not os.environ.get("CI"), reason="shared verifier not present")
 def test_shared_verifier(converted):
     _, _, src, dst = converted
     proc = subprocess.run([sys.executable, str(VERIFIER), str(src), str(dst), "--quiet"],

@@ -15,7 +15,6 @@ from test_workflow import assert_same, tables, three_files
 BIN = os.environ.get("SLAF_CONVERT_BIN")
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "workflows" / "nextflow" / "modules" / "slafconvert"
-pytestmark = pytest.mark.skipif(not BIN, reason="SLAF_CONVERT_BIN not set")
 
 
 def module(name):

@@ -15,10 +15,6 @@ BIN = os.environ.get("SLAF_CONVERT_BIN")
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "workflows" / "snakemake"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-pytestmark = [
-    pytest.mark.skipif(not BIN, reason="SLAF_CONVERT_BIN not set"),
-    pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed in the venv"),
-]
 
 
 def setup_workdir(d):

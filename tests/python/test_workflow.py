@@ -18,7 +18,6 @@ import fixtures
 
 BIN = os.environ.get("SLAF_CONVERT_BIN")
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(not BIN, reason="SLAF_CONVERT_BIN not set")
 
 
 def run(*args, check=True):
