@@ -67,6 +67,7 @@ impl CellRangerReader {
                 types: read("feature_type")?,
                 genomes: read("genome")?,
             };
+            features.check_lengths(path, "/matrix/features", "name")?;
             (g, features)
         } else {
             let genomes = v2_genomes(&file);
@@ -92,15 +93,14 @@ impl CellRangerReader {
             } else {
                 ids.clone()
             };
-            (
-                g,
-                Features {
-                    ids,
-                    names,
-                    types: None,
-                    genomes: None,
-                },
-            )
+            let features = Features {
+                ids,
+                names,
+                types: None,
+                genomes: None,
+            };
+            features.check_lengths(path, &g.name(), "gene_names")?;
+            (g, features)
         };
         let shape = h5::read_i64(path, &h5::dataset(path, &group, "shape")?, 0..2)?;
         let (n_features, n_cells) = (shape[0] as u64, shape[1] as u64);

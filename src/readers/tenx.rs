@@ -6,11 +6,13 @@
 //! `--feature-types "Gene Expression"`), so a user can match either.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use crate::error::{Error, Result};
 use crate::readers::CellEntries;
 
 /// Which feature column names the genes.
@@ -121,6 +123,30 @@ impl GeneSelection {
 }
 
 impl Features {
+    /// Check that every column lists one entry per feature id: a short one would otherwise be
+    /// indexed past its end. `group` is where the columns are (e.g. `/matrix/features`),
+    /// `names_column` the dataset of the names (`name`; Cell Ranger v2: `gene_names`).
+    pub fn check_lengths(&self, path: &Path, group: &str, names_column: &str) -> Result<()> {
+        let n = self.ids.len();
+        let columns = [
+            (names_column, Some(&self.names)),
+            ("feature_type", self.types.as_ref()),
+            ("genome", self.genomes.as_ref()),
+        ];
+        for (name, values) in columns {
+            if let Some(v) = values.filter(|v| v.len() != n) {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "{group}/{name} lists {} entries but there are {n} feature ids",
+                        v.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Name, filter and describe the genes as `options` ask.
     pub fn select(&self, options: &TenxOptions) -> GeneSelection {
         let n = self.ids.len();
@@ -158,6 +184,8 @@ impl Features {
         } else {
             names
         };
+        // Every column has keep.len() rows: picked by the same indices (lengths checked by
+        // `check_lengths` where the features were read).
         let var = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .expect("var columns share one length");
         GeneSelection {

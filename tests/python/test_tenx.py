@@ -172,3 +172,21 @@ def test_shared_verifier_on_10x(tmp_path):
         verdict = json.loads(v.stdout)
         failed = {k: c for k, c in verdict["checks"].items() if c["status"] == "fail"}
         assert verdict["ok"] and not failed, (src, failed)
+
+
+@pytest.mark.parametrize("column", ["name", "feature_type", "genome"])
+def test_h5_short_feature_column_is_refused(tmp_path, column):
+    """A feature column shorter than /matrix/features/id: a clear error, never a panic."""
+    import h5py
+    p = tmp_path / "short.h5"
+    tf.write_h5_v3(p)
+    with h5py.File(p, "r+") as f:
+        g = f["matrix/features"]
+        values = g[column][:] if column in g else np.array([b"GRCh38"] * len(g["id"]))
+        if column in g:
+            del g[column]
+        g[column] = values[:-1]
+    proc = subprocess.run([BIN, "convert", str(p), str(tmp_path / "out.slaf")], capture_output=True, text=True)
+    assert proc.returncode == 65, proc.stderr
+    assert f"/matrix/features/{column} lists" in proc.stderr and "short.h5" in proc.stderr
+    assert not (tmp_path / "out.slaf").exists()
