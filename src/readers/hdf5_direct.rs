@@ -7,9 +7,10 @@
 //! rayon's pool, and the little-endian elements are decoded in Rust.
 //!
 //! Handled: contiguous storage, and chunked storage whose filters are any of deflate and
-//! shuffle, for little-endian integers and floats. Anything else (lzf, szip, blosc,
-//! checksums, big-endian types, user blocks, unwritten chunks) returns `None` from
-//! [`DirectArray::open`] with the reason, and the caller reads through the library.
+//! shuffle, for little-endian integers and floats; chunks never written read as zeros (the
+//! default fill value). Anything else (lzf, szip, blosc, checksums, big-endian types, user
+//! blocks, a user-defined fill value) returns `Err(reason)` from [`DirectArray::open`], and
+//! the caller reads through the library.
 
 use std::fs::File;
 use std::ops::Range;
@@ -22,8 +23,10 @@ use hdf5::filters::Filter;
 use hdf5::Dataset;
 use rayon::prelude::*;
 
+mod chunk;
 mod decode;
 
+use self::chunk::{locate_chunk, ChunkBuffers, StoredChunk};
 pub use self::decode::Decode;
 use self::decode::{decode_into, unshuffle, Element};
 use super::hdf5_util as h5;
@@ -44,17 +47,6 @@ enum Storage {
         deflate: Option<usize>,
         shuffle_at: Option<usize>,
     },
-}
-
-#[derive(Debug, Clone, Copy)]
-struct StoredChunk {
-    /// File offset; `HADDR_UNDEF` for a chunk never written (it reads as zeros).
-    addr: u64,
-    size: u64,
-    /// Deflate applies to this chunk (not skipped through the chunk's filter mask).
-    deflated: bool,
-    /// Shuffle applies to this chunk.
-    shuffled: bool,
 }
 
 /// A 1-D dataset read without the HDF5 library.
@@ -472,58 +464,4 @@ impl StoredArray {
             }
         }
     }
-}
-
-/// Per-thread buffers of chunk reads.
-struct ChunkBuffers {
-    raw: Vec<u8>,
-    inflated: Vec<u8>,
-    unshuffled: Vec<u8>,
-    inflater: libdeflater::Decompressor,
-}
-
-impl ChunkBuffers {
-    fn new() -> Self {
-        ChunkBuffers {
-            raw: Vec::new(),
-            inflated: Vec::new(),
-            unshuffled: Vec::new(),
-            inflater: libdeflater::Decompressor::new(),
-        }
-    }
-}
-
-/// Where the chunk starting at element `first` lies (a B-tree lookup, under the library's
-/// lock); `None` if the library cannot say.
-fn locate_chunk(
-    ds: &Dataset,
-    first: usize,
-    deflate: Option<usize>,
-    shuffle: Option<usize>,
-) -> Option<StoredChunk> {
-    hdf5::sync::sync(|| {
-        let offset = [first as hdf5_sys::h5::hsize_t];
-        let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
-        // SAFETY: valid dataset id, a one-element offset for a 1-D dataset, out-pointers to
-        // locals.
-        let status = unsafe {
-            hdf5_sys::h5d::H5Dget_chunk_info_by_coord(
-                ds.id(),
-                offset.as_ptr(),
-                &mut mask,
-                &mut addr,
-                &mut size,
-            )
-        };
-        if status < 0 {
-            return None;
-        }
-        let applies = |position: Option<usize>| position.is_some_and(|p| mask & (1 << p) == 0);
-        Some(StoredChunk {
-            addr,
-            size,
-            deflated: applies(deflate),
-            shuffled: applies(shuffle),
-        })
-    })
 }

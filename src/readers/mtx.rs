@@ -8,13 +8,15 @@
 //! input goes once through temporary cell buckets. Upstream re-parses the whole file per
 //! chunk (defect B31) and never decides the value type (B7).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Field;
 
+mod text;
+
+use self::text::{open_text, read_header, Entries};
 use super::spill::CellBuckets;
 use super::tenx::{Features, GeneSelection, TenxOptions};
 use super::{
@@ -22,14 +24,6 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::schema::ValueTypeProbe;
-
-/// The value field of the MatrixMarket banner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field_ {
-    Integer,
-    Real,
-    Pattern,
-}
 
 /// An opened 10x MTX directory.
 pub struct MtxReader {
@@ -42,25 +36,6 @@ pub struct MtxReader {
     parts: InputParts,
     /// Set by scan: whether entries arrive with cells non-decreasing.
     sorted: Option<bool>,
-}
-
-/// Open `path` as plain text or gzip, by content.
-fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
-    let mut f = File::open(path).map_err(|e| Error::InputMissing {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })?;
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
-    let f = File::open(path).map_err(|e| Error::io(path, e))?;
-    if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::read::MultiGzDecoder::new(f),
-        )))
-    } else {
-        Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
-    }
 }
 
 /// The first of `names` that exists in `dir`.
@@ -146,208 +121,6 @@ impl MtxReader {
             sorted: options.cells_sorted,
         })
     }
-
-    /// Stream every entry as (feature, cell, value), 0-based, checked against the header.
-    fn entries(&self) -> Result<Entries> {
-        let (field, n_rows, n_cols, nnz) = read_header(&self.matrix)?;
-        let mut reader = open_text(&self.matrix)?;
-        // Skip to the line after the size line.
-        let mut line = String::new();
-        let mut line_no = 0u64;
-        loop {
-            line.clear();
-            line_no += 1;
-            if reader
-                .read_line(&mut line)
-                .map_err(|e| Error::invalid(&self.matrix, format!("line {line_no}: {e}")))?
-                == 0
-            {
-                break;
-            }
-            if !line.starts_with('%') {
-                break;
-            }
-        }
-        Ok(Entries {
-            path: self.matrix.clone(),
-            reader,
-            line: String::new(),
-            line_no,
-            field,
-            n_rows,
-            n_cols,
-            nnz,
-            seen: 0,
-        })
-    }
-}
-
-/// Banner and size line: (field, rows, columns, entries).
-fn read_header(path: &Path) -> Result<(Field_, u64, u64, u64)> {
-    let mut reader = open_text(path)?;
-    let mut banner = String::new();
-    reader
-        .read_line(&mut banner)
-        .map_err(|e| Error::invalid(path, format!("line 1: {e} (truncated or not gzip?)")))?;
-    let words: Vec<String> = banner.split_whitespace().map(str::to_lowercase).collect();
-    if words.len() < 5 || words[0] != "%%matrixmarket" || words[1] != "matrix" {
-        return Err(Error::invalid(
-            path,
-            "line 1: not a MatrixMarket file (expected '%%MatrixMarket matrix coordinate ...')",
-        ));
-    }
-    if words[2] != "coordinate" {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "line 1: '{}' format is not supported (only 'coordinate')",
-                words[2]
-            ),
-        ));
-    }
-    let field = match words[3].as_str() {
-        "integer" => Field_::Integer,
-        "real" | "double" => Field_::Real,
-        "pattern" => Field_::Pattern,
-        other => {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "line 1: value field '{other}' is not supported (integer, real or pattern)"
-                ),
-            ))
-        }
-    };
-    if words[4] != "general" {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "line 1: symmetry '{}' is not supported (only 'general')",
-                words[4]
-            ),
-        ));
-    }
-    let mut line = String::new();
-    let mut line_no = 1;
-    loop {
-        line.clear();
-        line_no += 1;
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| Error::invalid(path, format!("line {line_no}: {e}")))?;
-        if n == 0 {
-            return Err(Error::invalid(path, "no size line (truncated?)"));
-        }
-        if !line.starts_with('%') && !line.trim().is_empty() {
-            break;
-        }
-    }
-    let dims: Vec<u64> = line
-        .split_whitespace()
-        .map(|w| w.parse::<u64>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| {
-            Error::invalid(
-                path,
-                format!(
-                    "line {line_no}: size line '{}' is not three integers",
-                    line.trim()
-                ),
-            )
-        })?;
-    if dims.len() != 3 {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "line {line_no}: size line '{}' is not three integers",
-                line.trim()
-            ),
-        ));
-    }
-    Ok((field, dims[0], dims[1], dims[2]))
-}
-
-/// A stream of (feature, cell, value) entries of an MTX file.
-struct Entries {
-    path: PathBuf,
-    reader: Box<dyn BufRead + Send>,
-    line: String,
-    line_no: u64,
-    field: Field_,
-    n_rows: u64,
-    n_cols: u64,
-    nnz: u64,
-    seen: u64,
-}
-
-impl Entries {
-    /// The next entry, `None` at the end (after checking the header's entry count).
-    fn next_entry(&mut self) -> Result<Option<(u32, u64, f64)>> {
-        loop {
-            self.line.clear();
-            self.line_no += 1;
-            let n = self.reader.read_line(&mut self.line).map_err(|e| {
-                Error::invalid(
-                    &self.path,
-                    format!("line {}: {e} (truncated?)", self.line_no),
-                )
-            })?;
-            if n == 0 {
-                if self.seen != self.nnz {
-                    return Err(Error::invalid(
-                        &self.path,
-                        format!(
-                            "header promises {} entries but the file ends after {} (truncated?)",
-                            self.nnz, self.seen
-                        ),
-                    ));
-                }
-                return Ok(None);
-            }
-            let t = self.line.trim();
-            if t.is_empty() || t.starts_with('%') {
-                continue;
-            }
-            let mut words = t.split_ascii_whitespace();
-            let bad = |what: &str| {
-                Error::invalid(&self.path, format!("line {}: {what}: '{t}'", self.line_no))
-            };
-            let row: u64 = words
-                .next()
-                .and_then(|w| w.parse().ok())
-                .ok_or_else(|| bad("expected a row index"))?;
-            let col: u64 = words
-                .next()
-                .and_then(|w| w.parse().ok())
-                .ok_or_else(|| bad("expected a column index"))?;
-            let value = match self.field {
-                Field_::Pattern => 1.0,
-                Field_::Integer => words
-                    .next()
-                    .and_then(|w| w.parse::<i64>().ok())
-                    .ok_or_else(|| bad("expected an integer value"))?
-                    as f64,
-                Field_::Real => words
-                    .next()
-                    .and_then(|w| w.parse::<f64>().ok())
-                    .ok_or_else(|| bad("expected a numeric value"))?,
-            };
-            if row == 0 || row > self.n_rows || col == 0 || col > self.n_cols {
-                return Err(bad(&format!(
-                    "index outside 1..={} x 1..={}",
-                    self.n_rows, self.n_cols
-                )));
-            }
-            self.seen += 1;
-            if self.seen > self.nnz {
-                return Err(bad(&format!(
-                    "more entries than the {} the header promises",
-                    self.nnz
-                )));
-            }
-            return Ok(Some(((row - 1) as u32, col - 1, value)));
-        }
-    }
 }
 
 impl InputReader for MtxReader {
@@ -379,7 +152,7 @@ impl InputReader for MtxReader {
         // The row counts need every entry anyway: the value type comes exact for free.
         let mut probe = ValueTypeProbe::default();
         let mut counts = vec![0u64; self.layout.n_cells as usize];
-        let mut entries = self.entries()?;
+        let mut entries = Entries::open(&self.matrix)?;
         let mut sorted = true;
         let mut last_cell = 0u64;
         let mut block = Vec::with_capacity(4096);
@@ -426,7 +199,7 @@ impl InputReader for MtxReader {
             Some(s) => s,
             None => {
                 // Opened for a shard without a scan: one cheap parse tells the order.
-                let mut entries = self.entries()?;
+                let mut entries = Entries::open(&self.matrix)?;
                 let mut last = 0u64;
                 let mut sorted = true;
                 while let Some((_, cell, _)) = entries.next_entry()? {
@@ -440,7 +213,7 @@ impl InputReader for MtxReader {
                 sorted
             }
         };
-        let mut entries = self.entries()?;
+        let mut entries = Entries::open(&self.matrix)?;
         let mut source = if sorted {
             Source::Sorted {
                 entries,
