@@ -15,7 +15,7 @@ mod receipts;
 mod state;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lance::table::format::Fragment;
@@ -81,6 +81,19 @@ pub struct MarkerInput {
     pub modified: u64,
 }
 
+/// The completion marker of the dataset `output`, if it has one.
+pub fn read_marker(output: &Path) -> Result<Option<CompletionMarker>> {
+    let path = output.join(MARKER_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::invalid(&path, format!("unreadable marker: {e}")))
+}
+
 /// Commit `plan` from the receipts found in `sources` (staged shard directories or receipt
 /// files; none: the shared-target receipts under the output).
 pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker> {
@@ -95,11 +108,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     check_output_apart(output, plan.inputs.iter().map(|i| i.path.as_path()))?;
     check_ours(output)?;
     let _lock = CommitLock::acquire(output).await?;
-    let marker_path = output.join(MARKER_FILE);
-    if marker_path.exists() {
-        let text = std::fs::read_to_string(&marker_path).map_err(|e| Error::io(&marker_path, e))?;
-        let marker: CompletionMarker = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid(&marker_path, format!("unreadable marker: {e}")))?;
+    if let Some(marker) = read_marker(output)? {
         if marker.plan_hash == plan.plan_hash {
             tracing::info!(event = "commit.done", "already committed: nothing to do");
             return Ok(marker);

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::commit::{commit, CompletionMarker, MARKER_FILE};
+use crate::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
 use crate::error::{Error, Result};
 use crate::manifest::{IdTypesName, Manifest, ManifestInput, ManifestOptions, Sharding};
 use crate::pipeline::blocking;
@@ -326,12 +326,14 @@ impl BuildTarget {
     /// Refuse to finish, in place, an output that an earlier run completed from another plan
     /// (without `--overwrite`, a complete dataset is never replaced).
     fn check_plan(&self, plan: &Plan) -> Result<()> {
-        let marker = self.dir.join(MARKER_FILE);
-        let Ok(text) = std::fs::read_to_string(&marker) else {
+        if !self.dir.join(MARKER_FILE).exists() {
             return Ok(());
-        };
-        let same = serde_json::from_str::<CompletionMarker>(&text)
-            .is_ok_and(|m| m.plan_hash == plan.plan_hash);
+        }
+        // An unreadable marker is no proof of this plan either.
+        let same = read_marker(&self.dir)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.plan_hash == plan.plan_hash);
         match same || self.dir != self.output {
             true => Ok(()),
             false => Err(Error::OutputExists {

@@ -89,13 +89,23 @@ pub struct RangeOutput {
     pub cells: Vec<Fragment>,
     /// layers.lance fragments, in cell order.
     pub layers: Vec<Fragment>,
-    /// Statistics of the expression values written.
-    pub stats: ValueStats,
-    /// The same per fragment, in cell order: merged one after another by commit, they give
-    /// the same bits however the cells were sharded.
+    /// Statistics of the expression values written, per fragment in cell order (empty
+    /// fragments left out): merged one after another by commit, they give the same bits
+    /// however the cells were sharded.
     pub fragment_stats: Vec<ValueStats>,
     /// Cells written.
     pub cells_written: u64,
+}
+
+impl RangeOutput {
+    /// Statistics of every expression value written.
+    pub fn stats(&self) -> ValueStats {
+        let mut all = ValueStats::default();
+        for s in &self.fragment_stats {
+            all.merge(s);
+        }
+        all
+    }
 }
 
 impl CellTables {
@@ -236,7 +246,6 @@ impl CellTables {
                 )?;
                 fragment.send(expr_batch, cell_batch, layer_batch).await?;
                 fragment.stats.merge(&chunk_stats);
-                out.stats.merge(&chunk_stats);
                 out.cells_written += cells_range.len();
                 if cells_range.end >= fragment.cells.end {
                     let fragment = open.take().expect("a fragment is open");

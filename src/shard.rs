@@ -256,15 +256,16 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         Placement::Discard => (Vec::new(), Vec::new()),
         _ => write_pairwise(plan, &shard, &root, reader).await?,
     };
+    let stats = out.stats();
     let receipt = Receipt {
         format_version: RECEIPT_FORMAT,
         plan_hash: plan.plan_hash.clone(),
         shard: index,
         placement: placement.clone(),
         rows_expected: shard.rows,
-        rows_written: out.stats.count,
+        rows_written: stats.count,
         cells_written: out.cells_written,
-        stats: (out.stats.count > 0).then_some(out.stats),
+        stats: (stats.count > 0).then_some(stats),
         fragment_stats: out.fragment_stats,
         expression: out.expression,
         cells: out.cells,
