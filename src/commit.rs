@@ -23,18 +23,21 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::config_json::{
-    config_document, write_config, write_json, DatasetSummary, MultiFile, ValueStats, CONFIG_FILE,
-    LAYERS_TABLE, UNS_FILE,
+    config_document, write_config, DatasetSummary, MultiFile, CONFIG_FILE, UNS_FILE,
 };
 use crate::error::{Error, Result};
+use crate::json_file::write_json;
 use crate::manifest::check_output_apart;
 use crate::pairwise::{pairwise_table, pairwise_writer};
-use crate::pipeline::{CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
 use crate::plan::{Plan, PlannedColumn};
 use crate::readers::Axis;
-use crate::schema::{cells_schema, expression_schema, genes_schema, layers_schema};
+use crate::schema::{
+    cells_schema, expression_schema, genes_schema, layers_schema, CELLS_TABLE, EXPRESSION_TABLE,
+    GENES_TABLE, LAYERS_TABLE,
+};
 use crate::shard::Receipt;
 use crate::tables::genes_batch;
+use crate::value_stats::ValueStats;
 use crate::writer::TableWriter;
 
 use self::receipts::{collect, tables_hold};

@@ -1,17 +1,14 @@
-//! `config.json`: its model, the exact value statistics behind it, and the atomic write.
-//!
-//! Statistics are accumulated in f64 over every stored value as written (after the cast to
-//! the value type), chunk by chunk, and merged with Chan's parallel formula, so a shard can
-//! summarise its own values and a commit can reduce the summaries exactly. Upstream squares
-//! uint16 values before widening and gets std wrong (defect B17).
+//! `config.json`: its model and how a dataset's summary becomes it (statistics from
+//! [`crate::value_stats`], the atomic write from [`crate::json_file`]).
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::schema::{CELLSXCELLS_TABLE, GENESXGENES_TABLE, LAYERS_TABLE};
+use crate::value_stats::ValueStats;
 
 /// SLAF format version written into `config.json`.
 pub const FORMAT_VERSION: &str = "0.5";
@@ -19,116 +16,6 @@ pub const FORMAT_VERSION: &str = "0.5";
 pub const CONFIG_FILE: &str = "config.json";
 /// File name of the uns document inside a dataset.
 pub const UNS_FILE: &str = "uns.json";
-/// Table directory of the layers.
-pub const LAYERS_TABLE: &str = "layers.lance";
-/// Table directory of obsp.
-pub const CELLSXCELLS_TABLE: &str = "cellsxcells.lance";
-/// Table directory of varp.
-pub const GENESXGENES_TABLE: &str = "genesxgenes.lance";
-
-/// Count, min, max, mean and sum of squared deviations of a set of values.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct ValueStats {
-    /// Number of values.
-    pub count: u64,
-    /// Smallest value (`+inf` when empty).
-    pub min: f64,
-    /// Largest value (`-inf` when empty).
-    pub max: f64,
-    /// Running mean.
-    pub mean: f64,
-    /// Sum of squared deviations from the mean.
-    pub m2: f64,
-}
-
-impl Default for ValueStats {
-    fn default() -> Self {
-        ValueStats {
-            count: 0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            mean: 0.0,
-            m2: 0.0,
-        }
-    }
-}
-
-impl ValueStats {
-    /// Statistics of `values`.
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
-        // Two passes would need the values twice; Welford's update is exact enough in f64.
-        let mut s = ValueStats::default();
-        for v in values {
-            s.count += 1;
-            s.min = s.min.min(v);
-            s.max = s.max.max(v);
-            let delta = v - s.mean;
-            s.mean += delta / s.count as f64;
-            s.m2 += delta * (v - s.mean);
-        }
-        s
-    }
-
-    /// The statistics of a chunk's values: two tight passes (sum, then squared deviations
-    /// from the mean) instead of Welford's division per value; as exact for one chunk.
-    pub fn of_f32(values: &[f32]) -> Self {
-        if values.is_empty() {
-            return ValueStats::default();
-        }
-        // min/max in f32 (exact: the values are f32) so the loop vectorises.
-        let (mut min, mut max, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0.0f64);
-        for &v in values {
-            min = min.min(v);
-            max = max.max(v);
-            sum += v as f64;
-        }
-        let (min, max) = (min as f64, max as f64);
-        let count = values.len() as u64;
-        let mean = sum / count as f64;
-        let m2 = values
-            .iter()
-            .map(|&v| {
-                let d = v as f64 - mean;
-                d * d
-            })
-            .sum();
-        ValueStats {
-            count,
-            min,
-            max,
-            mean,
-            m2,
-        }
-    }
-
-    /// Combine with the statistics of a disjoint set of values.
-    pub fn merge(&mut self, other: &ValueStats) {
-        if other.count == 0 {
-            return;
-        }
-        if self.count == 0 {
-            *self = *other;
-            return;
-        }
-        let n = (self.count + other.count) as f64;
-        let delta = other.mean - self.mean;
-        self.mean += delta * other.count as f64 / n;
-        self.m2 += other.m2 + delta * delta * self.count as f64 * other.count as f64 / n;
-        self.count += other.count;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-    }
-
-    /// Sample standard deviation (n − 1), as upstream reports it; 0 for fewer than 2 values.
-    pub fn std(&self) -> f64 {
-        if self.count < 2 {
-            0.0
-        } else {
-            (self.m2 / (self.count - 1) as f64).sqrt()
-        }
-    }
-}
-
 /// Everything `config.json` says about a dataset.
 #[derive(Debug, Clone)]
 pub struct DatasetSummary {
@@ -412,62 +299,12 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
 
 /// Write `doc` to `dir/config.json` atomically: a temporary file in `dir`, synced, renamed.
 pub fn write_config(dir: &Path, doc: &ConfigJson) -> Result<()> {
-    write_json(dir, CONFIG_FILE, doc)
-}
-
-/// Write `doc` as pretty JSON to the file `path` atomically, creating its directory.
-pub fn write_json_file(path: &Path, doc: &impl Serialize) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::Usage(format!("{}: not a file name", path.display())))?;
-    write_json(dir, name, doc)
-}
-
-/// Write `doc` as pretty JSON to `dir/name` atomically (temporary file, fsync, rename).
-pub fn write_json(dir: &Path, name: &str, doc: &impl Serialize) -> Result<()> {
-    let target = dir.join(name);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    let text = serde_json::to_string_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.write_all(b"\n"))
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(&target)
-        .map_err(|e| Error::io(&target, e.error))?;
-    Ok(())
+    crate::json_file::write_json(dir, CONFIG_FILE, doc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn test_value_stats_merge_equals_whole() {
-        let values: Vec<f64> = (0..1000).map(|i| ((i * 37) % 101) as f64 * 0.5).collect();
-        let whole = ValueStats::of(values.iter().copied());
-        let mut merged = ValueStats::of(values[..333].iter().copied());
-        merged.merge(&ValueStats::of(values[333..].iter().copied()));
-        assert_eq!(merged.count, 1000);
-        assert!((merged.mean - whole.mean).abs() < 1e-12);
-        assert!((merged.std() - whole.std()).abs() < 1e-12);
-        assert_eq!((merged.min, merged.max), (0.0, 50.0));
-    }
-
-    #[test]
-    fn test_value_stats_std_large_u16() {
-        // Upstream squares in uint16 and wraps past 255 (B17); ours must not.
-        let s = ValueStats::of([1000.0, 3000.0]);
-        assert!((s.std() - 1414.213562373095).abs() < 1e-9);
-    }
 
     #[test]
     fn test_config_document_empty() {

@@ -21,6 +21,9 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong, naming the object or field inside the input.
         what: String,
+        /// What the library that found it said, outermost first (HDF5's error stack);
+        /// printed under `--verbose`.
+        causes: Vec<String>,
     },
     /// The input does not exist or cannot be opened for reading.
     #[error("{}: {what}", path.display())]
@@ -80,6 +83,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The Lance library failed while writing or committing a table.
+    #[cfg(feature = "writer")]
     #[error("{}: lance: {source}", path.display())]
     Lance {
         /// The table directory.
@@ -111,7 +115,32 @@ impl Error {
         Error::InvalidInput {
             path: path.into(),
             what: what.into(),
+            causes: Vec::new(),
         }
+    }
+
+    /// An input that is not the one its plan describes: planned facts (cell order, row counts)
+    /// no longer hold. An input error, not a bug.
+    pub fn changed_since_plan(path: impl Into<PathBuf>, what: impl std::fmt::Display) -> Self {
+        Error::invalid(
+            path,
+            format!("{what}: the input changed since it was planned (plan again)"),
+        )
+    }
+
+    /// The chain of causes under this error, outermost first: the library's own messages
+    /// (`--verbose` prints them one per line).
+    pub fn causes(&self) -> Vec<String> {
+        if let Error::InvalidInput { causes, .. } = self {
+            return causes.clone();
+        }
+        let mut out = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            out.push(e.to_string());
+            next = e.source();
+        }
+        out
     }
 
     /// Shorthand for [`Error::Io`].
@@ -123,6 +152,7 @@ impl Error {
     }
 
     /// Shorthand for [`Error::Lance`].
+    #[cfg(feature = "writer")]
     pub fn lance(path: impl Into<PathBuf>, source: lance::Error) -> Self {
         Error::Lance {
             path: path.into(),
@@ -142,15 +172,19 @@ impl Error {
             }
             Error::InputMissing { .. } => exit_code::INPUT_MISSING,
             Error::OutputExists { .. } | Error::OutputNotOurs { .. } => exit_code::OUTPUT_EXISTS,
+            #[cfg(feature = "writer")]
             Error::Lance { source, .. } if is_transient(source) => exit_code::TRANSIENT,
+            #[cfg(feature = "writer")]
+            Error::Lance { .. } => exit_code::IO,
             Error::Io { source, .. } if is_transient_io(source) => exit_code::TRANSIENT,
-            Error::Io { .. } | Error::Lance { .. } => exit_code::IO,
+            Error::Io { .. } => exit_code::IO,
             Error::Internal(_) => exit_code::INTERNAL,
         }
     }
 }
 
 /// Lance errors a retry can fix: another writer committed first, or the store timed out.
+#[cfg(feature = "writer")]
 fn is_transient(e: &lance::Error) -> bool {
     match e {
         lance::Error::CommitConflict { .. }

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     keep_freed_buffers();
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose, cli.quiet);
+    let verbose = cli.verbose > 0;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = cli.threads {
         // Async workers encode and write. The blocking pool is left alone: the reader holds
@@ -47,6 +48,11 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line, naming the file and the problem; the code says what kind it is.
             eprintln!("slaf-convert: error: {err}");
+            if verbose {
+                for cause in err.causes() {
+                    eprintln!("  caused by: {cause}");
+                }
+            }
             ExitCode::from(err.exit_code())
         }
     }

@@ -238,13 +238,49 @@ fn real_path(path: &Path) -> PathBuf {
     }
 }
 
+/// Larger manifests are refused before they are read: a million inputs take ~50 MiB.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
+
+/// Read a small text file (manifest, plan) the user named: a FIFO, an oversized file or one
+/// that is not UTF-8 is refused with one line naming it. Not UTF-8 is a [`Error::Manifest`]
+/// for a manifest and an invalid input otherwise.
+pub fn read_text(path: &Path, what: &str, max_bytes: u64) -> Result<String> {
+    crate::readers::format::check_kind(path).map_err(|e| match e {
+        Error::InputMissing { path, what: why } => Error::InputMissing {
+            path,
+            what: format!("cannot read {what}: {why}"),
+        },
+        other => other,
+    })?;
+    let bad = |why: String| {
+        if what == "manifest" {
+            Error::Manifest {
+                path: path.to_path_buf(),
+                what: why,
+            }
+        } else {
+            Error::invalid(path, why)
+        }
+    };
+    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if len > max_bytes {
+        return Err(bad(format!(
+            "{len} bytes: larger than any {what} this tool writes or reads ({max_bytes} bytes at most)"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        bad(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 impl Manifest {
     /// Read and validate `path`, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::InputMissing {
-            path: path.to_path_buf(),
-            what: format!("cannot read manifest: {e}"),
-        })?;
+        let text = read_text(path, "manifest", MAX_MANIFEST_BYTES)?;
         let mut manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| Error::Manifest {
             path: path.to_path_buf(),
             what: e.to_string(),

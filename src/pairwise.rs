@@ -10,11 +10,10 @@ use std::path::Path;
 use arrow::datatypes::DataType;
 use lance::table::format::Fragment;
 
-use crate::config_json::{CELLSXCELLS_TABLE, GENESXGENES_TABLE};
 use crate::error::Result;
 use crate::pipeline::blocking;
 use crate::readers::{Axis, CellRange, InputReader};
-use crate::schema::pairwise_schema;
+use crate::schema::{pairwise_schema, CELLSXCELLS_TABLE, GENESXGENES_TABLE};
 use crate::tables::pairwise_batch;
 use crate::writer::TableWriter;
 

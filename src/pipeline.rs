@@ -13,13 +13,14 @@ use serde::{Deserialize, Serialize};
 
 mod fragments;
 
-use crate::config_json::{ValueStats, LAYERS_TABLE};
 use crate::error::{Error, Result};
 use crate::readers::{CellChunk, CellRange, GeneMap, InputParts, InputReader};
 use crate::schema::{
-    cells_schema, expression_schema, layers_schema, Compression, ExpressionIdTypes, ValueType,
+    cells_schema, expression_schema, layers_schema, CellTablesProfile, CELLS_TABLE,
+    EXPRESSION_TABLE, LAYERS_TABLE,
 };
 use crate::tables::{cells_batch, expression_batch, layers_batch};
+use crate::value_stats::ValueStats;
 use crate::writer::TableWriter;
 
 use self::fragments::{ClosingFragment, OpenFragment};
@@ -35,27 +36,6 @@ pub const BATCH_CELLS: u64 = 1000;
 
 /// Fragments whose files Lance may still be finishing while the next one is written.
 const FRAGMENTS_CLOSING: usize = 1;
-
-/// Table names relative to a dataset (or staging) root.
-pub const EXPRESSION_TABLE: &str = "expression.lance";
-/// cells table.
-pub const CELLS_TABLE: &str = "cells.lance";
-/// genes table.
-pub const GENES_TABLE: &str = "genes.lance";
-
-/// Every output type of the per-cell tables, fixed before the first batch.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
-pub struct CellTablesProfile {
-    /// Expression value type.
-    pub value_type: ValueType,
-    /// Layer value types, in layer order.
-    pub layer_types: Vec<ValueType>,
-    /// Expression id types.
-    pub ids: ExpressionIdTypes,
-    /// Compression of the gene id and value columns.
-    #[serde(default)]
-    pub compression: Compression,
-}
 
 /// Where a cell range sits in the dataset and how its input maps onto it.
 #[derive(Debug, Clone, Default)]

@@ -27,9 +27,8 @@ use crate::error::{Error, Result};
 use arrow::datatypes::Field;
 
 use crate::manifest::{IdTypesName, Manifest};
-use crate::pipeline::CellTablesProfile;
 use crate::readers::{self, CellRange, GeneMap, InputParts, ReadOptions, ValueScan};
-use crate::schema::{expression_id_types, IdTypes, ValueType};
+use crate::schema::{expression_id_types, CellTablesProfile, IdTypes, ValueType};
 
 /// Version of the plan file layout.
 pub const PLAN_FORMAT: u32 = 3;
@@ -428,10 +427,7 @@ impl Plan {
 
     /// Read `path` and check its hash and format version.
     pub fn load(path: &Path) -> Result<Plan> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::InputMissing {
-            path: path.to_path_buf(),
-            what: format!("cannot read plan: {e}"),
-        })?;
+        let text = crate::manifest::read_text(path, "plan", 4 * crate::manifest::MAX_MANIFEST_BYTES)?;
         let plan: Plan = serde_json::from_str(&text)
             .map_err(|e| Error::invalid(path, format!("not a slaf-convert plan: {e}")))?;
         if plan.format_version != PLAN_FORMAT {
@@ -454,7 +450,7 @@ impl Plan {
 
     /// Write the plan to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::config_json::write_json_file(path, self)
+        crate::json_file::write_json_file(path, self)
     }
 
     /// The shard with 0-based `index`.

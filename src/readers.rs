@@ -359,6 +359,7 @@ pub trait InputReader: Send {
 
 /// Open `path` with the reader for its format (given, or detected from the content).
 pub fn open(path: &Path, options: &ReadOptions) -> Result<Box<dyn InputReader>> {
+    format::check_kind(path)?;
     let format = match options.format {
         Some(f) => f,
         None => format::detect(path)?,

@@ -10,6 +10,34 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+/// Table directories relative to a dataset (or staging) root: expression.
+pub const EXPRESSION_TABLE: &str = "expression.lance";
+/// cells table.
+pub const CELLS_TABLE: &str = "cells.lance";
+/// genes table.
+pub const GENES_TABLE: &str = "genes.lance";
+
+/// Table directory of the layers.
+pub const LAYERS_TABLE: &str = "layers.lance";
+/// Table directory of obsp.
+pub const CELLSXCELLS_TABLE: &str = "cellsxcells.lance";
+/// Table directory of varp.
+pub const GENESXGENES_TABLE: &str = "genesxgenes.lance";
+
+/// Every output type of the per-cell tables, fixed before the first batch.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct CellTablesProfile {
+    /// Expression value type.
+    pub value_type: ValueType,
+    /// Layer value types, in layer order.
+    pub layer_types: Vec<ValueType>,
+    /// Expression id types.
+    pub ids: ExpressionIdTypes,
+    /// Compression of the gene id and value columns.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
 /// Column names fixed by the SLAF format.
 pub mod columns {
     /// Cell position, in cells.lance and expression.lance.

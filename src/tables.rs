@@ -13,10 +13,10 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, SchemaRef};
 
-use crate::config_json::ValueStats;
 use crate::error::{Error, Result};
 use crate::readers::{CellChunk, CellEntries};
 use crate::schema::{ExpressionIdTypes, ValueType};
+use crate::value_stats::ValueStats;
 
 /// The `expression.lance` rows of a chunk whose first cell is `first_cell`, and the
 /// statistics of the values as stored. Takes the entries: their gene ids (and float values)

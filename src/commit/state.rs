@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config_json::{
-    write_json, CELLSXCELLS_TABLE, CONFIG_FILE, GENESXGENES_TABLE, LAYERS_TABLE, UNS_FILE,
-};
+use crate::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::error::{Error, Result};
-use crate::pipeline::{blocking, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE};
+use crate::json_file::write_json;
+use crate::pipeline::blocking;
+use crate::schema::{
+    CELLSXCELLS_TABLE, CELLS_TABLE, EXPRESSION_TABLE, GENESXGENES_TABLE, GENES_TABLE, LAYERS_TABLE,
+};
 use crate::shard::{Receipt, RUNNING_SUFFIX, SHARED_RECEIPTS_DIR};
 
 use super::MARKER_FILE;

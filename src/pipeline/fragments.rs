@@ -6,9 +6,9 @@
 use arrow::array::RecordBatch;
 use lance::table::format::Fragment;
 
-use crate::config_json::ValueStats;
 use crate::error::{Error, Result};
 use crate::readers::CellRange;
+use crate::value_stats::ValueStats;
 use crate::writer::{BatchSender, FragmentTask, TableWriter};
 
 use super::{CellTables, Progress, RangeOutput};

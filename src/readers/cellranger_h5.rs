@@ -127,7 +127,7 @@ impl CellRangerReader {
             ));
         }
         let matrix = MatrixSource::csr_in(path, &group, n_cells)?;
-        let genes = features.select(options);
+        let genes = features.select(path, options)?;
         let var_fields = genes.fields();
         Ok(CellRangerReader {
             path: path.to_path_buf(),

@@ -60,14 +60,29 @@ fn is_hdf5(path: &Path) -> bool {
     }
 }
 
+/// Refuse what is neither a regular file nor a directory before anything reads it: reading a
+/// FIFO or a terminal blocks until a writer appears, which may be never.
+pub fn check_kind(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::InputMissing {
+        path: path.to_path_buf(),
+        what: match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".into(),
+            _ => format!("cannot open: {e}"),
+        },
+    })?;
+    if meta.is_file() || meta.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            path,
+            "not a regular file or a directory (a FIFO, socket or device?): give the file itself",
+        ))
+    }
+}
+
 /// Detect the format of `path`.
 pub fn detect(path: &Path) -> Result<InputFormat> {
-    if !path.exists() {
-        return Err(Error::InputMissing {
-            path: path.to_path_buf(),
-            what: "no such file or directory".into(),
-        });
-    }
+    check_kind(path)?;
     if path.is_dir() {
         if ["matrix.mtx", "matrix.mtx.gz"]
             .iter()

@@ -104,7 +104,7 @@ impl MatrixSource {
             return Ok((MatrixSource::Dense(ds), shape[0] as u64, shape[1] as u64));
         }
         let g = h5::group(path, root, name)?;
-        let encoding = h5::str_attr(path, &g, "encoding-type")?.unwrap_or_default();
+        let encoding = h5::encoding_type(path, &g)?.unwrap_or_default();
         // indptr runs over the major axis: cells for CSR, genes for CSC.
         let compressed = |major: u64| Compressed::open(path, &g, major);
         let shape: Vec<i64> = {

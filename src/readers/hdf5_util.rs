@@ -14,7 +14,15 @@ use crate::error::{Error, Result};
 
 /// Translate an HDF5 error about `object` in `path`.
 pub fn h5_error(path: &Path, object: &str, err: hdf5::Error) -> Error {
-    Error::invalid(path, format!("{object}: {err}"))
+    with_stack(Error::invalid(path, format!("{object}: {err}")), &err)
+}
+
+/// Attach HDF5's error stack (every frame, outermost first) as the error's causes.
+fn with_stack(mut error: Error, err: &hdf5::Error) -> Error {
+    if let (Error::InvalidInput { causes, .. }, Some(stack)) = (&mut error, err.stack()) {
+        causes.extend(stack.iter().map(|frame| frame.description().to_string()));
+    }
+    error
 }
 
 /// Open the HDF5 file at `path` read-only; non-HDF5 and truncated files become one clear error.
@@ -36,7 +44,7 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
         } else {
             format!("cannot open as HDF5 (truncated or corrupt?): {e}")
         };
-        Error::invalid(path, what)
+        with_stack(Error::invalid(path, what), &e)
     })
 }
 
@@ -77,8 +85,30 @@ pub fn str_array_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<
     }
 }
 
-fn display_all<T: std::fmt::Display>(values: impl IntoIterator<Item = T>) -> Vec<String> {
-    values.into_iter().map(|s| s.to_string()).collect()
+/// Decode strings as strict UTF-8, as h5py's `asstr()` does for anndata: invalid bytes are an
+/// error naming the element, never a lossy replacement (two names could collide) nor an
+/// unchecked `str` (the hdf5 crate's `as_str`/`Display` do not check).
+fn utf8_strings<'a>(
+    path: &Path,
+    object: &str,
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<String>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            String::from_utf8(bytes.to_vec()).map_err(|e| {
+                Error::invalid(
+                    path,
+                    format!(
+                        "{object}: element {i} is not valid UTF-8 (byte {} of {:?})",
+                        e.utf8_error().valid_up_to(),
+                        String::from_utf8_lossy(bytes)
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<String>> {
@@ -90,14 +120,16 @@ fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<Strin
     // read_raw reads a scalar attribute as one element, an array attribute whole.
     match desc {
         TypeDescriptor::VarLenUnicode => {
-            Ok(display_all(attr.read_raw::<VarLenUnicode>().map_err(err)?))
+            let raw = attr.read_raw::<VarLenUnicode>().map_err(err)?;
+            utf8_strings(path, object, raw.iter().map(|s| s.as_bytes()))
         }
         TypeDescriptor::VarLenAscii => {
-            Ok(display_all(attr.read_raw::<VarLenAscii>().map_err(err)?))
+            let raw = attr.read_raw::<VarLenAscii>().map_err(err)?;
+            utf8_strings(path, object, raw.iter().map(|s| s.as_bytes()))
         }
-        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => Ok(
-            fixed_strings_from_bytes(&read_attr_bytes(path, object, attr, n)?, n),
-        ),
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
+            fixed_strings_from_bytes(path, object, &read_attr_bytes(path, object, attr, n)?, n)
+        }
         other => Err(Error::invalid(
             path,
             format!("{object}: expected a string attribute, found {other}"),
@@ -108,9 +140,15 @@ fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<Strin
 fn read_attr_bytes(path: &Path, object: &str, attr: &Attribute, width: usize) -> Result<Vec<u8>> {
     use hdf5_sys::h5a::H5Aread;
     let dtype = attr.dtype().map_err(|e| h5_error(path, object, e))?;
-    let mut buf = vec![0u8; attr.size() * width];
-    // SAFETY: the buffer holds size * width bytes, exactly what reading with the file's own
-    // fixed-length string type writes.
+    if dtype.size() != width {
+        return Err(Error::invalid(
+            path,
+            format!("{object}: string type of {} bytes, expected {width}", dtype.size()),
+        ));
+    }
+    let mut buf: Vec<u8> = try_zeroed(path, object, attr.size().saturating_mul(width))?;
+    // SAFETY: the buffer holds size * width bytes (width checked against the type's size
+    // above), exactly what reading all elements with the file's own type writes.
     let status =
         hdf5::sync::sync(|| unsafe { H5Aread(attr.id(), dtype.id(), buf.as_mut_ptr().cast()) });
     if status < 0 {
@@ -122,16 +160,26 @@ fn read_attr_bytes(path: &Path, object: &str, attr: &Attribute, width: usize) ->
     Ok(buf)
 }
 
-fn fixed_strings_from_bytes(bytes: &[u8], width: usize) -> Vec<String> {
-    bytes
-        .chunks(width.max(1))
-        .map(|c| {
+/// Fixed-length strings end at their first NUL; h5py keeps trailing spaces (space-padded
+/// types) but we drop them as numpy's `S` dtype does on decode.
+fn fixed_strings_from_bytes(
+    path: &Path,
+    object: &str,
+    bytes: &[u8],
+    width: usize,
+) -> Result<Vec<String>> {
+    let mut out = utf8_strings(
+        path,
+        object,
+        bytes.chunks(width.max(1)).map(|c| {
             let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
-            String::from_utf8_lossy(&c[..end])
-                .trim_end_matches(' ')
-                .to_string()
-        })
-        .collect()
+            &c[..end]
+        }),
+    )?;
+    for s in &mut out {
+        s.truncate(s.trim_end_matches(' ').len());
+    }
+    Ok(out)
 }
 
 /// Open a member group, with an error naming it.
@@ -200,7 +248,10 @@ pub fn read_numeric<T: hdf5::H5Type + Clone>(
     Ok(arr.to_vec())
 }
 
+/// Check that `ds` is 1-D and holds `range`: every 1-D read (and the hyperslab of
+/// [`read_fixed_bytes`], whose start/count arrays have one element) relies on it.
 fn check_range(path: &Path, ds: &Dataset, range: &Range<usize>) -> Result<()> {
+    check_ndim(path, ds, 1)?;
     let n = len(ds);
     if range.end > n {
         return Err(Error::invalid(
@@ -216,12 +267,34 @@ fn check_range(path: &Path, ds: &Dataset, range: &Range<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Refuse a dataset that does not have `ndim` dimensions.
+pub fn check_ndim(path: &Path, ds: &Dataset, ndim: usize) -> Result<()> {
+    let shape = ds.shape();
+    if shape.len() != ndim {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}: expected a {ndim}-D dataset, found shape {shape:?}",
+                ds.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Read `rows` of a 2-D numeric dataset as row-major `f64`.
 pub fn read_rows_f64(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Vec<f64>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    check_range(path, ds, &rows)?;
+    check_ndim(path, ds, 2)?;
+    let n = len(ds);
+    if rows.end > n {
+        return Err(Error::invalid(
+            path,
+            format!("{}: needs rows {}..{} but holds only {n}", ds.name(), rows.start, rows.end),
+        ));
+    }
     let sel = hdf5::Hyperslab::from(vec![
         hdf5::SliceOrIndex::from(rows),
         hdf5::SliceOrIndex::from(..),
@@ -240,15 +313,17 @@ pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Ve
     check_range(path, ds, &range)?;
     let err = |e| h5_error(path, &ds.name(), e);
     match descriptor(path, ds)? {
-        TypeDescriptor::VarLenUnicode => Ok(display_all(
-            ds.read_slice_1d::<VarLenUnicode, _>(range).map_err(err)?,
-        )),
-        TypeDescriptor::VarLenAscii => Ok(display_all(
-            ds.read_slice_1d::<VarLenAscii, _>(range).map_err(err)?,
-        )),
+        TypeDescriptor::VarLenUnicode => {
+            let raw = ds.read_slice_1d::<VarLenUnicode, _>(range).map_err(err)?;
+            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
+        }
+        TypeDescriptor::VarLenAscii => {
+            let raw = ds.read_slice_1d::<VarLenAscii, _>(range).map_err(err)?;
+            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
+        }
         TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
             let bytes = read_fixed_bytes(path, ds, range, n)?;
-            Ok(fixed_strings_from_bytes(&bytes, n))
+            fixed_strings_from_bytes(path, &ds.name(), &bytes, n)
         }
         other => Err(Error::invalid(
             path,
@@ -270,11 +345,19 @@ fn read_fixed_bytes(
     let count = range.len();
     let dtype = ds.dtype().map_err(|e| h5_error(path, &ds.name(), e))?;
     let fspace = ds.space().map_err(|e| h5_error(path, &ds.name(), e))?;
-    let mut buf = vec![0u8; count * width];
+    if dtype.size() != width {
+        return Err(Error::invalid(
+            path,
+            format!("{}: string type of {} bytes, expected {width}", ds.name(), dtype.size()),
+        ));
+    }
+    let mut buf: Vec<u8> = try_zeroed(path, &ds.name(), count.saturating_mul(width))?;
     let start = [range.start as u64];
     let cnt = [count as u64];
-    // SAFETY: we select `count` elements in the file space and read them into a memory space
-    // of `count` elements of the file's type, `width` bytes each, which is `buf`'s size.
+    // SAFETY: the callers checked that the file space has rank 1 (check_range) and holds
+    // `range`, so the one-element start/count arrays are what H5Sselect_hyperslab reads; we
+    // select `count` elements and read them into a memory space of `count` elements of the
+    // file's type, `width` bytes each (the type's size), which is `buf`'s length.
     let status = hdf5::sync::sync(|| unsafe {
         let fs = hdf5_sys::h5s::H5Scopy(fspace.id());
         if fs < 0 {
@@ -332,4 +415,68 @@ pub fn read_bools(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<
             .map(|v| v != 0)
             .collect()),
     }
+}
+
+/// A zeroed buffer of `n` elements sized by something a file claims: allocation failure (an
+/// address-space limit, or a size no machine has) is an input error naming the object, never
+/// an abort.
+pub fn try_zeroed<T: Clone + Default>(path: &Path, object: &str, n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::invalid(
+            path,
+            format!(
+                "{object}: cannot allocate {n} elements of {} bytes (a size the file claims)",
+                std::mem::size_of::<T>()
+            ),
+        )
+    })?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// The encoding versions anndata 0.12 writes and reads, per `encoding-type`.
+const ENCODING_VERSIONS: &[(&str, &str)] = &[
+    ("anndata", "0.1.0"),
+    ("raw", "0.1.0"),
+    ("dataframe", "0.2.0"),
+    ("csr_matrix", "0.1.0"),
+    ("csc_matrix", "0.1.0"),
+    ("array", "0.2.0"),
+    ("dict", "0.1.0"),
+    ("string", "0.2.0"),
+    ("string-array", "0.2.0"),
+    ("numeric-scalar", "0.2.0"),
+    ("categorical", "0.2.0"),
+    ("nullable-integer", "0.1.0"),
+    ("nullable-boolean", "0.1.0"),
+    ("nullable-string-array", "0.1.0"),
+    ("awkward-array", "0.1.0"),
+];
+
+/// The `encoding-type` of `loc`, `None` if it has none. A known type with an
+/// `encoding-version` anndata does not read (a newer writer's, or a damaged attribute) is an
+/// error naming both, as anndata's own registry refuses it: read as the old version it could
+/// mean anything.
+pub fn encoding_type(path: &Path, loc: &Location) -> Result<Option<String>> {
+    let Some(kind) = str_attr(path, loc, "encoding-type")? else {
+        return Ok(None);
+    };
+    let version = str_attr(path, loc, "encoding-version")?;
+    let known: Vec<&str> = ENCODING_VERSIONS
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, v)| *v)
+        .collect();
+    if let Some(v) = version.filter(|v| !known.is_empty() && !known.contains(&v.as_str())) {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}: {kind} encoding-version {v} (anndata 0.12 reads {})",
+                loc.name(),
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(kind))
 }

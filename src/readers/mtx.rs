@@ -104,7 +104,7 @@ impl MtxReader {
                 ),
             ));
         }
-        let genes = features.select(options);
+        let genes = features.select(&features_path, options)?;
         let var_fields = genes.fields();
         Ok(MtxReader {
             dir: dir.to_path_buf(),
@@ -278,10 +278,13 @@ impl Source {
                         break;
                     }
                     if cell < current {
-                        return Err(Error::Internal(format!(
-                            "matrix.mtx: an entry of cell {} follows cell {current}: not sorted by cell as planned (did the input change since plan?)",
-                            cell + 1
-                        )));
+                        return Err(Error::changed_since_plan(
+                            entries.path(),
+                            format_args!(
+                                "matrix.mtx: an entry of cell {} follows cell {current}, not sorted by cell as planned",
+                                cell + 1
+                            ),
+                        ));
                     }
                     while current < cell {
                         out.offsets.push(out.genes.len() as u64);

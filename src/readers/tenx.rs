@@ -147,9 +147,34 @@ impl Features {
         Ok(())
     }
 
-    /// Name, filter and describe the genes as `options` ask.
-    pub fn select(&self, options: &TenxOptions) -> GeneSelection {
+    /// Name, filter and describe the genes as `options` ask. A `--feature-types` filter on
+    /// an input without types (v2), or one that keeps no feature, is an error naming the
+    /// types present: never a dataset with zero genes.
+    pub fn select(&self, path: &Path, options: &TenxOptions) -> Result<GeneSelection> {
         let n = self.ids.len();
+        if !options.feature_types.is_empty() {
+            let Some(types) = &self.types else {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "--feature-types {:?}: this input lists no feature types (a v2 layout); leave the option out",
+                        options.feature_types
+                    ),
+                ));
+            };
+            if !types.iter().any(|t| options.feature_types.contains(t)) {
+                let mut present: Vec<&String> = types.iter().collect();
+                present.sort();
+                present.dedup();
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "--feature-types {:?} keeps no feature; the types present are {present:?}",
+                        options.feature_types
+                    ),
+                ));
+            }
+        }
         let keep: Vec<usize> = (0..n)
             .filter(|&i| {
                 options.feature_types.is_empty()
@@ -188,11 +213,11 @@ impl Features {
         // `check_lengths` where the features were read).
         let var = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .expect("var columns share one length");
-        GeneSelection {
+        Ok(GeneSelection {
             var,
             gene_ids,
             remap,
-        }
+        })
     }
 }
 
@@ -254,10 +279,16 @@ mod tests {
             ])),
             genomes: None,
         };
-        let sel = f.select(&TenxOptions {
-            feature_types: s(&["Gene Expression"]),
+        let opts = |t: &[&str]| TenxOptions {
+            feature_types: s(t),
             ..Default::default()
-        });
+        };
+        let path = Path::new("f");
+        let err = f.select(path, &opts(&["Gene Expresion"])).unwrap_err();
+        assert!(err.to_string().contains("\"Antibody Capture\", \"Gene Expression\""), "{err}");
+        let v2 = Features { types: None, ..f.clone() };
+        assert!(v2.select(path, &opts(&["Gene Expression"])).is_err());
+        let sel = f.select(path, &opts(&["Gene Expression"])).unwrap();
         assert_eq!(sel.gene_ids, s(&["G1", "G2"]));
         assert_eq!(sel.gene_of(2), None);
         let mut e = CellEntries {

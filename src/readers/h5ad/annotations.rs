@@ -73,7 +73,7 @@ pub fn open_vectors(
         let name = key.replace('.', "_");
         if h5::is_group(&g, &key) {
             let sub = h5::group(path, &g, &key)?;
-            let encoding = h5::str_attr(path, &sub, "encoding-type")?.unwrap_or_default();
+            let encoding = h5::encoding_type(path, &sub)?.unwrap_or_default();
             if encoding != "csr_matrix" && encoding != "csc_matrix" {
                 tracing::warn!(event = "input.skipped", object = %object, encoding = %encoding, "skipping {object}: a {encoding} cannot be stored as a vector column");
                 continue;

@@ -81,7 +81,7 @@ impl DataFrameReader {
     pub fn from_group(path: &Path, group: &Group, reserved: &[&str]) -> Result<Self> {
         let name = group.name();
         let name = name.trim_start_matches('/');
-        let encoding = h5::str_attr(path, group, "encoding-type")?;
+        let encoding = h5::encoding_type(path, group)?;
         if encoding.as_deref() != Some("dataframe") {
             return Err(Error::invalid(
                 path,
@@ -212,7 +212,7 @@ fn resolve_column(path: &Path, group: &Group, col: &str) -> Result<Column> {
     let unsupported = |what: String| Error::invalid(path, format!("{object}: {what}"));
     if h5::is_group(group, col) {
         let g = h5::group(path, group, col)?;
-        let encoding = h5::str_attr(path, &g, "encoding-type")?.unwrap_or_default();
+        let encoding = h5::encoding_type(path, &g)?.unwrap_or_default();
         return match encoding.as_str() {
             "categorical" => {
                 let codes = h5::dataset(path, &g, "codes")?;

@@ -5,6 +5,8 @@
 //! column lists. NaN and ±Inf become null (strict JSON has neither). An element that cannot be
 //! represented (a sparse matrix, an unknown encoding) is skipped with a warning naming it:
 //! `uns` never fails a conversion (upstream raises after writing the tables, defect B22).
+//! So are a group that contains itself through a hard link (the walk keeps the addresses of
+//! the groups it is inside) and nesting deeper than [`MAX_DEPTH`] (the recursion is bounded).
 
 use std::path::Path;
 
@@ -24,7 +26,7 @@ pub fn read_uns(path: &Path, root: &Group) -> Result<Option<Value>> {
         return Ok(None);
     }
     let g = h5::group(path, root, "uns")?;
-    match read_group(path, &g)? {
+    match read_group(path, &g, &mut Vec::new())? {
         Some(Value::Object(m)) if m.is_empty() => Ok(None),
         other => Ok(other),
     }
@@ -35,9 +37,44 @@ fn skip(object: &str, why: &str) -> Option<Value> {
     None
 }
 
-fn read_group(path: &Path, g: &Group) -> Result<Option<Value>> {
+/// Deepest nesting of groups read into uns.json (anndata's own recursion gives out in the
+/// hundreds); deeper parts are skipped with a warning.
+pub const MAX_DEPTH: usize = 64;
+
+/// `inside`: the addresses of the groups the walk is in, outermost first.
+fn read_group(
+    path: &Path,
+    g: &Group,
+    inside: &mut Vec<hdf5::LocationToken>,
+) -> Result<Option<Value>> {
     let object = g.name();
-    let encoding = h5::str_attr(path, g, "encoding-type")?.unwrap_or_default();
+    let token = g
+        .loc_info()
+        .map_err(|e| h5::h5_error(path, &object, e))?
+        .token;
+    if inside.contains(&token) {
+        return Ok(skip(&object, "it links back to a group it is inside (a cycle)"));
+    }
+    if inside.len() >= MAX_DEPTH {
+        return Ok(skip(
+            &object,
+            &format!("nested more than {MAX_DEPTH} groups deep"),
+        ));
+    }
+    inside.push(token);
+    let value = read_group_inside(path, g, &object, inside);
+    inside.pop();
+    value
+}
+
+fn read_group_inside(
+    path: &Path,
+    g: &Group,
+    object: &str,
+    inside: &mut Vec<hdf5::LocationToken>,
+) -> Result<Option<Value>> {
+    let object = object.to_string();
+    let encoding = h5::encoding_type(path, g)?.unwrap_or_default();
     match encoding.as_str() {
         "" | "dict" => {
             let mut map = Map::new();
@@ -47,7 +84,7 @@ fn read_group(path: &Path, g: &Group) -> Result<Option<Value>> {
             names.sort();
             for name in names {
                 let value = if h5::is_group(g, &name) {
-                    read_group(path, &h5::group(path, g, &name)?)?
+                    read_group(path, &h5::group(path, g, &name)?, inside)?
                 } else {
                     read_dataset(path, &h5::dataset(path, g, &name)?)?
                 };

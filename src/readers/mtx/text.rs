@@ -17,6 +17,7 @@ pub(super) enum Field_ {
 
 /// Open `path` as plain text or gzip, by content.
 pub(super) fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    crate::readers::format::check_kind(path)?;
     let mut f = File::open(path).map_err(|e| Error::InputMissing {
         path: path.to_path_buf(),
         what: e.to_string(),
@@ -133,6 +134,11 @@ pub(super) struct Entries {
 }
 
 impl Entries {
+    /// The matrix file.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Stream every entry of the MTX file `path` as (feature, cell, value), 0-based, checked
     /// against its header.
     pub(super) fn open(path: &Path) -> Result<Entries> {

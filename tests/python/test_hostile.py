@@ -1,0 +1,96 @@
+"""Hostile input: every case of the malformed-input corpus (hostile_inputs.py) is refused
+with a documented exit code and a one-line error naming the file, leaving no config.json and
+no marker, or converted and read back equal to what anndata/scanpy read. Refusals run under a
+4 GiB address-space limit, so an allocation sized by a lying header fails the test."""
+import os
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import hostile_inputs as hi
+
+BIN = os.environ.get("SLAF_CONVERT_BIN")
+ADDRESS_SPACE = 4 * 1024**3
+
+
+def limited():
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+def run(case, out):
+    if case.command == "plan":
+        argv = [BIN, "plan", str(case.src), "-o", str(out / "plan.json"), *case.args]
+    else:
+        argv = [BIN, "convert", str(case.src), str(out / "out.slaf"), "--chunk-size", "3",
+                *case.args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=case.timeout,
+                          preexec_fn=limited)
+
+
+def error_lines(stderr):
+    return [l for l in stderr.splitlines() if l.startswith("slaf-convert: error:")]
+
+
+@pytest.mark.parametrize("build", hi.ALL, ids=[b.__name__ for b in hi.ALL])
+def test_corpus(build, tmp_path):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    case = build(inputs)
+    proc = run(case, out)
+    if case.check is None:
+        assert proc.returncode in case.codes, (proc.returncode, proc.stderr[-3000:])
+        errors = error_lines(proc.stderr)
+        assert len(errors) == 1, proc.stderr[-3000:]
+        assert (case.file or case.src.name) in errors[0], errors[0]
+        for name in case.names:
+            assert name.lower() in errors[0].lower(), (name, errors[0])
+        assert "internal error" not in errors[0] and "panicked" not in proc.stderr
+        assert not list(out.rglob("config.json")) and not list(out.rglob("_SLAF_COMPLETE.json"))
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for w in case.warns:
+            assert w in proc.stderr, (w, proc.stderr[-3000:])
+        case.check(out / "out.slaf", case.src)
+
+
+def test_corpus_size():
+    assert len(hi.ALL) >= 40
+
+
+def test_input_changed_since_plan_is_an_input_error(tmp_path):
+    src = hi.h5ad(tmp_path, "changing")
+    (tmp_path / "m.yaml").write_text(f"output: out.slaf\ninputs:\n  - path: {src.name}\n")
+    plan = tmp_path / "plan.json"
+    subprocess.run([BIN, "plan", str(tmp_path / "m.yaml"), "-o", str(plan)], check=True,
+                   capture_output=True)
+    hi.h5ad(tmp_path, "changing", hi.small(n=12, seed=4))
+    proc = subprocess.run([BIN, "shard", str(plan), "--index", "0", "-o", str(tmp_path / "s0")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 65, proc.stderr
+    assert "changing.h5ad" in proc.stderr and "not the input that was planned" in proc.stderr
+
+
+def test_incompatible_inputs_name_the_file(tmp_path):
+    a = hi.h5ad(tmp_path, "first")
+    b = hi.small(seed=3)
+    b.obs["extra"] = 1.0
+    b = hi.h5ad(tmp_path, "second", b)
+    (tmp_path / "m.yaml").write_text(
+        f"output: out.slaf\ninputs:\n  - path: {a.name}\n  - path: {b.name}\n")
+    proc = subprocess.run([BIN, "plan", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "p.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 67, proc.stderr
+    assert "second.h5ad" in error_lines(proc.stderr)[0]
+
+
+def test_verbose_prints_the_causes(tmp_path):
+    src = tmp_path / "t.h5ad"
+    src.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
+    proc = subprocess.run([BIN, "--verbose", "convert", str(src), str(tmp_path / "o.slaf")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 65
+    assert len(error_lines(proc.stderr)) == 1
+    assert "caused by:" in proc.stderr, proc.stderr
