@@ -220,6 +220,42 @@ impl CellEntries {
             }
         }
     }
+
+    /// Sum entries of one cell with the same gene (cells sorted by gene first), as scipy does
+    /// turning MatrixMarket coordinates into CSR; the first merged (cell offset, gene) if any.
+    pub fn sum_duplicates(&mut self) -> Option<(usize, u32)> {
+        let has_duplicates = self.offsets.windows(2).any(|w| {
+            self.genes[w[0] as usize..w[1] as usize]
+                .windows(2)
+                .any(|p| p[0] == p[1])
+        });
+        if !has_duplicates {
+            return None;
+        }
+        let mut first = None;
+        // Compacted in place: `write` trails the read position `k`; a cell's original end is
+        // read before its offset is overwritten.
+        let (mut write, mut start) = (0usize, self.offsets[0] as usize);
+        for cell in 0..self.offsets.len() - 1 {
+            let end = self.offsets[cell + 1] as usize;
+            let cell_start = write;
+            for k in start..end {
+                if write > cell_start && self.genes[write - 1] == self.genes[k] {
+                    first.get_or_insert((cell, self.genes[k]));
+                    self.values[write - 1] += self.values[k];
+                } else {
+                    self.genes[write] = self.genes[k];
+                    self.values[write] = self.values[k];
+                    write += 1;
+                }
+            }
+            start = end;
+            self.offsets[cell + 1] = write as u64;
+        }
+        self.genes.truncate(write);
+        self.values.truncate(write);
+        first
+    }
 }
 
 /// Where each of an input's genes goes in the dataset: `Some(position)` or `None` (dropped).
@@ -393,6 +429,18 @@ mod tests {
             ]
         );
         assert_eq!(CellRange::new(0, 0).split(5).count(), 0);
+    }
+
+    #[test]
+    fn test_sum_duplicates() {
+        let mut e = CellEntries {
+            offsets: vec![0, 3, 3, 5],
+            genes: vec![1, 1, 4, 2, 2],
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0],
+        };
+        assert_eq!(e.sum_duplicates(), Some((0, 1)));
+        assert_eq!(e.offsets, vec![0, 2, 2, 3]);
+        assert_eq!((e.genes, e.values), (vec![1, 4, 2], vec![3.0, 3.0, 9.0]));
     }
 
     #[test]

@@ -274,10 +274,13 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         genesxgenes,
     };
     if receipt.rows_written != receipt.rows_expected {
-        return Err(Error::Internal(format!(
-            "shard {index}: wrote {} rows, the plan expects {}",
-            receipt.rows_written, receipt.rows_expected
-        )));
+        return Err(Error::changed_since_plan(
+            &input_path,
+            format_args!(
+                "shard {index} read {} expression rows where the plan counted {}",
+                receipt.rows_written, receipt.rows_expected
+            ),
+        ));
     }
     if *placement == Placement::Discard {
         return Ok((receipt, receipt_path));

@@ -71,8 +71,12 @@ pub fn dataset_var(genes: &[String], fields: &[Field], inputs: &[InputVar]) -> R
         })
         .collect::<Result<_>>()?;
     // By hand rather than `interleave_record_batch`, which cannot build a batch without columns.
+    // No genes (an input without features, as anndata allows): nothing to interleave from.
     let columns = (0..schema.fields().len())
         .map(|c| {
+            if picks.is_empty() {
+                return Ok(arrow::array::new_empty_array(schema.field(c).data_type()));
+            }
             let arrays: Vec<&dyn arrow::array::Array> =
                 batches.iter().map(|b| b.column(c).as_ref()).collect();
             arrow::compute::interleave(&arrays, &picks)

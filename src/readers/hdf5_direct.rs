@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 
 use hdf5::datatype::ByteOrder;
 use hdf5::filters::Filter;
+use hdf5::types::TypeDescriptor;
 use hdf5::Dataset;
 use rayon::prelude::*;
 
@@ -62,6 +63,9 @@ pub struct DirectArray {
     ds: Dataset,
 }
 
+/// Most chunks a dataset may have for its chunk table to be kept here (16 MiB of table).
+const MAX_CHUNKS: usize = 1 << 20;
+
 impl DirectArray {
     /// Prepare direct reads of `ds` from the file at `path`; `Ok(Err(reason))` when its storage
     /// needs the library.
@@ -92,6 +96,15 @@ impl DirectArray {
         if h5file.userblock() != 0 {
             return Ok(Err("file has a user block".into()));
         }
+        // Behind an external link the dataset lives in another file, and its byte offsets
+        // are offsets in that file, not in `file`: the library follows the link.
+        let home = std::fs::canonicalize(h5file.filename()).ok();
+        if home.is_none() || home != std::fs::canonicalize(path).ok() {
+            return Ok(Err(format!(
+                "stored in {} (an external link)",
+                h5file.filename()
+            )));
+        }
         let len = ds.size();
         let storage = if ds.is_chunked() {
             let mut deflate = None;
@@ -118,11 +131,16 @@ impl DirectArray {
             ) {
                 return Ok(Err("user-defined fill value".into()));
             }
+            // One table slot per chunk: a header claiming billions of chunks (never written:
+            // they read as zeros) would otherwise size the table, so such a dataset goes to
+            // the library, which only touches the chunks read.
+            let n_chunks = len.div_ceil(chunk_len);
+            if n_chunks > MAX_CHUNKS {
+                return Ok(Err(format!("{n_chunks} chunks")));
+            }
             Storage::Chunked {
                 chunk_len,
-                chunks: (0..len.div_ceil(chunk_len))
-                    .map(|_| OnceLock::new())
-                    .collect(),
+                chunks: (0..n_chunks).map(|_| OnceLock::new()).collect(),
                 shuffle: shuffle.is_some(),
                 deflate,
                 shuffle_at: shuffle,
@@ -152,7 +170,7 @@ impl DirectArray {
 
     /// Elements `range`, decoded into `T`.
     pub fn read<T: Decode>(&self, range: Range<usize>) -> Result<Vec<T>> {
-        let mut out = vec![T::default(); range.len()];
+        let mut out = h5::try_zeroed(&self.path, &self.name, range.len())?;
         self.read_into(range, &mut out)?;
         Ok(out)
     }
@@ -199,6 +217,22 @@ impl DirectArray {
             None => Ok(true),
             Some(fits) => fits,
         }
+    }
+
+    /// How many elements `pred` holds for, counted chunk by chunk in parallel.
+    pub fn count<T: Decode>(&self, pred: impl Fn(T) -> bool + Sync + Send) -> Result<u64> {
+        const BLOCK: usize = 1 << 18;
+        let blocks: Vec<Range<usize>> = (0..self.len.div_ceil(BLOCK))
+            .map(|i| i * BLOCK..((i + 1) * BLOCK).min(self.len))
+            .collect();
+        blocks
+            .into_par_iter()
+            .map_init(Vec::<T>::new, |values, block| -> Result<u64> {
+                values.resize(block.len(), T::default());
+                self.read_single_threaded(block, values)?;
+                Ok(values.iter().filter(|&&v| pred(v)).count() as u64)
+            })
+            .try_reduce(|| 0, |a, b| Ok(a + b))
     }
 
     /// Like [`DirectArray::read_into`], without going parallel again (called from the pool).
@@ -442,6 +476,40 @@ impl StoredArray {
                 .into_iter()
                 .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
                 .collect()),
+        }
+    }
+
+    /// The stored element type when float32 may not hold its values exactly (float64, 32- and
+    /// 64-bit integers), `None` otherwise.
+    pub fn wider_than_f32(&self, path: &Path) -> Result<Option<String>> {
+        use hdf5::types::{FloatSize, IntSize};
+        let d = h5::descriptor(path, self.dataset())?;
+        let wide = matches!(
+            d,
+            TypeDescriptor::Float(FloatSize::U8)
+                | TypeDescriptor::Integer(IntSize::U4 | IntSize::U8)
+                | TypeDescriptor::Unsigned(IntSize::U4 | IntSize::U8)
+        );
+        Ok(wide.then(|| d.to_string()))
+    }
+
+    /// How many elements, read as f64, `pred` holds for.
+    pub fn count_f64(&self, path: &Path, pred: impl Fn(f64) -> bool + Sync + Send) -> Result<u64> {
+        match self {
+            StoredArray::Direct(d, _) => d.count(pred),
+            StoredArray::Library(ds) => {
+                const BLOCK: usize = 1 << 20;
+                let (n, mut start, mut count) = (h5::len(ds), 0, 0);
+                while start < n {
+                    let end = (start + BLOCK).min(n);
+                    count += h5::read_f64(path, ds, start..end)?
+                        .into_iter()
+                        .filter(|&v| pred(v))
+                        .count() as u64;
+                    start = end;
+                }
+                Ok(count)
+            }
         }
     }
 

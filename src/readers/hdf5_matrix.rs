@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::readers::spill::CellBuckets;
 use crate::readers::{CellEntries, CellRange, MatrixScan, ValueScan};
 use crate::schema::ValueType;
-use crate::schema::ValueTypeProbe;
+use crate::schema::{changes_in_f32, warn_narrowed, ValueTypeProbe};
 
 /// Elements read per HDF5 call when streaming over a whole array.
 const BLOCK: usize = 1 << 20;
@@ -50,6 +50,22 @@ impl Compressed {
         let indices = h5::dataset(path, group, "indices")?;
         let indptr = h5::dataset(path, group, "indptr")?;
         check_numeric(path, &data)?;
+        for ds in [&data, &indices, &indptr] {
+            h5::check_ndim(path, ds, 1)?;
+        }
+        // scipy's check_format: one index per stored value.
+        if h5::len(&data) != h5::len(&indices) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{} holds {} values but {} holds {} indices",
+                    data.name(),
+                    h5::len(&data),
+                    indices.name(),
+                    h5::len(&indices)
+                ),
+            ));
+        }
         // The same file opened once more for the direct reads of the three arrays.
         let file = Arc::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
         let c = Compressed {
@@ -165,7 +181,26 @@ impl MatrixSource {
                 }
             }
         }
+        self.warn_narrowed(path, &probe)?;
         Ok(probe.value_type())
+    }
+
+    /// Count (sparse: one more pass, only over float64 and 32/64-bit integer data) and log the
+    /// values that float32 changes; dense values were counted by `probe` as they were read.
+    fn warn_narrowed(&self, path: &Path, probe: &ValueTypeProbe) -> Result<()> {
+        match self {
+            MatrixSource::Csr(c) | MatrixSource::Csc(c, _) => {
+                if let Some(stored) = c.data.wider_than_f32(path)? {
+                    let n = c.data.count_f64(path, changes_in_f32)?;
+                    warn_narrowed(path, &c.data.name(), &stored, n);
+                }
+            }
+            MatrixSource::Dense(ds) => {
+                let stored = h5::descriptor(path, ds)?.to_string();
+                warn_narrowed(path, &ds.name(), &stored, probe.narrowed());
+            }
+        }
+        Ok(())
     }
 
     /// The value type from a sample of the stored values, for sparse matrices (whose
@@ -209,7 +244,7 @@ impl MatrixSource {
             }
             MatrixSource::Csc(c, _) => {
                 let _ = read_indptr(path, c, n_genes)?;
-                let mut counts = vec![0u64; n_cells as usize];
+                let mut counts: Vec<u64> = h5::try_zeroed(path, &c.indices.name(), n_cells as usize)?;
                 let n = c.indices.len();
                 let mut start = 0;
                 while start < n {
@@ -248,6 +283,7 @@ impl MatrixSource {
                 prefix_sum(&counts)
             }
         };
+        self.warn_narrowed(path, &probe)?;
         Ok(MatrixScan {
             value_type: known.unwrap_or(probe.value_type()),
             layer_types: Vec::new(),

@@ -242,6 +242,7 @@ pub fn read_numeric<T: hdf5::H5Type + Clone>(
         return Ok(Vec::new());
     }
     check_range(path, ds, &range)?;
+    check_alloc::<T>(path, &ds.name(), range.len())?;
     let arr = ds
         .read_slice_1d::<T, _>(range)
         .map_err(|e| h5_error(path, &ds.name(), e))?;
@@ -311,6 +312,7 @@ pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Ve
         return Ok(Vec::new());
     }
     check_range(path, ds, &range)?;
+    check_alloc::<VarLenUnicode>(path, &ds.name(), range.len())?;
     let err = |e| h5_error(path, &ds.name(), e);
     match descriptor(path, ds)? {
         TypeDescriptor::VarLenUnicode => {
@@ -479,4 +481,19 @@ pub fn encoding_type(path: &Path, loc: &Location) -> Result<Option<String>> {
         ));
     }
     Ok(Some(kind))
+}
+
+/// Check that `n` elements of `T` can be allocated before the hdf5 crate allocates them
+/// (it would abort the process on failure): a lying header becomes an error naming `object`.
+fn check_alloc<T>(path: &Path, object: &str, n: usize) -> Result<()> {
+    let mut probe: Vec<T> = Vec::new();
+    probe.try_reserve_exact(n).map_err(|_| {
+        Error::invalid(
+            path,
+            format!(
+                "{object}: cannot allocate {n} elements of {} bytes (a size the file claims)",
+                std::mem::size_of::<T>()
+            ),
+        )
+    })
 }

@@ -156,13 +156,16 @@ impl InputReader for MtxReader {
         let mut sorted = true;
         let mut last_cell = 0u64;
         let mut block = Vec::with_capacity(4096);
+        // The genes of the current run of entries of one cell: a gene listed twice is one row
+        // (the values are summed, as scipy does), so a run counts its distinct genes.
+        let mut run = GeneRun::default();
         while let Some((feature, cell, value)) = entries.next_entry()? {
             sorted &= cell >= last_cell;
             last_cell = cell;
             if self.genes.gene_of(feature).is_none() {
                 continue;
             }
-            counts[cell as usize] += 1;
+            run.push(cell, feature, &mut counts);
             block.push(value);
             if block.len() == block.capacity() {
                 probe.observe(&block);
@@ -170,6 +173,8 @@ impl InputReader for MtxReader {
             }
         }
         probe.observe(&block);
+        run.finish(&mut counts);
+        crate::schema::warn_narrowed(&self.matrix, "values", "MatrixMarket", probe.narrowed());
         self.sorted = Some(sorted);
         let mut row_offsets = Vec::with_capacity(counts.len() + 1);
         let mut acc = 0;
@@ -229,9 +234,24 @@ impl InputReader for MtxReader {
         };
         let this: &'a MtxReader = self;
         Ok(Box::new(range.split(chunk_size).map(move |cells| {
+            let spilled = matches!(source, Source::Spilled(_));
             let mut entries = source.read_cells(cells)?;
             this.genes.apply(&mut entries);
             entries.sort_within_cells();
+            if let Some((cell, gene)) = entries.sum_duplicates() {
+                if spilled {
+                    // The scan counted each run of a cell's entries apart: repeats across runs
+                    // of an unsorted file are only seen here, after the plan's row counts.
+                    return Err(Error::invalid(
+                        &this.matrix,
+                        format!(
+                            "cell {} lists gene {} more than once, in entries not sorted by cell: sort the file by cell (column) to convert it",
+                            cells.start + cell as u64 + 1,
+                            gene + 1
+                        ),
+                    ));
+                }
+            }
             let obs = super::empty_obs(cells.len() as usize)?;
             Ok(CellChunk {
                 cells,
@@ -300,6 +320,37 @@ impl Source {
                 Ok(out)
             }
         }
+    }
+}
+
+/// Distinct genes of consecutive entries of one cell, added to that cell's count when the
+/// run ends. Memory is one cell's genes.
+#[derive(Default)]
+struct GeneRun {
+    cell: Option<u64>,
+    genes: Vec<u32>,
+    ascending: bool,
+}
+
+impl GeneRun {
+    fn push(&mut self, cell: u64, gene: u32, counts: &mut [u64]) {
+        if self.cell != Some(cell) {
+            self.finish(counts);
+            self.cell = Some(cell);
+            self.ascending = true;
+        }
+        self.ascending &= self.genes.last().is_none_or(|&g| g < gene);
+        self.genes.push(gene);
+    }
+
+    fn finish(&mut self, counts: &mut [u64]) {
+        let Some(cell) = self.cell.take() else { return };
+        if !self.ascending {
+            self.genes.sort_unstable();
+            self.genes.dedup();
+        }
+        counts[cell as usize] += self.genes.len() as u64;
+        self.genes.clear();
     }
 }
 
