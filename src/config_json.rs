@@ -207,21 +207,36 @@ pub struct Metadata {
     pub density: f64,
     /// n_cells · n_genes.
     pub total_possible_elements: u64,
-    /// Statistics over every stored value.
+    /// Statistics over every stored finite value.
     pub expression_stats: ExpressionStats,
 }
 
-/// `config.json` `metadata.expression_stats`.
+/// `config.json` `metadata.expression_stats`: over the finite values (JSON has no NaN or
+/// infinity, and a mean over them says nothing); the others are counted in `non_finite`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExpressionStats {
-    /// Smallest value (0 when there are none).
+    /// Smallest finite value (0 when there are none).
     pub min_value: f64,
-    /// Largest value.
+    /// Largest finite value.
     pub max_value: f64,
-    /// Mean.
+    /// Mean of the finite values.
     pub mean_value: f64,
-    /// Sample standard deviation (n − 1).
+    /// Sample standard deviation (n − 1) of the finite values.
     pub std_value: f64,
+    /// Stored NaN and infinite values, by kind; absent when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_finite: Option<NonFinite>,
+}
+
+/// Counts of the stored values that are not finite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NonFinite {
+    /// NaN values.
+    pub nan: u64,
+    /// +Inf values.
+    pub pos_inf: u64,
+    /// −Inf values.
+    pub neg_inf: u64,
 }
 
 /// Build the `config.json` document (docs/slaf-format.md §3.1, Appendix A item 1).
@@ -283,6 +298,11 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
                 max_value: max,
                 mean_value: mean,
                 std_value: std,
+                non_finite: (stats.non_finite() > 0).then_some(NonFinite {
+                    nan: stats.nan,
+                    pos_inf: stats.pos_inf,
+                    neg_inf: stats.neg_inf,
+                }),
             },
         },
         multi_file: summary.multi_file.clone(),

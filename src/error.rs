@@ -42,9 +42,11 @@ pub enum Error {
         what: String,
     },
     /// Inputs that cannot go into one dataset together.
-    #[error("{what}")]
+    #[error("{}: {what}", path.display())]
     IncompatibleInputs {
-        /// Which inputs differ and how.
+        /// The input that does not fit with the ones before it.
+        path: PathBuf,
+        /// How it differs, naming the other input where there is one.
         what: String,
     },
     /// Shard receipts missing, from another plan, or not matching what they claim.
@@ -126,6 +128,20 @@ impl Error {
             path,
             format!("{what}: the input changed since it was planned (plan again)"),
         )
+    }
+
+    /// An input error raised where the input's path was not known (an empty path), given it.
+    pub fn about_input(self, input: &std::path::Path) -> Self {
+        match self {
+            Error::InvalidInput { path, what, causes } if path.as_os_str().is_empty() => {
+                Error::InvalidInput {
+                    path: input.to_path_buf(),
+                    what,
+                    causes,
+                }
+            }
+            other => other,
+        }
     }
 
     /// The chain of causes under this error, outermost first: the library's own messages

@@ -200,7 +200,8 @@ impl CellTables {
                     cell_offset,
                     rows,
                     source_file.as_deref(),
-                )?;
+                )
+                .map_err(|e| e.about_input(&input))?;
                 let layer_batch = match &self.layers {
                     Some(l) => Some(layers_batch(
                         &input,

@@ -205,9 +205,9 @@ impl Plan {
         for (path, meta) in paths.iter().zip(&metas).skip(1) {
             if meta.parts().layers != first.parts().layers {
                 return Err(Error::IncompatibleInputs {
+                    path: path.to_path_buf(),
                     what: format!(
-                        "{}: layers {:?} differ from {}'s {:?}",
-                        path.display(),
+                        "layers {:?} differ from {}'s {:?}",
                         meta.parts().layers,
                         paths[0].display(),
                         first.parts().layers
@@ -221,6 +221,7 @@ impl Plan {
                 .find(|f| f.name() == crate::schema::columns::SOURCE_FILE)
             {
                 return Err(Error::IncompatibleInputs {
+                    path: paths[0].to_path_buf(),
                     what: format!(
                         "obs column '{}' clashes with the source_file column of a multi-input dataset (rename it)",
                         f.name()

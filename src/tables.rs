@@ -281,14 +281,15 @@ pub fn project_columns(
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
             Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
-            Some(c) => Err(Error::IncompatibleInputs {
-                what: format!(
-                    "column '{}' is {} but the plan says {} (did the input change since plan?)",
+            Some(c) => Err(Error::changed_since_plan(
+                "",
+                format_args!(
+                    "column '{}' is {} but the plan says {}",
                     f.name(),
                     c.data_type(),
                     f.data_type()
                 ),
-            }),
+            )),
             None => Ok(arrow::array::new_null_array(
                 f.data_type(),
                 batch.num_rows(),

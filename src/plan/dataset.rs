@@ -67,9 +67,9 @@ pub(super) fn dataset_genes(
                     .collect();
                 if !missing.is_empty() || !extra.is_empty() || set.len() != set0.len() {
                     return Err(Error::IncompatibleInputs {
+                        path: path.to_path_buf(),
                         what: format!(
-                            "{} has different genes than {} ({} vs {} genes; e.g. missing {missing:?}, extra {extra:?}); set options.genes to union or intersection to combine them",
-                            path.display(),
+                            "has different genes than {} ({} vs {} genes; e.g. missing {missing:?}, extra {extra:?}); set options.genes to union or intersection to combine them",
                             paths[0].display(),
                             meta.genes.len(),
                             first.len()
@@ -101,7 +101,11 @@ pub(super) fn dataset_genes(
             }
             if genes.is_empty() {
                 return Err(Error::IncompatibleInputs {
-                    what: "options.genes is intersection but the inputs share no gene".into(),
+                    path: paths.last().map_or_else(Default::default, |p| p.to_path_buf()),
+                    what: format!(
+                        "shares no gene with {} (options.genes is intersection: the dataset would have none)",
+                        paths[0].display()
+                    ),
                 });
             }
         }
@@ -123,9 +127,9 @@ pub(super) fn dataset_obs(
             match obs.iter().position(|g| g.name() == f.name()) {
                 Some(k) if obs[k].data_type() != f.data_type() => {
                     return Err(Error::IncompatibleInputs {
+                        path: paths[i].to_path_buf(),
                         what: format!(
-                            "{}: obs column '{}' is {} but {} in {}",
-                            paths[i].display(),
+                            "obs column '{}' is {} but {} in {}",
                             f.name(),
                             f.data_type(),
                             obs[k].data_type(),
@@ -149,9 +153,9 @@ pub(super) fn dataset_obs(
             {
                 let k = obs.iter().position(|g| g.name() == f.name()).unwrap_or(0);
                 return Err(Error::IncompatibleInputs {
+                    path: paths[i].to_path_buf(),
                     what: format!(
-                        "{}: has no obs column '{}' (which {} has); set options.missing_obs_columns to null to fill it with nulls",
-                        paths[i].display(),
+                        "has no obs column '{}' (which {} has); set options.missing_obs_columns to null to fill it with nulls",
                         f.name(),
                         paths[owner[k]].display()
                     ),

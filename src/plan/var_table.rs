@@ -42,7 +42,7 @@ pub fn dataset_var(genes: &[String], fields: &[Field], inputs: &[InputVar]) -> R
             break;
         }
         let columns = project_columns(input.var, &fields)
-            .map_err(|e| Error::invalid(input.path, e.to_string()))?;
+            .map_err(|e| e.about_input(input.path))?;
         let projected = RecordBatch::try_new_with_options(
             schema.clone(),
             columns,

@@ -270,7 +270,10 @@ impl MatrixSource {
                 prefix_sum(&counts)
             }
             MatrixSource::Dense(ds) => {
-                let mut counts = Vec::with_capacity(n_cells as usize);
+                let mut counts: Vec<u64> = Vec::new();
+                counts.try_reserve_exact(n_cells as usize).map_err(|_| {
+                    Error::invalid(path, format!("{}: {n_cells} rows claimed", ds.name()))
+                })?;
                 for rows in dense_row_blocks(n_cells, n_genes) {
                     let values = h5::read_rows_f64(path, ds, rows)?;
                     let nonzero: Vec<f64> = values.iter().copied().filter(|&v| v != 0.0).collect();

@@ -296,6 +296,8 @@ pub fn read_rows_f64(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Ve
             format!("{}: needs rows {}..{} but holds only {n}", ds.name(), rows.start, rows.end),
         ));
     }
+    let cols = ds.shape().get(1).copied().unwrap_or(0);
+    check_alloc::<f64>(path, &ds.name(), rows.len().saturating_mul(cols))?;
     let sel = hdf5::Hyperslab::from(vec![
         hdf5::SliceOrIndex::from(rows),
         hdf5::SliceOrIndex::from(..),

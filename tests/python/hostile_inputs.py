@@ -324,18 +324,30 @@ def fifo_input(d):
 
 # ---------------------------------------------------------------- h5ad: converted
 
+def hi_values(src):
+    return ad.read_h5ad(src).X.data.astype(np.float64)
+
+
 def h5ad_nan_inf(d):
     a = small(dtype=np.float32)
     a.X.data[0] = np.nan
     a.X.data[1] = np.inf
     a.X.data[2] = -np.inf
     a.obsm["X_pca"] = np.array([[np.nan, 1.0]] * 8)
+    a.layers["counts"] = a.X.copy()
     def check(dst, src):
         same_as_anndata(dst, src)
         import json
         cfg = json.loads((dst / "config.json").read_text())
         stats = cfg["metadata"]["expression_stats"]
         assert all(np.isfinite(stats[k]) for k in ("min_value", "max_value", "mean_value", "std_value"))
+        assert stats["non_finite"] == {"nan": 1, "pos_inf": 1, "neg_inf": 1}
+        finite = [v for v in hi_values(src) if np.isfinite(v)]
+        assert stats["min_value"] == min(finite) and stats["max_value"] == max(finite)
+        assert abs(stats["mean_value"] - np.mean(finite)) < 1e-9
+        import lance
+        layer = lance.dataset(str(dst / "layers.lance")).to_table().column("counts").to_numpy()
+        assert np.isnan(layer).sum() == 1 and np.isposinf(layer).sum() == 1
     return Case(h5ad(d, "naninf", a), check=check)
 
 

@@ -94,3 +94,27 @@ def test_verbose_prints_the_causes(tmp_path):
     assert proc.returncode == 65
     assert len(error_lines(proc.stderr)) == 1
     assert "caused by:" in proc.stderr, proc.stderr
+
+
+def test_non_finite_values_through_shards_and_commit(tmp_path):
+    """NaN and ±Inf used to make receipts unreadable (null statistics) and fail the commit
+    after every shard had finished."""
+    import json
+    case = hi.h5ad_nan_inf(tmp_path)
+    (tmp_path / "m.yaml").write_text(
+        f"output: out.slaf\ninputs:\n  - path: {case.src.name}\noptions:\n  chunk_size: 3\n"
+        "sharding:\n  cells_per_shard: 3\n")
+    plan = tmp_path / "plan.json"
+    subprocess.run([BIN, "plan", str(tmp_path / "m.yaml"), "-o", str(plan)], check=True,
+                   capture_output=True)
+    n = len(json.loads(plan.read_text())["shards"])
+    assert n >= 2
+    dirs = []
+    for i in range(n):
+        d = tmp_path / f"s{i}"
+        subprocess.run([BIN, "shard", str(plan), "--index", str(i), "-o", str(d)], check=True,
+                       capture_output=True)
+        dirs.append(str(d))
+    proc = subprocess.run([BIN, "commit", str(plan), *dirs], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    case.check(tmp_path / "out.slaf", case.src)
