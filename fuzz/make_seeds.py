@@ -96,7 +96,8 @@ def small_adata(rng, n=6, m=4, fmt="csr", dtype=np.float32):
     return ad.AnnData(X=x, obs=obs, var=var)
 
 
-def hdf5_seeds(out):
+def hdf5_files():
+    """The HDF5 seed files by name, as bytes (deterministic: tests patch them)."""
     rng = np.random.default_rng(3)
     files = {}
     a = small_adata(rng)
@@ -154,8 +155,11 @@ def hdf5_seeds(out):
             g["genes"] = np.array([f"E{j}".encode() for j in range(m)])
             g["gene_names"] = np.array([f"G{j}".encode() for j in range(m)])
     files["cellranger-v2"] = h5(cellranger_v2)
+    return files
 
-    for name, data in files.items():
+
+def hdf5_seeds(out):
+    for name, data in hdf5_files().items():
         reader = 1 if name.startswith("cellranger") else 0
         for extra in (0, 2, 4):
             seed(out, "hdf5_inputs", f"{name}-{extra}", bytes([reader | extra]) + data)

@@ -33,6 +33,7 @@ pub mod commit;
 pub mod config_json;
 #[cfg(feature = "writer")]
 pub mod convert;
+pub mod crash_report;
 pub mod error;
 #[cfg(feature = "writer")]
 pub mod inspect;

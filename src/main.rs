@@ -23,6 +23,7 @@ fn keep_freed_buffers() {
 
 fn main() -> ExitCode {
     keep_freed_buffers();
+    slaf_convert::crash_report::install();
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose, cli.quiet);
     let verbose = cli.verbose > 0;

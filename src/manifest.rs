@@ -262,7 +262,9 @@ pub fn read_text(path: &Path, what: &str, max_bytes: u64) -> Result<String> {
             Error::invalid(path, why)
         }
     };
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
     if len > max_bytes {
         return Err(bad(format!(
             "{len} bytes: larger than any {what} this tool writes or reads ({max_bytes} bytes at most)"

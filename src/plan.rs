@@ -428,7 +428,8 @@ impl Plan {
 
     /// Read `path` and check its hash and format version.
     pub fn load(path: &Path) -> Result<Plan> {
-        let text = crate::manifest::read_text(path, "plan", 4 * crate::manifest::MAX_MANIFEST_BYTES)?;
+        let text =
+            crate::manifest::read_text(path, "plan", 4 * crate::manifest::MAX_MANIFEST_BYTES)?;
         let plan: Plan = serde_json::from_str(&text)
             .map_err(|e| Error::invalid(path, format!("not a slaf-convert plan: {e}")))?;
         if plan.format_version != PLAN_FORMAT {

@@ -41,8 +41,7 @@ pub fn dataset_var(genes: &[String], fields: &[Field], inputs: &[InputVar]) -> R
         if missing == 0 {
             break;
         }
-        let columns = project_columns(input.var, &fields)
-            .map_err(|e| e.about_input(input.path))?;
+        let columns = project_columns(input.var, &fields).map_err(|e| e.about_input(input.path))?;
         let projected = RecordBatch::try_new_with_options(
             schema.clone(),
             columns,

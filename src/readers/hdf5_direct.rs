@@ -63,8 +63,11 @@ pub struct DirectArray {
     ds: Dataset,
 }
 
-/// Most chunks a dataset may have for its chunk table to be kept here (16 MiB of table).
+/// Most chunks a dataset may have for its chunk table to be kept here (32 MiB of table).
 const MAX_CHUNKS: usize = 1 << 20;
+
+/// Largest chunk read directly (anndata writes chunks of a few hundred KiB).
+const MAX_CHUNK_BYTES: usize = 64 << 20;
 
 impl DirectArray {
     /// Prepare direct reads of `ds` from the file at `path`; `Ok(Err(reason))` when its storage
@@ -138,6 +141,10 @@ impl DirectArray {
             if n_chunks > MAX_CHUNKS {
                 return Ok(Err(format!("{n_chunks} chunks")));
             }
+            // Each reading thread holds a chunk inflated: beyond this the library reads.
+            if chunk_len.saturating_mul(element.size()) > MAX_CHUNK_BYTES {
+                return Ok(Err(format!("chunks of {chunk_len} elements")));
+            }
             Storage::Chunked {
                 chunk_len,
                 chunks: (0..n_chunks).map(|_| OnceLock::new()).collect(),
@@ -146,6 +153,7 @@ impl DirectArray {
                 shuffle_at: shuffle,
             }
         } else {
+            // SAFETY: `ds` is an open dataset; H5Dget_offset only reads its layout message.
             let addr = hdf5::sync::sync(|| unsafe { hdf5_sys::h5d::H5Dget_offset(ds.id()) });
             if addr == hdf5_sys::h5::HADDR_UNDEF {
                 if len == 0 {
@@ -320,6 +328,27 @@ impl DirectArray {
                     ),
                 )
             })?;
+        // The index is the file's word: a chunk must lie inside the file before its size
+        // sizes a buffer.
+        if chunk.addr != hdf5_sys::h5::HADDR_UNDEF {
+            let file_len = self.file.metadata().map_err(|e| self.io_error(e))?.len();
+            if chunk
+                .addr
+                .checked_add(chunk.size)
+                .is_none_or(|end| end > file_len)
+            {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!(
+                        "{}: its chunk at element {} claims bytes {}..+{} of a {file_len}-byte file (truncated or corrupt)",
+                        self.name,
+                        c * chunk_len,
+                        chunk.addr,
+                        chunk.size
+                    ),
+                ));
+            }
+        }
         let _ = cell.set(chunk);
         Ok(chunk)
     }

@@ -244,7 +244,8 @@ impl MatrixSource {
             }
             MatrixSource::Csc(c, _) => {
                 let _ = read_indptr(path, c, n_genes)?;
-                let mut counts: Vec<u64> = h5::try_zeroed(path, &c.indices.name(), n_cells as usize)?;
+                let mut counts: Vec<u64> =
+                    h5::try_zeroed(path, &c.indices.name(), n_cells as usize)?;
                 let n = c.indices.len();
                 let mut start = 0;
                 while start < n {

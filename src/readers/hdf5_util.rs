@@ -35,6 +35,7 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
     }
     // HDF5 prints its own error stack to stderr; our message replaces it.
     hdf5::silence_errors(true);
+    crate::crash_report::reading_hdf5(path);
     hdf5::File::open(path).map_err(|e| {
         let text = e.to_string();
         let what = if text.contains("signature") || text.contains("not an HDF5") {
@@ -143,7 +144,10 @@ fn read_attr_bytes(path: &Path, object: &str, attr: &Attribute, width: usize) ->
     if dtype.size() != width {
         return Err(Error::invalid(
             path,
-            format!("{object}: string type of {} bytes, expected {width}", dtype.size()),
+            format!(
+                "{object}: string type of {} bytes, expected {width}",
+                dtype.size()
+            ),
         ));
     }
     let mut buf: Vec<u8> = try_zeroed(path, object, attr.size().saturating_mul(width))?;
@@ -293,7 +297,12 @@ pub fn read_rows_f64(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Ve
     if rows.end > n {
         return Err(Error::invalid(
             path,
-            format!("{}: needs rows {}..{} but holds only {n}", ds.name(), rows.start, rows.end),
+            format!(
+                "{}: needs rows {}..{} but holds only {n}",
+                ds.name(),
+                rows.start,
+                rows.end
+            ),
         ));
     }
     let cols = ds.shape().get(1).copied().unwrap_or(0);
@@ -352,7 +361,11 @@ fn read_fixed_bytes(
     if dtype.size() != width {
         return Err(Error::invalid(
             path,
-            format!("{}: string type of {} bytes, expected {width}", ds.name(), dtype.size()),
+            format!(
+                "{}: string type of {} bytes, expected {width}",
+                ds.name(),
+                dtype.size()
+            ),
         ));
     }
     let mut buf: Vec<u8> = try_zeroed(path, &ds.name(), count.saturating_mul(width))?;

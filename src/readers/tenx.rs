@@ -285,8 +285,15 @@ mod tests {
         };
         let path = Path::new("f");
         let err = f.select(path, &opts(&["Gene Expresion"])).unwrap_err();
-        assert!(err.to_string().contains("\"Antibody Capture\", \"Gene Expression\""), "{err}");
-        let v2 = Features { types: None, ..f.clone() };
+        assert!(
+            err.to_string()
+                .contains("\"Antibody Capture\", \"Gene Expression\""),
+            "{err}"
+        );
+        let v2 = Features {
+            types: None,
+            ..f.clone()
+        };
         assert!(v2.select(path, &opts(&["Gene Expression"])).is_err());
         let sel = f.select(path, &opts(&["Gene Expression"])).unwrap();
         assert_eq!(sel.gene_ids, s(&["G1", "G2"]));

@@ -335,6 +335,7 @@ def h5ad_nan_inf(d):
     a.X.data[2] = -np.inf
     a.obsm["X_pca"] = np.array([[np.nan, 1.0]] * 8)
     a.layers["counts"] = a.X.copy()
+    a.obsp["conn"] = sp.csr_matrix(np.diag([np.nan, np.inf, 1.0, 2.0, 0.5, 1.0, 1.0, 1.0]).astype(np.float32))
     def check(dst, src):
         same_as_anndata(dst, src)
         import json
@@ -348,6 +349,10 @@ def h5ad_nan_inf(d):
         import lance
         layer = lance.dataset(str(dst / "layers.lance")).to_table().column("counts").to_numpy()
         assert np.isnan(layer).sum() == 1 and np.isposinf(layer).sum() == 1
+        obsm = lance.dataset(str(dst / "cells.lance")).to_table().column("X_pca").to_pylist()
+        assert all(np.isnan(r[0]) and r[1] == 1.0 for r in obsm)
+        conn = lance.dataset(str(dst / "cellsxcells.lance")).to_table().column("conn").to_numpy()
+        assert np.isnan(conn).sum() == 1 and np.isposinf(conn).sum() == 1
     return Case(h5ad(d, "naninf", a), check=check)
 
 

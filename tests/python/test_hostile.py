@@ -118,3 +118,26 @@ def test_non_finite_values_through_shards_and_commit(tmp_path):
     proc = subprocess.run([BIN, "commit", str(plan), *dirs], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     case.check(tmp_path / "out.slaf", case.src)
+
+
+def test_hdf5_library_crashes_become_exit_65(tmp_path):
+    """Files on which libhdf5 itself segfaults (found by fuzz/): one line naming the file and
+    exit 65, never death by a signal."""
+    import importlib.util
+    import hdf5_crash_recipes
+    seeds = Path(__file__).resolve().parents[2] / "fuzz" / "make_seeds.py"
+    spec = importlib.util.spec_from_file_location("make_seeds", seeds)
+    make_seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_seeds)
+    files = make_seeds.hdf5_files()
+    for name, (seed, patches) in hdf5_crash_recipes.RECIPES.items():
+        data = bytearray(files[seed])
+        for offset, byte in patches:
+            data[offset] = byte
+        src = tmp_path / f"{name}.h5ad"
+        src.write_bytes(bytes(data))
+        proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / f"{name}.slaf")],
+                              capture_output=True, text=True, timeout=120, preexec_fn=limited)
+        assert proc.returncode == 65, (name, proc.returncode, proc.stderr[-2000:])
+        errors = error_lines(proc.stderr)
+        assert len(errors) == 1 and src.name in errors[0], proc.stderr[-2000:]

@@ -53,7 +53,10 @@ fn read_group(
         .map_err(|e| h5::h5_error(path, &object, e))?
         .token;
     if inside.contains(&token) {
-        return Ok(skip(&object, "it links back to a group it is inside (a cycle)"));
+        return Ok(skip(
+            &object,
+            "it links back to a group it is inside (a cycle)",
+        ));
     }
     if inside.len() >= MAX_DEPTH {
         return Ok(skip(
