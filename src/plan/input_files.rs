@@ -33,13 +33,7 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// The fingerprint of the file or directory at `path`.
     pub fn of(path: &Path) -> Result<Fingerprint> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::InputMissing {
-            path: path.to_path_buf(),
-            what: match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file or directory".into(),
-                _ => format!("cannot open: {e}"),
-            },
-        })?;
+        let meta = crate::readers::format::input_metadata(path)?;
         let mut hasher = blake3::Hasher::new();
         let (mut bytes, mut modified) = (0, 0);
         let files: Vec<(PathBuf, std::fs::Metadata)> = if meta.is_dir() {

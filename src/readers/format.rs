@@ -60,16 +60,21 @@ fn is_hdf5(path: &Path) -> bool {
     }
 }
 
-/// Refuse what is neither a regular file nor a directory before anything reads it: reading a
-/// FIFO or a terminal blocks until a writer appears, which may be never.
-pub fn check_kind(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::InputMissing {
+/// The metadata of the input at `path`; a path that is not there is [`Error::InputMissing`].
+pub fn input_metadata(path: &Path) -> Result<std::fs::Metadata> {
+    std::fs::metadata(path).map_err(|e| Error::InputMissing {
         path: path.to_path_buf(),
         what: match e.kind() {
             std::io::ErrorKind::NotFound => "no such file or directory".into(),
             _ => format!("cannot open: {e}"),
         },
-    })?;
+    })
+}
+
+/// Refuse what is neither a regular file nor a directory before anything reads it: reading a
+/// FIFO or a terminal blocks until a writer appears, which may be never.
+pub fn check_kind(path: &Path) -> Result<()> {
+    let meta = input_metadata(path)?;
     if meta.is_file() || meta.is_dir() {
         Ok(())
     } else {

@@ -257,12 +257,17 @@ pub fn read_numeric<T: hdf5::H5Type + Clone>(
 /// [`read_fixed_bytes`], whose start/count arrays have one element) relies on it.
 fn check_range(path: &Path, ds: &Dataset, range: &Range<usize>) -> Result<()> {
     check_ndim(path, ds, 1)?;
+    check_first_dim(path, ds, range, "elements")
+}
+
+/// Check that the first dimension of `ds` holds `range` (of `unit`: elements, rows).
+fn check_first_dim(path: &Path, ds: &Dataset, range: &Range<usize>, unit: &str) -> Result<()> {
     let n = len(ds);
     if range.end > n {
         return Err(Error::invalid(
             path,
             format!(
-                "{}: needs elements {}..{} but holds only {n}",
+                "{}: needs {unit} {}..{} but holds only {n}",
                 ds.name(),
                 range.start,
                 range.end
@@ -293,18 +298,7 @@ pub fn read_rows_f64(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Ve
         return Ok(Vec::new());
     }
     check_ndim(path, ds, 2)?;
-    let n = len(ds);
-    if rows.end > n {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "{}: needs rows {}..{} but holds only {n}",
-                ds.name(),
-                rows.start,
-                rows.end
-            ),
-        ));
-    }
+    check_first_dim(path, ds, &rows, "rows")?;
     let cols = ds.shape().get(1).copied().unwrap_or(0);
     check_alloc::<f64>(path, &ds.name(), rows.len().saturating_mul(cols))?;
     let sel = hdf5::Hyperslab::from(vec![
