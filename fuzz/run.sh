@@ -21,5 +21,5 @@ bin="$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/$target"
 # -rss_limit_mb/-malloc_limit_mb: an allocation sized by a lying header is a finding.
 exec "$bin" "$work/corpus/$target" "$work/seeds/$target" \
   -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-  -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
   -max_len=262144 -artifact_prefix="$work/artifacts/$target/" -print_final_stats=1

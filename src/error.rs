@@ -150,8 +150,9 @@ impl Error {
         if let Error::InvalidInput { causes, .. } = self {
             return causes.clone();
         }
+        // The first source is already part of this error's own line.
         let mut out = Vec::new();
-        let mut next = std::error::Error::source(self);
+        let mut next = std::error::Error::source(self).and_then(|s| s.source());
         while let Some(e) = next {
             out.push(e.to_string());
             next = e.source();

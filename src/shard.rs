@@ -277,7 +277,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         return Err(Error::changed_since_plan(
             &input_path,
             format_args!(
-                "shard {index} read {} expression rows where the plan counted {}",
+                "shard {index} read {} expression rows where the plan counted {} (if the input is unchanged, this is a bug: please report it)",
                 receipt.rows_written, receipt.rows_expected
             ),
         ));

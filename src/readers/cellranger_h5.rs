@@ -22,7 +22,7 @@ const SCAN_CELLS: u64 = 10_000;
 /// An opened Cell Ranger `.h5`.
 pub struct CellRangerReader {
     path: PathBuf,
-    _file: hdf5::File,
+    _file: h5::InputFile,
     matrix: MatrixSource,
     n_features: u64,
     barcodes: hdf5::Dataset,

@@ -31,7 +31,7 @@ use crate::schema::{columns, sanitise_column_names};
 /// An opened `.h5ad` file.
 pub struct H5adReader {
     path: PathBuf,
-    file: hdf5::File,
+    file: h5::InputFile,
     layout: InputLayout,
     matrix: MatrixSource,
     obs: DataFrameReader,

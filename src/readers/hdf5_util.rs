@@ -25,8 +25,24 @@ fn with_stack(mut error: Error, err: &hdf5::Error) -> Error {
     error
 }
 
+/// An HDF5 input open for reading: while it is, a crash of the library is reported as a
+/// crash on this file (see [`crate::crash_report`]).
+#[derive(Debug)]
+pub struct InputFile {
+    file: hdf5::File,
+    _reading: crate::crash_report::ReadingGuard,
+}
+
+impl std::ops::Deref for InputFile {
+    type Target = hdf5::File;
+
+    fn deref(&self) -> &hdf5::File {
+        &self.file
+    }
+}
+
 /// Open the HDF5 file at `path` read-only; non-HDF5 and truncated files become one clear error.
-pub fn open_file(path: &Path) -> Result<hdf5::File> {
+pub fn open_file(path: &Path) -> Result<InputFile> {
     if !path.exists() {
         return Err(Error::InputMissing {
             path: path.to_path_buf(),
@@ -35,8 +51,8 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
     }
     // HDF5 prints its own error stack to stderr; our message replaces it.
     hdf5::silence_errors(true);
-    crate::crash_report::reading_hdf5(path);
-    hdf5::File::open(path).map_err(|e| {
+    let reading = crate::crash_report::reading_hdf5(path);
+    let file = hdf5::File::open(path).map_err(|e| {
         let text = e.to_string();
         let what = if text.contains("signature") || text.contains("not an HDF5") {
             "not an HDF5 file (or truncated): cannot open".to_string()
@@ -46,6 +62,10 @@ pub fn open_file(path: &Path) -> Result<hdf5::File> {
             format!("cannot open as HDF5 (truncated or corrupt?): {e}")
         };
         with_stack(Error::invalid(path, what), &e)
+    })?;
+    Ok(InputFile {
+        file,
+        _reading: reading,
     })
 }
 
@@ -451,6 +471,8 @@ const ENCODING_VERSIONS: &[(&str, &str)] = &[
     ("anndata", "0.1.0"),
     ("raw", "0.1.0"),
     ("dataframe", "0.2.0"),
+    // anndata 0.7's layout, still registered for reading.
+    ("dataframe", "0.1.0"),
     ("csr_matrix", "0.1.0"),
     ("csc_matrix", "0.1.0"),
     ("array", "0.2.0"),

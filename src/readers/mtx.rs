@@ -156,24 +156,29 @@ impl InputReader for MtxReader {
         let mut sorted = true;
         let mut last_cell = 0u64;
         let mut block = Vec::with_capacity(4096);
-        // The genes of the current run of entries of one cell: a gene listed twice is one row
-        // (the values are summed, as scipy does), so a run counts its distinct genes.
-        let mut run = GeneRun::default();
+        let mut run = GeneRun::new(self.genes.n_genes());
         while let Some((feature, cell, value)) = entries.next_entry()? {
             sorted &= cell >= last_cell;
             last_cell = cell;
             if self.genes.gene_of(feature).is_none() {
                 continue;
             }
-            run.push(cell, feature, &mut counts);
-            block.push(value);
-            if block.len() == block.capacity() {
+            run.push(cell, feature, value, &mut counts, &mut block);
+            if block.len() >= 4096 {
                 probe.observe(&block);
                 block.clear();
             }
         }
+        run.finish(&mut counts, &mut block);
         probe.observe(&block);
-        run.finish(&mut counts);
+        if run.repeats && !sorted {
+            // Repeats are summed per cell when the file is read in cell order; in another
+            // order they would be seen only after the plan's row counts were taken.
+            return Err(Error::invalid(
+                &self.matrix,
+                "lists a (cell, gene) entry more than once and is not sorted by cell: sort it by cell (column) to convert it",
+            ));
+        }
         crate::schema::warn_narrowed(&self.matrix, "values", "MatrixMarket", probe.narrowed());
         self.sorted = Some(sorted);
         let mut row_offsets = Vec::with_capacity(counts.len() + 1);
@@ -323,34 +328,74 @@ impl Source {
     }
 }
 
-/// Distinct genes of consecutive entries of one cell, added to that cell's count when the
-/// run ends. Memory is one cell's genes.
-#[derive(Default)]
+/// The entries of a run of consecutive lines of one cell. A gene listed twice is one row whose
+/// value is the sum (as scipy reads it), so the run adds its distinct genes to the cell's
+/// count and its summed values to the value type. Memory is about one cell's genes: repeats
+/// are merged whenever the run outgrows twice the gene count.
 struct GeneRun {
     cell: Option<u64>,
-    genes: Vec<u32>,
+    entries: Vec<(u32, f64)>,
     ascending: bool,
+    /// Some gene was listed twice in one run.
+    repeats: bool,
+    /// Entries held before merging repeats.
+    limit: usize,
 }
 
 impl GeneRun {
-    fn push(&mut self, cell: u64, gene: u32, counts: &mut [u64]) {
+    fn new(n_genes: u64) -> Self {
+        GeneRun {
+            cell: None,
+            entries: Vec::new(),
+            ascending: true,
+            repeats: false,
+            limit: (n_genes as usize).saturating_mul(2).max(1024),
+        }
+    }
+
+    fn push(
+        &mut self,
+        cell: u64,
+        gene: u32,
+        value: f64,
+        counts: &mut [u64],
+        values: &mut Vec<f64>,
+    ) {
         if self.cell != Some(cell) {
-            self.finish(counts);
+            self.finish(counts, values);
             self.cell = Some(cell);
             self.ascending = true;
         }
-        self.ascending &= self.genes.last().is_none_or(|&g| g < gene);
-        self.genes.push(gene);
+        self.ascending &= self.entries.last().is_none_or(|&(g, _)| g < gene);
+        self.entries.push((gene, value));
+        if self.entries.len() > self.limit {
+            self.merge();
+        }
     }
 
-    fn finish(&mut self, counts: &mut [u64]) {
-        let Some(cell) = self.cell.take() else { return };
-        if !self.ascending {
-            self.genes.sort_unstable();
-            self.genes.dedup();
+    /// Sort by gene and sum the values of repeated genes.
+    fn merge(&mut self) {
+        if self.ascending {
+            return;
         }
-        counts[cell as usize] += self.genes.len() as u64;
-        self.genes.clear();
+        self.entries.sort_by_key(|&(g, _)| g);
+        let before = self.entries.len();
+        self.entries.dedup_by(|next, kept| {
+            let same = next.0 == kept.0;
+            if same {
+                kept.1 += next.1;
+            }
+            same
+        });
+        self.repeats |= self.entries.len() != before;
+        self.ascending = true;
+    }
+
+    fn finish(&mut self, counts: &mut [u64], values: &mut Vec<f64>) {
+        let Some(cell) = self.cell.take() else { return };
+        self.merge();
+        counts[cell as usize] += self.entries.len() as u64;
+        values.extend(self.entries.drain(..).map(|(_, v)| v));
     }
 }
 

@@ -182,6 +182,22 @@ def h5ad_dims_lie(d):
     return Case(h5ad(d, "dimslie", mutate=m), (INVALID,), ("X/indices",))
 
 
+def h5ad_consistent_lies(d):
+    """Shape, obs index and indptr all claim 2^40 cells, with no storage behind them: the
+    first buffer sized by them must fail as an error, not abort."""
+    n = 2**40
+    def m(f):
+        f["X"].attrs["shape"] = np.array([n, 5], dtype=np.int64)
+        for name, dtype, length in (("X/indptr", "i8", n + 1), ("obs/_index", "S4", n),
+                                    ("obs/ct/codes", "i1", n)):
+            attrs = dict(f[name].attrs)
+            del f[name]
+            ds = f.create_dataset(name, shape=(length,), dtype=dtype, chunks=(4096,))
+            for k, v in attrs.items():
+                ds.attrs[k] = v
+    return Case(h5ad(d, "lies", mutate=m), (INVALID,), ("allocate",))
+
+
 def h5ad_dense_3d(d):
     a = small()
     a.X = a.X.toarray()
@@ -359,13 +375,17 @@ def h5ad_nan_inf(d):
 def h5ad_f64_narrowing(d):
     a = small(dtype=np.float64)
     a.X.data[:] = np.linspace(0.1, 0.9, a.X.nnz)
-    return Case(h5ad(d, "narrow", a), check=same_as_anndata, warns=("float64", "float32"))
+    changed = int(np.sum(a.X.data.astype(np.float32).astype(np.float64) != a.X.data))
+    assert changed > 0
+    return Case(h5ad(d, "narrow", a), check=same_as_anndata,
+                warns=('"event":"input.narrowed"', '"stored":"float64"', f'"values":{changed}'))
 
 
 def h5ad_large_integers(d):
     a = small(dtype=np.int64)
     a.X.data[0] = 2**24 + 1
-    return Case(h5ad(d, "bigint", a), check=same_as_anndata, warns=("2^24",))
+    return Case(h5ad(d, "bigint", a), check=same_as_anndata,
+                warns=('"event":"input.narrowed"', '"stored":"int64"', '"values":1'))
 
 
 def h5ad_external_link(d):
@@ -393,7 +413,7 @@ def h5ad_crlf_free_strings(d):
 H5AD = [h5ad_2d_fixed_index, h5ad_2d_fixed_categories, h5ad_indptr_not_monotonic,
         h5ad_indptr_not_starting_at_zero, h5ad_indptr_short, h5ad_index_out_of_range,
         h5ad_index_negative, h5ad_data_short, h5ad_shape_lies_huge, h5ad_shape_lies_negative,
-        h5ad_dims_lie, h5ad_dense_3d, h5ad_unknown_encoding, h5ad_unknown_encoding_version,
+        h5ad_dims_lie, h5ad_consistent_lies, h5ad_dense_3d, h5ad_unknown_encoding, h5ad_unknown_encoding_version,
         h5ad_uns_cycle, h5ad_uns_deep, h5ad_bad_utf8_index, h5ad_codes_out_of_range,
         h5ad_obs_column_short, h5ad_obsm_wrong_rows, h5ad_layer_wrong_shape, h5ad_data_strings,
         h5ad_zero_genes, h5ad_zero_genes_dense, h5ad_truncated, h5ad_garbage, h5ad_empty_file, fifo_input,
@@ -530,6 +550,17 @@ def mtx_duplicates(d):
     return Case(mtx_dir(d, "dups", BANNER + "3 4 3\n1 1 5\n1 1 2\n2 3 7\n"), check=same_as_scanpy)
 
 
+def mtx_duplicates_sum_beyond_uint16(d):
+    # Each value fits uint16, their sum does not: the value type follows the sums.
+    return Case(mtx_dir(d, "dupsbig", BANNER + "3 4 3\n1 1 40000\n1 1 40000\n2 3 7\n"),
+                check=same_as_scanpy)
+
+
+def mtx_duplicates_unsorted(d):
+    return Case(mtx_dir(d, "dupsunsorted", BANNER + "3 4 3\n1 2 5\n1 1 2\n1 2 7\n"),
+                (INVALID,), ("matrix.mtx", "sorted by cell"))
+
+
 def mtx_multimember_gzip(d):
     body = BANNER + "3 4 3\n1 1 5\n2 1 6\n3 4 1\n"
     data = gzip.compress(body[:40].encode()) + gzip.compress(body[40:].encode())
@@ -540,7 +571,8 @@ MTX = [mtx_gene_out_of_range, mtx_cell_out_of_range, mtx_zero_index, mtx_negativ
        mtx_fewer_entries, mtx_more_entries, mtx_lying_size, mtx_barcodes_mismatch,
        mtx_not_a_number, mtx_array_format, mtx_bad_banner, mtx_truncated_gzip, mtx_garbage_gzip,
        mtx_bad_utf8_barcode, mtx_no_features, mtx_feature_types_none_kept, mtx_feature_types_v2,
-       mtx_zero_features, mtx_crlf, mtx_duplicates, mtx_multimember_gzip]
+       mtx_zero_features, mtx_crlf, mtx_duplicates, mtx_duplicates_sum_beyond_uint16,
+       mtx_duplicates_unsorted, mtx_multimember_gzip]
 
 
 # ---------------------------------------------------------------- Cell Ranger .h5
@@ -659,6 +691,14 @@ def manifest_huge(d):
     return c
 
 
+def manifest_oversized(d):
+    c = manifest(d, "oversized", "")
+    with open(c.src, "wb") as f:
+        f.truncate(300 * 1024 * 1024)   # sparse: refused by its size, never read
+    c.names = ("bytes",)
+    return c
+
+
 def manifest_bad_utf8(d):
     return manifest(d, "badutf8", b"output: o\xff.slaf\ninputs:\n  - path: a.h5ad\n")
 
@@ -668,7 +708,7 @@ def manifest_negative_shards(d):
 
 
 MANIFESTS = [manifest_empty, manifest_list, manifest_unknown_key, manifest_no_inputs,
-             manifest_binary, manifest_alias_bomb, manifest_deep, manifest_huge,
+             manifest_binary, manifest_alias_bomb, manifest_deep, manifest_huge, manifest_oversized,
              manifest_bad_utf8, manifest_negative_shards]
 
 ALL = H5AD + MTX + CELLRANGER + MANIFESTS

@@ -61,16 +61,29 @@ def test_corpus_size():
 
 
 def test_input_changed_since_plan_is_an_input_error(tmp_path):
-    src = hi.h5ad(tmp_path, "changing")
-    (tmp_path / "m.yaml").write_text(f"output: out.slaf\ninputs:\n  - path: {src.name}\n")
+    """A change the fingerprint cannot see (same size, same first and last 64 KiB): a
+    matrix.mtx sorted by cell when planned, no longer sorted when the shard reads it."""
+    d = tmp_path / "mtx"
+    d.mkdir()
+    n_cells, per_cell = 4000, 12
+    lines = [f"{g:05d} {c:05d} 1\n" for c in range(1, n_cells + 1) for g in range(1, per_cell + 1)]
+    header = f"%%MatrixMarket matrix coordinate integer general\n{per_cell:05d} {n_cells:05d} {len(lines)}\n"
+    (d / "barcodes.tsv").write_text("".join(f"C{i}-1\n" for i in range(n_cells)))
+    (d / "features.tsv").write_text("".join(f"E{j}\tG{j}\tGene Expression\n" for j in range(per_cell)))
+    (d / "matrix.mtx").write_text(header + "".join(lines))
+    assert (d / "matrix.mtx").stat().st_size > 3 * 128 * 1024
+    (tmp_path / "m.yaml").write_text("output: out.slaf\ninputs:\n  - path: mtx\n")
     plan = tmp_path / "plan.json"
     subprocess.run([BIN, "plan", str(tmp_path / "m.yaml"), "-o", str(plan)], check=True,
                    capture_output=True)
-    hi.h5ad(tmp_path, "changing", hi.small(n=12, seed=4))
+    middle = len(lines) // 2
+    lines[middle], lines[middle + 5 * per_cell] = lines[middle + 5 * per_cell], lines[middle]
+    (d / "matrix.mtx").write_text(header + "".join(lines))
     proc = subprocess.run([BIN, "shard", str(plan), "--index", "0", "-o", str(tmp_path / "s0")],
                           capture_output=True, text=True)
     assert proc.returncode == 65, proc.stderr
-    assert "changing.h5ad" in proc.stderr and "not the input that was planned" in proc.stderr
+    errors = error_lines(proc.stderr)
+    assert "matrix.mtx" in errors[0] and "changed since it was planned" in errors[0], errors
 
 
 def test_incompatible_inputs_name_the_file(tmp_path):
@@ -83,7 +96,8 @@ def test_incompatible_inputs_name_the_file(tmp_path):
     proc = subprocess.run([BIN, "plan", str(tmp_path / "m.yaml"), "-o", str(tmp_path / "p.json")],
                           capture_output=True, text=True)
     assert proc.returncode == 67, proc.stderr
-    assert "second.h5ad" in error_lines(proc.stderr)[0]
+    # first.h5ad lacks the column second.h5ad has: the error is about first.h5ad.
+    assert error_lines(proc.stderr)[0].startswith(f"slaf-convert: error: {a}: "), proc.stderr
 
 
 def test_verbose_prints_the_causes(tmp_path):
@@ -141,3 +155,4 @@ def test_hdf5_library_crashes_become_exit_65(tmp_path):
         assert proc.returncode == 65, (name, proc.returncode, proc.stderr[-2000:])
         errors = error_lines(proc.stderr)
         assert len(errors) == 1 and src.name in errors[0], proc.stderr[-2000:]
+        assert "the HDF5 library crashed" in errors[0], errors[0]

@@ -6,7 +6,10 @@
 //! represented (a sparse matrix, an unknown encoding) is skipped with a warning naming it:
 //! `uns` never fails a conversion (upstream raises after writing the tables, defect B22).
 //! So are a group that contains itself through a hard link (the walk keeps the addresses of
-//! the groups it is inside) and nesting deeper than [`MAX_DEPTH`] (the recursion is bounded).
+//! the groups it is inside), nesting deeper than [`MAX_DEPTH`] (the recursion is bounded),
+//! elements beyond the first [`MAX_ELEMENTS`] (groups hard-linked twice at every level would
+//! otherwise be read an exponential number of times) and an encoding version anndata does
+//! not read.
 
 use std::path::Path;
 
@@ -26,7 +29,11 @@ pub fn read_uns(path: &Path, root: &Group) -> Result<Option<Value>> {
         return Ok(None);
     }
     let g = h5::group(path, root, "uns")?;
-    match read_group(path, &g, &mut Vec::new())? {
+    let mut walk = Walk {
+        inside: Vec::new(),
+        elements: 0,
+    };
+    match read_group(path, &g, &mut walk)? {
         Some(Value::Object(m)) if m.is_empty() => Ok(None),
         other => Ok(other),
     }
@@ -41,32 +48,38 @@ fn skip(object: &str, why: &str) -> Option<Value> {
 /// hundreds); deeper parts are skipped with a warning.
 pub const MAX_DEPTH: usize = 64;
 
-/// `inside`: the addresses of the groups the walk is in, outermost first.
-fn read_group(
-    path: &Path,
-    g: &Group,
-    inside: &mut Vec<hdf5::LocationToken>,
-) -> Result<Option<Value>> {
+/// Most groups and datasets read into uns.json.
+pub const MAX_ELEMENTS: usize = 100_000;
+
+/// Where the walk over uns is.
+struct Walk {
+    /// The addresses of the groups the walk is in, outermost first.
+    inside: Vec<hdf5::LocationToken>,
+    /// Groups and datasets read so far.
+    elements: usize,
+}
+
+fn read_group(path: &Path, g: &Group, walk: &mut Walk) -> Result<Option<Value>> {
     let object = g.name();
     let token = g
         .loc_info()
         .map_err(|e| h5::h5_error(path, &object, e))?
         .token;
-    if inside.contains(&token) {
+    if walk.inside.contains(&token) {
         return Ok(skip(
             &object,
             "it links back to a group it is inside (a cycle)",
         ));
     }
-    if inside.len() >= MAX_DEPTH {
+    if walk.inside.len() >= MAX_DEPTH {
         return Ok(skip(
             &object,
             &format!("nested more than {MAX_DEPTH} groups deep"),
         ));
     }
-    inside.push(token);
-    let value = read_group_inside(path, g, &object, inside);
-    inside.pop();
+    walk.inside.push(token);
+    let value = read_group_inside(path, g, &object, walk);
+    walk.inside.pop();
     value
 }
 
@@ -74,10 +87,13 @@ fn read_group_inside(
     path: &Path,
     g: &Group,
     object: &str,
-    inside: &mut Vec<hdf5::LocationToken>,
+    walk: &mut Walk,
 ) -> Result<Option<Value>> {
     let object = object.to_string();
-    let encoding = h5::encoding_type(path, g)?.unwrap_or_default();
+    let encoding = match h5::encoding_type(path, g) {
+        Ok(e) => e.unwrap_or_default(),
+        Err(e) => return Ok(skip(&object, &e.to_string())),
+    };
     match encoding.as_str() {
         "" | "dict" => {
             let mut map = Map::new();
@@ -86,8 +102,18 @@ fn read_group_inside(
                 .map_err(|e| h5::h5_error(path, &object, e))?;
             names.sort();
             for name in names {
+                walk.elements += 1;
+                if walk.elements > MAX_ELEMENTS {
+                    skip(
+                        &format!("{object}/{name}"),
+                        &format!(
+                            "uns holds more than {MAX_ELEMENTS} elements: the rest is left out"
+                        ),
+                    );
+                    break;
+                }
                 let value = if h5::is_group(g, &name) {
-                    read_group(path, &h5::group(path, g, &name)?, inside)?
+                    read_group(path, &h5::group(path, g, &name)?, walk)?
                 } else {
                     read_dataset(path, &h5::dataset(path, g, &name)?)?
                 };
