@@ -20,6 +20,9 @@ use crate::readers::{CellEntries, CellRange, MatrixScan, ValueScan};
 use crate::schema::ValueType;
 use crate::schema::{changes_in_f32, warn_narrowed, ValueTypeProbe};
 
+/// Values a plan without the full pass samples for the value type.
+const SAMPLE: usize = 1 << 16;
+
 /// Elements read per HDF5 call when streaming over a whole array.
 const BLOCK: usize = 1 << 20;
 
@@ -181,18 +184,32 @@ impl MatrixSource {
                 }
             }
         }
-        self.warn_narrowed(path, &probe)?;
+        self.warn_narrowed(path, &probe, ValueScan::Full)?;
         Ok(probe.value_type())
     }
 
     /// Count (sparse: one more pass, only over float64 and 32/64-bit integer data) and log the
     /// values that float32 changes; dense values were counted by `probe` as they were read.
-    fn warn_narrowed(&self, path: &Path, probe: &ValueTypeProbe) -> Result<()> {
+    /// With [`ValueScan::RowsOnly`] (whose point is not to read every value at plan) the
+    /// sparse count covers the sampled values only, and the warning says so.
+    fn warn_narrowed(&self, path: &Path, probe: &ValueTypeProbe, values: ValueScan) -> Result<()> {
         match self {
             MatrixSource::Csr(c) | MatrixSource::Csc(c, _) => {
                 if let Some(stored) = c.data.wider_than_f32(path)? {
-                    let n = c.data.count_f64(path, changes_in_f32)?;
-                    warn_narrowed(path, &c.data.name(), &stored, n);
+                    if values == ValueScan::Full {
+                        let n = c.data.count_f64(path, changes_in_f32)?;
+                        warn_narrowed(path, &c.data.name(), &stored, n);
+                    } else {
+                        let sample = c.data.len().min(SAMPLE);
+                        let n = c
+                            .data
+                            .read_f64(path, 0..sample)?
+                            .into_iter()
+                            .filter(|&v| changes_in_f32(v))
+                            .count() as u64;
+                        let object = format!("{} (first {sample} values)", c.data.name());
+                        warn_narrowed(path, &object, &stored, n);
+                    }
                 }
             }
             MatrixSource::Dense(ds) => {
@@ -206,7 +223,6 @@ impl MatrixSource {
     /// The value type from a sample of the stored values, for sparse matrices (whose
     /// values can be checked as they are written); `None` for dense ones.
     pub fn guess_value_type(&self, path: &Path) -> Result<Option<ValueType>> {
-        const SAMPLE: usize = 1 << 16;
         match self {
             MatrixSource::Csr(c) | MatrixSource::Csc(c, _) => {
                 let sample = c.data.read_f64(path, 0..c.data.len().min(SAMPLE))?;
@@ -287,7 +303,7 @@ impl MatrixSource {
                 prefix_sum(&counts)
             }
         };
-        self.warn_narrowed(path, &probe)?;
+        self.warn_narrowed(path, &probe, values)?;
         Ok(MatrixScan {
             value_type: known.unwrap_or(probe.value_type()),
             layer_types: Vec::new(),
