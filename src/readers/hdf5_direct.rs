@@ -109,6 +109,7 @@ impl DirectArray {
             )));
         }
         let len = ds.size();
+        h5::check_stored(path, ds, len)?;
         let storage = if ds.is_chunked() {
             let mut deflate = None;
             let mut shuffle = None;

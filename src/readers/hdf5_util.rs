@@ -277,7 +277,37 @@ pub fn read_numeric<T: hdf5::H5Type + Clone>(
 /// [`read_fixed_bytes`], whose start/count arrays have one element) relies on it.
 fn check_range(path: &Path, ds: &Dataset, range: &Range<usize>) -> Result<()> {
     check_ndim(path, ds, 1)?;
-    check_first_dim(path, ds, range, "elements")
+    check_first_dim(path, ds, range, "elements")?;
+    check_stored(path, ds, range.len())
+}
+
+/// Reads of more than this are checked against the bytes the file stores.
+const PLAUSIBLE_WITHOUT_STORAGE: u64 = 64 << 20;
+
+/// Compression anndata and Cell Ranger files reach is far below this; an element count that
+/// needs more is a header claiming elements that were never written (they would read as
+/// fill values, gigabytes of them).
+const MAX_COMPRESSION: u64 = 4096;
+
+/// Refuse to read `n` elements of `ds` when they would be large and the file stores almost
+/// nothing of them: the header lies (or the writer never wrote them).
+pub fn check_stored(path: &Path, ds: &Dataset, n: usize) -> Result<()> {
+    let element = ds.dtype().map(|t| t.size()).unwrap_or(1).max(1) as u64;
+    let bytes = (n as u64).saturating_mul(element);
+    if bytes <= PLAUSIBLE_WITHOUT_STORAGE {
+        return Ok(());
+    }
+    let stored = ds.storage_size();
+    if bytes / MAX_COMPRESSION > stored {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}: {n} elements ({bytes} bytes) claimed but the file stores {stored} bytes of them",
+                ds.name()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Check that the first dimension of `ds` holds `range` (of `unit`: elements, rows).

@@ -183,8 +183,8 @@ def h5ad_dims_lie(d):
 
 
 def h5ad_consistent_lies(d):
-    """Shape, obs index and indptr all claim 2^40 cells, with no storage behind them: the
-    first buffer sized by them must fail as an error, not abort."""
+    """Shape, obs index and indptr all claim 2^40 cells, with no storage behind them: refused
+    before any buffer is sized by them (and the run is under a 4 GiB address-space limit)."""
     n = 2**40
     def m(f):
         f["X"].attrs["shape"] = np.array([n, 5], dtype=np.int64)
@@ -195,7 +195,7 @@ def h5ad_consistent_lies(d):
             ds = f.create_dataset(name, shape=(length,), dtype=dtype, chunks=(4096,))
             for k, v in attrs.items():
                 ds.attrs[k] = v
-    return Case(h5ad(d, "lies", mutate=m), (INVALID,), ("allocate",))
+    return Case(h5ad(d, "lies", mutate=m), (INVALID,), ("claimed",))
 
 
 def h5ad_dense_3d(d):

@@ -156,3 +156,27 @@ def test_hdf5_library_crashes_become_exit_65(tmp_path):
         errors = error_lines(proc.stderr)
         assert len(errors) == 1 and src.name in errors[0], proc.stderr[-2000:]
         assert "the HDF5 library crashed" in errors[0], errors[0]
+
+
+def test_fuzz_findings_in_our_code_are_refused(tmp_path):
+    """Inputs on which fuzz/ found slaf-convert itself allocating without bound."""
+    import importlib.util
+    import hdf5_crash_recipes
+    seeds = Path(__file__).resolve().parents[2] / "fuzz" / "make_seeds.py"
+    spec = importlib.util.spec_from_file_location("make_seeds", seeds)
+    make_seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_seeds)
+    files = make_seeds.hdf5_files()
+    for name, (seed, fmt, patches) in hdf5_crash_recipes.REFUSALS.items():
+        data = bytearray(files[seed])
+        for offset, byte in patches:
+            data[offset] = byte
+        src = tmp_path / f"{name}.h5"
+        src.write_bytes(bytes(data))
+        proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / f"{name}.slaf"),
+                               "--format", fmt],
+                              capture_output=True, text=True, timeout=120, preexec_fn=limited)
+        assert proc.returncode == 65, (name, proc.returncode, proc.stderr[-2000:])
+        errors = error_lines(proc.stderr)
+        assert len(errors) == 1 and src.name in errors[0], proc.stderr[-2000:]
+        assert "crashed" not in errors[0], errors[0]
