@@ -12,6 +12,12 @@ use hdf5::{Attribute, Dataset, Group, Location};
 
 use crate::error::{Error, Result};
 
+mod encoding;
+mod limits;
+pub use encoding::encoding_type;
+use limits::check_alloc;
+pub use limits::{check_stored, try_zeroed};
+
 /// Translate an HDF5 error about `object` in `path`.
 pub fn h5_error(path: &Path, object: &str, err: hdf5::Error) -> Error {
     with_stack(Error::invalid(path, format!("{object}: {err}")), &err)
@@ -281,35 +287,6 @@ fn check_range(path: &Path, ds: &Dataset, range: &Range<usize>) -> Result<()> {
     check_stored(path, ds, range.len())
 }
 
-/// Reads of more than this are checked against the bytes the file stores.
-const PLAUSIBLE_WITHOUT_STORAGE: u64 = 64 << 20;
-
-/// Compression anndata and Cell Ranger files reach is far below this; an element count that
-/// needs more is a header claiming elements that were never written (they would read as
-/// fill values, gigabytes of them).
-const MAX_COMPRESSION: u64 = 4096;
-
-/// Refuse to read `n` elements of `ds` when they would be large and the file stores almost
-/// nothing of them: the header lies (or the writer never wrote them).
-pub fn check_stored(path: &Path, ds: &Dataset, n: usize) -> Result<()> {
-    let element = ds.dtype().map(|t| t.size()).unwrap_or(1).max(1) as u64;
-    let bytes = (n as u64).saturating_mul(element);
-    if bytes <= PLAUSIBLE_WITHOUT_STORAGE {
-        return Ok(());
-    }
-    let stored = ds.storage_size();
-    if bytes / MAX_COMPRESSION > stored {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "{}: {n} elements ({bytes} bytes) claimed but the file stores {stored} bytes of them",
-                ds.name()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Check that the first dimension of `ds` holds `range` (of `unit`: elements, rows).
 fn check_first_dim(path: &Path, ds: &Dataset, range: &Range<usize>, unit: &str) -> Result<()> {
     let n = len(ds);
@@ -476,85 +453,4 @@ pub fn read_bools(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<
             .map(|v| v != 0)
             .collect()),
     }
-}
-
-/// A zeroed buffer of `n` elements sized by something a file claims: allocation failure (an
-/// address-space limit, or a size no machine has) is an input error naming the object, never
-/// an abort.
-pub fn try_zeroed<T: Clone + Default>(path: &Path, object: &str, n: usize) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::invalid(
-            path,
-            format!(
-                "{object}: cannot allocate {n} elements of {} bytes (a size the file claims)",
-                std::mem::size_of::<T>()
-            ),
-        )
-    })?;
-    v.resize(n, T::default());
-    Ok(v)
-}
-
-/// The encoding versions anndata 0.12 writes and reads, per `encoding-type`.
-const ENCODING_VERSIONS: &[(&str, &str)] = &[
-    ("anndata", "0.1.0"),
-    ("raw", "0.1.0"),
-    ("dataframe", "0.2.0"),
-    // anndata 0.7's layout, still registered for reading.
-    ("dataframe", "0.1.0"),
-    ("csr_matrix", "0.1.0"),
-    ("csc_matrix", "0.1.0"),
-    ("array", "0.2.0"),
-    ("dict", "0.1.0"),
-    ("string", "0.2.0"),
-    ("string-array", "0.2.0"),
-    ("numeric-scalar", "0.2.0"),
-    ("categorical", "0.2.0"),
-    ("nullable-integer", "0.1.0"),
-    ("nullable-boolean", "0.1.0"),
-    ("nullable-string-array", "0.1.0"),
-    ("awkward-array", "0.1.0"),
-];
-
-/// The `encoding-type` of `loc`, `None` if it has none. A known type with an
-/// `encoding-version` anndata does not read (a newer writer's, or a damaged attribute) is an
-/// error naming both, as anndata's own registry refuses it: read as the old version it could
-/// mean anything.
-pub fn encoding_type(path: &Path, loc: &Location) -> Result<Option<String>> {
-    let Some(kind) = str_attr(path, loc, "encoding-type")? else {
-        return Ok(None);
-    };
-    let version = str_attr(path, loc, "encoding-version")?;
-    let known: Vec<&str> = ENCODING_VERSIONS
-        .iter()
-        .filter(|(k, _)| *k == kind)
-        .map(|(_, v)| *v)
-        .collect();
-    if let Some(v) = version.filter(|v| !known.is_empty() && !known.contains(&v.as_str())) {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "{}: {kind} encoding-version {v} (anndata 0.12 reads {})",
-                loc.name(),
-                known.join(", ")
-            ),
-        ));
-    }
-    Ok(Some(kind))
-}
-
-/// Check that `n` elements of `T` can be allocated before the hdf5 crate allocates them
-/// (it would abort the process on failure): a lying header becomes an error naming `object`.
-fn check_alloc<T>(path: &Path, object: &str, n: usize) -> Result<()> {
-    let mut probe: Vec<T> = Vec::new();
-    probe.try_reserve_exact(n).map_err(|_| {
-        Error::invalid(
-            path,
-            format!(
-                "{object}: cannot allocate {n} elements of {} bytes (a size the file claims)",
-                std::mem::size_of::<T>()
-            ),
-        )
-    })
 }
