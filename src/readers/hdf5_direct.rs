@@ -204,16 +204,22 @@ impl DirectArray {
             })
     }
 
-    /// Whether `pred` holds for every element, checked chunk by chunk in parallel.
-    pub fn all<T: Decode>(&self, pred: impl Fn(T) -> bool + Sync + Send) -> Result<bool> {
+    /// The whole array cut into blocks of about 2^18 elements that end on chunk boundaries,
+    /// so that each chunk is inflated once in a parallel pass.
+    fn scan_blocks(&self) -> Vec<Range<usize>> {
         const BLOCK: usize = 1 << 18;
         let step = match &self.storage {
             Storage::Contiguous { .. } => BLOCK,
             Storage::Chunked { chunk_len, .. } => (*chunk_len).max(1) * (BLOCK / chunk_len).max(1),
         };
-        let blocks: Vec<Range<usize>> = (0..self.len.div_ceil(step))
+        (0..self.len.div_ceil(step))
             .map(|i| i * step..((i + 1) * step).min(self.len))
-            .collect();
+            .collect()
+    }
+
+    /// Whether `pred` holds for every element, checked chunk by chunk in parallel.
+    pub fn all<T: Decode>(&self, pred: impl Fn(T) -> bool + Sync + Send) -> Result<bool> {
+        let blocks = self.scan_blocks();
         // Blocks are checked in parallel; the first failing block (or error) ends the scan.
         let outcome = blocks
             .into_par_iter()
@@ -231,11 +237,7 @@ impl DirectArray {
 
     /// How many elements `pred` holds for, counted chunk by chunk in parallel.
     pub fn count<T: Decode>(&self, pred: impl Fn(T) -> bool + Sync + Send) -> Result<u64> {
-        const BLOCK: usize = 1 << 18;
-        let blocks: Vec<Range<usize>> = (0..self.len.div_ceil(BLOCK))
-            .map(|i| i * BLOCK..((i + 1) * BLOCK).min(self.len))
-            .collect();
-        blocks
+        self.scan_blocks()
             .into_par_iter()
             .map_init(Vec::<T>::new, |values, block| -> Result<u64> {
                 values.resize(block.len(), T::default());

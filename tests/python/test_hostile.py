@@ -134,16 +134,21 @@ def test_non_finite_values_through_shards_and_commit(tmp_path):
     case.check(tmp_path / "out.slaf", case.src)
 
 
-def test_hdf5_library_crashes_become_exit_65(tmp_path):
-    """Files on which libhdf5 itself segfaults (found by fuzz/): one line naming the file and
-    exit 65, never death by a signal."""
+def seed_files():
+    """The fuzz seeds (fuzz/make_seeds.py) the crash recipes patch, by name."""
     import importlib.util
-    import hdf5_crash_recipes
     seeds = Path(__file__).resolve().parents[2] / "fuzz" / "make_seeds.py"
     spec = importlib.util.spec_from_file_location("make_seeds", seeds)
     make_seeds = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_seeds)
-    files = make_seeds.hdf5_files()
+    return make_seeds.hdf5_files()
+
+
+def test_hdf5_library_crashes_become_exit_65(tmp_path):
+    """Files on which libhdf5 itself segfaults (found by fuzz/): one line naming the file and
+    exit 65, never death by a signal."""
+    import hdf5_crash_recipes
+    files = seed_files()
     for name, (seed, patches) in hdf5_crash_recipes.RECIPES.items():
         data = bytearray(files[seed])
         for offset, byte in patches:
@@ -160,13 +165,8 @@ def test_hdf5_library_crashes_become_exit_65(tmp_path):
 
 def test_fuzz_findings_in_our_code_are_refused(tmp_path):
     """Inputs on which fuzz/ found slaf-convert itself allocating without bound."""
-    import importlib.util
     import hdf5_crash_recipes
-    seeds = Path(__file__).resolve().parents[2] / "fuzz" / "make_seeds.py"
-    spec = importlib.util.spec_from_file_location("make_seeds", seeds)
-    make_seeds = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_seeds)
-    files = make_seeds.hdf5_files()
+    files = seed_files()
     for name, (seed, fmt, patches) in hdf5_crash_recipes.REFUSALS.items():
         data = bytearray(files[seed])
         for offset, byte in patches:

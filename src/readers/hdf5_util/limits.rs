@@ -40,6 +40,19 @@ pub fn check_stored(path: &Path, ds: &Dataset, n: usize) -> Result<()> {
 /// address-space limit, or a size no machine has) is an input error naming the object, never
 /// an abort.
 pub fn try_zeroed<T: Clone + Default>(path: &Path, object: &str, n: usize) -> Result<Vec<T>> {
+    let mut v = reserve(path, object, n)?;
+    v.resize(n, T::default());
+    Ok(v)
+}
+
+/// Check that `n` elements of `T` can be allocated before the hdf5 crate allocates them
+/// (it would abort the process on failure): a lying header becomes an error naming `object`.
+pub(super) fn check_alloc<T>(path: &Path, object: &str, n: usize) -> Result<()> {
+    reserve::<T>(path, object, n).map(drop)
+}
+
+/// An empty vector with room for `n` elements, or the error naming `object`.
+fn reserve<T>(path: &Path, object: &str, n: usize) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| {
         Error::invalid(
@@ -50,21 +63,5 @@ pub fn try_zeroed<T: Clone + Default>(path: &Path, object: &str, n: usize) -> Re
             ),
         )
     })?;
-    v.resize(n, T::default());
     Ok(v)
-}
-
-/// Check that `n` elements of `T` can be allocated before the hdf5 crate allocates them
-/// (it would abort the process on failure): a lying header becomes an error naming `object`.
-pub(super) fn check_alloc<T>(path: &Path, object: &str, n: usize) -> Result<()> {
-    let mut probe: Vec<T> = Vec::new();
-    probe.try_reserve_exact(n).map_err(|_| {
-        Error::invalid(
-            path,
-            format!(
-                "{object}: cannot allocate {n} elements of {} bytes (a size the file claims)",
-                std::mem::size_of::<T>()
-            ),
-        )
-    })
 }
