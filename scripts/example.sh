@@ -5,6 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/env.sh"
 "$root/scripts/setup.sh"
+source "$root/scripts/env.sh" # again: setup may have installed CMake
 cd "$root"
 echo "building slaf-convert (the first build compiles lance: about 30 minutes on 2 cores)..." >&2
 # --all-targets: the same features as the test build (scripts/test.sh), so it reuses this one.

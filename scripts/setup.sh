@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install what building and testing slaf-convert needs on Debian/Ubuntu:
-#   system packages: protobuf-compiler (lance's build), libhdf5-dev + pkg-config (HDF5),
-#                    python3-venv (the interop suite's venv);
+#   system packages: protobuf-compiler (lance's build), make + pkg-config (the bundled HDF5
+#                    and zlib builds), python3-venv (the venvs below);
+#   CMake >= 3.26:   the bundled HDF5's build needs it; where the system's is older (Debian
+#                    12 has 3.25), PyPI's cmake in ~/.cache/slaf-convert/cmake (scripts/env.sh
+#                    points the build at it);
 #   with --python:   the interop venv ($SLAF_CONVERT_VENV, default ~/.cache/slaf-convert/venv)
 #                    with upstream's reader (slafdb 0.5.2) and anndata, from tests/python/requirements.txt.
 # Safe to rerun: skips what is already there.
@@ -10,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 need=()
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
-[ -f /usr/include/hdf5/serial/hdf5.h ] || [ -f /usr/include/hdf5.h ] || need+=(libhdf5-dev)
+command -v make >/dev/null 2>&1 || need+=(make)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
@@ -19,6 +22,16 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cmake_ok() { # is "$1" a CMake of version 3.26 or later?
+  "$1" --version 2>/dev/null | awk 'NR==1 { split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 26)) }'
+}
+cmake_venv="$HOME/.cache/slaf-convert/cmake"
+if ! cmake_ok cmake && ! cmake_ok "$cmake_venv/bin/cmake"; then
+  echo "setup: installing CMake >= 3.26 from PyPI into $cmake_venv (the bundled HDF5 needs it)" >&2
+  python3 -m venv "$cmake_venv"
+  "$cmake_venv/bin/python" -m pip install -q "cmake>=3.26,<5"
 fi
 
 if [ "${1:-}" = "--python" ]; then

@@ -6,6 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/env.sh"
 "$root/scripts/setup.sh" --python
+source "$root/scripts/env.sh" # again: setup may have installed CMake
 cd "$root"
 cargo fmt --check
 # --all-targets here and in example.sh: dev-dependencies add features to shared crates, so a

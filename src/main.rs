@@ -26,6 +26,11 @@ fn main() -> ExitCode {
     slaf_convert::crash_report::install();
     let cli = Cli::parse();
     logging::init(cli.log_format, cli.verbose, cli.quiet);
+    if cli.hdf5_timeout > 0 {
+        slaf_convert::crash_report::watch_hdf5_calls(std::time::Duration::from_secs(
+            cli.hdf5_timeout,
+        ));
+    }
     let verbose = cli.verbose > 0;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = cli.threads {

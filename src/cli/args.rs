@@ -46,6 +46,11 @@ pub struct Cli {
     /// Worker threads (default: the CPUs available). Workflow engines pass their task's cpus.
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+    /// Seconds one call into the HDF5 library may take before the run stops with exit 65
+    /// (0: no limit). Some corrupt files make the library loop for ever inside one call; an
+    /// honest call takes seconds. Raise it only for a file system that stalls that long.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 600)]
+    pub hdf5_timeout: u64,
 }
 
 /// Subcommands.

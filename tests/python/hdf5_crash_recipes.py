@@ -1,11 +1,22 @@
-"""Byte patches that made the HDF5 library (Debian's libhdf5 1.10.8) crash with SIGSEGV,
-found by fuzz/ (hdf5_inputs). Each recipe names the seed it applies to (fuzz/make_seeds.py,
-file bytes without the target's leading option byte) and lists (offset, new byte).
+"""Corrupt HDF5 files found by fuzz/ (hdf5_inputs), as byte patches over its seeds. Each
+recipe names the seed it applies to (fuzz/make_seeds.py, file bytes without the target's
+leading option byte) and lists (offset, new byte).
 
-The crash is in the library (H5HG_read through H5Aread of a variable-length string
-attribute), beyond any check slaf-convert can make before calling it; the binary's handler
-(src/crash_report.rs) turns it into exit 65 naming the file.
+RECIPES made Debian's libhdf5 1.10.8 segfault (H5HG_read through H5Aread of a
+variable-length string attribute); the bundled HDF5 2.x slaf-convert now links reports them as
+errors instead. HANGS make the bundled library loop for ever inside one call (a damaged
+global heap: H5HG__cache_heap_deserialize under H5Aread); the binary's watchdog
+(src/crash_report.rs, --hdf5-timeout) ends them with exit 65 naming the file.
 """
+
+HANGS = {
+    "global-heap-loop-attribute": ("gzip-chunked", [
+        (3679, 5), (3680, 0), (23478, 118), (23479, 97), (23480, 114), (23481, 109),
+    ]),
+    "global-heap-loop-column": ("gzip-chunked", [
+        (1552, 4), (2368, 255), (2369, 6), (6388, 30), (9044, 49), (49042, 91),
+    ]),
+}
 
 RECIPES = {
     "global-heap-H5HG_read": ("everything", [

@@ -4,7 +4,9 @@ no marker, or converted and read back equal to what anndata/scanpy read. Refusal
 4 GiB address-space limit, so an allocation sized by a lying header fails the test."""
 import os
 import resource
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -144,23 +146,70 @@ def seed_files():
     return make_seeds.hdf5_files()
 
 
-def test_hdf5_library_crashes_become_exit_65(tmp_path):
-    """Files on which libhdf5 itself segfaults (found by fuzz/): one line naming the file and
-    exit 65, never death by a signal."""
+def patched(files, seed, patches, path):
+    data = bytearray(files[seed])
+    for offset, byte in patches:
+        data[offset] = byte
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_former_hdf5_library_crashes_are_refused(tmp_path):
+    """Files on which Debian's libhdf5 1.10.8 segfaulted (found by fuzz/): the linked HDF5
+    reports them, and the run ends with one line naming the file and exit 65."""
     import hdf5_crash_recipes
     files = seed_files()
     for name, (seed, patches) in hdf5_crash_recipes.RECIPES.items():
-        data = bytearray(files[seed])
-        for offset, byte in patches:
-            data[offset] = byte
-        src = tmp_path / f"{name}.h5ad"
-        src.write_bytes(bytes(data))
+        src = patched(files, seed, patches, tmp_path / f"{name}.h5ad")
         proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / f"{name}.slaf")],
                               capture_output=True, text=True, timeout=120, preexec_fn=limited)
         assert proc.returncode == 65, (name, proc.returncode, proc.stderr[-2000:])
         errors = error_lines(proc.stderr)
         assert len(errors) == 1 and src.name in errors[0], proc.stderr[-2000:]
-        assert "the HDF5 library crashed" in errors[0], errors[0]
+        assert not (tmp_path / f"{name}.slaf").exists()
+
+
+def test_hdf5_library_hangs_end_with_exit_65(tmp_path):
+    """Files on which the HDF5 library loops for ever inside one call (found by fuzz/): the
+    watchdog ends the run after --hdf5-timeout with one line naming the file and exit 65."""
+    import hdf5_crash_recipes
+    files = seed_files()
+    for name, (seed, patches) in hdf5_crash_recipes.HANGS.items():
+        src = patched(files, seed, patches, tmp_path / f"{name}.h5ad")
+        out = tmp_path / f"{name}.slaf"
+        started = time.monotonic()
+        proc = subprocess.run([BIN, "--hdf5-timeout", "2", "convert", str(src), str(out)],
+                              capture_output=True, text=True, timeout=120, preexec_fn=limited)
+        took = time.monotonic() - started
+        assert proc.returncode == 65, (name, proc.returncode, proc.stderr[-2000:])
+        errors = error_lines(proc.stderr)
+        assert len(errors) == 1 and src.name in errors[0], proc.stderr[-2000:]
+        assert "made no progress for 2 s" in errors[0], errors[0]
+        assert 2 <= took < 30, took
+        assert not (out / "_SLAF_COMPLETE.json").exists() and not (out / "config.json").exists()
+
+
+def test_a_crash_while_reading_hdf5_is_exit_65(tmp_path):
+    """The crash handler: a fatal signal while an HDF5 input is open (here sent to a run the
+    library holds in a loop, the watchdog off) is one line naming the file and exit 65, not
+    death by the signal."""
+    import hdf5_crash_recipes
+    seed, patches = hdf5_crash_recipes.HANGS["global-heap-loop-attribute"]
+    src = patched(seed_files(), seed, patches, tmp_path / "looping.h5ad")
+    proc = subprocess.Popen([BIN, "--hdf5-timeout", "0", "convert", str(src),
+                             str(tmp_path / "out.slaf")],
+                            stderr=subprocess.PIPE, text=True, preexec_fn=limited)
+    try:
+        time.sleep(2)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        proc.send_signal(signal.SIGSEGV)
+        stderr = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 65, (proc.returncode, stderr[-2000:])
+    errors = error_lines(stderr)
+    assert len(errors) == 1 and src.name in errors[0], stderr[-2000:]
+    assert "the HDF5 library crashed" in errors[0], errors[0]
 
 
 def test_fuzz_findings_in_our_code_are_refused(tmp_path):
@@ -168,11 +217,7 @@ def test_fuzz_findings_in_our_code_are_refused(tmp_path):
     import hdf5_crash_recipes
     files = seed_files()
     for name, (seed, fmt, patches) in hdf5_crash_recipes.REFUSALS.items():
-        data = bytearray(files[seed])
-        for offset, byte in patches:
-            data[offset] = byte
-        src = tmp_path / f"{name}.h5"
-        src.write_bytes(bytes(data))
+        src = patched(files, seed, patches, tmp_path / f"{name}.h5")
         proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / f"{name}.slaf"),
                                "--format", fmt],
                               capture_output=True, text=True, timeout=120, preexec_fn=limited)
