@@ -1,19 +1,21 @@
 //! One function per subcommand; turns parsed arguments into library calls and prints results.
 
 pub mod args;
+pub mod value_enums;
 
 use std::path::Path;
 
-use crate::convert::{convert, convert_manifest, read_only, single_input_manifest, ConvertOptions};
-use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::plan::{Plan, ShardSize};
-use crate::schema::IdTypes;
-use crate::shard::{run_shard as run_shard_impl, Placement, ShardTask};
+use slaf_convert::convert::{
+    convert, convert_manifest, read_only, single_input_manifest, ConvertOptions,
+};
+use slaf_convert::error::{Error, Result};
+use slaf_convert::manifest::Manifest;
+use slaf_convert::plan::{Plan, ShardSize};
+use slaf_convert::shard::{run_shard as run_shard_impl, Placement, ShardTask};
 
-use self::args::{Command, ConvertArgs, IdTypesArg, PlanArgs, RawArg, ShardArgs, VarNamesArg};
-use crate::readers::tenx::{TenxOptions, VarNames};
-use crate::readers::{RawMode, ReadOptions};
+use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
+use slaf_convert::readers::tenx::TenxOptions;
+use slaf_convert::readers::ReadOptions;
 
 /// Run the parsed command.
 pub async fn run(command: Command) -> Result<()> {
@@ -27,7 +29,7 @@ pub async fn run(command: Command) -> Result<()> {
                 // The receipts name the plan by hash; where the dataset goes is not part of it.
                 plan.output = std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
             }
-            let marker = crate::commit::commit(&plan, &args.shards).await?;
+            let marker = slaf_convert::commit::commit(&plan, &args.shards).await?;
             println!(
                 "{}: committed {} cells x {} genes, {} expression rows",
                 plan.output.display(),
@@ -38,7 +40,7 @@ pub async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Schema { name } => {
-            let text = crate::schemas::schema(&name)
+            let text = slaf_convert::schemas::schema(&name)
                 .ok_or_else(|| Error::Usage(format!("no schema called {name}")))?;
             print!("{text}");
             Ok(())
@@ -46,7 +48,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Inspect(args) => {
             print!(
                 "{}",
-                crate::inspect::describe(&args.dataset, args.rows).await?
+                slaf_convert::inspect::describe(&args.dataset, args.rows).await?
             );
             Ok(())
         }
@@ -136,22 +138,13 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
     let options = ConvertOptions {
         chunk_size: args.chunk_size,
         overwrite: args.overwrite,
-        compression: args.compression,
-        id_types: match args.id_types {
-            IdTypesArg::Int32 => IdTypes::Int32,
-            IdTypesArg::Compact => IdTypes::Compact,
-        },
+        compression: args.compression.0,
+        id_types: args.id_types.0,
         read: ReadOptions {
-            format: args.format,
-            raw: match args.raw {
-                RawArg::Ignore => RawMode::Ignore,
-                RawArg::AsLayer => RawMode::AsLayer,
-            },
+            format: args.format.map(|f| f.0),
+            raw: args.raw.0,
             tenx: TenxOptions {
-                var_names: match args.var_names {
-                    VarNamesArg::GeneSymbols => VarNames::Symbols,
-                    VarNamesArg::GeneIds => VarNames::GeneIds,
-                },
+                var_names: args.var_names.0,
                 make_unique: args.make_unique,
                 feature_types: args.feature_types.clone(),
                 genome: args.genome.clone(),

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
 use crate::error::{Error, Result};
-use crate::manifest::{IdTypesName, Manifest, ManifestInput, ManifestOptions, Sharding};
+use crate::manifest::{Manifest, ManifestInput, ManifestOptions, Sharding};
 use crate::pipeline::blocking;
 use crate::plan::{Plan, ShardSize};
 use crate::readers::{ReadOptions, ValueScan};
@@ -103,10 +103,7 @@ pub fn single_input_manifest(
         }],
         options: ManifestOptions {
             chunk_size: options.chunk_size,
-            id_types: match options.id_types {
-                IdTypes::Int32 => IdTypesName::Int32,
-                IdTypes::Compact => IdTypesName::Compact,
-            },
+            id_types: options.id_types,
             compression: options.compression,
             ..ManifestOptions::default()
         },

@@ -27,8 +27,6 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "writer")]
-pub mod cli;
-#[cfg(feature = "writer")]
 pub mod commit;
 pub mod config_json;
 #[cfg(feature = "writer")]

@@ -19,14 +19,13 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// JSON lines when stderr is not a terminal, human lines when it is.
     Auto,
     /// One JSON object per line.
     Json,
     /// Human-readable lines.
-    #[value(alias = "text")]
     Human,
 }
 

@@ -1,9 +1,13 @@
 //! The `slaf-convert` binary: parse, set up logging, run, map the error to an exit code.
+//! Argument parsing ([`cli`]) lives here, apart from the library: the library takes resolved
+//! options and never sees clap.
 
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::Parser;
-use slaf_convert::cli::{self, args::Cli};
+use cli::args::Cli;
 use slaf_convert::logging;
 
 /// Keep freed batch buffers in the process instead of handing them back to the kernel.
@@ -25,7 +29,7 @@ fn main() -> ExitCode {
     keep_freed_buffers();
     slaf_convert::crash_report::install();
     let cli = Cli::parse();
-    logging::init(cli.log_format, cli.verbose, cli.quiet);
+    logging::init(cli.log_format.0, cli.verbose, cli.quiet);
     if cli.hdf5_timeout > 0 {
         slaf_convert::crash_report::watch_hdf5_calls(std::time::Duration::from_secs(
             cli.hdf5_timeout,

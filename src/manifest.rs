@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::readers::tenx::{TenxOptions, VarNames};
 use crate::readers::{InputFormat, RawMode, ReadOptions};
-use crate::schema::Compression;
+use crate::schema::{Compression, IdTypes};
 
 /// A conversion manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -101,7 +101,7 @@ pub struct ManifestOptions {
     /// Cells per chunk (= per Lance fragment).
     pub chunk_size: u64,
     /// `int32` (default) or `compact` id columns.
-    pub id_types: IdTypesName,
+    pub id_types: IdTypes,
     /// How inputs with different genes combine: `exact` (default: the same genes, any order;
     /// re-mapped to the first input's order), `union` or `intersection`.
     pub genes: GenesMode,
@@ -129,7 +129,7 @@ impl Default for ManifestOptions {
     fn default() -> Self {
         ManifestOptions {
             chunk_size: 5000,
-            id_types: IdTypesName::Int32,
+            id_types: IdTypes::Int32,
             genes: GenesMode::Exact,
             missing_obs_columns: MissingObsColumns::Error,
             layers: true,
@@ -169,16 +169,6 @@ pub enum MissingObsColumns {
     Error,
     /// Keep every column; null where an input lacks it.
     Null,
-}
-
-/// `options.id_types`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum IdTypesName {
-    /// int32 ids.
-    Int32,
-    /// uint32 / uint16 ids.
-    Compact,
 }
 
 /// `sharding`: at most one of the two; neither means one shard per input.

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 
 use arrow::datatypes::Field;
 
-use crate::manifest::{IdTypesName, Manifest};
+use crate::manifest::Manifest;
 use crate::readers::{self, CellRange, GeneMap, InputParts, ReadOptions, ValueScan};
 use crate::schema::{expression_id_types, CellTablesProfile, IdTypes, ValueType};
 
@@ -351,10 +351,7 @@ impl Plan {
             }
             row_base += input.rows;
         }
-        let id_types = match options.id_types {
-            IdTypesName::Int32 => IdTypes::Int32,
-            IdTypesName::Compact => IdTypes::Compact,
-        };
+        let id_types = options.id_types;
         let var_columns: Vec<PlannedColumn> = var.iter().map(PlannedColumn::of).collect();
         let var_inputs: Vec<InputVar> = paths
             .iter()

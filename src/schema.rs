@@ -60,7 +60,18 @@ pub mod columns {
 }
 
 /// Which integer types the id columns of `expression.lance` use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum IdTypes {
     /// `int32` cell and gene ids (`int64` cell ids past 2^31 cells). Every query path of the
     /// upstream reader works with these; upstream's compact types break `get_gene_expression`
@@ -177,7 +188,6 @@ pub struct SlafSchemas {
     serde::Serialize,
     serde::Deserialize,
     schemars::JsonSchema,
-    clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Compression {

@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::logging::LogFormat;
+use super::value_enums::Choice;
+use slaf_convert::logging::LogFormat;
+use slaf_convert::readers::tenx::VarNames;
+use slaf_convert::readers::{InputFormat, RawMode};
+use slaf_convert::schema::{Compression, IdTypes};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -35,8 +39,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, value_enum, default_value_t = Choice(LogFormat::Auto))]
+    pub log_format: Choice<LogFormat>,
     /// More log detail (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -100,7 +104,7 @@ pub enum Command {
     /// Print a JSON Schema: manifest, plan, receipt, completion-marker or log-event.
     Schema {
         /// Which schema.
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::schemas::NAMES))]
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(slaf_convert::schemas::NAMES))]
         name: String,
     },
 }
@@ -212,22 +216,22 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub read_only: bool,
     /// Integer types of expression.lance's id columns.
-    #[arg(long, value_enum, default_value_t = IdTypesArg::Int32)]
-    pub id_types: IdTypesArg,
+    #[arg(long, value_enum, default_value_t = Choice(IdTypes::Int32))]
+    pub id_types: Choice<IdTypes>,
     /// Compression of the gene ids and values (expression and layers) on top of Lance's
     /// bit-packing; bench/RESULTS.md compares size, speed and query time.
-    #[arg(long, value_enum, default_value_t = crate::schema::Compression::default())]
-    pub compression: crate::schema::Compression,
+    #[arg(long, value_enum, default_value_t = Choice(Compression::default()))]
+    pub compression: Choice<Compression>,
     /// What to do with AnnData's `raw` (its own X and var).
-    #[arg(long, value_enum, default_value_t = RawArg::Ignore)]
-    pub raw: RawArg,
+    #[arg(long, value_enum, default_value_t = Choice(RawMode::Ignore))]
+    pub raw: Choice<RawMode>,
     /// Input format, when detection from the content should not decide.
     #[arg(long, value_enum)]
-    pub format: Option<crate::readers::InputFormat>,
+    pub format: Option<Choice<InputFormat>>,
     /// 10x: which feature column names the genes (gene_id in genes.lance); the other one is
     /// kept as a column (gene_ids or gene_symbols).
-    #[arg(long, value_enum, default_value_t = VarNamesArg::GeneSymbols)]
-    pub var_names: VarNamesArg,
+    #[arg(long, value_enum, default_value_t = Choice(VarNames::Symbols))]
+    pub var_names: Choice<VarNames>,
     /// 10x: make duplicate gene names unique the way scanpy does (second "X" becomes "X-1").
     #[arg(long)]
     pub make_unique: bool,
@@ -238,33 +242,4 @@ pub struct ConvertArgs {
     /// Cell Ranger v2 .h5 with several genomes: the genome group to read.
     #[arg(long)]
     pub genome: Option<String>,
-}
-
-/// `--var-names` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VarNamesArg {
-    /// Gene symbols (features.tsv column 2, features/name).
-    GeneSymbols,
-    /// Feature ids (Ensembl ids: features.tsv column 1, features/id).
-    GeneIds,
-}
-
-/// `--raw` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RawArg {
-    /// Leave raw out (a log line says so).
-    Ignore,
-    /// Store raw.X as the layer "raw" of layers.lance; raw.var must list the same genes as
-    /// var, in the same order (otherwise the conversion stops with an error).
-    AsLayer,
-}
-
-/// `--id-types` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IdTypesArg {
-    /// int32 cell and gene ids: every upstream reader query works (recommended).
-    Int32,
-    /// Upstream's uint32/uint16: smaller, but upstream's get_gene_expression fails on them.
-    /// Widened to int32 above 65,535 genes.
-    Compact,
 }

@@ -11,26 +11,16 @@ use crate::error::{Error, Result};
 
 /// Formats slaf-convert reads.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
 pub enum InputFormat {
     /// AnnData `.h5ad`.
     #[serde(rename = "h5ad")]
     H5ad,
     /// 10x Genomics MTX directory.
-    #[value(name = "10x-mtx")]
     #[serde(rename = "10x-mtx")]
     TenxMtx,
     /// Cell Ranger feature-barcode matrix `.h5` (v2 or v3).
-    #[value(name = "10x-h5")]
     #[serde(rename = "10x-h5")]
     TenxH5,
 }
