@@ -5,13 +5,13 @@ pub mod value_enums;
 
 use std::path::Path;
 
-use slaf_convert::convert::{
+use slaf_convert::error::{Error, Result};
+use slaf_convert::workflow::convert::{
     convert, convert_manifest, read_only, single_input_manifest, ConvertOptions,
 };
-use slaf_convert::error::{Error, Result};
-use slaf_convert::manifest::Manifest;
-use slaf_convert::plan::{Plan, ShardSize};
-use slaf_convert::shard::{run_shard as run_shard_impl, Placement, ShardTask};
+use slaf_convert::workflow::manifest::Manifest;
+use slaf_convert::workflow::plan::{Plan, ShardSize};
+use slaf_convert::workflow::shard::{run_shard as run_shard_impl, Placement, ShardTask};
 
 use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
 use slaf_convert::readers::tenx::TenxOptions;
@@ -29,7 +29,7 @@ pub async fn run(command: Command) -> Result<()> {
                 // The receipts name the plan by hash; where the dataset goes is not part of it.
                 plan.output = std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
             }
-            let marker = slaf_convert::commit::commit(&plan, &args.shards).await?;
+            let marker = slaf_convert::workflow::commit::commit(&plan, &args.shards).await?;
             println!(
                 "{}: committed {} cells x {} genes, {} expression rows",
                 plan.output.display(),
@@ -40,7 +40,7 @@ pub async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Schema { name } => {
-            let text = slaf_convert::schemas::schema(&name)
+            let text = slaf_convert::workflow::schemas::schema(&name)
                 .ok_or_else(|| Error::Usage(format!("no schema called {name}")))?;
             print!("{text}");
             Ok(())
@@ -48,7 +48,7 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Inspect(args) => {
             print!(
                 "{}",
-                slaf_convert::inspect::describe(&args.dataset, args.rows).await?
+                slaf_convert::slaf::inspect::describe(&args.dataset, args.rows).await?
             );
             Ok(())
         }

@@ -3,55 +3,48 @@
 //! Data flows one way:
 //!
 //! ```text
-//! input file ──readers──▶ CellChunk (obs rows + cell-major entries)
-//!            ──tables───▶ Arrow record batches (cells, expression, genes)
-//!            ──writer───▶ uncommitted Lance fragments ──commit──▶ tables ──▶ config.json
+//! manifest ─▶ plan ─▶ shard: input file ──readers──▶ CellBatch (obs rows + cell-major entries)
+//!                             ──pipeline──▶ slaf::tables: Arrow record batches
+//!                             ──slaf::writer──▶ uncommitted Lance fragments + receipt
+//!          ─▶ commit: one transaction per table ─▶ config.json ─▶ completion marker
 //! ```
 //!
-//! Readers (one module per format under [`readers`]) know nothing of Lance; the
-//! [`writer`] knows nothing of input formats; they meet in Arrow and [`schema`].
+//! The modules follow that graph and no import goes back up it (tests/it/architecture.rs):
+//!
+//! - [`workflow`]: the steps (manifest, plan, shard, commit; `convert` runs all in one
+//!   process). They drive the [`pipeline`], which is where readers and the SLAF side meet.
+//! - [`readers`]: one module per input format behind [`readers::InputReader`]; they know
+//!   nothing of Lance or SLAF tables.
+//! - [`slaf`]: table schemas, record batches, statistics, `config.json`, the Lance writer;
+//!   it knows nothing of input formats.
+//! - The vocabulary both sides share, owned by neither: [`cells`] (cell ranges and batches),
+//!   [`values`] (value types), [`columns`] (column names); and [`error`], [`logging`],
+//!   [`json_file`], [`crash_report`].
+//!
 //! Everything on the Lance side sits behind the default `writer` feature; without it the
-//! crate is the readers and the manifest and plan loaders (what `fuzz/` builds).
-//! A workflow runs the same flow as separate tasks: [`plan`] (manifest → `plan.json`),
-//! [`shard`] (one cell range → uncommitted fragments + receipt), [`commit`] (receipts → one
-//! transaction per table → `config.json` → completion marker). [`convert::convert`] runs
-//! exactly these steps in one process.
+//! crate is the readers and the manifest and plan loaders (what `fuzz/` builds). Command-line
+//! parsing is the binary's (`src/cli`), not the library's.
 //!
 //! ```no_run
 //! # async fn example() -> slaf_convert::Result<()> {
-//! use slaf_convert::convert::{convert, ConvertOptions};
+//! use slaf_convert::workflow::convert::{convert, ConvertOptions};
 //! let report = convert("pbmc.h5ad".as_ref(), "pbmc.slaf".as_ref(), &ConvertOptions::default()).await?;
 //! println!("{} cells", report.marker.n_cells);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(feature = "writer")]
-pub mod commit;
-pub mod config_json;
-#[cfg(feature = "writer")]
-pub mod convert;
+pub mod cells;
+pub mod columns;
 pub mod crash_report;
 pub mod error;
-#[cfg(feature = "writer")]
-pub mod inspect;
 pub mod json_file;
 pub mod logging;
-pub mod manifest;
-#[cfg(feature = "writer")]
-pub mod pairwise;
 #[cfg(feature = "writer")]
 pub mod pipeline;
-pub mod plan;
 pub mod readers;
-pub mod schema;
-#[cfg(feature = "writer")]
-pub mod schemas;
-#[cfg(feature = "writer")]
-pub mod shard;
-pub mod tables;
-pub mod value_stats;
-#[cfg(feature = "writer")]
-pub mod writer;
+pub mod slaf;
+pub mod values;
+pub mod workflow;
 
 pub use error::{exit_code, Error, Result};

@@ -12,16 +12,18 @@ use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 
 mod fragments;
+pub mod pairwise;
 
+use crate::cells::{CellBatch, CellRange, GeneMap, InputParts};
 use crate::error::{Error, Result};
-use crate::readers::{CellChunk, CellRange, GeneMap, InputParts, InputReader};
-use crate::schema::{
+use crate::readers::InputReader;
+use crate::slaf::schema::{
     cells_schema, expression_schema, layers_schema, CellTablesProfile, CELLS_TABLE,
     EXPRESSION_TABLE, LAYERS_TABLE,
 };
-use crate::tables::{cells_batch, expression_batch, layers_batch};
-use crate::value_stats::ValueStats;
-use crate::writer::TableWriter;
+use crate::slaf::tables::{cells_batch, expression_batch, layers_batch};
+use crate::slaf::value_stats::ValueStats;
+use crate::slaf::writer::TableWriter;
 
 use self::fragments::{ClosingFragment, OpenFragment};
 
@@ -170,7 +172,7 @@ impl CellTables {
         let n_cells = range.end;
         let input = reader.path().to_path_buf();
         let batch_cells = read_batch_cells(chunk_size);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellChunk>>(CHANNEL_DEPTH);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellBatch>>(CHANNEL_DEPTH);
         let producer = tokio::task::spawn_blocking(move || {
             produce_chunks(reader, range, batch_cells, gene_map.as_ref(), tx)
         });
@@ -301,7 +303,7 @@ fn produce_chunks(
     range: CellRange,
     chunk_size: u64,
     gene_map: Option<&GeneMap>,
-    tx: tokio::sync::mpsc::Sender<Result<CellChunk>>,
+    tx: tokio::sync::mpsc::Sender<Result<CellBatch>>,
 ) -> Result<Box<dyn InputReader>> {
     match reader.chunks(range, chunk_size) {
         Ok(chunks) => {

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slaf_convert::manifest::Manifest;
-use slaf_convert::plan::Plan;
+use slaf_convert::workflow::manifest::Manifest;
+use slaf_convert::workflow::plan::Plan;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {

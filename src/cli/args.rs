@@ -8,7 +8,7 @@ use super::value_enums::Choice;
 use slaf_convert::logging::LogFormat;
 use slaf_convert::readers::tenx::VarNames;
 use slaf_convert::readers::{InputFormat, RawMode};
-use slaf_convert::schema::{Compression, IdTypes};
+use slaf_convert::slaf::schema::{Compression, IdTypes};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -104,7 +104,7 @@ pub enum Command {
     /// Print a JSON Schema: manifest, plan, receipt, completion-marker or log-event.
     Schema {
         /// Which schema.
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(slaf_convert::schemas::NAMES))]
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(slaf_convert::workflow::schemas::NAMES))]
         name: String,
     },
 }

@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use slaf_convert::logging::LogFormat;
 use slaf_convert::readers::tenx::VarNames;
 use slaf_convert::readers::{InputFormat, RawMode};
-use slaf_convert::schema::{Compression, IdTypes};
+use slaf_convert::slaf::schema::{Compression, IdTypes};
 
 /// A library option enum, parsed from the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,10 @@
 use arrow::array::RecordBatch;
 use lance::table::format::Fragment;
 
+use crate::cells::CellRange;
 use crate::error::{Error, Result};
-use crate::readers::CellRange;
-use crate::value_stats::ValueStats;
-use crate::writer::{BatchSender, FragmentTask, TableWriter};
+use crate::slaf::value_stats::ValueStats;
+use crate::slaf::writer::{BatchSender, FragmentTask, TableWriter};
 
 use super::{CellTables, Progress, RangeOutput};
 

@@ -13,7 +13,7 @@ use arrow::datatypes::Field;
 use super::hdf5_matrix::MatrixSource;
 use super::hdf5_util as h5;
 use super::tenx::{Features, GeneSelection, TenxOptions};
-use super::{CellChunk, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan};
+use super::{CellBatch, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan};
 use crate::error::{Error, Result};
 
 /// Cells read per block when scanning a filtered matrix.
@@ -202,7 +202,7 @@ impl InputReader for CellRangerReader {
         &'a mut self,
         range: CellRange,
         chunk_size: u64,
-    ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>> {
+    ) -> Result<Box<dyn Iterator<Item = Result<CellBatch>> + Send + 'a>> {
         let CellRangerReader {
             path,
             matrix,
@@ -217,7 +217,7 @@ impl InputReader for CellRangerReader {
             genes.apply(&mut entries);
             let rows = cells.start as usize..cells.end as usize;
             let obs = super::empty_obs(rows.len())?;
-            Ok(CellChunk {
+            Ok(CellBatch {
                 cells,
                 obs,
                 cell_ids: h5::read_strings(path, barcodes, rows)?,

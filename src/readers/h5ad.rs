@@ -22,11 +22,12 @@ use self::dataframe::DataFrameReader;
 use super::hdf5_matrix::MatrixSource;
 use super::hdf5_util as h5;
 use super::{
-    Axis, CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan,
+    Axis, CellBatch, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan,
     RawMode, ReadOptions, ValueScan,
 };
+use crate::columns;
+use crate::columns::sanitise_column_names;
 use crate::error::{Error, Result};
-use crate::schema::{columns, sanitise_column_names};
 
 /// An opened `.h5ad` file.
 pub struct H5adReader {
@@ -250,7 +251,7 @@ impl InputReader for H5adReader {
         &'a mut self,
         range: CellRange,
         chunk_size: u64,
-    ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>> {
+    ) -> Result<Box<dyn Iterator<Item = Result<CellBatch>> + Send + 'a>> {
         if range.end > self.layout.n_cells {
             return Err(Error::Internal(format!(
                 "cell range {}..{} beyond {} cells",
@@ -288,7 +289,7 @@ impl InputReader for H5adReader {
                 obs_columns.push(v.read(path, rows.clone())?);
             }
             let cell_ids = obs.read_index(rows.clone())?;
-            Ok(CellChunk {
+            Ok(CellBatch {
                 cells,
                 obs: batch(path, obs_fields, obs_columns, rows.len())?,
                 cell_ids,

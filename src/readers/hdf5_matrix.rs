@@ -14,11 +14,12 @@ use hdf5::{Dataset, Group};
 
 use super::hdf5_direct::StoredArray;
 use super::hdf5_util as h5;
+use crate::cells::{CellEntries, CellRange};
 use crate::error::{Error, Result};
 use crate::readers::spill::CellBuckets;
-use crate::readers::{CellEntries, CellRange, MatrixScan, ValueScan};
-use crate::schema::ValueType;
-use crate::schema::{changes_in_f32, warn_narrowed, ValueTypeProbe};
+use crate::readers::{MatrixScan, ValueScan};
+use crate::values::ValueType;
+use crate::values::{changes_in_f32, warn_narrowed, ValueTypeProbe};
 
 /// Values a plan without the full pass samples for the value type.
 const SAMPLE: usize = 1 << 16;

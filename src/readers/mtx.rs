@@ -22,10 +22,10 @@ use self::text::{open_text, read_header, Entries};
 use super::spill::CellBuckets;
 use super::tenx::{Features, GeneSelection, TenxOptions};
 use super::{
-    CellChunk, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan,
+    CellBatch, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan, ValueScan,
 };
 use crate::error::{Error, Result};
-use crate::schema::ValueTypeProbe;
+use crate::values::ValueTypeProbe;
 
 /// An opened 10x MTX directory.
 pub struct MtxReader {
@@ -181,7 +181,7 @@ impl InputReader for MtxReader {
                 "lists a (cell, gene) entry more than once and is not sorted by cell: sort it by cell (column) to convert it",
             ));
         }
-        crate::schema::warn_narrowed(&self.matrix, "values", "MatrixMarket", probe.narrowed());
+        crate::values::warn_narrowed(&self.matrix, "values", "MatrixMarket", probe.narrowed());
         self.sorted = Some(sorted);
         let mut row_offsets = Vec::with_capacity(counts.len() + 1);
         let mut acc = 0;
@@ -206,7 +206,7 @@ impl InputReader for MtxReader {
         &'a mut self,
         range: CellRange,
         chunk_size: u64,
-    ) -> Result<Box<dyn Iterator<Item = Result<CellChunk>> + Send + 'a>> {
+    ) -> Result<Box<dyn Iterator<Item = Result<CellBatch>> + Send + 'a>> {
         let sorted = match self.sorted {
             Some(s) => s,
             None => {
@@ -260,7 +260,7 @@ impl InputReader for MtxReader {
                 }
             }
             let obs = super::empty_obs(cells.len() as usize)?;
-            Ok(CellChunk {
+            Ok(CellBatch {
                 cells,
                 obs,
                 cell_ids: this.barcodes[cells.start as usize..cells.end as usize].to_vec(),
@@ -400,11 +400,11 @@ mod tests {
     fn test_pattern_and_real() {
         let pattern = "%%MatrixMarket matrix coordinate pattern general\n2 3 1\n2 2\n";
         let (scan, chunks) = read_all(write_dir(pattern).path()).unwrap();
-        assert_eq!(scan.value_type, crate::schema::ValueType::UInt16);
+        assert_eq!(scan.value_type, crate::values::ValueType::UInt16);
         assert_eq!(chunks[0].values, vec![1.0]);
         let real = "%%MatrixMarket matrix coordinate real general\n2 3 1\n2 2 0.5\n";
         let (scan, _) = read_all(write_dir(real).path()).unwrap();
-        assert_eq!(scan.value_type, crate::schema::ValueType::Float32);
+        assert_eq!(scan.value_type, crate::values::ValueType::Float32);
     }
 
     #[test]

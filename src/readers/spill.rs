@@ -11,8 +11,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::cells::{CellEntries, CellRange};
 use crate::error::{Error, Result};
-use crate::readers::{CellEntries, CellRange};
 
 /// Upper bound on the temporary bucket files.
 pub const MAX_BUCKETS: u64 = 256;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use crate::cells::CellEntries;
 use crate::error::{Error, Result};
-use crate::readers::CellEntries;
 
 /// Which feature column names the genes.
 #[derive(

@@ -10,6 +10,19 @@ const GROUPS: &[&str] = &["workflow", "slaf"];
 const CLAP_ALLOWED: &[&str] = &["cli.rs", "cli/", "main.rs"];
 const MAX_LINES: usize = 500;
 
+/// Imports that would run against the flow (workflow → pipeline → readers | slaf → the shared
+/// vocabulary): a node whose name starts with the first may not import one starting with
+/// any of the second.
+const FORBIDDEN: &[(&str, &[&str])] = &[
+    ("readers", &["slaf", "pipeline", "workflow"]),
+    ("slaf", &["readers", "pipeline", "workflow"]),
+    ("pipeline", &["workflow"]),
+    ("cells", &["readers", "slaf", "pipeline", "workflow"]),
+    ("values", &["readers", "slaf", "pipeline", "workflow"]),
+    ("columns", &["readers", "slaf", "pipeline", "workflow"]),
+    ("error", &["readers", "slaf", "pipeline", "workflow"]),
+];
+
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
@@ -142,6 +155,25 @@ fn module_graph_has_no_cycle() {
             cycle.join(" → ")
         );
     }
+}
+
+#[test]
+fn imports_follow_the_flow() {
+    let graph = module_graph();
+    let mut against = Vec::new();
+    for (from, targets) in &graph {
+        for (layer, forbidden) in FORBIDDEN {
+            if !from.starts_with(layer) {
+                continue;
+            }
+            for to in targets {
+                if forbidden.iter().any(|f| to.starts_with(f)) {
+                    against.push(format!("{from} → {to}"));
+                }
+            }
+        }
+    }
+    assert!(against.is_empty(), "imports against the flow: {against:?}");
 }
 
 #[test]

@@ -14,9 +14,9 @@ use arrow::datatypes::{DataType, Field};
 use hdf5::Group;
 
 use super::super::hdf5_util as h5;
+use crate::cells::{CellEntries, CellRange};
 use crate::error::{Error, Result};
 use crate::readers::hdf5_matrix::MatrixSource;
-use crate::readers::{CellEntries, CellRange};
 
 /// One obsm/varm key.
 #[derive(Debug)]

@@ -16,8 +16,8 @@ use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use hdf5::{Dataset, Group};
 
 use super::super::hdf5_util as h5;
+use crate::columns::sanitise_column_names;
 use crate::error::{Error, Result};
-use crate::schema::sanitise_column_names;
 
 /// One obs/var column: where its data lives and how it decodes.
 #[derive(Debug)]

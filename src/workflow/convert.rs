@@ -16,14 +16,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, ManifestInput, ManifestOptions, Sharding};
 use crate::pipeline::blocking;
-use crate::plan::{Plan, ShardSize};
 use crate::readers::{ReadOptions, ValueScan};
-use crate::schema::{Compression, IdTypes, ValueType};
-use crate::shard::{
+use crate::slaf::schema::{Compression, IdTypes};
+use crate::values::ValueType;
+use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
+use crate::workflow::manifest::{Manifest, ManifestInput, ManifestOptions, Sharding};
+use crate::workflow::plan::{Plan, ShardSize};
+use crate::workflow::shard::{
     run_shard, shared_receipt_path, Placement, Receipt, ShardTask, SHARED_RECEIPTS_DIR,
 };
 

@@ -5,10 +5,10 @@
 //! `slaf-convert schema NAME` prints one; the files in `schemas/` are these, and a test fails
 //! when they are stale (`SLAF_CONVERT_UPDATE_SCHEMAS=1 cargo test` rewrites them).
 
-use crate::commit::CompletionMarker;
-use crate::manifest::Manifest;
-use crate::plan::Plan;
-use crate::shard::Receipt;
+use crate::workflow::commit::CompletionMarker;
+use crate::workflow::manifest::Manifest;
+use crate::workflow::plan::Plan;
+use crate::workflow::shard::Receipt;
 
 /// Schema names, as `slaf-convert schema NAME` takes them.
 pub const NAMES: [&str; 5] = [
@@ -19,7 +19,7 @@ pub const NAMES: [&str; 5] = [
     "log-event",
 ];
 
-const LOG_EVENT: &str = include_str!("../schemas/log-event.schema.json");
+const LOG_EVENT: &str = include_str!("../../schemas/log-event.schema.json");
 
 /// The schema called `name`, pretty JSON; `None` for an unknown name.
 pub fn schema(name: &str) -> Option<String> {

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::plan::Plan;
-use crate::shard::{shared_receipts_dir, Placement, Receipt, RECEIPT_FILE};
+use crate::workflow::plan::Plan;
+use crate::workflow::shard::{shared_receipts_dir, Placement, Receipt, RECEIPT_FILE};
 
 /// A receipt and the directory its staged files are in now.
 pub struct Located {

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::error::{Error, Result};
 use crate::json_file::write_json;
 use crate::pipeline::blocking;
-use crate::schema::{
+use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
+use crate::slaf::schema::{
     CELLSXCELLS_TABLE, CELLS_TABLE, EXPRESSION_TABLE, GENESXGENES_TABLE, GENES_TABLE, LAYERS_TABLE,
 };
-use crate::shard::{Receipt, RUNNING_SUFFIX, SHARED_RECEIPTS_DIR};
+use crate::workflow::shard::{Receipt, RUNNING_SUFFIX, SHARED_RECEIPTS_DIR};
 
 use super::MARKER_FILE;
 

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use arrow::datatypes::Field;
 
+use crate::cells::{CellRange, GeneMap, InputParts};
 use crate::error::{Error, Result};
-use crate::manifest::{GenesMode, MissingObsColumns};
-use crate::readers::{CellRange, GeneMap, InputParts, InputReader};
+use crate::readers::InputReader;
+use crate::workflow::manifest::{GenesMode, MissingObsColumns};
 
 use super::Fingerprint;
 

@@ -11,7 +11,7 @@ use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 use base64::Engine;
 
 use crate::error::{Error, Result};
-use crate::tables::project_columns;
+use crate::slaf::tables::project_columns;
 
 /// One input's var columns and gene names, as its reader gave them.
 pub struct InputVar<'a> {

@@ -1,7 +1,7 @@
-//! Record batches of the three SLAF tables, built from what readers hand out.
+//! Record batches of the SLAF tables, built from what readers hand out.
 //!
-//! The one place where reader output ([`CellChunk`], var columns) meets the table schemas of
-//! [`crate::schema`]: id columns are added, values are cast to the chosen value type, and
+//! Where a [`CellBatch`] and var columns (the shared vocabulary) meet the table schemas of
+//! [`crate::slaf::schema`]: id columns are added, values are cast to the chosen value type, and
 //! `cell_start_index` is checked against the rows actually being written.
 
 use std::path::Path;
@@ -13,10 +13,11 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, SchemaRef};
 
+use crate::cells::{CellBatch, CellEntries};
 use crate::error::{Error, Result};
-use crate::readers::{CellChunk, CellEntries};
-use crate::schema::{ExpressionIdTypes, ValueType};
-use crate::value_stats::ValueStats;
+use crate::slaf::schema::ExpressionIdTypes;
+use crate::slaf::value_stats::ValueStats;
+use crate::values::ValueType;
 
 /// The `expression.lance` rows of a chunk whose first cell is `first_cell`, and the
 /// statistics of the values as stored. Takes the entries: their gene ids (and float values)
@@ -236,7 +237,7 @@ pub fn pairwise_batch(
 /// from the rows actually written for these cells.
 pub fn cells_batch(
     schema: &SchemaRef,
-    chunk: &CellChunk,
+    chunk: &CellBatch,
     cell_offset: u64,
     row_base: u64,
     source_file: Option<&str>,
@@ -316,7 +317,7 @@ pub fn genes_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{expression_id_types, expression_schema, Compression, IdTypes};
+    use crate::slaf::schema::{expression_id_types, expression_schema, Compression, IdTypes};
     use arrow::array::AsArray;
     use arrow::datatypes::{Int32Type, UInt16Type};
 

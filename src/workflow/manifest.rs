@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::readers::tenx::{TenxOptions, VarNames};
 use crate::readers::{InputFormat, RawMode, ReadOptions};
-use crate::schema::{Compression, IdTypes};
+use crate::slaf::schema::{Compression, IdTypes};
 
 /// A conversion manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

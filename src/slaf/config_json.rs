@@ -1,5 +1,5 @@
 //! `config.json`: its model and how a dataset's summary becomes it (statistics from
-//! [`crate::value_stats`], the atomic write from [`crate::json_file`]).
+//! [`crate::slaf::value_stats`], the atomic write from [`crate::json_file`]).
 
 use std::path::Path;
 
@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::schema::{CELLSXCELLS_TABLE, GENESXGENES_TABLE, LAYERS_TABLE};
-use crate::value_stats::ValueStats;
+use crate::slaf::schema::{CELLSXCELLS_TABLE, GENESXGENES_TABLE, LAYERS_TABLE};
+use crate::slaf::value_stats::ValueStats;
 
 /// SLAF format version written into `config.json`.
 pub const FORMAT_VERSION: &str = "0.5";
@@ -35,7 +35,7 @@ pub struct DatasetSummary {
     /// The same for an empty genes table (`var_dtypes`).
     pub empty_var_strings: Vec<String>,
     /// Layers, obsm/varm, obsp/varp that were written.
-    pub parts: crate::readers::InputParts,
+    pub parts: crate::cells::InputParts,
     /// The `multi_file` block (several inputs).
     pub multi_file: Option<MultiFile>,
 }
@@ -63,26 +63,6 @@ pub struct SourceFile {
     pub n_cells: u64,
     /// Global id of its first cell.
     pub cell_offset: u64,
-}
-
-impl MultiFile {
-    /// The block for a plan's inputs.
-    pub fn of(plan: &crate::plan::Plan) -> MultiFile {
-        MultiFile {
-            source_files: plan
-                .inputs
-                .iter()
-                .map(|i| SourceFile {
-                    file_path: i.path.display().to_string(),
-                    file_name: i.source_name.clone(),
-                    n_cells: i.n_cells,
-                    cell_offset: i.cell_offset,
-                })
-                .collect(),
-            total_files: plan.inputs.len() as u64,
-            total_cells_from_files: plan.n_cells,
-        }
-    }
 }
 
 /// `config.json` as written, fields in upstream's order (docs/slaf-format.md §3.1).

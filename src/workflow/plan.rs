@@ -26,9 +26,11 @@ use crate::error::{Error, Result};
 
 use arrow::datatypes::Field;
 
-use crate::manifest::Manifest;
-use crate::readers::{self, CellRange, GeneMap, InputParts, ReadOptions, ValueScan};
-use crate::schema::{expression_id_types, CellTablesProfile, IdTypes, ValueType};
+use crate::cells::{CellRange, GeneMap, InputParts};
+use crate::readers::{self, ReadOptions, ValueScan};
+use crate::slaf::schema::{expression_id_types, CellTablesProfile, IdTypes};
+use crate::values::ValueType;
+use crate::workflow::manifest::Manifest;
 
 /// Version of the plan file layout.
 pub const PLAN_FORMAT: u32 = 3;
@@ -216,10 +218,7 @@ impl Plan {
             }
         }
         if multi_file {
-            if let Some(f) = obs
-                .iter()
-                .find(|f| f.name() == crate::schema::columns::SOURCE_FILE)
-            {
+            if let Some(f) = obs.iter().find(|f| f.name() == crate::columns::SOURCE_FILE) {
                 return Err(Error::IncompatibleInputs {
                     path: paths[0].to_path_buf(),
                     what: format!(
@@ -425,8 +424,11 @@ impl Plan {
 
     /// Read `path` and check its hash and format version.
     pub fn load(path: &Path) -> Result<Plan> {
-        let text =
-            crate::manifest::read_text(path, "plan", 4 * crate::manifest::MAX_MANIFEST_BYTES)?;
+        let text = crate::workflow::manifest::read_text(
+            path,
+            "plan",
+            4 * crate::workflow::manifest::MAX_MANIFEST_BYTES,
+        )?;
         let plan: Plan = serde_json::from_str(&text)
             .map_err(|e| Error::invalid(path, format!("not a slaf-convert plan: {e}")))?;
         if plan.format_version != PLAN_FORMAT {
@@ -475,7 +477,7 @@ fn widest(a: ValueType, b: ValueType) -> ValueType {
 
 fn shard_cells(
     size: ShardSize,
-    sharding: &crate::manifest::Sharding,
+    sharding: &crate::workflow::manifest::Sharding,
     n_cells: u64,
     chunk: u64,
 ) -> u64 {

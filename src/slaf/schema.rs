@@ -5,13 +5,12 @@
 //! over every stored value. Readers and the writer both meet in these types.
 //! Format reference: `docs/slaf-format.md` §2 and Appendix A.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-mod value_probe;
-pub use self::value_probe::{changes_in_f32, warn_narrowed, ValueTypeProbe};
+use crate::columns;
+use crate::values::ValueType;
 
 /// Table directories relative to a dataset (or staging) root: expression.
 pub const EXPRESSION_TABLE: &str = "expression.lance";
@@ -41,24 +40,6 @@ pub struct CellTablesProfile {
     pub compression: Compression,
 }
 
-/// Column names fixed by the SLAF format.
-pub mod columns {
-    /// Cell position, in cells.lance and expression.lance.
-    pub const CELL_INTEGER_ID: &str = "cell_integer_id";
-    /// Gene position, in genes.lance and expression.lance.
-    pub const GENE_INTEGER_ID: &str = "gene_integer_id";
-    /// Expression value.
-    pub const VALUE: &str = "value";
-    /// Cell name (obs index).
-    pub const CELL_ID: &str = "cell_id";
-    /// Gene name (var index).
-    pub const GENE_ID: &str = "gene_id";
-    /// Global expression row of a cell's first entry.
-    pub const CELL_START_INDEX: &str = "cell_start_index";
-    /// Input a cell came from (multi-input datasets).
-    pub const SOURCE_FILE: &str = "source_file";
-}
-
 /// Which integer types the id columns of `expression.lance` use.
 #[derive(
     Debug,
@@ -81,27 +62,6 @@ pub enum IdTypes {
     /// Upstream's default `uint32` cell / `uint16` gene ids, smaller on disk. Widened to
     /// `int32`/`int32` above 65,535 genes, never wrapped (defect B1).
     Compact,
-}
-
-/// The stored type of `expression.value`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub enum ValueType {
-    /// Every stored value is integral and within [0, 65535].
-    UInt16,
-    /// Anything else.
-    Float32,
-}
-
-impl ValueType {
-    /// The Arrow type of the value column.
-    pub fn data_type(self) -> DataType {
-        match self {
-            ValueType::UInt16 => DataType::UInt16,
-            ValueType::Float32 => DataType::Float32,
-        }
-    }
 }
 
 /// The Arrow types of the two id columns of `expression.lance`.
@@ -303,127 +263,9 @@ pub fn genes_schema(var: &[Field]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Why a set of column names cannot be written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ColumnNameError {
-    /// Two source columns map to the same output name after `.` → `_`.
-    Collision {
-        /// The first source name.
-        first: String,
-        /// The second source name.
-        second: String,
-        /// The name both become.
-        sanitised: String,
-    },
-    /// A source column would take the name of a column SLAF writes itself.
-    Reserved {
-        /// The source name.
-        source: String,
-        /// The reserved output name.
-        sanitised: String,
-    },
-}
-
-impl std::fmt::Display for ColumnNameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ColumnNameError::Collision {
-                first,
-                second,
-                sanitised,
-            } => write!(
-                f,
-                "columns '{first}' and '{second}' both become '{sanitised}' ('.' is replaced by '_' because Lance forbids '.' in column names); rename one of them"
-            ),
-            ColumnNameError::Reserved { source, sanitised } => write!(
-                f,
-                "column '{source}' would become '{sanitised}', a column SLAF writes itself; rename it"
-            ),
-        }
-    }
-}
-
-/// Replace every `.` by `_` (Lance rejects `.` in top-level names), refusing collisions
-/// between source columns and with the columns SLAF adds itself (upstream silently
-/// overwrites those: defect B23).
-pub fn sanitise_column_names(
-    names: &[String],
-    reserved: &[&str],
-) -> Result<Vec<String>, ColumnNameError> {
-    let mut seen: HashMap<String, &str> = HashMap::new();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let sanitised = name.replace('.', "_");
-        if reserved.contains(&sanitised.as_str()) {
-            return Err(ColumnNameError::Reserved {
-                source: name.clone(),
-                sanitised,
-            });
-        }
-        if let Some(first) = seen.insert(sanitised.clone(), name) {
-            return Err(ColumnNameError::Collision {
-                first: first.to_string(),
-                second: name.clone(),
-                sanitised,
-            });
-        }
-        out.push(sanitised);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn test_sanitise_column_names() {
-        let out = sanitise_column_names(&names(&["pct.mt", "n.genes.x", "plain"]), &[]).unwrap();
-        assert_eq!(out, names(&["pct_mt", "n_genes_x", "plain"]));
-    }
-
-    #[test]
-    fn test_sanitise_column_names_collision() {
-        let err = sanitise_column_names(&names(&["a.b", "a_b"]), &[]).unwrap_err();
-        assert_eq!(
-            err,
-            ColumnNameError::Collision {
-                first: "a.b".into(),
-                second: "a_b".into(),
-                sanitised: "a_b".into()
-            }
-        );
-        assert!(err.to_string().contains("'a.b' and 'a_b'"));
-    }
-
-    #[test]
-    fn test_sanitise_column_names_reserved() {
-        let err = sanitise_column_names(&names(&["cell.id"]), &["cell_id"]).unwrap_err();
-        assert!(matches!(err, ColumnNameError::Reserved { .. }));
-    }
-
-    #[test]
-    fn test_value_type_probe() {
-        let mut p = ValueTypeProbe::default();
-        p.observe(&[0.0, 1.0, 65535.0]);
-        assert_eq!(p.value_type(), ValueType::UInt16);
-        p.observe(&[2.0, 0.5]);
-        assert_eq!(p.value_type(), ValueType::Float32);
-
-        let mut neg = ValueTypeProbe::default();
-        neg.observe(&[-1.0]);
-        assert_eq!(neg.value_type(), ValueType::Float32);
-        let mut big = ValueTypeProbe::default();
-        big.observe(&[65536.0]);
-        assert_eq!(big.value_type(), ValueType::Float32);
-        let mut nan = ValueTypeProbe::default();
-        nan.observe(&[f64::NAN]);
-        assert_eq!(nan.value_type(), ValueType::Float32);
-    }
 
     #[test]
     fn test_expression_id_types() {

@@ -10,12 +10,13 @@ use std::path::Path;
 use arrow::datatypes::DataType;
 use lance::table::format::Fragment;
 
+use crate::cells::{Axis, CellRange};
 use crate::error::Result;
 use crate::pipeline::blocking;
-use crate::readers::{Axis, CellRange, InputReader};
-use crate::schema::{pairwise_schema, CELLSXCELLS_TABLE, GENESXGENES_TABLE};
-use crate::tables::pairwise_batch;
-use crate::writer::TableWriter;
+use crate::readers::InputReader;
+use crate::slaf::schema::{pairwise_schema, CELLSXCELLS_TABLE, GENESXGENES_TABLE};
+use crate::slaf::tables::pairwise_batch;
+use crate::slaf::writer::TableWriter;
 
 /// The table of `axis`'s pairwise matrices and its id column prefix.
 pub fn pairwise_table(axis: Axis) -> (&'static str, &'static str) {

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 
-use crate::config_json::CONFIG_FILE;
 use crate::error::{Error, Result};
+use crate::slaf::config_json::CONFIG_FILE;
 
 /// Render a description of the dataset at `dir`, showing `rows` rows per table.
 pub async fn describe(dir: &Path, rows: usize) -> Result<String> {

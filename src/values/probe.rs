@@ -74,3 +74,28 @@ pub fn warn_narrowed(path: &std::path::Path, object: &str, stored: &str, values:
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::ValueType;
+
+    #[test]
+    fn test_value_type_probe() {
+        let mut p = ValueTypeProbe::default();
+        p.observe(&[0.0, 1.0, 65535.0]);
+        assert_eq!(p.value_type(), ValueType::UInt16);
+        p.observe(&[2.0, 0.5]);
+        assert_eq!(p.value_type(), ValueType::Float32);
+
+        let mut neg = ValueTypeProbe::default();
+        neg.observe(&[-1.0]);
+        assert_eq!(neg.value_type(), ValueType::Float32);
+        let mut big = ValueTypeProbe::default();
+        big.observe(&[65536.0]);
+        assert_eq!(big.value_type(), ValueType::Float32);
+        let mut nan = ValueTypeProbe::default();
+        nan.observe(&[f64::NAN]);
+        assert_eq!(nan.value_type(), ValueType::Float32);
+    }
+}

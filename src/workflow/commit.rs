@@ -22,23 +22,23 @@ use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::config_json::{
-    config_document, write_config, DatasetSummary, MultiFile, CONFIG_FILE, UNS_FILE,
-};
+use crate::cells::Axis;
 use crate::error::{Error, Result};
 use crate::json_file::write_json;
-use crate::manifest::check_output_apart;
-use crate::pairwise::{pairwise_table, pairwise_writer};
-use crate::plan::{Plan, PlannedColumn};
-use crate::readers::Axis;
-use crate::schema::{
+use crate::pipeline::pairwise::{pairwise_table, pairwise_writer};
+use crate::slaf::config_json::{
+    config_document, write_config, DatasetSummary, MultiFile, SourceFile, CONFIG_FILE, UNS_FILE,
+};
+use crate::slaf::schema::{
     cells_schema, expression_schema, genes_schema, layers_schema, CELLS_TABLE, EXPRESSION_TABLE,
     GENES_TABLE, LAYERS_TABLE,
 };
-use crate::shard::Receipt;
-use crate::tables::genes_batch;
-use crate::value_stats::ValueStats;
-use crate::writer::TableWriter;
+use crate::slaf::tables::genes_batch;
+use crate::slaf::value_stats::ValueStats;
+use crate::slaf::writer::TableWriter;
+use crate::workflow::manifest::check_output_apart;
+use crate::workflow::plan::{Plan, PlannedColumn};
+use crate::workflow::shard::Receipt;
 
 use self::receipts::{collect, tables_hold};
 pub use self::state::COMMITTED_PLAN_FILE;
@@ -226,7 +226,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         }),
         empty_var_strings: strings(&var_fields, plan.n_genes, &genes_schema),
         parts,
-        multi_file: plan.is_multi_file().then(|| MultiFile::of(plan)),
+        multi_file: plan.is_multi_file().then(|| multi_file(plan)),
     };
     let created_at = chrono::Local::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
@@ -271,4 +271,22 @@ async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<Comple
     write_json(output, MARKER_FILE, &marker)?;
     tracing::info!(event = "commit.done", output = %output.display(), n_cells = plan.n_cells, expression_rows = rows, "committed {}", output.display());
     Ok(marker)
+}
+
+/// config.json's `multi_file` block for a plan's inputs.
+fn multi_file(plan: &Plan) -> MultiFile {
+    MultiFile {
+        source_files: plan
+            .inputs
+            .iter()
+            .map(|i| SourceFile {
+                file_path: i.path.display().to_string(),
+                file_name: i.source_name.clone(),
+                n_cells: i.n_cells,
+                cell_offset: i.cell_offset,
+            })
+            .collect(),
+        total_files: plan.inputs.len() as u64,
+        total_cells_from_files: plan.n_cells,
+    }
 }

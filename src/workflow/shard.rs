@@ -16,16 +16,17 @@ use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use crate::cells::{Axis, CellRange, GeneMap};
 use crate::error::{Error, Result};
 use crate::json_file::write_json_file;
-use crate::pairwise::write_pairwise_rows;
+use crate::pipeline::pairwise::write_pairwise_rows;
 use crate::pipeline::{blocking, CellTables, RangeOutput, RangePlacement};
-use crate::plan::{locate, Plan, PlannedColumn, PlannedShard};
-use crate::readers::{self, Axis, CellRange, GeneMap, InputReader};
-use crate::schema::{
+use crate::readers::{self, InputReader};
+use crate::slaf::schema::{
     CELLSXCELLS_TABLE, CELLS_TABLE, EXPRESSION_TABLE, GENESXGENES_TABLE, LAYERS_TABLE,
 };
-use crate::value_stats::ValueStats;
+use crate::slaf::value_stats::ValueStats;
+use crate::workflow::plan::{locate, Plan, PlannedColumn, PlannedShard};
 
 /// Version of the receipt layout.
 pub const RECEIPT_FORMAT: u32 = 2;

@@ -1,0 +1,16 @@
+//! The workflow steps: a YAML [`manifest`] becomes a [`plan`] (cell-range shards); each
+//! [`shard`] writes uncommitted fragments and a receipt; one [`commit`] makes them the
+//! dataset. [`convert`] runs the three in one process; [`schemas`] publishes the JSON
+//! schemas of the files they exchange. Without the `writer` feature only the manifest and
+//! plan loaders are built (what `fuzz/` exercises).
+
+#[cfg(feature = "writer")]
+pub mod commit;
+#[cfg(feature = "writer")]
+pub mod convert;
+pub mod manifest;
+pub mod plan;
+#[cfg(feature = "writer")]
+pub mod schemas;
+#[cfg(feature = "writer")]
+pub mod shard;
