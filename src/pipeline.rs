@@ -1,8 +1,8 @@
-//! The cell-range pipeline shared by `convert` and `shard`: reader chunks → record batches →
+//! The cell-range pipeline shared by `convert` and `shard`: reader batches → record batches →
 //! uncommitted Lance fragments of expression, cells and layers.
 //!
-//! A blocking reader thread feeds a bounded channel; the async side builds each chunk's batches,
-//! frees the chunk, and writes one fragment per table. Nothing is committed here: the shard
+//! A blocking reader thread feeds a bounded channel; the async side builds each cell batch's
+//! record batches, frees the cell batch, and writes one fragment per table. Nothing is committed here: the shard
 //! records the fragments in its receipt, and commit makes them visible. On an error every
 //! writer task is stopped before the error is returned.
 
@@ -150,7 +150,7 @@ impl CellTables {
         self.layers.as_ref()
     }
 
-    /// Write `range` of `reader` as fragments of `chunk_size` cells, placed in the dataset as
+    /// Write `range` of `reader` as fragments of `fragment_cells` cells, placed in the dataset as
     /// `placement` says. Gives the reader back.
     ///
     /// The reader hands out batches of at most [`BATCH_CELLS`] cells that tile the fragments
@@ -160,7 +160,7 @@ impl CellTables {
         &self,
         reader: Box<dyn InputReader>,
         range: CellRange,
-        chunk_size: u64,
+        fragment_cells: u64,
         placement: RangePlacement,
     ) -> Result<(Box<dyn InputReader>, RangeOutput)> {
         let RangePlacement {
@@ -171,10 +171,10 @@ impl CellTables {
         } = placement;
         let n_cells = range.end;
         let input = reader.path().to_path_buf();
-        let batch_cells = read_batch_cells(chunk_size);
+        let batch_cells = read_batch_cells(fragment_cells);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<CellBatch>>(CHANNEL_DEPTH);
         let producer = tokio::task::spawn_blocking(move || {
-            produce_chunks(reader, range, batch_cells, gene_map.as_ref(), tx)
+            produce_batches(reader, range, batch_cells, gene_map.as_ref(), tx)
         });
         let progress = Progress::new(range);
         let mut out = RangeOutput::default();
@@ -184,21 +184,21 @@ impl CellTables {
         // Fragments whose streams are closed while Lance finishes their files, oldest first.
         let mut closing: std::collections::VecDeque<ClosingFragment> = Default::default();
         let written: Result<()> = async {
-            while let Some(chunk) = rx.recv().await {
-                let chunk = chunk?;
+            while let Some(batch) = rx.recv().await {
+                let batch = batch?;
                 let fragment = match &mut open {
                     Some(f) => f,
                     None => open.insert(OpenFragment::new(
                         self,
                         CellRange::new(
-                            chunk.cells.start,
-                            fragment_end(range, chunk_size, chunk.cells.start),
+                            batch.cells.start,
+                            fragment_end(range, fragment_cells, batch.cells.start),
                         ),
                     )),
                 };
                 let cell_batch = cells_batch(
                     self.cells.schema(),
-                    &chunk,
+                    &batch,
                     cell_offset,
                     rows,
                     source_file.as_deref(),
@@ -210,25 +210,25 @@ impl CellTables {
                         l.schema(),
                         &p.ids,
                         &p.layer_types,
-                        cell_offset + chunk.cells.start,
-                        &chunk.layers,
+                        cell_offset + batch.cells.start,
+                        &batch.layers,
                     )?),
                     None => None,
                 };
-                let cells_range = chunk.cells;
-                rows += chunk.entries.genes.len() as u64;
-                // The expression batch takes over the entries' buffers; the rest of the chunk
+                let cells_range = batch.cells;
+                rows += batch.entries.genes.len() as u64;
+                // The expression batch takes over the entries' buffers; the rest of the cell batch
                 // is freed before encoding.
-                let (expr_batch, chunk_stats) = expression_batch(
+                let (expr_batch, batch_stats) = expression_batch(
                     &input,
                     self.expression.schema(),
                     &p.ids,
                     p.value_type,
                     cell_offset + cells_range.start,
-                    chunk.entries,
+                    batch.entries,
                 )?;
                 fragment.send(expr_batch, cell_batch, layer_batch).await?;
-                fragment.stats.merge(&chunk_stats);
+                fragment.stats.merge(&batch_stats);
                 out.cells_written += cells_range.len();
                 if cells_range.end >= fragment.cells.end {
                     let fragment = open.take().expect("a fragment is open");
@@ -276,47 +276,47 @@ impl CellTables {
     }
 }
 
-/// Cells the reader hands out at once: the largest whole fraction of `chunk_size` (a
+/// Cells the reader hands out at once: the largest whole fraction of `fragment_cells` (a
 /// fragment) of at most [`BATCH_CELLS`] cells, so batches tile fragments exactly; the whole
-/// fragment when no fraction of at least a quarter of that exists (a prime chunk size).
-pub fn read_batch_cells(chunk_size: u64) -> u64 {
-    let chunk_size = chunk_size.max(1);
-    if chunk_size <= BATCH_CELLS {
-        return chunk_size;
+/// fragment when no fraction of at least a quarter of that exists (a prime --chunk-size).
+pub fn read_batch_cells(fragment_cells: u64) -> u64 {
+    let fragment_cells = fragment_cells.max(1);
+    if fragment_cells <= BATCH_CELLS {
+        return fragment_cells;
     }
-    (chunk_size.div_ceil(BATCH_CELLS)..=chunk_size.div_ceil(BATCH_CELLS / 4))
-        .find(|&k| chunk_size.is_multiple_of(k))
-        .map_or(chunk_size, |k| chunk_size / k)
+    (fragment_cells.div_ceil(BATCH_CELLS)..=fragment_cells.div_ceil(BATCH_CELLS / 4))
+        .find(|&k| fragment_cells.is_multiple_of(k))
+        .map_or(fragment_cells, |k| fragment_cells / k)
 }
 
-/// One past the last cell of the fragment holding `cell` (fragments are `chunk_size` cells
+/// One past the last cell of the fragment holding `cell` (fragments are `fragment_cells` cells
 /// from the range's start).
-fn fragment_end(range: CellRange, chunk_size: u64, cell: u64) -> u64 {
-    let chunk_size = chunk_size.max(1);
-    (range.start + ((cell - range.start) / chunk_size + 1) * chunk_size).min(range.end)
+fn fragment_end(range: CellRange, fragment_cells: u64, cell: u64) -> u64 {
+    let fragment_cells = fragment_cells.max(1);
+    (range.start + ((cell - range.start) / fragment_cells + 1) * fragment_cells).min(range.end)
 }
 
-/// Runs on a blocking thread: read every chunk and hand it to the writer; gives the reader
+/// Runs on a blocking thread: read every cell batch and hand it to the writer; gives the reader
 /// back for the parts written after the cells.
-fn produce_chunks(
+fn produce_batches(
     mut reader: Box<dyn InputReader>,
     range: CellRange,
-    chunk_size: u64,
+    fragment_cells: u64,
     gene_map: Option<&GeneMap>,
     tx: tokio::sync::mpsc::Sender<Result<CellBatch>>,
 ) -> Result<Box<dyn InputReader>> {
-    match reader.chunks(range, chunk_size) {
-        Ok(chunks) => {
-            for mut chunk in chunks {
-                if let (Ok(c), Some(map)) = (&mut chunk, gene_map) {
+    match reader.batches(range, fragment_cells) {
+        Ok(batches) => {
+            for mut batch in batches {
+                if let (Ok(c), Some(map)) = (&mut batch, gene_map) {
                     map.apply(&mut c.entries);
                     for layer in &mut c.layers {
                         map.apply(layer);
                     }
                 }
-                let failed = chunk.is_err();
+                let failed = batch.is_err();
                 // A closed channel means the writer already stopped with its own error.
-                if tx.blocking_send(chunk).is_err() || failed {
+                if tx.blocking_send(batch).is_err() || failed {
                     break;
                 }
             }
@@ -352,7 +352,7 @@ impl Progress {
         }
     }
 
-    fn chunk_written(&self, cells: CellRange, n_cells: u64, expression_rows: u64) {
+    fn fragment_written(&self, cells: CellRange, n_cells: u64, expression_rows: u64) {
         let seconds = self.started.elapsed().as_secs_f64();
         let done = cells.end - self.first_cell;
         let cells_per_second = if seconds > 0.0 {
@@ -361,7 +361,7 @@ impl Progress {
             0.0
         };
         tracing::info!(
-            event = "chunk.written",
+            event = "fragment.written",
             cells_done = cells.end,
             n_cells,
             expression_rows,
@@ -386,10 +386,10 @@ mod tests {
         assert_eq!(read_batch_cells(100_000), 1000);
         // A prime has no useful fraction: the whole fragment at once.
         assert_eq!(read_batch_cells(5003), 5003);
-        for chunk in [1, 7, 999, 1001, 2500, 4096, 5000, 12_345] {
-            let batch = read_batch_cells(chunk);
-            assert_eq!(chunk % batch, 0, "{chunk}: batches tile the fragment");
-            assert!(batch <= BATCH_CELLS.max(1) || batch == chunk);
+        for fragment in [1, 7, 999, 1001, 2500, 4096, 5000, 12_345] {
+            let batch = read_batch_cells(fragment);
+            assert_eq!(fragment % batch, 0, "{fragment}: batches tile the fragment");
+            assert!(batch <= BATCH_CELLS.max(1) || batch == fragment);
         }
     }
 

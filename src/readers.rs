@@ -132,15 +132,15 @@ pub trait InputReader: Send {
     fn scan(&mut self, values: ValueScan) -> Result<MatrixScan>;
     /// The var columns of all genes, and their names.
     fn genes(&mut self) -> Result<(RecordBatch, Vec<String>)>;
-    /// Chunks of at most `chunk_size` cells covering `range`, ascending.
-    fn chunks<'a>(
+    /// Batches of at most `batch_cells` cells covering `range`, ascending.
+    fn batches<'a>(
         &'a mut self,
         range: CellRange,
-        chunk_size: u64,
+        batch_cells: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<CellBatch>> + Send + 'a>>;
     /// Layers, obsm/varm, obsp/varp the input holds (none by default).
     fn parts(&self) -> &InputParts;
-    /// Prepare to read rows `rows` of `axis`'s pairwise matrices in chunks of `chunk_size`.
+    /// Prepare to read rows `rows` of `axis`'s pairwise matrices in batches of `batch_cells`.
     fn prepare_pairwise(&mut self, _axis: Axis, _rows: CellRange, _chunk_size: u64) -> Result<()> {
         Ok(())
     }

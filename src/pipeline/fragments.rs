@@ -13,7 +13,7 @@ use crate::slaf::writer::{BatchSender, FragmentTask, TableWriter};
 
 use super::{CellTables, Progress, RangeOutput};
 
-/// The fragments of one chunk of cells being written, one per table: each a Lance writer
+/// The fragments of one run of cells (`--chunk-size` of them) being written, one per table: each a Lance writer
 /// task fed batch by batch, started at its first non-empty batch.
 pub(super) struct OpenFragment {
     /// The fragment's cells.
@@ -111,7 +111,7 @@ impl ClosingFragment {
         }
         out.cells.extend(c);
         out.layers.extend(l);
-        progress.chunk_written(self.cells, n_cells, self.expression_rows);
+        progress.fragment_written(self.cells, n_cells, self.expression_rows);
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! obsp/varp rows → uncommitted fragments of `cellsxcells.lance` / `genesxgenes.lance`.
 //!
 //! Written by shards, like the per-cell tables: each shard of the (single) input writes the
-//! obsp rows of its own cells, and shard 0 writes every varp row, one fragment per `chunk_size`
-//! rows; commit only concatenates them. Fragments start at multiples of `chunk_size`, so the
+//! obsp rows of its own cells, and shard 0 writes every varp row, one fragment per `fragment_rows`
+//! rows; commit only concatenates them. Fragments start at multiples of `fragment_rows`, so the
 //! tables are the same however the cells were sharded.
 
 use std::path::Path;
@@ -38,7 +38,7 @@ pub fn pairwise_writer(
 }
 
 /// Write rows `rows` of every pairwise key of `axis` as uncommitted fragments of
-/// `chunk_size` rows under `root`; gives the reader back with the fragments, in row order.
+/// `fragment_rows` rows under `root`; gives the reader back with the fragments, in row order.
 pub async fn write_pairwise_rows(
     root: &Path,
     reader: Box<dyn InputReader>,
@@ -46,7 +46,7 @@ pub async fn write_pairwise_rows(
     keys: &[String],
     id_type: &DataType,
     rows: CellRange,
-    chunk_size: u64,
+    fragment_rows: u64,
 ) -> Result<(Box<dyn InputReader>, Vec<Fragment>)> {
     if keys.is_empty() || rows.is_empty() {
         return Ok((reader, Vec::new()));
@@ -54,12 +54,12 @@ pub async fn write_pairwise_rows(
     let writer = pairwise_writer(root, axis, keys, id_type)?;
     let mut reader = blocking(move || {
         let mut reader = reader;
-        reader.prepare_pairwise(axis, rows, chunk_size)?;
+        reader.prepare_pairwise(axis, rows, fragment_rows)?;
         Ok(reader)
     })
     .await?;
     let mut fragments = Vec::new();
-    for block in rows.split(chunk_size) {
+    for block in rows.split(fragment_rows) {
         let (back, entries) = blocking(move || {
             let mut reader = reader;
             let entries = reader.read_pairwise(axis, block)?;

@@ -198,10 +198,10 @@ impl InputReader for CellRangerReader {
         Ok((self.genes.var.clone(), self.genes.gene_ids.clone()))
     }
 
-    fn chunks<'a>(
+    fn batches<'a>(
         &'a mut self,
         range: CellRange,
-        chunk_size: u64,
+        batch_cells: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<CellBatch>> + Send + 'a>> {
         let CellRangerReader {
             path,
@@ -212,7 +212,7 @@ impl InputReader for CellRangerReader {
             ..
         } = self;
         let (path, n_features): (&Path, u64) = (path, *n_features);
-        Ok(Box::new(range.split(chunk_size).map(move |cells| {
+        Ok(Box::new(range.split(batch_cells).map(move |cells| {
             let mut entries = matrix.read_cells(path, cells, n_features)?;
             genes.apply(&mut entries);
             let rows = cells.start as usize..cells.end as usize;

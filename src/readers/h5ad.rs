@@ -247,10 +247,10 @@ impl InputReader for H5adReader {
         Ok((batch(&self.path, &self.var_fields, columns, n)?, names))
     }
 
-    fn chunks<'a>(
+    fn batches<'a>(
         &'a mut self,
         range: CellRange,
-        chunk_size: u64,
+        batch_cells: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<CellBatch>> + Send + 'a>> {
         if range.end > self.layout.n_cells {
             return Err(Error::Internal(format!(
@@ -260,12 +260,12 @@ impl InputReader for H5adReader {
         }
         let n_genes = self.layout.n_genes;
         self.matrix
-            .prepare(&self.path, range, chunk_size, n_genes)?;
+            .prepare(&self.path, range, batch_cells, n_genes)?;
         for (_, layer) in &mut self.layers {
-            layer.prepare(&self.path, range, chunk_size, n_genes)?;
+            layer.prepare(&self.path, range, batch_cells, n_genes)?;
         }
         for v in &mut self.obsm {
-            v.prepare(&self.path, range, chunk_size)?;
+            v.prepare(&self.path, range, batch_cells)?;
         }
         let H5adReader {
             path,
@@ -277,7 +277,7 @@ impl InputReader for H5adReader {
             ..
         } = self;
         let path: &Path = path;
-        Ok(Box::new(range.split(chunk_size).map(move |cells| {
+        Ok(Box::new(range.split(batch_cells).map(move |cells| {
             let rows = cells.start as usize..cells.end as usize;
             let entries = matrix.read_cells(path, cells, n_genes)?;
             let layer_entries = layers
@@ -299,7 +299,7 @@ impl InputReader for H5adReader {
         })))
     }
 
-    fn prepare_pairwise(&mut self, axis: Axis, rows: CellRange, chunk_size: u64) -> Result<()> {
+    fn prepare_pairwise(&mut self, axis: Axis, rows: CellRange, batch_cells: u64) -> Result<()> {
         let n = self.axis_len(axis);
         if rows.end > n {
             return Err(Error::Internal(format!(
@@ -309,7 +309,7 @@ impl InputReader for H5adReader {
         }
         let path = self.path.clone();
         for p in self.pairwise_mut(axis) {
-            p.prepare(&path, rows, chunk_size, n)?;
+            p.prepare(&path, rows, batch_cells, n)?;
         }
         Ok(())
     }

@@ -44,7 +44,6 @@ enum Storage {
     Chunked {
         chunk_len: usize,
         chunks: Vec<OnceLock<StoredChunk>>,
-        shuffle: bool,
         /// Positions of the filters in the pipeline (a chunk's mask refers to them).
         deflate: Option<usize>,
         shuffle_at: Option<usize>,
@@ -150,7 +149,6 @@ impl DirectArray {
             Storage::Chunked {
                 chunk_len,
                 chunks: (0..n_chunks).map(|_| OnceLock::new()).collect(),
-                shuffle: shuffle.is_some(),
                 deflate,
                 shuffle_at: shuffle,
             }
@@ -293,12 +291,15 @@ impl DirectArray {
                 decode_into(&buf.raw, self.element, piece);
             }
             Storage::Chunked {
-                chunk_len, shuffle, ..
+                chunk_len,
+                shuffle_at,
+                ..
             } => {
+                let shuffle = shuffle_at.is_some();
                 let c = at / chunk_len;
                 let skip = at - c * chunk_len;
                 let chunk_bytes = chunk_len * size;
-                let bytes = self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, *shuffle)?;
+                let bytes = self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, shuffle)?;
                 decode_into(&bytes[skip * size..], self.element, piece);
             }
         }

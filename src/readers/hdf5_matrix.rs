@@ -314,16 +314,16 @@ impl MatrixSource {
         })
     }
 
-    /// Prepare to read cells in `range` in chunks of `chunk_size` (CSC: bucket to temp files).
+    /// Prepare to read cells in `range` in chunks of `batch_cells` (CSC: bucket to temp files).
     pub fn prepare(
         &mut self,
         path: &Path,
         range: CellRange,
-        chunk_size: u64,
+        batch_cells: u64,
         n_genes: u64,
     ) -> Result<()> {
         if let MatrixSource::Csc(c, transposed) = self {
-            *transposed = Some(transpose(path, c, range, chunk_size, n_genes)?);
+            *transposed = Some(transpose(path, c, range, batch_cells, n_genes)?);
         }
         Ok(())
     }
@@ -359,11 +359,10 @@ impl MatrixSource {
                 entries.sort_within_cells();
                 Ok(entries)
             }
-            MatrixSource::Csc(c, transposed) => {
+            MatrixSource::Csc(_, transposed) => {
                 let t = transposed
                     .as_mut()
                     .ok_or_else(|| Error::Internal("CSC read before prepare".into()))?;
-                let _ = c;
                 t.read_cells(cells)
             }
             MatrixSource::Dense(ds) => {
@@ -466,10 +465,10 @@ fn transpose(
     path: &Path,
     c: &Compressed,
     range: CellRange,
-    chunk_size: u64,
+    batch_cells: u64,
     n_genes: u64,
 ) -> Result<CellBuckets> {
-    let mut buckets = CellBuckets::new(range, chunk_size)?;
+    let mut buckets = CellBuckets::new(range, batch_cells)?;
     let indptr = read_indptr(path, c, n_genes)?;
     let total = indptr[n_genes as usize] as usize;
     let mut gene = 0usize;

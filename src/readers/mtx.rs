@@ -202,10 +202,10 @@ impl InputReader for MtxReader {
         Ok((self.genes.var.clone(), self.genes.gene_ids.clone()))
     }
 
-    fn chunks<'a>(
+    fn batches<'a>(
         &'a mut self,
         range: CellRange,
-        chunk_size: u64,
+        batch_cells: u64,
     ) -> Result<Box<dyn Iterator<Item = Result<CellBatch>> + Send + 'a>> {
         let sorted = match self.sorted {
             Some(s) => s,
@@ -232,7 +232,7 @@ impl InputReader for MtxReader {
                 pending: None,
             }
         } else {
-            let mut buckets = CellBuckets::new(range, chunk_size)?;
+            let mut buckets = CellBuckets::new(range, batch_cells)?;
             while let Some((feature, cell, value)) = entries.next_entry()? {
                 buckets.push(cell, feature, value as f32)?;
             }
@@ -240,7 +240,7 @@ impl InputReader for MtxReader {
             Source::Spilled(buckets)
         };
         let this: &'a MtxReader = self;
-        Ok(Box::new(range.split(chunk_size).map(move |cells| {
+        Ok(Box::new(range.split(batch_cells).map(move |cells| {
             let spilled = matches!(source, Source::Spilled(_));
             let mut entries = source.read_cells(cells)?;
             this.genes.apply(&mut entries);
@@ -298,7 +298,7 @@ impl Source {
                         break;
                     };
                     if cell < cells.start {
-                        continue; // before the range: only on the first chunk of a shard
+                        continue; // before the range: only in the first batch of a shard
                     }
                     if cell >= cells.end {
                         *pending = Some((feature, cell, value));
@@ -346,7 +346,7 @@ mod tests {
         let mut r = MtxReader::open(dir, &TenxOptions::default())?;
         let scan = r.scan(ValueScan::Full)?;
         let chunks = r
-            .chunks(CellRange::new(0, 3), 2)?
+            .batches(CellRange::new(0, 3), 2)?
             .map(|c| c.map(|c| c.entries))
             .collect::<Result<Vec<_>>>()?;
         Ok((scan, chunks))
@@ -389,7 +389,7 @@ mod tests {
         // A shard trusts the plan; an input that changed since is an error, never wrong rows.
         let mut r = MtxReader::open(unsorted_dir.path(), &planned).unwrap();
         let err = r
-            .chunks(CellRange::new(0, 3), 3)
+            .batches(CellRange::new(0, 3), 3)
             .unwrap()
             .collect::<Result<Vec<_>>>()
             .unwrap_err();

@@ -38,14 +38,14 @@ pub struct CellBuckets {
 }
 
 impl CellBuckets {
-    /// Buckets for `range`, read back later in chunks of `chunk_size` cells.
-    pub fn new(range: CellRange, chunk_size: u64) -> Result<Self> {
+    /// Buckets for `range`, read back later in chunks of `batch_cells` cells.
+    pub fn new(range: CellRange, batch_cells: u64) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("slaf-convert-spill-")
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let n_chunks = range.len().div_ceil(chunk_size.max(1)).max(1);
-        let cells_per_bucket = chunk_size.max(1) * n_chunks.div_ceil(MAX_BUCKETS);
+        let n_chunks = range.len().div_ceil(batch_cells.max(1)).max(1);
+        let cells_per_bucket = batch_cells.max(1) * n_chunks.div_ceil(MAX_BUCKETS);
         let n_buckets = range.len().div_ceil(cells_per_bucket).max(1);
         let writers = (0..n_buckets)
             .map(|b| {

@@ -1,8 +1,9 @@
-//! The SLAF table schemas: column names, id widths, value type, column-name sanitising.
+//! The SLAF table schemas and how their columns are stored: table directory names, id widths,
+//! the Arrow schema of each table, and Lance's encoding choices (compression, bit-packing).
 //!
-//! Every output type is fixed here before the first batch is written (as arrow-rs readers fix
-//! a schema before decoding): id widths from the matrix shape, the value type from a full pass
-//! over every stored value. Readers and the writer both meet in these types.
+//! Every output type is fixed before the first batch is written (as arrow-rs readers fix a
+//! schema before decoding): id widths from the matrix shape, the value type from the plan's
+//! scan (every stored value, or a sample the writer then checks every value against).
 //! Format reference: `docs/slaf-format.md` §2 and Appendix A.
 
 use std::sync::Arc;
@@ -119,21 +120,6 @@ pub fn expression_id_types(id_types: IdTypes, n_cells: u64, n_genes: u64) -> Exp
             gene: DataType::Int32,
         },
     }
-}
-
-/// The full schema of all three required tables, fixed before writing.
-#[derive(Debug, Clone)]
-pub struct SlafSchemas {
-    /// `expression.lance`.
-    pub expression: SchemaRef,
-    /// `cells.lance`: obs columns then `cell_id`, `cell_integer_id`, `cell_start_index`.
-    pub cells: SchemaRef,
-    /// `genes.lance`: var columns then `gene_id`, `gene_integer_id`.
-    pub genes: SchemaRef,
-    /// The value type chosen for expression.
-    pub value_type: ValueType,
-    /// The id types chosen for expression.
-    pub id_types: ExpressionIdTypes,
 }
 
 /// General-purpose compression of the gene id and value columns of `expression.lance` and

@@ -1,9 +1,11 @@
 //! The SLAF writer over Lance: write fragments now, commit them all later.
 //!
-//! Knows nothing of input formats. A [`TableWriter`] writes each record batch as one
-//! uncommitted Lance fragment (so a fragment never splits a cell when batches are
-//! cell-aligned) and [`TableWriter::commit`] makes all of them visible in one transaction, in
-//! the order given: that order is the cell order the upstream reader relies on. Until the
+//! Knows nothing of input formats. A [`TableWriter`] writes uncommitted Lance fragments, each
+//! from one record batch ([`TableWriter::write_fragment`]) or from the stream of batches sent
+//! to it ([`TableWriter::start_fragment`]: the pipeline sends a fragment's cells batch by
+//! batch, so a fragment never splits a cell), and [`TableWriter::commit`] makes all of them
+//! visible in one transaction, in the order given: that order is the cell order the upstream
+//! reader relies on. Until the
 //! commit nothing is visible; a killed run leaves only unreferenced data files.
 //! Write profile: Lance storage 2.2, v2 manifest paths, nullable fields
 //! (docs/slaf-format.md Appendix B).
@@ -34,7 +36,7 @@ pub fn write_params() -> WriteParams {
         data_storage_version: Some(STORAGE_VERSION),
         enable_v2_manifest_paths: true,
         enable_stable_row_ids: false,
-        // A fragment is one cell-aligned chunk; never let Lance split it.
+        // A fragment holds whole cells (the pipeline cuts them); never let Lance split it.
         max_rows_per_file: usize::MAX,
         ..Default::default()
     }
@@ -79,7 +81,7 @@ impl TableWriter {
     }
 
     /// Write `batch` as one uncommitted fragment; `None` for an empty batch (Lance has no
-    /// empty fragments, and an empty chunk needs none).
+    /// empty fragments, and an empty batch needs none).
     pub async fn write_fragment(&self, batch: RecordBatch) -> Result<Option<Fragment>> {
         if batch.num_rows() == 0 {
             return Ok(None);

@@ -77,7 +77,7 @@ fn test_sharded_run_equals_convert_and_logs_validate() {
         if let Err(e) = log_schema.validate(&v) {
             panic!("{line}: {e}");
         }
-        if v["event"] == "chunk.written" && v["plan_hash"] == hash.as_str() {
+        if v["event"] == "fragment.written" && v["plan_hash"] == hash.as_str() {
             assert!(v["shard"].is_u64(), "{line}");
             shard_lines += 1;
         }

@@ -210,7 +210,7 @@ def test_log_lines_validate_against_schema(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(l) for l in proc.stderr.splitlines() if l.strip()]
     events = [l.get("event") for l in lines]
-    assert events.count("chunk.written") == 6 and events[-1] == "convert.done", events
+    assert events.count("fragment.written") == 6 and events[-1] == "convert.done", events
     for line in lines:
         jsonschema.validate(line, schema)
 

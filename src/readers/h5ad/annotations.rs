@@ -132,9 +132,9 @@ impl VectorColumn {
     }
 
     /// Prepare sparse CSC sources for reading `range` in chunks.
-    pub fn prepare(&mut self, path: &Path, range: CellRange, chunk_size: u64) -> Result<()> {
+    pub fn prepare(&mut self, path: &Path, range: CellRange, batch_cells: u64) -> Result<()> {
         if let VectorSource::Sparse(m) = &mut self.source {
-            m.prepare(path, range, chunk_size, self.dim as u64)?;
+            m.prepare(path, range, batch_cells, self.dim as u64)?;
         }
         Ok(())
     }
@@ -233,10 +233,10 @@ impl PairwiseMatrix {
         &mut self,
         path: &Path,
         range: CellRange,
-        chunk_size: u64,
+        batch_cells: u64,
         n: u64,
     ) -> Result<()> {
-        self.source.prepare(path, range, chunk_size, n)
+        self.source.prepare(path, range, batch_cells, n)
     }
 
     /// The stored entries of `rows`.

@@ -200,13 +200,13 @@ pub(super) fn source_names(paths: &[&Path]) -> Vec<String> {
 pub(super) fn kept_row_offsets(
     reader: &mut dyn InputReader,
     map: &GeneMap,
-    chunk: u64,
+    batch_cells: u64,
 ) -> Result<Vec<u64>> {
     let n_cells = reader.layout().n_cells;
     let mut offsets = Vec::with_capacity(n_cells as usize + 1);
     offsets.push(0u64);
-    for chunk in reader.chunks(CellRange::new(0, n_cells), chunk)? {
-        let mut entries = chunk?.entries;
+    for batch in reader.batches(CellRange::new(0, n_cells), batch_cells)? {
+        let mut entries = batch?.entries;
         map.apply(&mut entries);
         let base = *offsets.last().unwrap_or(&0);
         offsets.extend(entries.offsets[1..].iter().map(|o| base + o));
