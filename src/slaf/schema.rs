@@ -71,34 +71,13 @@ pub enum IdTypes {
 )]
 pub struct ExpressionIdTypes {
     /// Type of `cell_integer_id`.
-    #[serde(with = "id_type_name")]
-    #[schemars(with = "String")]
+    #[serde(with = "crate::slaf::column_type::as_column_type")]
+    #[schemars(with = "crate::slaf::column_type::ColumnType")]
     pub cell: DataType,
     /// Type of `gene_integer_id`.
-    #[serde(with = "id_type_name")]
-    #[schemars(with = "String")]
+    #[serde(with = "crate::slaf::column_type::as_column_type")]
+    #[schemars(with = "crate::slaf::column_type::ColumnType")]
     pub gene: DataType,
-}
-
-/// Id column types as their Arrow names ("Int32", "UInt16", ...) in plans and receipts.
-mod id_type_name {
-    use arrow::datatypes::DataType;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &DataType, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DataType, D::Error> {
-        let name = String::deserialize(d)?;
-        Ok(match name.as_str() {
-            "Int32" => DataType::Int32,
-            "Int64" => DataType::Int64,
-            "UInt32" => DataType::UInt32,
-            "UInt16" => DataType::UInt16,
-            other => return Err(serde::de::Error::custom(format!("unknown id type {other}"))),
-        })
-    }
 }
 
 /// Resolve the id column types for a matrix of the given shape.

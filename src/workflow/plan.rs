@@ -28,6 +28,7 @@ use arrow::datatypes::Field;
 
 use crate::cells::{CellRange, GeneMap, InputParts};
 use crate::readers::{self, ReadOptions, ValueScan};
+use crate::slaf::column_type::ColumnType;
 use crate::slaf::schema::{expression_id_types, CellTablesProfile, IdTypes};
 use crate::values::ValueType;
 use crate::workflow::manifest::Manifest;
@@ -83,32 +84,33 @@ pub struct Plan {
     pub shards: Vec<PlannedShard>,
 }
 
-/// A column of the dataset: its name and Arrow type (as Arrow prints it).
+/// A column of the dataset: its name and Arrow type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlannedColumn {
     /// Output column name.
     pub name: String,
-    /// Arrow data type, e.g. `Utf8`, `Float64`, `FixedSizeList(2 x Float32)`.
-    pub data_type: String,
+    /// Arrow data type, e.g. `"utf8"`, `"float64"`, `{"float32_vector": {"dim": 2}}`.
+    pub data_type: ColumnType,
 }
 
 impl PlannedColumn {
-    fn of(field: &Field) -> Self {
-        PlannedColumn {
+    fn of(field: &Field) -> Result<Self> {
+        let data_type = ColumnType::of(field.data_type()).ok_or_else(|| {
+            Error::Internal(format!(
+                "column {}: a reader gave the type {}, which plans cannot carry",
+                field.name(),
+                field.data_type()
+            ))
+        })?;
+        Ok(PlannedColumn {
             name: field.name().clone(),
-            data_type: field.data_type().to_string(),
-        }
+            data_type,
+        })
     }
 
     /// The nullable Arrow field.
     pub fn field(&self) -> Result<Field> {
-        let data_type: arrow::datatypes::DataType = self.data_type.parse().map_err(|e| {
-            Error::Internal(format!(
-                "column {}: type {}: {e}",
-                self.name, self.data_type
-            ))
-        })?;
-        Ok(Field::new(&self.name, data_type, true))
+        Ok(Field::new(&self.name, self.data_type.data_type(), true))
     }
 
     /// Fields of `columns`.
@@ -351,7 +353,8 @@ impl Plan {
             row_base += input.rows;
         }
         let id_types = options.id_types;
-        let var_columns: Vec<PlannedColumn> = var.iter().map(PlannedColumn::of).collect();
+        let var_columns: Vec<PlannedColumn> =
+            var.iter().map(PlannedColumn::of).collect::<Result<_>>()?;
         let var_inputs: Vec<InputVar> = paths
             .iter()
             .zip(&metas)
@@ -378,7 +381,7 @@ impl Plan {
             n_cells,
             n_genes,
             genes,
-            obs_columns: obs.iter().map(PlannedColumn::of).collect(),
+            obs_columns: obs.iter().map(PlannedColumn::of).collect::<Result<_>>()?,
             var_columns,
             profile: CellTablesProfile {
                 value_type,
