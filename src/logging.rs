@@ -4,7 +4,11 @@
 //! `fragment.written`, `convert.done`) so workflow engines and tests can follow progress;
 //! stdout is kept for results only. JSON lines are flat: the fields of the spans an event is
 //! in (`plan_hash`, `shard`) sit beside its own, so `jq .plan_hash` works on every line of a
-//! shard or commit.
+//! shard or commit. Human lines ([`human`]) carry the message alone, and on a terminal a live
+//! [`progress`] display replaces the per-fragment lines.
+
+mod human;
+pub mod progress;
 
 use std::fmt;
 
@@ -45,20 +49,46 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
         LogFormat::Human => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    let terminal = std::io::stderr().is_terminal();
+    if !json && terminal && !quiet {
+        progress::enable();
+    }
+    // Span fields are recorded as JSON for both formats: each picks what it shows.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(!json && std::io::stderr().is_terminal());
+        .with_writer(progress::SuspendingStderr::default)
+        .fmt_fields(JsonFields::new());
     // A second init (tests calling the library twice) is harmless: keep the first.
     let _ = if json {
-        builder
-            .fmt_fields(JsonFields::new())
-            .event_format(FlatJson)
-            .try_init()
+        builder.event_format(FlatJson).try_init()
     } else {
-        builder.compact().try_init()
+        builder
+            .event_format(human::HumanLines {
+                color: terminal && std::env::var_os("NO_COLOR").is_none(),
+            })
+            .try_init()
     };
+}
+
+/// The fields of every span enclosing `event` (outermost first), then the event's own.
+fn event_fields<S, N>(ctx: &FmtContext<'_, S, N>, event: &Event<'_>) -> Map<String, Value>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let mut map = Map::new();
+    if let Some(scope) = ctx.event_scope() {
+        for span in scope.from_root() {
+            let extensions = span.extensions();
+            if let Some(fields) = extensions.get::<FormattedFields<N>>() {
+                if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&fields.fields) {
+                    map.extend(o);
+                }
+            }
+        }
+    }
+    event.record(&mut JsonVisitor(&mut map));
+    map
 }
 
 /// One JSON object per event: timestamp, level, the fields of every enclosing span (outermost
@@ -84,17 +114,7 @@ where
                 .into(),
         );
         map.insert("level".into(), event.metadata().level().to_string().into());
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&fields.fields) {
-                        map.extend(o);
-                    }
-                }
-            }
-        }
-        event.record(&mut JsonVisitor(&mut map));
+        map.extend(event_fields(ctx, event));
         map.entry("message").or_insert_with(|| Value::from(""));
         writeln!(writer, "{}", Value::Object(map))
     }

@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use lance::table::format::Fragment;
+
+use crate::logging::progress::CellProgress;
 use serde::{Deserialize, Serialize};
 
 mod fragments;
@@ -337,11 +339,12 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("reader thread: {e}")))?
 }
 
-/// Progress of one cell range: a `chunk.written` event per chunk with cells done, the total
-/// and the rate since the range started.
+/// Progress of one cell range: a bar on a terminal, otherwise a `fragment.written` event per
+/// fragment with cells done, the total and the rate since the range started.
 struct Progress {
     started: std::time::Instant,
     first_cell: u64,
+    display: CellProgress,
 }
 
 impl Progress {
@@ -349,12 +352,20 @@ impl Progress {
         Progress {
             started: std::time::Instant::now(),
             first_cell: range.start,
+            display: CellProgress::start(
+                format!("cells {}..{}", range.start, range.end),
+                range.len(),
+            ),
         }
     }
 
     fn fragment_written(&self, cells: CellRange, n_cells: u64, expression_rows: u64) {
         let seconds = self.started.elapsed().as_secs_f64();
         let done = cells.end - self.first_cell;
+        self.display.set(done);
+        if self.display.is_shown() {
+            return;
+        }
         let cells_per_second = if seconds > 0.0 {
             (done as f64 / seconds).round()
         } else {
