@@ -1,0 +1,340 @@
+//! Building a plan, step by step: open the inputs, decide what the dataset holds (genes,
+//! columns, parts), scan every input (value types, rows per cell), cut the shards.
+
+use std::path::Path;
+
+use arrow::datatypes::Field;
+
+use super::dataset::{dataset_genes, dataset_obs, kept_row_offsets, source_names, InputMeta};
+use super::var_table::{self, InputVar};
+use super::{
+    input_files, Fingerprint, Plan, PlannedColumn, PlannedInput, PlannedShard, ShardSize,
+    PLAN_FORMAT,
+};
+use crate::cells::{CellRange, GeneMap, InputParts};
+use crate::error::{Error, Result};
+use crate::readers::{self, ValueScan};
+use crate::slaf::schema::{expression_id_types, CellTablesProfile, IdTypes};
+use crate::values::ValueType;
+use crate::workflow::manifest::{Manifest, ManifestOptions, Sharding};
+
+impl Plan {
+    /// [`Plan::build`], reading as much of the values as `values` says: with
+    /// [`ValueScan::RowsOnly`] a CSR input's values are not read at all (`convert` reads X
+    /// once, when it writes it).
+    pub fn build_scanning(manifest: &Manifest, size: ShardSize, values: ValueScan) -> Result<Plan> {
+        let options = &manifest.options;
+        let multi_file = manifest.inputs.len() > 1;
+        let mut metas = open_inputs(manifest)?;
+        let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
+        let genes = dataset_genes(&paths, &metas, options.genes)?;
+        let obs = dataset_obs(&paths, &metas, options.missing_obs_columns)?;
+        check_combinable(&paths, &metas, &obs, multi_file)?;
+        let parts = selected_parts(&metas[0], options, &obs, multi_file);
+        let (obs, var) = selected_columns(&metas[0], options, obs);
+        let scanned = scan_inputs(manifest, &mut metas, &genes, &obs, values)?;
+        let n_cells = scanned.n_cells;
+        let n_genes = genes.len() as u64;
+        let per_shard = shard_cells(size, &manifest.sharding, n_cells, options.chunk_size);
+        let shards = cut_shards(&scanned.inputs, &scanned.row_offsets, per_shard);
+        let var_columns: Vec<PlannedColumn> =
+            var.iter().map(PlannedColumn::of).collect::<Result<_>>()?;
+        let var_inputs: Vec<InputVar> = paths
+            .iter()
+            .zip(&metas)
+            .map(|(&path, meta)| InputVar {
+                path,
+                var: &meta.var,
+                names: &meta.genes,
+            })
+            .collect();
+        let var_batch =
+            var_table::dataset_var(&genes, &PlannedColumn::fields(&var_columns)?, &var_inputs)?;
+        let uns = options.uns && !multi_file;
+        let uns_document = match uns {
+            true => metas[0].reader.uns()?,
+            false => None,
+        };
+        let mut plan = Plan {
+            format_version: PLAN_FORMAT,
+            plan_hash: String::new(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            output: manifest.output.clone(),
+            chunk_size: options.chunk_size,
+            compact_ids: options.id_types == IdTypes::Compact,
+            n_cells,
+            n_genes,
+            genes,
+            obs_columns: obs.iter().map(PlannedColumn::of).collect::<Result<_>>()?,
+            var_columns,
+            profile: CellTablesProfile {
+                value_type: scanned.value_type,
+                layer_types: match options.layers {
+                    true => scanned.layer_types,
+                    false => Vec::new(),
+                },
+                ids: expression_id_types(options.id_types, n_cells, n_genes),
+                compression: options.compression,
+            },
+            types_guessed: scanned.types_guessed,
+            parts,
+            uns,
+            var_table: var_table::encode(&var_batch)?,
+            uns_document,
+            inputs: scanned.inputs,
+            shards,
+        };
+        plan.plan_hash = plan.content_hash();
+        Ok(plan)
+    }
+}
+
+/// Open every input and read its genes.
+fn open_inputs(manifest: &Manifest) -> Result<Vec<InputMeta>> {
+    let mut metas = Vec::with_capacity(manifest.inputs.len());
+    for input in &manifest.inputs {
+        let mut reader = readers::open(&input.path, &input.read_options())?;
+        let fingerprint = Fingerprint::of(&input.path)?;
+        let (var, genes) = reader.genes()?;
+        metas.push(InputMeta {
+            genes,
+            var,
+            fingerprint,
+            reader,
+        });
+    }
+    Ok(metas)
+}
+
+/// Refuse inputs whose layers differ, and an obs column that would clash with the
+/// `source_file` column of a multi-input dataset.
+fn check_combinable(
+    paths: &[&Path],
+    metas: &[InputMeta],
+    obs: &[Field],
+    multi_file: bool,
+) -> Result<()> {
+    let first = &metas[0];
+    for (path, meta) in paths.iter().zip(metas).skip(1) {
+        if meta.parts().layers != first.parts().layers {
+            return Err(Error::IncompatibleInputs {
+                path: path.to_path_buf(),
+                what: format!(
+                    "layers {:?} differ from {}'s {:?}",
+                    meta.parts().layers,
+                    paths[0].display(),
+                    first.parts().layers
+                ),
+            });
+        }
+    }
+    if multi_file {
+        if let Some(f) = obs.iter().find(|f| f.name() == crate::columns::SOURCE_FILE) {
+            return Err(Error::IncompatibleInputs {
+                path: paths[0].to_path_buf(),
+                what: format!(
+                    "obs column '{}' clashes with the source_file column of a multi-input dataset (rename it)",
+                    f.name()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The parts the dataset takes from the first input: those the options keep (obsp, varp and
+/// uns only from a single input), obsm keys only where their column survived.
+fn selected_parts(
+    first: &InputMeta,
+    options: &ManifestOptions,
+    obs: &[Field],
+    multi_file: bool,
+) -> InputParts {
+    let mut parts = first.parts().clone();
+    if !options.layers {
+        parts.layers.clear();
+    }
+    if !options.obsm {
+        parts.obsm.clear();
+    }
+    parts
+        .obsm
+        .retain(|(k, _)| obs.iter().any(|f| f.name() == k));
+    if !options.varm {
+        parts.varm.clear();
+    }
+    if !options.obsp || multi_file {
+        parts.obsp.clear();
+    }
+    if !options.varp || multi_file {
+        parts.varp.clear();
+    }
+    if multi_file && (!first.parts().obsp.is_empty() || !first.parts().varp.is_empty()) {
+        tracing::warn!(
+            event = "input.skipped",
+            "obsp/varp/uns are not combined across inputs: left out"
+        );
+    }
+    parts
+}
+
+/// The obs and var columns without the obsm/varm vector columns the options leave out.
+fn selected_columns(
+    first: &InputMeta,
+    options: &ManifestOptions,
+    obs: Vec<Field>,
+) -> (Vec<Field>, Vec<Field>) {
+    let is_vector_key =
+        |f: &Field, keys: &[(String, usize)]| keys.iter().any(|(k, _)| k == f.name());
+    let obs = obs
+        .into_iter()
+        .filter(|f| options.obsm || !is_vector_key(f, &first.parts().obsm))
+        .collect();
+    let var = first
+        .var()
+        .iter()
+        .filter(|f| options.varm || !is_vector_key(f, &first.parts().varm))
+        .cloned()
+        .collect();
+    (obs, var)
+}
+
+/// What the scan of every input decided.
+struct ScannedInputs {
+    inputs: Vec<PlannedInput>,
+    /// Per input, `n_cells + 1` offsets of its cells' expression rows.
+    row_offsets: Vec<Vec<u64>>,
+    value_type: ValueType,
+    layer_types: Vec<ValueType>,
+    types_guessed: bool,
+    n_cells: u64,
+}
+
+/// One pass over each input's matrix: value types, rows per cell (of the genes kept), and
+/// the input's entry in the plan.
+fn scan_inputs(
+    manifest: &Manifest,
+    metas: &mut [InputMeta],
+    genes: &[String],
+    obs: &[Field],
+    values: ValueScan,
+) -> Result<ScannedInputs> {
+    let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
+    let source_names = source_names(&paths);
+    let mut scanned = ScannedInputs {
+        inputs: Vec::new(),
+        row_offsets: Vec::new(),
+        value_type: ValueType::UInt16,
+        layer_types: Vec::new(),
+        types_guessed: false,
+        n_cells: 0,
+    };
+    for (i, (input, meta)) in manifest.inputs.iter().zip(metas.iter_mut()).enumerate() {
+        let mut read = input.read_options();
+        let reader = &mut meta.reader;
+        let map = GeneMap::between(&meta.genes, genes)
+            .map_err(|what| Error::invalid(&input.path, what))?;
+        let mut scan = reader.scan(values)?;
+        scanned.types_guessed |= scan.types_guessed;
+        read.tenx.cells_sorted = reader.cells_sorted();
+        if let Some(map) = map.as_ref().filter(|m| m.dropped() > 0) {
+            // Dropped genes change every cell's row count: count what is kept.
+            scan.row_offsets = kept_row_offsets(reader.as_mut(), map, manifest.options.chunk_size)?;
+        }
+        tracing::info!(event = "input.scanned", input = %input.path.display(), n_cells = reader.layout().n_cells, expression_rows = scan.total_rows(), "scanned input");
+        if i == 0 {
+            scanned.layer_types = scan.layer_types.clone();
+        } else {
+            for (t, s) in scanned.layer_types.iter_mut().zip(&scan.layer_types) {
+                *t = widest(*t, *s);
+            }
+        }
+        scanned.value_type = widest(scanned.value_type, scan.value_type);
+        let n_cells = reader.layout().n_cells;
+        let obs_missing = obs
+            .iter()
+            .filter(|f| !meta.obs().iter().any(|g| g.name() == f.name()))
+            .map(|f| f.name().clone())
+            .collect();
+        let absolute = std::path::absolute(&input.path).map_err(|e| Error::io(&input.path, e))?;
+        let base = match manifest.base.as_os_str().is_empty() {
+            true => absolute.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            false => manifest.base.clone(),
+        };
+        scanned.inputs.push(PlannedInput {
+            relative: input_files::relative_to(&absolute, &base),
+            fingerprint: meta.fingerprint.clone(),
+            path: input.path.clone(),
+            source_name: source_names[i].clone(),
+            read,
+            n_cells,
+            cell_offset: scanned.n_cells,
+            rows: scan.total_rows(),
+            genes_remapped: map.is_some(),
+            genes_dropped: map.as_ref().map_or(0, |m| m.dropped() as u64),
+            obs_missing,
+        });
+        scanned.n_cells += n_cells;
+        scanned.row_offsets.push(scan.row_offsets);
+    }
+    Ok(scanned)
+}
+
+/// Shards of at most `per_shard` cells, never spanning two inputs; an input without cells
+/// still gets one (it writes the varp rows).
+fn cut_shards(
+    inputs: &[PlannedInput],
+    row_offsets: &[Vec<u64>],
+    per_shard: u64,
+) -> Vec<PlannedShard> {
+    let mut shards = Vec::new();
+    let mut row_base = 0u64;
+    for (i, input) in inputs.iter().enumerate() {
+        let mut ranges: Vec<CellRange> =
+            CellRange::new(0, input.n_cells).split(per_shard).collect();
+        if ranges.is_empty() {
+            ranges.push(CellRange::new(0, 0));
+        }
+        let offsets = &row_offsets[i];
+        for range in ranges {
+            shards.push(PlannedShard {
+                index: shards.len(),
+                input: i,
+                start: range.start,
+                end: range.end,
+                row_offset: row_base + offsets[range.start as usize],
+                rows: offsets[range.end as usize] - offsets[range.start as usize],
+            });
+        }
+        row_base += input.rows;
+    }
+    shards
+}
+
+/// The narrower type only when both are narrow.
+fn widest(a: ValueType, b: ValueType) -> ValueType {
+    if a == ValueType::UInt16 && b == ValueType::UInt16 {
+        ValueType::UInt16
+    } else {
+        ValueType::Float32
+    }
+}
+
+/// Cells per shard: what the command line or the manifest asks, in whole fragments.
+fn shard_cells(size: ShardSize, sharding: &Sharding, n_cells: u64, fragment_cells: u64) -> u64 {
+    let cells = size
+        .cells_per_shard
+        .or(sharding.cells_per_shard)
+        .or_else(|| {
+            size.shards
+                .or(sharding.shards)
+                .map(|n| n_cells.div_ceil(n.max(1)))
+        })
+        .unwrap_or(u64::MAX)
+        .max(size.min_cells_per_shard.unwrap_or(1));
+    // Whole fragments per shard: a fragment is the same wherever it was written.
+    cells
+        .max(1)
+        .div_ceil(fragment_cells)
+        .saturating_mul(fragment_cells)
+}
