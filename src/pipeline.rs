@@ -8,10 +8,11 @@
 
 use std::path::Path;
 
+use arrow::array::RecordBatch;
 use lance::table::format::Fragment;
+use serde::{Deserialize, Serialize};
 
 use crate::logging::progress::CellProgress;
-use serde::{Deserialize, Serialize};
 
 mod fragments;
 pub mod pairwise;
@@ -181,7 +182,6 @@ impl CellTables {
         let progress = Progress::new(range);
         let mut out = RangeOutput::default();
         let mut rows = row_base;
-        let p = &self.profile;
         let mut open: Option<OpenFragment> = None;
         // Fragments whose streams are closed while Lance finishes their files, oldest first.
         let mut closing: std::collections::VecDeque<ClosingFragment> = Default::default();
@@ -198,36 +198,15 @@ impl CellTables {
                         ),
                     )),
                 };
-                let cell_batch = cells_batch(
-                    self.cells.schema(),
-                    &batch,
-                    cell_offset,
-                    rows,
-                    source_file.as_deref(),
-                )
-                .map_err(|e| e.about_input(&input))?;
-                let layer_batch = match &self.layers {
-                    Some(l) => Some(layers_batch(
-                        &input,
-                        l.schema(),
-                        &p.ids,
-                        &p.layer_types,
-                        cell_offset + batch.cells.start,
-                        &batch.layers,
-                    )?),
-                    None => None,
-                };
                 let cells_range = batch.cells;
+                let first_row = rows;
                 rows += batch.entries.genes.len() as u64;
-                // The expression batch takes over the entries' buffers; the rest of the cell batch
-                // is freed before encoding.
-                let (expr_batch, batch_stats) = expression_batch(
+                let (expr_batch, cell_batch, layer_batch, batch_stats) = self.table_batches(
                     &input,
-                    self.expression.schema(),
-                    &p.ids,
-                    p.value_type,
-                    cell_offset + cells_range.start,
-                    batch.entries,
+                    batch,
+                    cell_offset,
+                    first_row,
+                    source_file.as_deref(),
                 )?;
                 fragment.send(expr_batch, cell_batch, layer_batch).await?;
                 fragment.stats.merge(&batch_stats);
@@ -275,6 +254,48 @@ impl CellTables {
             )));
         }
         Ok((reader, out))
+    }
+
+    /// The expression, cells and layers record batches of one cell batch, and its value
+    /// statistics. The expression batch takes over the entries' buffers; the rest of the cell
+    /// batch is freed before encoding.
+    fn table_batches(
+        &self,
+        input: &Path,
+        batch: CellBatch,
+        cell_offset: u64,
+        first_row: u64,
+        source_file: Option<&str>,
+    ) -> Result<(RecordBatch, RecordBatch, Option<RecordBatch>, ValueStats)> {
+        let p = &self.profile;
+        let cell_batch = cells_batch(
+            self.cells.schema(),
+            &batch,
+            cell_offset,
+            first_row,
+            source_file,
+        )
+        .map_err(|e| e.about_input(input))?;
+        let layer_batch = match &self.layers {
+            Some(l) => Some(layers_batch(
+                input,
+                l.schema(),
+                &p.ids,
+                &p.layer_types,
+                cell_offset + batch.cells.start,
+                &batch.layers,
+            )?),
+            None => None,
+        };
+        let (expr_batch, stats) = expression_batch(
+            input,
+            self.expression.schema(),
+            &p.ids,
+            p.value_type,
+            cell_offset + batch.cells.start,
+            batch.entries,
+        )?;
+        Ok((expr_batch, cell_batch, layer_batch, stats))
     }
 }
 

@@ -40,7 +40,7 @@ use crate::workflow::manifest::check_output_apart;
 use crate::workflow::plan::{Plan, PlannedColumn};
 use crate::workflow::shard::Receipt;
 
-use self::receipts::{collect, tables_hold};
+use self::receipts::{collect, tables_hold, Located};
 pub use self::state::COMMITTED_PLAN_FILE;
 use self::state::{
     adopt, check_ours, clean_tables, committed_plan, record_committed_plan, remove_stale_parts,
@@ -135,16 +135,36 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
             adopt(dir, output, &r.receipt)?;
         }
     }
+    let written = commit_tables(plan, &receipts).await?;
+    let uns_written = match &plan.uns_document {
+        Some(uns) if plan.uns => {
+            write_json(output, UNS_FILE, uns)?;
+            true
+        }
+        _ => false,
+    };
+    remove_stale_parts(output, &written, uns_written)?;
+    clean_tables(output, &plan.plan_hash).await?;
+    let summary = dataset_summary(plan, &receipts)?;
+    let created_at = chrono::Local::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string();
+    record_committed_plan(output, &plan.plan_hash)?;
+    write_config(output, &config_document(&summary, &created_at))?;
+    write_marker(plan, rows, started).await
+}
+
+/// One transaction per table over the receipts' fragments, in dataset order; the genes table
+/// is written whole from the plan. The table directories written.
+async fn commit_tables(plan: &Plan, receipts: &[Located]) -> Result<Vec<&'static str>> {
+    let output = &plan.output;
     let concat = |pick: fn(&Receipt) -> &Vec<Fragment>| -> Vec<Fragment> {
         receipts
             .iter()
             .flat_map(|r| pick(&r.receipt).iter().cloned())
             .collect()
     };
-
     let p = &plan.profile;
-    let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
-    let var_fields = PlannedColumn::fields(&plan.var_columns)?;
     let mut written = vec![EXPRESSION_TABLE, CELLS_TABLE, GENES_TABLE];
     let expression = TableWriter::new(
         &output.join(EXPRESSION_TABLE),
@@ -152,7 +172,10 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     )?;
     let cells = TableWriter::new(
         &output.join(CELLS_TABLE),
-        cells_schema(&obs_fields, plan.is_multi_file()),
+        cells_schema(
+            &PlannedColumn::fields(&plan.obs_columns)?,
+            plan.is_multi_file(),
+        ),
     )?;
     expression.commit(concat(|r| &r.expression)).await?;
     cells.commit(concat(|r| &r.cells)).await?;
@@ -164,20 +187,24 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         layers.commit(concat(|r| &r.layers)).await?;
         written.push(LAYERS_TABLE);
     }
-    let genes = TableWriter::new(&output.join(GENES_TABLE), genes_schema(&var_fields))?;
+    let genes = TableWriter::new(
+        &output.join(GENES_TABLE),
+        genes_schema(&PlannedColumn::fields(&plan.var_columns)?),
+    )?;
     let var = plan.var_batch(output)?;
     genes
         .replace_all(genes_batch(genes.schema(), &var, &plan.genes)?)
         .await?;
-    let parts = plan.parts.clone();
     for (axis, keys, id_type, pick) in [
         (
             Axis::Cells,
-            &parts.obsp,
+            &plan.parts.obsp,
             &p.ids.cell,
             (|r| &r.cellsxcells) as fn(&Receipt) -> &Vec<Fragment>,
         ),
-        (Axis::Genes, &parts.varp, &p.ids.gene, |r| &r.genesxgenes),
+        (Axis::Genes, &plan.parts.varp, &p.ids.gene, |r| {
+            &r.genesxgenes
+        }),
     ] {
         if keys.is_empty() {
             continue;
@@ -187,53 +214,44 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
             .await?;
         written.push(pairwise_table(axis).0);
     }
-    let uns_written = match &plan.uns_document {
-        Some(uns) if plan.uns => {
-            write_json(output, UNS_FILE, uns)?;
-            true
-        }
-        _ => false,
-    };
-    remove_stale_parts(output, &written, uns_written)?;
-    clean_tables(output, &plan.plan_hash).await?;
+    Ok(written)
+}
 
+/// What config.json says of the committed dataset: counts, the value statistics merged
+/// fragment by fragment in dataset order (the same bits however the cells were sharded).
+fn dataset_summary(plan: &Plan, receipts: &[Located]) -> Result<DatasetSummary> {
     let mut stats = ValueStats::default();
-    // Fragment by fragment in dataset order: the same bits however the cells were sharded.
     for s in receipts.iter().flat_map(|r| &r.receipt.fragment_stats) {
         stats.merge(s);
     }
-    let strings = |fields: &[arrow::datatypes::Field],
-                   rows: u64,
-                   schema: &dyn Fn(&[arrow::datatypes::Field]) -> arrow::datatypes::SchemaRef|
-     -> Vec<String> {
-        if rows > 0 {
-            return Vec::new();
-        }
-        schema(fields)
-            .fields()
-            .iter()
-            .filter(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
-            .map(|f| f.name().clone())
-            .collect()
-    };
-    let summary = DatasetSummary {
+    let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
+    let var_fields = PlannedColumn::fields(&plan.var_columns)?;
+    Ok(DatasetSummary {
         n_cells: plan.n_cells,
         n_genes: plan.n_genes,
         stats,
-        compact_ids: p.ids.gene == arrow::datatypes::DataType::UInt16,
-        empty_obs_strings: strings(&obs_fields, plan.n_cells, &|f| {
-            cells_schema(f, plan.is_multi_file())
-        }),
-        empty_var_strings: strings(&var_fields, plan.n_genes, &genes_schema),
-        parts,
+        compact_ids: plan.profile.ids.gene == arrow::datatypes::DataType::UInt16,
+        empty_obs_strings: empty_table_strings(
+            &cells_schema(&obs_fields, plan.is_multi_file()),
+            plan.n_cells,
+        ),
+        empty_var_strings: empty_table_strings(&genes_schema(&var_fields), plan.n_genes),
+        parts: plan.parts.clone(),
         multi_file: plan.is_multi_file().then(|| multi_file(plan)),
-    };
-    let created_at = chrono::Local::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f")
-        .to_string();
-    record_committed_plan(output, &plan.plan_hash)?;
-    write_config(output, &config_document(&summary, &created_at))?;
-    write_marker(plan, rows, started).await
+    })
+}
+
+/// The string columns of a table with no rows (see [`DatasetSummary::empty_obs_strings`]).
+fn empty_table_strings(schema: &arrow::datatypes::Schema, rows: u64) -> Vec<String> {
+    if rows > 0 {
+        return Vec::new();
+    }
+    schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+        .map(|f| f.name().clone())
+        .collect()
 }
 
 async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<CompletionMarker> {

@@ -26,7 +26,7 @@ use crate::slaf::schema::{
     CELLSXCELLS_TABLE, CELLS_TABLE, EXPRESSION_TABLE, GENESXGENES_TABLE, LAYERS_TABLE,
 };
 use crate::slaf::value_stats::ValueStats;
-use crate::workflow::plan::{locate, Plan, PlannedColumn, PlannedShard};
+use crate::workflow::plan::{locate, Plan, PlannedColumn, PlannedInput, PlannedShard};
 
 /// Version of the receipt layout.
 pub const RECEIPT_FORMAT: u32 = 2;
@@ -177,25 +177,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     let shard = plan.shard(index)?.clone();
     let input = &plan.inputs[shard.input];
     let input_path = locate(input, task.inputs)?;
-    let mut _running: Option<RunningMark> = None;
-    let root = match placement {
-        Placement::Staged { dir } => {
-            prepare_staged_dir(dir)?;
-            dir.clone()
-        }
-        Placement::SharedTarget => {
-            // Marks the output as a dataset in the making (commit refuses foreign directories)
-            // and this shard as writing there (a commit of another plan leaves the files of
-            // running shards alone).
-            let receipts = shared_receipts_dir(&plan.output, &plan.plan_hash);
-            std::fs::create_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
-            let running = receipts.join(format!("shard-{index:06}{RUNNING_SUFFIX}"));
-            std::fs::write(&running, b"").map_err(|e| Error::io(&running, e))?;
-            _running = Some(RunningMark(running));
-            plan.output.clone()
-        }
-        Placement::Discard => plan.output.clone(),
-    };
+    let (root, _running) = prepare_root(plan, index, placement)?;
     let receipt_path = match (receipt_path, placement) {
         (Some(p), _) => p.to_path_buf(),
         (None, Placement::Staged { dir }) => dir.join(RECEIPT_FILE),
@@ -203,23 +185,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
             shared_receipt_path(&plan.output, &plan.plan_hash, index)
         }
     };
-    let path = input_path.clone();
-    let read = input.read.clone();
-    let dataset_genes = plan.genes.clone();
-    let (reader, gene_map) = blocking(move || {
-        let mut reader = readers::open(&path, &read)?;
-        let (_, genes) = reader.genes()?;
-        let map =
-            GeneMap::between(&genes, &dataset_genes).map_err(|what| Error::invalid(&path, what))?;
-        Ok((reader, map))
-    })
-    .await?;
-    if reader.layout().n_cells != input.n_cells || gene_map.is_some() != input.genes_remapped {
-        return Err(Error::invalid(
-            &input_path,
-            "the input changed since it was planned (cells or genes differ): plan again",
-        ));
-    }
+    let (reader, gene_map) = open_as_planned(plan, input, &input_path).await?;
     let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
     let mut tables = CellTables::new(
         &root,
@@ -289,6 +255,59 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     write_json_file(&receipt_path, &receipt)?;
     tracing::info!(event = "shard.done", expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");
     Ok((receipt, receipt_path))
+}
+
+/// Where the shard writes (its staged directory, or the dataset), with the mark that says a
+/// shard is writing into a shared target (removed when it is dropped).
+fn prepare_root(
+    plan: &Plan,
+    index: usize,
+    placement: &Placement,
+) -> Result<(PathBuf, Option<RunningMark>)> {
+    match placement {
+        Placement::Staged { dir } => {
+            prepare_staged_dir(dir)?;
+            Ok((dir.clone(), None))
+        }
+        Placement::SharedTarget => {
+            // Marks the output as a dataset in the making (commit refuses foreign directories)
+            // and this shard as writing there (a commit of another plan leaves the files of
+            // running shards alone).
+            let receipts = shared_receipts_dir(&plan.output, &plan.plan_hash);
+            std::fs::create_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
+            let running = receipts.join(format!("shard-{index:06}{RUNNING_SUFFIX}"));
+            std::fs::write(&running, b"").map_err(|e| Error::io(&running, e))?;
+            Ok((plan.output.clone(), Some(RunningMark(running))))
+        }
+        Placement::Discard => Ok((plan.output.clone(), None)),
+    }
+}
+
+/// Open the shard's input and map its genes; an input whose cells or genes are not what the
+/// plan saw is refused.
+async fn open_as_planned(
+    plan: &Plan,
+    input: &PlannedInput,
+    input_path: &Path,
+) -> Result<(Box<dyn InputReader>, Option<GeneMap>)> {
+    let path = input_path.to_path_buf();
+    let read = input.read.clone();
+    let dataset_genes = plan.genes.clone();
+    let (reader, gene_map) = blocking(move || {
+        let mut reader = readers::open(&path, &read)?;
+        let (_, genes) = reader.genes()?;
+        let map =
+            GeneMap::between(&genes, &dataset_genes).map_err(|what| Error::invalid(&path, what))?;
+        Ok((reader, map))
+    })
+    .await?;
+    if reader.layout().n_cells != input.n_cells || gene_map.is_some() != input.genes_remapped {
+        return Err(Error::invalid(
+            input_path,
+            "the input changed since it was planned (cells or genes differ): plan again",
+        ));
+    }
+    Ok((reader, gene_map))
 }
 
 /// The pairwise rows a shard writes: obsp rows of its own cells, and (shard 0) every varp row.
