@@ -9,7 +9,7 @@ use slaf_convert::error::{Error, Result};
 use slaf_convert::workflow::convert::{
     convert, convert_manifest, read_only, single_input_manifest, ConvertOptions,
 };
-use slaf_convert::workflow::manifest::Manifest;
+use slaf_convert::workflow::manifest::{Manifest, ManifestOptions};
 use slaf_convert::workflow::plan::{Plan, ShardSize};
 use slaf_convert::workflow::shard::{run_shard as run_shard_impl, Placement, ShardTask};
 
@@ -136,10 +136,13 @@ async fn run_shard(args: ShardArgs) -> Result<()> {
 
 async fn run_convert(args: ConvertArgs) -> Result<()> {
     let options = ConvertOptions {
-        chunk_size: args.chunk_size,
+        dataset: ManifestOptions {
+            chunk_size: args.chunk_size,
+            compression: args.compression.0,
+            id_types: args.id_types.0,
+            ..ManifestOptions::default()
+        },
         overwrite: args.overwrite,
-        compression: args.compression.0,
-        id_types: args.id_types.0,
         read: ReadOptions {
             format: args.format.map(|f| f.0),
             raw: args.raw.0,

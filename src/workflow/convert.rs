@@ -19,7 +19,6 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::pipeline::blocking;
 use crate::readers::{ReadOptions, ValueScan};
-use crate::slaf::schema::{Compression, IdTypes};
 use crate::values::ValueType;
 use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
 use crate::workflow::manifest::{Manifest, ManifestInput, ManifestOptions, Sharding};
@@ -28,31 +27,16 @@ use crate::workflow::shard::{
     run_shard, shared_receipt_path, Placement, Receipt, ShardTask, SHARED_RECEIPTS_DIR,
 };
 
-/// Options of one conversion.
-#[derive(Debug, Clone)]
+/// Options of one conversion: the same types a manifest resolves to (the dataset's options,
+/// and how the input is read), so `convert INPUT OUTPUT` and a manifest plan alike.
+#[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
-    /// Cells per chunk, and so per Lance fragment.
-    pub chunk_size: u64,
+    /// The dataset's options (chunk size, id types, compression, what to convert).
+    pub dataset: ManifestOptions,
+    /// How the reader opens the input.
+    pub read: ReadOptions,
     /// Replace an existing output.
     pub overwrite: bool,
-    /// Id column types of expression.lance.
-    pub id_types: IdTypes,
-    /// How readers open the input (what to do with AnnData's raw).
-    pub read: ReadOptions,
-    /// Compression of the gene id and value columns.
-    pub compression: Compression,
-}
-
-impl Default for ConvertOptions {
-    fn default() -> Self {
-        ConvertOptions {
-            chunk_size: 5000,
-            overwrite: false,
-            id_types: IdTypes::Int32,
-            read: ReadOptions::default(),
-            compression: Compression::default(),
-        }
-    }
 }
 
 /// What a finished conversion wrote.
@@ -87,27 +71,13 @@ pub fn single_input_manifest(
     output: &Path,
     options: &ConvertOptions,
 ) -> Result<Manifest> {
-    if options.chunk_size == 0 {
+    if options.dataset.chunk_size == 0 {
         return Err(Error::Usage("--chunk-size must be at least 1".into()));
     }
-    let read = &options.read;
     Ok(Manifest {
         output: output.to_path_buf(),
-        inputs: vec![ManifestInput {
-            path: input.to_path_buf(),
-            format: read.format,
-            raw: read.raw,
-            var_names: read.tenx.var_names,
-            make_unique: read.tenx.make_unique,
-            feature_types: read.tenx.feature_types.clone(),
-            genome: read.tenx.genome.clone(),
-        }],
-        options: ManifestOptions {
-            chunk_size: options.chunk_size,
-            id_types: options.id_types,
-            compression: options.compression,
-            ..ManifestOptions::default()
-        },
+        inputs: vec![ManifestInput::reading(input, &options.read)],
+        options: options.dataset.clone(),
         sharding: Sharding::default(),
         base: PathBuf::new(),
     })

@@ -78,6 +78,20 @@ pub struct ManifestInput {
 }
 
 impl ManifestInput {
+    /// The input `path` read with `read` (what `convert INPUT OUTPUT` stands for); the
+    /// inverse of [`ManifestInput::read_options`].
+    pub fn reading(path: &Path, read: &ReadOptions) -> ManifestInput {
+        ManifestInput {
+            path: path.to_path_buf(),
+            format: read.format,
+            raw: read.raw,
+            var_names: read.tenx.var_names,
+            make_unique: read.tenx.make_unique,
+            feature_types: read.tenx.feature_types.clone(),
+            genome: read.tenx.genome.clone(),
+        }
+    }
+
     /// The reader options this input asks for.
     pub fn read_options(&self) -> ReadOptions {
         ReadOptions {
