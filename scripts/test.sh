@@ -14,8 +14,10 @@ cargo fmt --check
 cargo build --all-targets
 # Clippy checks the dependencies once more in check mode (about 10 minutes cold, seconds after).
 cargo clippy --all-targets --quiet -- -D warnings
-# The library without its Lance side is what fuzz/ builds: keep it compiling and clean.
+# The library without its Lance side is what fuzz/ builds: keep it compiling and clean, and
+# the fuzz targets themselves compiling (a plain check; fuzz/run.sh builds them instrumented).
 cargo clippy --no-default-features --lib --quiet -- -D warnings
+cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
 cargo test --all-targets
 cargo test --doc
 echo

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use slaf_convert::readers::{self, Axis, CellRange, InputReader, ReadOptions, ValueScan};
+use slaf_convert::cells::{Axis, CellRange};
+use slaf_convert::readers::{self, InputReader, ReadOptions, ValueScan};
 
 /// Cap on the cells read per input, so one slow input cannot stall the fuzzer.
 const MAX_CELLS: u64 = 100_000;
@@ -22,8 +23,8 @@ fn drive(reader: &mut dyn InputReader) -> slaf_convert::Result<()> {
     let _ = reader.genes();
     let _ = reader.uns();
     let n_cells = (scan.row_offsets.len().saturating_sub(1) as u64).min(MAX_CELLS);
-    for chunk in reader.chunks(CellRange::new(0, n_cells), 7)? {
-        chunk?;
+    for batch in reader.batches(CellRange::new(0, n_cells), 7)? {
+        batch?;
     }
     let (obsp, varp) = {
         let parts = reader.parts();
