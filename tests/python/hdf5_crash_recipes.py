@@ -6,8 +6,14 @@ RECIPES made Debian's libhdf5 1.10.8 segfault (H5HG_read through H5Aread of a
 variable-length string attribute); the bundled HDF5 2.x slaf-convert now links reports them as
 errors instead. HANGS make the bundled library loop for ever inside one call (a damaged
 global heap: H5HG__cache_heap_deserialize under H5Aread); the binary's watchdog
-(src/crash_report.rs, --hdf5-timeout) ends them with exit 65 naming the file.
+(src/crash_report.rs, --hdf5-timeout) ends them with exit 65 naming the file. RUNAWAY makes
+the library allocate without bound inside one call (a variable-length string length that
+lies: H5T__conv_vlen); under a memory limit the allocation fails and the library reports it.
 """
+
+RUNAWAY = {
+    "vlen-length-runaway": ("everything", [(35739, 248)]),
+}
 
 HANGS = {
     "global-heap-loop-attribute": ("gzip-chunked", [

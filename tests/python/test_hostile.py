@@ -189,6 +189,24 @@ def test_hdf5_library_hangs_end_with_exit_65(tmp_path):
         assert not (out / "_SLAF_COMPLETE.json").exists() and not (out / "config.json").exists()
 
 
+def test_hdf5_library_runaway_allocation_under_a_memory_limit(tmp_path):
+    """A file on which the HDF5 library allocates without bound (found by fuzz/): under the
+    4 GiB address-space limit the allocation fails, and the run ends with one line naming the
+    file and exit 65."""
+    import hdf5_crash_recipes
+    files = seed_files()
+    for name, (seed, patches) in hdf5_crash_recipes.RUNAWAY.items():
+        src = patched(files, seed, patches, tmp_path / f"{name}.h5ad")
+        out = tmp_path / f"{name}.slaf"
+        proc = subprocess.run([BIN, "convert", str(src), str(out)],
+                              capture_output=True, text=True, timeout=120, preexec_fn=limited)
+        assert proc.returncode == 65, (name, proc.returncode, proc.stderr[-2000:])
+        errors = error_lines(proc.stderr)
+        assert len(errors) == 1 and src.name in errors[0], proc.stderr[-2000:]
+        assert "memory allocation failed" in errors[0], errors[0]
+        assert not out.exists()
+
+
 def test_a_crash_while_reading_hdf5_is_exit_65(tmp_path):
     """The crash handler: a fatal signal while an HDF5 input is open (here sent to a run the
     library holds in a loop, the watchdog off) is one line naming the file and exit 65, not
