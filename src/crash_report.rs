@@ -17,59 +17,80 @@
 //!   calls lets a waiter in within about a millisecond.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-/// What is known of the HDF5 input open now, prepared when it was opened (leaked: one small
-/// allocation per input, so a handler or the watchdog can read it while the guard drops).
-struct OpenInput {
+/// What the handler and the watchdog say, prepared whenever an HDF5 input opens or closes
+/// (leaked: one small allocation each time, so a handler can read it while inputs change).
+struct OpenInputs {
     /// The whole line the crash handler writes.
     crash_message: Vec<u8>,
-    path: PathBuf,
+    /// The file(s) the watchdog's line names.
+    names: String,
+    /// "this file" or "one of these files".
+    which: &'static str,
 }
 
-/// The HDF5 input open now, or null.
-static MESSAGE: AtomicPtr<OpenInput> = AtomicPtr::new(std::ptr::null_mut());
+/// What to say about the HDF5 inputs open now, or null when none is.
+static MESSAGE: AtomicPtr<OpenInputs> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The HDF5 inputs open now, by guard id. Planning opens every input before scanning any,
+/// so several can be open; a crash or hang then names them all.
+static OPEN: Mutex<Vec<(u64, PathBuf)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// The signals handled, and the actions that were installed before ours.
 const SIGNALS: [libc::c_int; 3] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE];
 static PREVIOUS: OnceLock<[libc::sigaction; 3]> = OnceLock::new();
 
-/// Clears the message when the HDF5 input it names is closed.
+/// Removes its input from the open ones when the HDF5 file is closed.
 #[derive(Debug)]
-pub struct ReadingGuard(*mut OpenInput);
-
-// SAFETY: the pointer is only compared, never dereferenced, by the guard.
-unsafe impl Send for ReadingGuard {}
-// SAFETY: as above.
-unsafe impl Sync for ReadingGuard {}
+pub struct ReadingGuard(u64);
 
 impl Drop for ReadingGuard {
     fn drop(&mut self) {
-        // Only if no later input replaced it; the string itself stays leaked (a handler
-        // running right now may be reading it).
-        let _ = MESSAGE.compare_exchange(
-            self.0,
-            std::ptr::null_mut(),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        update_open(|open| open.retain(|(id, _)| *id != self.0));
     }
 }
 
 /// Record that the HDF5 file `path` is open; keep the guard as long as the file is.
 pub fn reading_hdf5(path: &Path) -> ReadingGuard {
-    let text = format!(
-        "slaf-convert: error: {}: the HDF5 library crashed reading this file (corrupt or truncated input)\n",
-        path.display()
-    );
-    let message = Box::into_raw(Box::new(OpenInput {
-        crash_message: text.into_bytes(),
-        path: path.to_path_buf(),
-    }));
-    MESSAGE.store(message, Ordering::Release);
-    ReadingGuard(message)
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    update_open(|open| open.push((id, path.to_path_buf())));
+    ReadingGuard(id)
+}
+
+/// Change the set of open inputs and prepare what a crash or hang would say about it.
+fn update_open(change: impl FnOnce(&mut Vec<(u64, PathBuf)>)) {
+    let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    change(&mut open);
+    let prepared = match open.as_slice() {
+        [] => std::ptr::null_mut(),
+        [(_, path)] => Box::into_raw(Box::new(OpenInputs {
+            crash_message: format!(
+                "slaf-convert: error: {}: the HDF5 library crashed reading this file (corrupt or truncated input)\n",
+                path.display()
+            )
+            .into_bytes(),
+            names: path.display().to_string(),
+            which: "this file",
+        })),
+        several => {
+            let names: Vec<String> = several.iter().map(|(_, p)| p.display().to_string()).collect();
+            let names = names.join(", ");
+            Box::into_raw(Box::new(OpenInputs {
+                crash_message: format!(
+                    "slaf-convert: error: {names}: the HDF5 library crashed reading one of these files (corrupt or truncated input)\n"
+                )
+                .into_bytes(),
+                names,
+                which: "one of these files",
+            }))
+        }
+    };
+    // The previous message stays leaked: a handler running right now may be reading it.
+    MESSAGE.store(prepared, Ordering::Release);
 }
 
 extern "C" fn on_fatal_signal(
@@ -78,7 +99,7 @@ extern "C" fn on_fatal_signal(
     _context: *mut libc::c_void,
 ) {
     let message = MESSAGE.load(Ordering::Acquire);
-    // SAFETY: `message` is null or a leaked OpenInput never freed; write, _exit and
+    // SAFETY: `message` is null or a leaked OpenInputs never freed; write, _exit and
     // sigaction are async-signal-safe. Without a message the previous action is put back and
     // the handler returns: the faulting instruction runs again and that action takes it.
     unsafe {
@@ -128,36 +149,58 @@ pub fn install() {
 ///
 /// The limit is far above any honest call (the longest read whole arrays of strings, seconds
 /// per million); a file system that stalls that long ends the same way, and the message says
-/// so. Calls made with no input open (none today) are left to run.
+/// so. The lock is tried a second at a time: a try that took far longer than asked means the
+/// process was stopped (SIGSTOP, a suspended job), and the count starts over. Calls made with
+/// no input open (none today) are left to run.
 pub fn watch_hdf5_calls(limit: Duration) {
     let spawned = std::thread::Builder::new()
         .name("hdf5-watchdog".into())
-        .spawn(move || loop {
-            match hdf5_sys::LOCK.try_lock_for(limit) {
-                Some(lock) => {
+        .spawn(move || {
+            let step = limit.min(Duration::from_secs(1));
+            let mut held = Duration::ZERO;
+            loop {
+                let tried = Instant::now();
+                if let Some(lock) = hdf5_sys::LOCK.try_lock_for(step) {
                     drop(lock);
-                    std::thread::sleep(limit.min(Duration::from_secs(1)));
+                    held = Duration::ZERO;
+                    std::thread::sleep(step);
+                    continue;
                 }
-                None => {
-                    let open = MESSAGE.load(Ordering::Acquire);
-                    if open.is_null() {
-                        continue;
-                    }
-                    // SAFETY: a non-null pointer is a leaked OpenInput, never freed.
-                    let path = unsafe { &(*open).path };
-                    eprintln!(
-                        "slaf-convert: error: {}: the HDF5 library made no progress for {} s reading this file (a corrupt file can make it loop; if the file system is that slow, raise --hdf5-timeout)",
-                        path.display(),
-                        limit.as_secs()
-                    );
-                    // _exit: the reading thread holds the library's lock and may hold others
-                    // that exit's handlers would wait for.
-                    // SAFETY: ends the process; nothing after it runs.
-                    unsafe { libc::_exit(crate::error::exit_code::INVALID_INPUT as libc::c_int) };
+                let took = tried.elapsed();
+                held = match took > step * 5 {
+                    true => Duration::ZERO,
+                    false => held + took,
+                };
+                if held >= limit {
+                    report_hang(limit);
+                    held = Duration::ZERO; // no input open: not ours to stop
                 }
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!(event = "hdf5.watchdog_unavailable", error = %e, "cannot start the HDF5 watchdog thread; a looping library call will not be stopped");
+        tracing::warn!(event = "hdf5.watchdog_unavailable", error = %e, "cannot start the HDF5 watchdog thread ({e}): a looping library call will not be stopped");
+    }
+}
+
+/// If an input is open, write the hang's one-line error and end the process with 65.
+fn report_hang(limit: Duration) {
+    let open = MESSAGE.load(Ordering::Acquire);
+    if open.is_null() {
+        return;
+    }
+    // SAFETY: a non-null pointer is a leaked OpenInputs, never freed.
+    let (names, which) = unsafe { (&(*open).names, (*open).which) };
+    // A new line first: a progress bar may be drawn on the current one.
+    let line = format!(
+        "\nslaf-convert: error: {names}: the HDF5 library made no progress for {} s reading {which} (a corrupt file can make it loop; if the file system is that slow, raise --hdf5-timeout)\n",
+        limit.as_secs()
+    );
+    // write and _exit, not eprintln and exit: the reading thread holds the library's lock
+    // and may hold others that exit's handlers would wait for, and a failed write to stderr
+    // must not end this thread instead of the process.
+    // SAFETY: writes bytes that live until _exit, which ends the process.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+        libc::_exit(crate::error::exit_code::INVALID_INPUT as libc::c_int);
     }
 }

@@ -103,7 +103,7 @@ pub enum Error {
         path: PathBuf,
         /// The value.
         value: f32,
-        /// First cell of the chunk holding it.
+        /// First cell of the batch holding it.
         first_cell: u64,
     },
     /// A broken invariant of our own: a bug, never bad input.

@@ -1,6 +1,6 @@
 //! Log output: human lines on a terminal, JSON lines otherwise, always on stderr.
 //!
-//! Every event carries a stable `event` field (`input.opened`, `input.scanned`,
+//! Every event carries a stable `event` field (`input.scanned`, `shard.started`,
 //! `fragment.written`, `convert.done`) so workflow engines and tests can follow progress;
 //! stdout is kept for results only. JSON lines are flat: the fields of the spans an event is
 //! in (`plan_hash`, `shard`) sit beside its own, so `jq .plan_hash` works on every line of a

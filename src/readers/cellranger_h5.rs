@@ -49,83 +49,11 @@ impl CellRangerReader {
     pub fn open(path: &Path, options: &TenxOptions) -> Result<Self> {
         let file = h5::open_file(path)?;
         let (group, features) = if file.link_exists("matrix") {
-            let g = h5::group(path, &file, "matrix")?;
-            let f = h5::group(path, &g, "features")?;
-            let read = |name: &str| -> Result<Option<Vec<String>>> {
-                if !f.link_exists(name) {
-                    return Ok(None);
-                }
-                let ds = h5::dataset(path, &f, name)?;
-                h5::read_strings(path, &ds, 0..h5::len(&ds)).map(Some)
-            };
-            let ids =
-                read("id")?.ok_or_else(|| Error::invalid(path, "/matrix/features/id: missing"))?;
-            let names = read("name")?.unwrap_or_else(|| ids.clone());
-            let features = Features {
-                ids,
-                names,
-                types: read("feature_type")?,
-                genomes: read("genome")?,
-            };
-            features.check_lengths(path, "/matrix/features", "name")?;
-            (g, features)
+            v3_features(path, &file)?
         } else {
-            let genomes = v2_genomes(&file);
-            let genome = match (&options.genome, genomes.as_slice()) {
-                (Some(want), _) if genomes.contains(want) => want.clone(),
-                (Some(want), _) => {
-                    return Err(Error::invalid(path, format!("genome '{want}' not found; the file has: {}", genomes.join(", "))))
-                }
-                (None, [one]) => one.clone(),
-                (None, []) => return Err(Error::invalid(path, "neither /matrix (Cell Ranger v3) nor a genome group (v2) found: not a Cell Ranger .h5")),
-                (None, many) => {
-                    return Err(Error::invalid(path, format!("several genomes ({}); pick one with --genome", many.join(", "))))
-                }
-            };
-            let g = h5::group(path, &file, &genome)?;
-            let strings = |name: &str| -> Result<Vec<String>> {
-                let ds = h5::dataset(path, &g, name)?;
-                h5::read_strings(path, &ds, 0..h5::len(&ds))
-            };
-            let ids = strings("genes")?;
-            let names = if g.link_exists("gene_names") {
-                strings("gene_names")?
-            } else {
-                ids.clone()
-            };
-            let features = Features {
-                ids,
-                names,
-                types: None,
-                genomes: None,
-            };
-            features.check_lengths(path, &g.name(), "gene_names")?;
-            (g, features)
+            v2_features(path, &file, options)?
         };
-        let shape = h5::read_i64(path, &h5::dataset(path, &group, "shape")?, 0..2)?;
-        let (n_features, n_cells) = (shape[0] as u64, shape[1] as u64);
-        if features.ids.len() as u64 != n_features {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "{}/shape says {n_features} features but the feature table lists {}",
-                    group.name(),
-                    features.ids.len()
-                ),
-            ));
-        }
-        let barcodes = h5::dataset(path, &group, "barcodes")?;
-        if h5::len(&barcodes) as u64 != n_cells {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "{}/shape says {n_cells} barcodes but {} lists {}",
-                    group.name(),
-                    barcodes.name(),
-                    h5::len(&barcodes)
-                ),
-            ));
-        }
+        let (n_features, n_cells, barcodes) = checked_shape(path, &group, &features)?;
         let matrix = MatrixSource::csr_in(path, &group, n_cells)?;
         let genes = features.select(path, options)?;
         let var_fields = genes.fields();
@@ -226,4 +154,115 @@ impl InputReader for CellRangerReader {
             })
         })))
     }
+}
+
+/// Cell Ranger v3: the `/matrix` group and its `features` table.
+fn v3_features(path: &Path, file: &hdf5::File) -> Result<(hdf5::Group, Features)> {
+    let g = h5::group(path, file, "matrix")?;
+    let f = h5::group(path, &g, "features")?;
+    let read = |name: &str| -> Result<Option<Vec<String>>> {
+        if !f.link_exists(name) {
+            return Ok(None);
+        }
+        let ds = h5::dataset(path, &f, name)?;
+        h5::read_strings(path, &ds, 0..h5::len(&ds)).map(Some)
+    };
+    let ids = read("id")?.ok_or_else(|| Error::invalid(path, "/matrix/features/id: missing"))?;
+    let names = read("name")?.unwrap_or_else(|| ids.clone());
+    let features = Features {
+        ids,
+        names,
+        types: read("feature_type")?,
+        genomes: read("genome")?,
+    };
+    features.check_lengths(path, "/matrix/features", "name")?;
+    Ok((g, features))
+}
+
+/// Cell Ranger v2: the genome group (`--genome`, or the only one) and its genes.
+fn v2_features(
+    path: &Path,
+    file: &hdf5::File,
+    options: &TenxOptions,
+) -> Result<(hdf5::Group, Features)> {
+    let genomes = v2_genomes(file);
+    let genome = match (&options.genome, genomes.as_slice()) {
+        (Some(want), _) if genomes.contains(want) => want.clone(),
+        (Some(want), _) => {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "genome '{want}' not found; the file has: {}",
+                    genomes.join(", ")
+                ),
+            ))
+        }
+        (None, [one]) => one.clone(),
+        (None, []) => return Err(Error::invalid(
+            path,
+            "neither /matrix (Cell Ranger v3) nor a genome group (v2) found: not a Cell Ranger .h5",
+        )),
+        (None, many) => {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "several genomes ({}); pick one with --genome",
+                    many.join(", ")
+                ),
+            ))
+        }
+    };
+    let g = h5::group(path, file, &genome)?;
+    let strings = |name: &str| -> Result<Vec<String>> {
+        let ds = h5::dataset(path, &g, name)?;
+        h5::read_strings(path, &ds, 0..h5::len(&ds))
+    };
+    let ids = strings("genes")?;
+    let names = if g.link_exists("gene_names") {
+        strings("gene_names")?
+    } else {
+        ids.clone()
+    };
+    let features = Features {
+        ids,
+        names,
+        types: None,
+        genomes: None,
+    };
+    features.check_lengths(path, &g.name(), "gene_names")?;
+    Ok((g, features))
+}
+
+/// The matrix's `shape` checked against the feature table and the barcodes: (features,
+/// cells, the barcodes dataset).
+fn checked_shape(
+    path: &Path,
+    group: &hdf5::Group,
+    features: &Features,
+) -> Result<(u64, u64, hdf5::Dataset)> {
+    let shape = h5::read_i64(path, &h5::dataset(path, group, "shape")?, 0..2)?;
+    let (n_features, n_cells) = (shape[0] as u64, shape[1] as u64);
+    if features.ids.len() as u64 != n_features {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}/shape says {n_features} features but the feature table lists {}",
+                group.name(),
+                features.ids.len()
+            ),
+        ));
+    }
+    let barcodes = h5::dataset(path, group, "barcodes")?;
+    if h5::len(&barcodes) as u64 != n_cells {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}/shape says {n_cells} barcodes but {} lists {}",
+                group.name(),
+                barcodes.name(),
+                h5::len(&barcodes)
+            ),
+        ));
+    }
+    Ok((n_features, n_cells, barcodes))
 }

@@ -77,31 +77,7 @@ impl H5adReader {
                 ),
             ));
         }
-        let mut layers = Vec::new();
-        if let Some((group, keys)) = annotations::members(path, root, "layers")? {
-            for key in keys {
-                let (source, rows, cols) = MatrixSource::open(path, &group, &key)?;
-                if (rows, cols) != (n_cells, n_genes) {
-                    return Err(Error::invalid(
-                        path,
-                        format!("/layers/{key}: shape ({rows}, {cols}) differs from X's ({n_cells}, {n_genes})"),
-                    ));
-                }
-                layers.push((key, source));
-            }
-        }
-        if root.link_exists("raw") {
-            match options.raw {
-                RawMode::Ignore => tracing::info!(
-                    event = "input.skipped",
-                    object = "/raw",
-                    "ignoring /raw (pass --raw as-layer to keep raw.X as the layer 'raw')"
-                ),
-                RawMode::AsLayer => {
-                    layers.push(("raw".into(), open_raw(path, root, &var, n_cells, n_genes)?))
-                }
-            }
-        }
+        let layers = open_layers(path, root, options.raw, &var, (n_cells, n_genes))?;
         let layer_names: Vec<String> = layers.iter().map(|(k, _)| k.clone()).collect();
         let sanitised_layers = sanitise_column_names(
             &layer_names,
@@ -143,6 +119,42 @@ impl H5adReader {
             parts,
         })
     }
+}
+
+/// The layers, X's shape each, and raw.X as the layer "raw" when `raw` asks for it.
+fn open_layers(
+    path: &Path,
+    root: &hdf5::Group,
+    raw: RawMode,
+    var: &DataFrameReader,
+    (n_cells, n_genes): (u64, u64),
+) -> Result<Vec<(String, MatrixSource)>> {
+    let mut layers = Vec::new();
+    if let Some((group, keys)) = annotations::members(path, root, "layers")? {
+        for key in keys {
+            let (source, rows, cols) = MatrixSource::open(path, &group, &key)?;
+            if (rows, cols) != (n_cells, n_genes) {
+                return Err(Error::invalid(
+                    path,
+                    format!("/layers/{key}: shape ({rows}, {cols}) differs from X's ({n_cells}, {n_genes})"),
+                ));
+            }
+            layers.push((key, source));
+        }
+    }
+    if root.link_exists("raw") {
+        match raw {
+            RawMode::Ignore => tracing::info!(
+                event = "input.skipped",
+                object = "/raw",
+                "ignoring /raw (pass --raw as-layer to keep raw.X as the layer 'raw')"
+            ),
+            RawMode::AsLayer => {
+                layers.push(("raw".into(), open_raw(path, root, var, n_cells, n_genes)?))
+            }
+        }
+    }
+    Ok(layers)
 }
 
 /// `raw.X` as a layer: only when raw.var lists exactly var's genes, in order.

@@ -110,60 +110,13 @@ impl DirectArray {
         }
         let len = ds.size();
         h5::check_stored(path, ds, len)?;
-        let storage = if ds.is_chunked() {
-            let mut deflate = None;
-            let mut shuffle = None;
-            for (position, filter) in ds.filters().iter().enumerate() {
-                match filter {
-                    Filter::Deflate(_) if deflate.is_none() => deflate = Some(position),
-                    // Shuffle is applied before deflate when writing, so undone after it.
-                    Filter::Shuffle if shuffle.is_none() && deflate.is_none() => {
-                        shuffle = Some(position)
-                    }
-                    other => return Ok(Err(format!("filter {other:?}"))),
-                }
-            }
-            let chunk_len = match ds.chunk().as_deref() {
-                Some([n]) if *n > 0 => *n,
-                other => return Ok(Err(format!("chunk shape {other:?}"))),
-            };
-            // Chunks never written read as the fill value: zeros unless the file set another.
-            let fill = ds.dcpl().map(|p| p.fill_value_defined());
-            if matches!(
-                fill,
-                Ok(hdf5::plist::dataset_create::FillValue::UserDefined)
-            ) {
-                return Ok(Err("user-defined fill value".into()));
-            }
-            // One table slot per chunk: a header claiming billions of chunks (never written:
-            // they read as zeros) would otherwise size the table, so such a dataset goes to
-            // the library, which only touches the chunks read.
-            let n_chunks = len.div_ceil(chunk_len);
-            if n_chunks > MAX_CHUNKS {
-                return Ok(Err(format!("{n_chunks} chunks")));
-            }
-            // Each reading thread holds a chunk inflated: beyond this the library reads.
-            if chunk_len.saturating_mul(element.size()) > MAX_CHUNK_BYTES {
-                return Ok(Err(format!("chunks of {chunk_len} elements")));
-            }
-            Storage::Chunked {
-                chunk_len,
-                chunks: (0..n_chunks).map(|_| OnceLock::new()).collect(),
-                deflate,
-                shuffle_at: shuffle,
-            }
-        } else {
-            // SAFETY: `ds` is an open dataset; H5Dget_offset only reads its layout message.
-            let addr = hdf5::sync::sync(|| unsafe { hdf5_sys::h5d::H5Dget_offset(ds.id()) });
-            if addr == hdf5_sys::h5::HADDR_UNDEF {
-                if len == 0 {
-                    Storage::Contiguous { addr: 0 }
-                } else {
-                    return Ok(Err("contiguous storage not written (or compact)".into()));
-                }
-            } else {
-                Storage::Contiguous { addr }
-            }
+        let storage = match ds.is_chunked() {
+            true => chunked_storage(ds, len, element),
+            false => contiguous_storage(ds, len),
+        };
+        let storage = match storage {
+            Ok(storage) => storage,
+            Err(reason) => return Ok(Err(reason)),
         };
         Ok(Ok(DirectArray {
             path: path.to_path_buf(),
@@ -424,5 +377,64 @@ impl DirectArray {
             &self.path,
             format!("{}: reading its stored bytes: {e}", self.name),
         )
+    }
+}
+
+/// Chunked storage the direct reader handles (deflate and shuffle only, the default fill
+/// value, bounded chunk table and chunks), or why the library must read it.
+fn chunked_storage(
+    ds: &Dataset,
+    len: usize,
+    element: Element,
+) -> std::result::Result<Storage, String> {
+    let mut deflate = None;
+    let mut shuffle = None;
+    for (position, filter) in ds.filters().iter().enumerate() {
+        match filter {
+            Filter::Deflate(_) if deflate.is_none() => deflate = Some(position),
+            // Shuffle is applied before deflate when writing, so undone after it.
+            Filter::Shuffle if shuffle.is_none() && deflate.is_none() => shuffle = Some(position),
+            other => return Err(format!("filter {other:?}")),
+        }
+    }
+    let chunk_len = match ds.chunk().as_deref() {
+        Some([n]) if *n > 0 => *n,
+        other => return Err(format!("chunk shape {other:?}")),
+    };
+    // Chunks never written read as the fill value: zeros unless the file set another.
+    let fill = ds.dcpl().map(|p| p.fill_value_defined());
+    if matches!(
+        fill,
+        Ok(hdf5::plist::dataset_create::FillValue::UserDefined)
+    ) {
+        return Err("user-defined fill value".into());
+    }
+    // One table slot per chunk: a header claiming billions of chunks (never written: they
+    // read as zeros) would otherwise size the table, so such a dataset goes to the library,
+    // which only touches the chunks read.
+    let n_chunks = len.div_ceil(chunk_len);
+    if n_chunks > MAX_CHUNKS {
+        return Err(format!("{n_chunks} chunks"));
+    }
+    // Each reading thread holds a chunk inflated: beyond this the library reads.
+    if chunk_len.saturating_mul(element.size()) > MAX_CHUNK_BYTES {
+        return Err(format!("chunks of {chunk_len} elements"));
+    }
+    Ok(Storage::Chunked {
+        chunk_len,
+        chunks: (0..n_chunks).map(|_| OnceLock::new()).collect(),
+        deflate,
+        shuffle_at: shuffle,
+    })
+}
+
+/// Contiguous storage at its file offset, or why the library must read it.
+fn contiguous_storage(ds: &Dataset, len: usize) -> std::result::Result<Storage, String> {
+    // SAFETY: `ds` is an open dataset; H5Dget_offset only reads its layout message.
+    let addr = hdf5::sync::sync(|| unsafe { hdf5_sys::h5d::H5Dget_offset(ds.id()) });
+    match (addr == hdf5_sys::h5::HADDR_UNDEF, len) {
+        (false, _) => Ok(Storage::Contiguous { addr }),
+        (true, 0) => Ok(Storage::Contiguous { addr: 0 }),
+        (true, _) => Err("contiguous storage not written (or compact)".into()),
     }
 }

@@ -4,9 +4,9 @@
 //! MatrixMarket `coordinate` with `integer`, `real` or `pattern` values (pattern = 1), genes ×
 //! cells, 1-based. gzip is recognised by content. The file is parsed in a stream, never held:
 //! one pass to scan (value type, entries per cell, whether entries come sorted by cell), one
-//! to convert. Sorted input (what Cell Ranger writes) streams straight into chunks; unsorted
+//! to convert. Sorted input (what Cell Ranger writes) streams straight into cell batches; unsorted
 //! input goes once through temporary cell buckets. Upstream re-parses the whole file per
-//! chunk (defect B31) and never decides the value type (B7).
+//! chunk of cells (defect B31) and never decides the value type (B7).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! Arrow data types as plan.json and shard receipts store them: a small tagged representation
+//! Arrow data types as plan.json stores them (obs/var columns, and the id columns in the
+//! cell-tables profile): a small tagged representation
 //! of our own through serde, not Arrow's `Display` text parsed back (which is not promised to
 //! stay the same between Arrow releases). It covers every type a reader gives an obs or var
 //! column and the id column types; any other type is refused when a plan is written.

@@ -19,7 +19,7 @@ use crate::slaf::schema::ExpressionIdTypes;
 use crate::slaf::value_stats::ValueStats;
 use crate::values::ValueType;
 
-/// The `expression.lance` rows of a chunk whose first cell is `first_cell`, and the
+/// The `expression.lance` rows of a cell batch whose first cell is `first_cell`, and the
 /// statistics of the values as stored. Takes the entries: their gene ids (and float values)
 /// become the batch's buffers without a copy.
 pub fn expression_batch(
@@ -33,7 +33,7 @@ pub fn expression_batch(
     let n = entries.genes.len();
     if entries.offsets.last().map_or(0, |&o| o as usize) != n {
         return Err(Error::Internal(format!(
-            "chunk offsets cover {:?} rows but hold {n} entries",
+            "batch offsets cover {:?} rows but hold {n} entries",
             entries.offsets.last()
         )));
     }
@@ -106,7 +106,7 @@ fn cell_id_array(dtype: &DataType, first_cell: u64, offsets: &[u64]) -> Result<A
 /// columns ascending; each source's value at every union position (0 where it stores none).
 #[derive(Debug, Default, PartialEq)]
 pub struct Union {
-    /// Row of each union position (relative to the chunk).
+    /// Row of each union position (relative to the batch).
     pub rows: Vec<u64>,
     /// Column of each union position.
     pub cols: Vec<u32>,
@@ -188,7 +188,7 @@ fn value_array(value_type: ValueType, values: &[f32]) -> std::result::Result<Arr
     })
 }
 
-/// The `layers.lance` rows of a chunk: the union of the layers' stored positions, one value
+/// The `layers.lance` rows of a cell batch: the union of the layers' stored positions, one value
 /// column per layer. A layer with no entry at a union position gets 0 (what a sparse layer
 /// means there), not null: upstream's reader turns nulls into NaN on its multi-fragment path
 /// (docs/slaf-format.md §2.5).
@@ -232,30 +232,30 @@ pub fn pairwise_batch(
         .map_err(|e| Error::Internal(format!("pairwise batch: {e}")))
 }
 
-/// The `cells.lance` rows of a chunk of an input whose cells start at global id `cell_offset`;
-/// the chunk's first expression row is the global row `row_base`, so `cell_start_index` comes
+/// The `cells.lance` rows of a cell batch of an input whose cells start at global id `cell_offset`;
+/// the batch's first expression row is the global row `row_base`, so `cell_start_index` comes
 /// from the rows actually written for these cells.
 pub fn cells_batch(
     schema: &SchemaRef,
-    chunk: &CellBatch,
+    batch: &CellBatch,
     cell_offset: u64,
     row_base: u64,
     source_file: Option<&str>,
 ) -> Result<RecordBatch> {
-    let n = chunk.cells.len() as usize;
-    if chunk.entries.offsets.len() != n + 1 {
+    let n = batch.cells.len() as usize;
+    if batch.entries.offsets.len() != n + 1 {
         return Err(Error::Internal(format!(
             "cells {}..{}: {} entry offsets",
-            chunk.cells.start,
-            chunk.cells.end,
-            chunk.entries.offsets.len()
+            batch.cells.start,
+            batch.cells.end,
+            batch.entries.offsets.len()
         )));
     }
     let obs_fields = schema.fields().len() - 3 - usize::from(source_file.is_some());
-    let mut columns = project_columns(&chunk.obs, &schema.fields()[..obs_fields])?;
-    columns.push(Arc::new(StringArray::from_iter_values(&chunk.cell_ids)));
+    let mut columns = project_columns(&batch.obs, &schema.fields()[..obs_fields])?;
+    columns.push(Arc::new(StringArray::from_iter_values(&batch.cell_ids)));
     columns.push(Arc::new(Int64Array::from_iter_values(
-        (chunk.cells.start..chunk.cells.end).map(|c| (cell_offset + c) as i64),
+        (batch.cells.start..batch.cells.end).map(|c| (cell_offset + c) as i64),
     )));
     if let Some(name) = source_file {
         columns.push(Arc::new(StringArray::from_iter_values(
@@ -263,7 +263,7 @@ pub fn cells_batch(
         )));
     }
     columns.push(Arc::new(Int64Array::from_iter_values(
-        chunk.entries.offsets[..n]
+        batch.entries.offsets[..n]
             .iter()
             .map(|&o| (row_base + o) as i64),
     )));

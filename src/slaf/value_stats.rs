@@ -1,7 +1,7 @@
-//! Exact statistics of stored expression values, mergeable across chunks, shards and inputs.
+//! Exact statistics of stored expression values, mergeable across batches, shards and inputs.
 //!
 //! Accumulated in f64 over every stored value as written (after the cast to the value type),
-//! chunk by chunk, and merged with Chan's parallel formula, so a shard can summarise its own
+//! batch by batch, and merged with Chan's parallel formula, so a shard can summarise its own
 //! values and a commit can reduce the summaries exactly. Upstream squares uint16 values before
 //! widening and gets std wrong (defect B17).
 //!

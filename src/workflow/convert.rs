@@ -93,7 +93,7 @@ pub struct ReadOnlyReport {
 }
 
 /// Everything `convert` does up to the Lance writer, and nothing after: plan (values not
-/// read), read and decode every chunk, build every record batch, drop it. The floor the
+/// read), read and decode every cell batch, build every record batch, drop it. The floor the
 /// benchmark measures a conversion against; nothing is written.
 pub async fn read_only(manifest: &Manifest) -> Result<ReadOnlyReport> {
     let plan_manifest = manifest.clone();
@@ -339,7 +339,7 @@ impl BuildTarget {
             return;
         }
         if let Err(cleanup) = std::fs::remove_dir_all(&self.dir) {
-            tracing::warn!(event = "convert.cleanup_failed", output = %self.dir.display(), error = %cleanup, "could not remove partial output");
+            tracing::warn!(event = "convert.cleanup_failed", output = %self.dir.display(), error = %cleanup, "could not remove the partial output {}: {cleanup}", self.dir.display());
         }
     }
 }

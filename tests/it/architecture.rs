@@ -21,6 +21,9 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("values", &["readers", "slaf", "pipeline", "workflow"]),
     ("columns", &["readers", "slaf", "pipeline", "workflow"]),
     ("error", &["readers", "slaf", "pipeline", "workflow"]),
+    ("logging", &["readers", "slaf", "pipeline", "workflow"]),
+    ("json_file", &["readers", "slaf", "pipeline", "workflow"]),
+    ("crash_report", &["readers", "slaf", "pipeline", "workflow"]),
 ];
 
 fn src() -> PathBuf {
@@ -80,27 +83,75 @@ fn file_node(rel: &str) -> Option<String> {
     }
 }
 
-/// The nodes a file's `crate::` paths name, including `use crate::{a::x, b}` groups.
+/// The nodes a file's `crate::` paths name: plain paths, and use trees with groups at any
+/// depth (`use crate::{a::x, b::{c, d}}`, `use crate::workflow::{plan::Plan}`).
 fn referenced(code: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
+    let mut paths = Vec::new();
     for (i, _) in code.match_indices("crate::") {
-        let rest = &code[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let inner = &group[..group.find('}').unwrap_or(group.len())];
-            for item in inner.split(',') {
-                let segments: Vec<&str> = item.trim().split("::").map(str::trim).collect();
-                found.extend(node(&segments).filter(|n| !n.is_empty()));
-            }
-        } else {
-            let path: String = rest
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-                .collect();
-            let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
-            found.extend(node(&segments));
+        expand(&use_tree(&code[i + "crate::".len()..]), &[], &mut paths);
+    }
+    paths
+        .iter()
+        .filter_map(|p| node(&p.iter().map(String::as_str).collect::<Vec<_>>()))
+        .collect()
+}
+
+/// The path or use tree at the start of `text`: path characters, and braces with what they
+/// hold, up to the end of the tree.
+fn use_tree(text: &str) -> String {
+    let mut tree = String::new();
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            c if depth == 0 && !(c.is_alphanumeric() || c == '_' || c == ':') => break,
+            _ => {}
+        }
+        tree.push(c);
+        if c == '}' && depth == 0 {
+            break;
         }
     }
-    found
+    tree
+}
+
+/// Every full path in the use tree `tree` below `prefix`.
+fn expand(tree: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    let tree = tree.trim();
+    let segments = |head: &str| -> Vec<String> {
+        let mut path = prefix.to_vec();
+        path.extend(
+            head.split("::")
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && *s != "self")
+                .map(String::from),
+        );
+        path
+    };
+    let Some(open) = tree.find('{') else {
+        // A leaf: `path` or `path as alias`.
+        out.push(segments(tree.split(" as ").next().unwrap_or(tree)));
+        return;
+    };
+    let base = segments(&tree[..open]);
+    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                expand(&inner[start..i], &base, out);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if !inner[start..].trim().is_empty() {
+        expand(&inner[start..], &base, out);
+    }
 }
 
 fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
@@ -188,14 +239,18 @@ fn cycle_finder_finds_cycles() {
     .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
     .collect();
     assert_eq!(find_cycle(&graph).map(|c| c.len()), Some(3));
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     assert_eq!(
         referenced(
             "use crate::{error::Result, workflow::plan::Plan};\nlet x = crate::slaf::tables::f();"
         ),
-        ["error", "workflow::plan", "slaf::tables"]
-            .into_iter()
-            .map(String::from)
-            .collect()
+        names(&["error", "workflow::plan", "slaf::tables"])
+    );
+    assert_eq!(
+        referenced(
+            "use crate::workflow::{plan::Plan, shard};\nuse crate::{cells::{self, Axis}, slaf::{schema::X, tables as t}};"
+        ),
+        names(&["workflow::plan", "workflow::shard", "cells", "slaf::schema", "slaf::tables"])
     );
 }
 

@@ -19,77 +19,10 @@ pub struct Located {
 
 /// Find, load and check every shard's receipt.
 pub fn collect(plan: &Plan, sources: &[PathBuf]) -> Result<Vec<Located>> {
-    let mut files: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-    if sources.is_empty() {
-        let dir = shared_receipts_dir(&plan.output, &plan.plan_hash);
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == "json") {
-                    files.push((e.path(), None));
-                }
-            }
-        }
-    }
-    for s in sources {
-        if s.is_dir() {
-            files.push((s.join(RECEIPT_FILE), Some(s.clone())));
-        } else {
-            files.push((s.clone(), s.parent().map(Path::to_path_buf)));
-        }
-    }
     let mut by_index: BTreeMap<usize, Located> = BTreeMap::new();
-    for (file, dir) in files {
-        let receipt = Receipt::load(&file)?;
-        if receipt.plan_hash != plan.plan_hash {
-            return Err(Error::Receipts {
-                path: file,
-                what: format!(
-                    "belongs to plan {}, not {}",
-                    receipt.plan_hash, plan.plan_hash
-                ),
-            });
-        }
-        let shard = plan
-            .shards
-            .get(receipt.shard)
-            .ok_or_else(|| Error::Receipts {
-                path: file.clone(),
-                what: format!("shard {} is not in the plan", receipt.shard),
-            })?;
-        if receipt.rows_written != shard.rows {
-            return Err(Error::Receipts {
-                path: file,
-                what: format!(
-                    "shard {} wrote {} rows, the plan expects {}",
-                    receipt.shard, receipt.rows_written, shard.rows
-                ),
-            });
-        }
-        let staged_dir = match receipt.placement {
-            Placement::Staged { .. } => dir,
-            Placement::SharedTarget | Placement::Discard => None,
-        };
-        let root = staged_dir.as_deref().unwrap_or(&plan.output);
-        if let Some(missing) = receipt.missing_file(root) {
-            return Err(Error::Receipts {
-                path: file,
-                what: format!(
-                    "shard {}'s data file {} is missing (removed since the shard ran?): run the shard again",
-                    receipt.shard,
-                    missing.display()
-                ),
-            });
-        }
-        if by_index
-            .insert(
-                receipt.shard,
-                Located {
-                    receipt,
-                    staged_dir,
-                },
-            )
-            .is_some()
-        {
+    for (file, dir) in receipt_files(plan, sources) {
+        let located = check_receipt(plan, &file, dir)?;
+        if by_index.insert(located.receipt.shard, located).is_some() {
             return Err(Error::Receipts {
                 path: file,
                 what: "two receipts for the same shard".into(),
@@ -109,6 +42,72 @@ pub fn collect(plan: &Plan, sources: &[PathBuf]) -> Result<Vec<Located>> {
         });
     }
     Ok(by_index.into_values().collect())
+}
+
+/// The receipt files to read, each with the directory it was staged in (if any): those
+/// `sources` name (a shard directory or a receipt), or, given none, the dataset's own.
+fn receipt_files(plan: &Plan, sources: &[PathBuf]) -> Vec<(PathBuf, Option<PathBuf>)> {
+    let mut files = Vec::new();
+    if sources.is_empty() {
+        let dir = shared_receipts_dir(&plan.output, &plan.plan_hash);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "json") {
+                    files.push((e.path(), None));
+                }
+            }
+        }
+    }
+    for s in sources {
+        if s.is_dir() {
+            files.push((s.join(RECEIPT_FILE), Some(s.clone())));
+        } else {
+            files.push((s.clone(), s.parent().map(Path::to_path_buf)));
+        }
+    }
+    files
+}
+
+/// Load one receipt and check it against the plan: its plan, its shard, its row count, and
+/// that every data file it names is there.
+fn check_receipt(plan: &Plan, file: &Path, dir: Option<PathBuf>) -> Result<Located> {
+    let refuse = |what: String| Error::Receipts {
+        path: file.to_path_buf(),
+        what,
+    };
+    let receipt = Receipt::load(file)?;
+    if receipt.plan_hash != plan.plan_hash {
+        return Err(refuse(format!(
+            "belongs to plan {}, not {}",
+            receipt.plan_hash, plan.plan_hash
+        )));
+    }
+    let shard = plan
+        .shards
+        .get(receipt.shard)
+        .ok_or_else(|| refuse(format!("shard {} is not in the plan", receipt.shard)))?;
+    if receipt.rows_written != shard.rows {
+        return Err(refuse(format!(
+            "shard {} wrote {} rows, the plan expects {}",
+            receipt.shard, receipt.rows_written, shard.rows
+        )));
+    }
+    let staged_dir = match receipt.placement {
+        Placement::Staged { .. } => dir,
+        Placement::SharedTarget | Placement::Discard => None,
+    };
+    let root = staged_dir.as_deref().unwrap_or(&plan.output);
+    if let Some(missing) = receipt.missing_file(root) {
+        return Err(refuse(format!(
+            "shard {}'s data file {} is missing (removed since the shard ran?): run the shard again",
+            receipt.shard,
+            missing.display()
+        )));
+    }
+    Ok(Located {
+        receipt,
+        staged_dir,
+    })
 }
 
 /// Whether the tables in `output` hold exactly the data files `receipts` name (the commit

@@ -60,7 +60,7 @@ impl CommitLock {
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     // Some shared filesystems (Lustre without flock, FUSE mounts) have none.
-                    tracing::warn!(event = "commit.unlocked", lock = %path.display(), error = %e, "file locks do not work here: run one commit of a dataset at a time");
+                    tracing::warn!(event = "commit.unlocked", lock = %path.display(), error = %e, "file locks do not work on {} ({e}): run one commit of a dataset at a time", path.display());
                 }
             }
             Ok(CommitLock { _file: file })

@@ -241,7 +241,7 @@ fn scan_inputs(
             // Dropped genes change every cell's row count: count what is kept.
             scan.row_offsets = kept_row_offsets(reader.as_mut(), map, manifest.options.chunk_size)?;
         }
-        tracing::info!(event = "input.scanned", input = %input.path.display(), n_cells = reader.layout().n_cells, expression_rows = scan.total_rows(), "scanned input");
+        tracing::info!(event = "input.scanned", input = %input.path.display(), n_cells = reader.layout().n_cells, expression_rows = scan.total_rows(), "scanned {}: {} cells, {} expression rows", input.path.display(), reader.layout().n_cells, scan.total_rows());
         if i == 0 {
             scanned.layer_types = scan.layer_types.clone();
         } else {
