@@ -73,9 +73,13 @@ impl CommitLock {
 /// ours (completion marker, commit record, lock, shard receipts): a commit rewrites and
 /// cleans what it finds there.
 pub fn check_ours(output: &Path) -> Result<()> {
-    let Ok(mut entries) = std::fs::read_dir(output) else {
+    let Ok(entries) = std::fs::read_dir(output) else {
         return Ok(()); // missing: created by the commit
     };
+    // One listing answers both questions: a concurrent commit that has just created the
+    // directory creates its lock file next, so "empty" and "holds our lock" must be read at
+    // the same moment, not one after the other.
+    let names: Vec<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
     let ours = [
         MARKER_FILE,
         COMMITTED_PLAN_FILE,
@@ -83,8 +87,8 @@ pub fn check_ours(output: &Path) -> Result<()> {
         SHARED_RECEIPTS_DIR,
     ]
     .iter()
-    .any(|name| output.join(name).exists());
-    if ours || entries.next().is_none() {
+    .any(|name| names.iter().any(|n| n == *name));
+    if ours || names.is_empty() {
         return Ok(());
     }
     Err(Error::OutputNotOurs {
