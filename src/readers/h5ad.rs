@@ -8,6 +8,7 @@
 
 mod annotations;
 mod dataframe;
+mod legacy;
 
 mod uns;
 

@@ -124,20 +124,21 @@ impl MatrixSource {
             return Ok((MatrixSource::Dense(ds), shape[0] as u64, shape[1] as u64));
         }
         let g = h5::group(path, root, name)?;
-        let encoding = h5::encoding_type(path, &g)?.unwrap_or_default();
+        let (encoding, shape_attr) = h5::sparse_encoding(path, &g, &object)?;
         // indptr runs over the major axis: cells for CSR, genes for CSC.
         let compressed = |major: u64| Compressed::open(path, &g, major);
         let shape: Vec<i64> = {
+            let object = format!("{object}@{shape_attr}");
             let attr = g
-                .attr("shape")
-                .map_err(|e| h5::h5_error(path, &format!("{object}@shape"), e))?;
+                .attr(shape_attr)
+                .map_err(|e| h5::h5_error(path, &object, e))?;
             attr.read_raw::<i64>()
-                .map_err(|e| h5::h5_error(path, &format!("{object}@shape"), e))?
+                .map_err(|e| h5::h5_error(path, &object, e))?
         };
         if shape.len() != 2 || shape.iter().any(|&d| d < 0) {
             return Err(Error::invalid(
                 path,
-                format!("{object}@shape: expected two non-negative sizes, found {shape:?}"),
+                format!("{object}@{shape_attr}: expected two non-negative sizes, found {shape:?}"),
             ));
         }
         let (n_cells, n_genes) = (shape[0] as u64, shape[1] as u64);

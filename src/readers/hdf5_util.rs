@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 
 mod encoding;
 mod limits;
-pub use encoding::encoding_type;
+pub use encoding::{encoding_type, sparse_encoding};
 use limits::check_alloc;
 pub use limits::{check_stored, try_zeroed};
 

@@ -74,6 +74,12 @@ impl DataFrameReader {
     /// `reserved` are output column names SLAF writes itself (`cell_id`, ...), which a source
     /// column may not take.
     pub fn open(path: &Path, root: &Group, name: &str, reserved: &[&str]) -> Result<Self> {
+        if root.link_exists(name) && !h5::is_group(root, name) {
+            return Err(Error::invalid(
+                path,
+                format!("/{name}: a compound dataset, the layout of anndata before 0.7, which slaf-convert does not read yet (anndata.read_h5ad(f).write_h5ad(new) rewrites it)"),
+            ));
+        }
         Self::from_group(path, &h5::group(path, root, name)?, reserved)
     }
 
@@ -259,6 +265,16 @@ fn resolve_column(path: &Path, group: &Group, col: &str) -> Result<Column> {
         )));
     }
     let desc = h5::descriptor(path, &data)?;
+    if let Some(categories) = super::legacy::categories_07(path, group, col, &data)? {
+        // anndata 0.7: the codes are the column, the categories live in `__categories`.
+        if numeric_type(&desc).is_none_or(|t| !t.is_integer()) {
+            return Err(unsupported(format!("categorical codes of type {desc}")));
+        }
+        return Ok(Column::Categorical {
+            codes: data,
+            categories,
+        });
+    }
     if is_string(&desc) {
         return Ok(Column::Strings { data });
     }
@@ -272,7 +288,7 @@ fn resolve_column(path: &Path, group: &Group, col: &str) -> Result<Column> {
 }
 
 /// Categories (or an index) as strings, formatting numbers and booleans as Python's `str` does.
-fn read_as_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
+pub(super) fn read_as_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
     let n = h5::len(ds);
     let desc = h5::descriptor(path, ds)?;
     if is_string(&desc) {

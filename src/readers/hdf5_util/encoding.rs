@@ -1,4 +1,5 @@
-//! anndata's `encoding-type`/`encoding-version` attributes: which versions this reader takes.
+//! anndata's `encoding-type`/`encoding-version` attributes: which versions this reader takes,
+//! and the older h5sparse attributes of a sparse matrix.
 
 use std::path::Path;
 
@@ -53,4 +54,29 @@ pub fn encoding_type(path: &Path, loc: &Location) -> Result<Option<String>> {
         ));
     }
     Ok(Some(kind))
+}
+
+/// A sparse matrix group's encoding and the attribute holding its shape: anndata's
+/// `encoding-type` with `shape`, or the older h5sparse layout (anndata before 0.7), whose
+/// `h5sparse_format` is `csr` or `csc` and whose shape is `h5sparse_shape`.
+pub fn sparse_encoding(
+    path: &Path,
+    g: &hdf5::Group,
+    object: &str,
+) -> Result<(String, &'static str)> {
+    if let Some(encoding) = encoding_type(path, g)? {
+        return Ok((encoding, "shape"));
+    }
+    match str_attr(path, g, "h5sparse_format")?.as_deref() {
+        Some("csr") => Ok(("csr_matrix".into(), "h5sparse_shape")),
+        Some("csc") => Ok(("csc_matrix".into(), "h5sparse_shape")),
+        Some(other) => Err(Error::invalid(
+            path,
+            format!("{object}@h5sparse_format: '{other}' (expected csr or csc)"),
+        )),
+        None => Err(Error::invalid(
+            path,
+            format!("{object}: group without an encoding-type"),
+        )),
+    }
 }
