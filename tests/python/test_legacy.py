@@ -82,3 +82,19 @@ def test_anndata_06_dataframe_is_refused_clearly(tmp_path):
     errors = [l for l in proc.stderr.splitlines() if l.startswith("slaf-convert: error:")]
     assert len(errors) == 1 and "old06.h5ad: /obs: a compound dataset" in errors[0], errors
     assert "H5" not in errors[0], errors
+
+
+def test_scanpy_pbmc68k_reduced_is_refused_clearly(tmp_path):
+    """scanpy's own example file (anndata 0.6 layout, shipped in scanpy's wheel): until that
+    layout is read (issue 16), a one-line refusal naming the part, not an HDF5 message."""
+    from pathlib import Path
+
+    import scanpy
+    src = Path(scanpy.__file__).parent / "datasets" / "10x_pbmc68k_reduced.h5ad"
+    assert src.exists(), src
+    proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / "out.slaf")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 65, proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("slaf-convert: error:")]
+    assert len(errors) == 1 and "10x_pbmc68k_reduced.h5ad: /obs: a compound dataset" in errors[0]
+    assert not (tmp_path / "out.slaf").exists()
