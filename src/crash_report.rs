@@ -65,29 +65,23 @@ pub fn reading_hdf5(path: &Path) -> ReadingGuard {
 fn update_open(change: impl FnOnce(&mut Vec<(u64, PathBuf)>)) {
     let mut open = OPEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     change(&mut open);
-    let prepared = match open.as_slice() {
-        [] => std::ptr::null_mut(),
-        [(_, path)] => Box::into_raw(Box::new(OpenInputs {
+    let prepared = if open.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        let names: Vec<String> = open.iter().map(|(_, p)| p.display().to_string()).collect();
+        let names = names.join(", ");
+        let which = match open.len() {
+            1 => "this file",
+            _ => "one of these files",
+        };
+        Box::into_raw(Box::new(OpenInputs {
             crash_message: format!(
-                "slaf-convert: error: {}: the HDF5 library crashed reading this file (corrupt or truncated input)\n",
-                path.display()
+                "slaf-convert: error: {names}: the HDF5 library crashed reading {which} (corrupt or truncated input)\n"
             )
             .into_bytes(),
-            names: path.display().to_string(),
-            which: "this file",
-        })),
-        several => {
-            let names: Vec<String> = several.iter().map(|(_, p)| p.display().to_string()).collect();
-            let names = names.join(", ");
-            Box::into_raw(Box::new(OpenInputs {
-                crash_message: format!(
-                    "slaf-convert: error: {names}: the HDF5 library crashed reading one of these files (corrupt or truncated input)\n"
-                )
-                .into_bytes(),
-                names,
-                which: "one of these files",
-            }))
-        }
+            names,
+            which,
+        }))
     };
     // The previous message stays leaked: a handler running right now may be reading it.
     MESSAGE.store(prepared, Ordering::Release);

@@ -44,12 +44,12 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
     // Our own events at `level`; dependencies (lance, datafusion) only when they warn.
     let filter = EnvFilter::try_from_env("SLAF_CONVERT_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,slaf_convert={level}")));
+    let terminal = std::io::stderr().is_terminal();
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+        LogFormat::Auto => !terminal,
     };
-    let terminal = std::io::stderr().is_terminal();
     if !json && terminal && !quiet {
         progress::enable();
     }

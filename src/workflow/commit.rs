@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -135,7 +136,13 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
             adopt(dir, output, &r.receipt)?;
         }
     }
-    let written = commit_tables(plan, &receipts).await?;
+    // The cells and genes schemas, from the plan's columns, serve the tables and the config.
+    let cells_schema = cells_schema(
+        &PlannedColumn::fields(&plan.obs_columns)?,
+        plan.is_multi_file(),
+    );
+    let genes_schema = genes_schema(&PlannedColumn::fields(&plan.var_columns)?);
+    let written = commit_tables(plan, &receipts, &cells_schema, &genes_schema).await?;
     let uns_written = match &plan.uns_document {
         Some(uns) if plan.uns => {
             write_json(output, UNS_FILE, uns)?;
@@ -145,7 +152,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     };
     remove_stale_parts(output, &written, uns_written)?;
     clean_tables(output, &plan.plan_hash).await?;
-    let summary = dataset_summary(plan, &receipts)?;
+    let summary = dataset_summary(plan, &receipts, &cells_schema, &genes_schema);
     let created_at = chrono::Local::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
         .to_string();
@@ -156,7 +163,12 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
 
 /// One transaction per table over the receipts' fragments, in dataset order; the genes table
 /// is written whole from the plan. The table directories written.
-async fn commit_tables(plan: &Plan, receipts: &[Located]) -> Result<Vec<&'static str>> {
+async fn commit_tables(
+    plan: &Plan,
+    receipts: &[Located],
+    cells_schema: &SchemaRef,
+    genes_schema: &SchemaRef,
+) -> Result<Vec<&'static str>> {
     let output = &plan.output;
     let concat = |pick: fn(&Receipt) -> &Vec<Fragment>| -> Vec<Fragment> {
         receipts
@@ -170,13 +182,7 @@ async fn commit_tables(plan: &Plan, receipts: &[Located]) -> Result<Vec<&'static
         &output.join(EXPRESSION_TABLE),
         expression_schema(p.ids.clone(), p.value_type, p.compression),
     )?;
-    let cells = TableWriter::new(
-        &output.join(CELLS_TABLE),
-        cells_schema(
-            &PlannedColumn::fields(&plan.obs_columns)?,
-            plan.is_multi_file(),
-        ),
-    )?;
+    let cells = TableWriter::new(&output.join(CELLS_TABLE), cells_schema.clone())?;
     expression.commit(concat(|r| &r.expression)).await?;
     cells.commit(concat(|r| &r.cells)).await?;
     if !plan.parts.layers.is_empty() {
@@ -187,10 +193,7 @@ async fn commit_tables(plan: &Plan, receipts: &[Located]) -> Result<Vec<&'static
         layers.commit(concat(|r| &r.layers)).await?;
         written.push(LAYERS_TABLE);
     }
-    let genes = TableWriter::new(
-        &output.join(GENES_TABLE),
-        genes_schema(&PlannedColumn::fields(&plan.var_columns)?),
-    )?;
+    let genes = TableWriter::new(&output.join(GENES_TABLE), genes_schema.clone())?;
     let var = plan.var_batch(output)?;
     genes
         .replace_all(genes_batch(genes.schema(), &var, &plan.genes)?)
@@ -219,37 +222,37 @@ async fn commit_tables(plan: &Plan, receipts: &[Located]) -> Result<Vec<&'static
 
 /// What config.json says of the committed dataset: counts, the value statistics merged
 /// fragment by fragment in dataset order (the same bits however the cells were sharded).
-fn dataset_summary(plan: &Plan, receipts: &[Located]) -> Result<DatasetSummary> {
+fn dataset_summary(
+    plan: &Plan,
+    receipts: &[Located],
+    cells_schema: &Schema,
+    genes_schema: &Schema,
+) -> DatasetSummary {
     let mut stats = ValueStats::default();
     for s in receipts.iter().flat_map(|r| &r.receipt.fragment_stats) {
         stats.merge(s);
     }
-    let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
-    let var_fields = PlannedColumn::fields(&plan.var_columns)?;
-    Ok(DatasetSummary {
+    DatasetSummary {
         n_cells: plan.n_cells,
         n_genes: plan.n_genes,
         stats,
-        compact_ids: plan.profile.ids.gene == arrow::datatypes::DataType::UInt16,
-        empty_obs_strings: empty_table_strings(
-            &cells_schema(&obs_fields, plan.is_multi_file()),
-            plan.n_cells,
-        ),
-        empty_var_strings: empty_table_strings(&genes_schema(&var_fields), plan.n_genes),
+        compact_ids: plan.profile.ids.gene == DataType::UInt16,
+        empty_obs_strings: empty_table_strings(cells_schema, plan.n_cells),
+        empty_var_strings: empty_table_strings(genes_schema, plan.n_genes),
         parts: plan.parts.clone(),
         multi_file: plan.is_multi_file().then(|| multi_file(plan)),
-    })
+    }
 }
 
 /// The string columns of a table with no rows (see [`DatasetSummary::empty_obs_strings`]).
-fn empty_table_strings(schema: &arrow::datatypes::Schema, rows: u64) -> Vec<String> {
+fn empty_table_strings(schema: &Schema, rows: u64) -> Vec<String> {
     if rows > 0 {
         return Vec::new();
     }
     schema
         .fields()
         .iter()
-        .filter(|f| f.data_type() == &arrow::datatypes::DataType::Utf8)
+        .filter(|f| f.data_type() == &DataType::Utf8)
         .map(|f| f.name().clone())
         .collect()
 }

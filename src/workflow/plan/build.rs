@@ -32,7 +32,7 @@ impl Plan {
         check_combinable(&paths, &metas, &obs, multi_file)?;
         let parts = selected_parts(&metas[0], options, &obs, multi_file);
         let (obs, var) = selected_columns(&metas[0], options, obs);
-        let scanned = scan_inputs(manifest, &mut metas, &genes, &obs, values)?;
+        let scanned = scan_inputs(manifest, &paths, &mut metas, &genes, &obs, values)?;
         let n_cells = scanned.n_cells;
         let n_genes = genes.len() as u64;
         let per_shard = shard_cells(size, &manifest.sharding, n_cells, options.chunk_size);
@@ -214,13 +214,13 @@ struct ScannedInputs {
 /// the input's entry in the plan.
 fn scan_inputs(
     manifest: &Manifest,
+    paths: &[&Path],
     metas: &mut [InputMeta],
     genes: &[String],
     obs: &[Field],
     values: ValueScan,
 ) -> Result<ScannedInputs> {
-    let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
-    let source_names = source_names(&paths);
+    let source_names = source_names(paths);
     let mut scanned = ScannedInputs {
         inputs: Vec::new(),
         row_offsets: Vec::new(),
