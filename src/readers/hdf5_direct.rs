@@ -56,12 +56,18 @@ pub struct DirectArray {
     path: PathBuf,
     name: String,
     file: Arc<File>,
+    /// The file's size at open: every chunk must lie inside it.
+    file_len: u64,
     element: Element,
     len: usize,
     storage: Storage,
     /// The dataset, for locating chunks.
     ds: Dataset,
 }
+
+/// Elements in a block of contiguous storage read at once, and about those in a parallel
+/// scan's block.
+const BLOCK: usize = 1 << 18;
 
 /// Most chunks a dataset may have for its chunk table to be kept here (32 MiB of table).
 const MAX_CHUNKS: usize = 1 << 20;
@@ -118,10 +124,12 @@ impl DirectArray {
             Ok(storage) => storage,
             Err(reason) => return Ok(Err(reason)),
         };
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         Ok(Ok(DirectArray {
             path: path.to_path_buf(),
             name,
             file: file.clone(),
+            file_len,
             element,
             len,
             storage,
@@ -158,7 +166,6 @@ impl DirectArray {
     /// The whole array cut into blocks of about 2^18 elements that end on chunk boundaries,
     /// so that each chunk is inflated once in a parallel pass.
     fn scan_blocks(&self) -> Vec<Range<usize>> {
-        const BLOCK: usize = 1 << 18;
         let step = match &self.storage {
             Storage::Contiguous { .. } => BLOCK,
             Storage::Chunked { chunk_len, .. } => (*chunk_len).max(1) * (BLOCK / chunk_len).max(1),
@@ -210,7 +217,6 @@ impl DirectArray {
     /// `out` (elements `range`) cut into pieces that each lie in one chunk (or one block of
     /// contiguous storage), with the position of each piece's first element.
     fn pieces<'a, T>(&self, range: Range<usize>, out: &'a mut [T]) -> Vec<(usize, &'a mut [T])> {
-        const BLOCK: usize = 1 << 18;
         let mut pieces = Vec::new();
         let (mut at, mut rest) = (range.start, out);
         while !rest.is_empty() {
@@ -288,24 +294,23 @@ impl DirectArray {
             })?;
         // The index is the file's word: a chunk must lie inside the file before its size
         // sizes a buffer.
-        if chunk.addr != hdf5_sys::h5::HADDR_UNDEF {
-            let file_len = self.file.metadata().map_err(|e| self.io_error(e))?.len();
-            if chunk
+        if chunk.addr != hdf5_sys::h5::HADDR_UNDEF
+            && chunk
                 .addr
                 .checked_add(chunk.size)
-                .is_none_or(|end| end > file_len)
-            {
-                return Err(Error::invalid(
+                .is_none_or(|end| end > self.file_len)
+        {
+            return Err(Error::invalid(
                     &self.path,
                     format!(
-                        "{}: its chunk at element {} claims bytes {}..+{} of a {file_len}-byte file (truncated or corrupt)",
+                        "{}: its chunk at element {} claims bytes {}..+{} of a {}-byte file (truncated or corrupt)",
                         self.name,
                         c * chunk_len,
                         chunk.addr,
-                        chunk.size
+                        chunk.size,
+                        self.file_len
                     ),
                 ));
-            }
         }
         let _ = cell.set(chunk);
         Ok(chunk)

@@ -88,17 +88,6 @@ impl Compressed {
                 ),
             ));
         }
-        if c.data.len() != c.indices.len() {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "{}: {} values but {} indices",
-                    c.data.name(),
-                    c.data.len(),
-                    c.indices.len()
-                ),
-            ));
-        }
         Ok(c)
     }
 }
