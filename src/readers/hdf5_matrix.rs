@@ -191,15 +191,10 @@ impl MatrixSource {
                         let n = c.data.count_f64(path, changes_in_f32)?;
                         warn_narrowed(path, &c.data.name(), &stored, n);
                     } else {
+                        // `probe` observed the sample (see `scan`).
                         let sample = c.data.len().min(SAMPLE);
-                        let n = c
-                            .data
-                            .read_f64(path, 0..sample)?
-                            .into_iter()
-                            .filter(|&v| changes_in_f32(v))
-                            .count() as u64;
                         let object = format!("{} (first {sample} values)", c.data.name());
-                        warn_narrowed(path, &object, &stored, n);
+                        warn_narrowed(path, &object, &stored, probe.narrowed());
                     }
                 }
             }
@@ -216,9 +211,8 @@ impl MatrixSource {
     pub fn guess_value_type(&self, path: &Path) -> Result<Option<ValueType>> {
         match self {
             MatrixSource::Csr(c) | MatrixSource::Csc(c, _) => {
-                let sample = c.data.read_f64(path, 0..c.data.len().min(SAMPLE))?;
                 let mut probe = ValueTypeProbe::default();
-                probe.observe(&sample);
+                observe_sample(path, c, &mut probe)?;
                 Ok(Some(probe.value_type()))
             }
             MatrixSource::Dense(_) => Ok(None),
@@ -241,7 +235,9 @@ impl MatrixSource {
             MatrixSource::Csr(c) => {
                 let indptr = read_indptr(path, c, n_cells)?;
                 if values == ValueScan::RowsOnly {
-                    known = self.guess_value_type(path)?;
+                    // The sample decides the type; its narrowed values are the warning's.
+                    observe_sample(path, c, &mut probe)?;
+                    known = Some(probe.value_type());
                 }
                 if known.is_none() {
                     probe.observe_fits(c.data.all_f64(path, ValueTypeProbe::fits_u16)?);
@@ -273,6 +269,10 @@ impl MatrixSource {
                         *slot += 1;
                     }
                     start = end;
+                }
+                if values == ValueScan::RowsOnly {
+                    // Only for the warning's count: every value is checked just below.
+                    observe_sample(path, c, &mut probe)?;
                 }
                 probe.observe_fits(c.data.all_f64(path, ValueTypeProbe::fits_u16)?);
                 prefix_sum(&counts)
@@ -484,4 +484,11 @@ fn transpose(
     }
     buckets.finish()?;
     Ok(buckets)
+}
+/// Observe the first [`SAMPLE`] stored values of `c` (the sample a
+/// [`ValueScan::RowsOnly`] plan decides by and counts narrowed values in).
+fn observe_sample(path: &Path, c: &Compressed, probe: &mut ValueTypeProbe) -> Result<()> {
+    let sample = c.data.read_f64(path, 0..c.data.len().min(SAMPLE))?;
+    probe.observe(&sample);
+    Ok(())
 }
