@@ -155,6 +155,12 @@ def hdf5_files():
             g["genes"] = np.array([f"E{j}".encode() for j in range(m)])
             g["gene_names"] = np.array([f"G{j}".encode() for j in range(m)])
     files["cellranger-v2"] = h5(cellranger_v2)
+    # The layouts of anndata 0.6 (compound dataframes, obsm, uns record arrays) and 0.7, as
+    # the legacy tests write them.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+    import legacy_h5ad
+    files["anndata-06"] = h5(lambda p: legacy_h5ad.write_anndata_06(p, n_cells=5))
+    files["anndata-07"] = h5(legacy_h5ad.write_anndata_07)
     return files
 
 

@@ -3,6 +3,8 @@
 //! two axes, and the map of an input's genes onto the dataset's. Readers produce these; the
 //! pipeline maps genes and hands them to the table builders.
 
+use std::collections::BTreeMap;
+
 use arrow::array::RecordBatch;
 
 use crate::error::Result;
@@ -55,6 +57,66 @@ pub struct InputParts {
     pub obsp: Vec<String>,
     /// varp keys (square genes × genes matrices).
     pub varp: Vec<String>,
+    /// The keys that had to be renamed to become column names, with their columns.
+    #[serde(default, skip_serializing_if = "RenamedKeys::is_empty")]
+    pub renamed: RenamedKeys,
+}
+
+/// Per part, each key whose column name differs from it ('.' becomes '_': Lance forbids '.'
+/// in column names) mapped to that column; keys kept as they are are not listed.
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct RenamedKeys {
+    /// obs columns: column name in the input → column of cells.lance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub obs: BTreeMap<String, String>,
+    /// var columns: column name in the input → column of genes.lance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub var: BTreeMap<String, String>,
+    /// Layers: key → column of layers.lance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub layers: BTreeMap<String, String>,
+    /// obsm: key → column of cells.lance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub obsm: BTreeMap<String, String>,
+    /// varm: key → column of genes.lance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub varm: BTreeMap<String, String>,
+    /// obsp: key → column of cellsxcells.lance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub obsp: BTreeMap<String, String>,
+    /// varp: key → column of genesxgenes.lance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub varp: BTreeMap<String, String>,
+}
+
+impl RenamedKeys {
+    /// Whether no key was renamed.
+    pub fn is_empty(&self) -> bool {
+        [
+            &self.obs,
+            &self.var,
+            &self.layers,
+            &self.obsm,
+            &self.varm,
+            &self.obsp,
+            &self.varp,
+        ]
+        .iter()
+        .all(|m| m.is_empty())
+    }
+
+    /// The (key, column) pairs that differ.
+    pub fn differing<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> BTreeMap<String, String> {
+        pairs
+            .into_iter()
+            .filter(|(key, column)| key != column)
+            .map(|(key, column)| (key.to_string(), column.to_string()))
+            .collect()
+    }
 }
 
 /// Which side of the matrix a pairwise annotation belongs to.

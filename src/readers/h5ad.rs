@@ -3,7 +3,8 @@
 //!
 //! Ids come from the obs/var index (`obs_names`, `var_names`); obs/var columns keep their
 //! `column-order`; obsm/varm keys follow as vector columns. Nothing large is loaded whole: X,
-//! layers, obsm and obsp are read by cell range.
+//! layers, obsm and obsp are read by cell range. Files of anndata 0.6 and 0.7 are read with
+//! the meaning anndata gives them (see `legacy`).
 //! Layout reference: anndata's on-disk spec, summarised in docs/slaf-format.md Appendix C.
 
 mod annotations;
@@ -20,12 +21,14 @@ use arrow::datatypes::{Field, Schema};
 
 use self::annotations::{open_pairwise, open_vectors, PairwiseMatrix, VectorColumn};
 use self::dataframe::DataFrameReader;
+use self::legacy::UnsCategories;
 use super::hdf5_matrix::MatrixSource;
 use super::hdf5_util as h5;
 use super::{
     Axis, CellBatch, CellEntries, CellRange, InputLayout, InputParts, InputReader, MatrixScan,
     RawMode, ReadOptions, ValueScan,
 };
+use crate::cells::RenamedKeys;
 use crate::columns;
 use crate::columns::sanitise_column_names;
 use crate::error::{Error, Result};
@@ -46,6 +49,9 @@ pub struct H5adReader {
     obs_fields: Vec<Field>,
     var_fields: Vec<Field>,
     parts: InputParts,
+    /// uns elements anndata takes out on reading (0.6 categories that became column labels,
+    /// adjacency matrices moved to obsp), as HDF5 paths.
+    uns_dropped: Vec<String>,
 }
 
 impl H5adReader {
@@ -66,8 +72,9 @@ impl H5adReader {
             columns::CELL_START_INDEX,
         ];
         let var_reserved = [columns::GENE_ID, columns::GENE_INTEGER_ID];
-        let obs = DataFrameReader::open(path, root, "obs", &obs_reserved)?;
-        let var = DataFrameReader::open(path, root, "var", &var_reserved)?;
+        let categories = UnsCategories::read(path, root)?;
+        let obs = DataFrameReader::open(path, root, "obs", &obs_reserved, &categories)?;
+        let var = DataFrameReader::open(path, root, "var", &var_reserved, &categories)?;
         if obs.n_rows() as u64 != n_cells || var.n_rows() as u64 != n_genes {
             return Err(Error::invalid(
                 path,
@@ -90,15 +97,55 @@ impl H5adReader {
         let varm = open_vectors(path, root, "varm", n_genes)?;
         let obs_fields = with_vectors(path, "obsm", obs.fields(), &obsm, &obs_reserved)?;
         let var_fields = with_vectors(path, "varm", var.fields(), &varm, &var_reserved)?;
-        let obsp = open_pairwise(path, root, "obsp", n_cells)?;
+        let mut obsp = open_pairwise(path, root, "obsp", n_cells)?;
+        let (moved, moved_from) = annotations::moved_from_uns(path, root, n_cells)?;
+        // anndata's move replaces an obsp key of the same name.
+        obsp.retain(|p| !moved.iter().any(|m| m.key == p.key));
+        obsp.extend(moved);
+        obsp.sort_by(|a, b| a.key.cmp(&b.key));
         let varp = open_pairwise(path, root, "varp", n_genes)?;
+        let vector_names = |v: &[VectorColumn]| {
+            RenamedKeys::differing(v.iter().map(|v| (v.key.as_str(), v.name.as_str())))
+        };
+        let pairwise_names = |p: &[PairwiseMatrix]| {
+            RenamedKeys::differing(p.iter().map(|p| (p.key.as_str(), p.name.as_str())))
+        };
+        let column_names = |df: &DataFrameReader| {
+            RenamedKeys::differing(
+                df.source_names()
+                    .iter()
+                    .zip(df.fields())
+                    .map(|(k, f)| (k.as_str(), f.name().as_str())),
+            )
+        };
+        let renamed = RenamedKeys {
+            obs: column_names(&obs),
+            var: column_names(&var),
+            layers: RenamedKeys::differing(
+                layer_names
+                    .iter()
+                    .zip(&sanitised_layers)
+                    .map(|(k, c)| (k.as_str(), c.as_str())),
+            ),
+            obsm: vector_names(&obsm),
+            varm: vector_names(&varm),
+            obsp: pairwise_names(&obsp),
+            varp: pairwise_names(&varp),
+        };
         let parts = InputParts {
             layers: sanitised_layers,
             obsm: obsm.iter().map(|v| (v.name.clone(), v.dim)).collect(),
             varm: varm.iter().map(|v| (v.name.clone(), v.dim)).collect(),
             obsp: obsp.iter().map(|p| p.name.clone()).collect(),
             varp: varp.iter().map(|p| p.name.clone()).collect(),
+            renamed,
         };
+        let mut uns_dropped: Vec<String> = [obs.uns_categories_used(), var.uns_categories_used()]
+            .concat()
+            .iter()
+            .map(|key| format!("/uns/{key}"))
+            .collect();
+        uns_dropped.extend(moved_from);
         Ok(H5adReader {
             path: path.to_path_buf(),
             layout: InputLayout {
@@ -118,6 +165,7 @@ impl H5adReader {
             obs_fields,
             var_fields,
             parts,
+            uns_dropped,
         })
     }
 }
@@ -143,7 +191,7 @@ fn open_layers(
             layers.push((key, source));
         }
     }
-    if root.link_exists("raw") {
+    if legacy::raw_layout(path, root)?.is_some() {
         match raw {
             RawMode::Ignore => tracing::info!(
                 event = "input.skipped",
@@ -158,7 +206,8 @@ fn open_layers(
     Ok(layers)
 }
 
-/// `raw.X` as a layer: only when raw.var lists exactly var's genes, in order.
+/// `raw.X` as a layer: only when raw.var lists exactly var's genes, in order. Under the group
+/// `raw`, or (anndata before 0.7) `raw.X` and `raw.var` at the top.
 fn open_raw(
     path: &Path,
     root: &hdf5::Group,
@@ -166,9 +215,13 @@ fn open_raw(
     n_cells: u64,
     n_genes: u64,
 ) -> Result<MatrixSource> {
-    let raw = h5::group(path, root, "raw")?;
-    let (source, rows, cols) = MatrixSource::open(path, &raw, "X")?;
-    let raw_var = DataFrameReader::open(path, &raw, "var", &[])?;
+    let (parent, x, var_name) = match legacy::raw_layout(path, root)? {
+        Some(legacy::RawLayout::TopLevel) => (root.clone(), "raw.X", "raw.var"),
+        _ => (h5::group(path, root, "raw")?, "X", "var"),
+    };
+    let no_categories = UnsCategories::default();
+    let (source, rows, cols) = MatrixSource::open(path, &parent, x)?;
+    let raw_var = DataFrameReader::open(path, &parent, var_name, &[], &no_categories)?;
     let same_genes = (rows, cols) == (n_cells, n_genes)
         && raw_var.read_index(0..raw_var.n_rows())? == var.read_index(0..var.n_rows())?;
     if !same_genes {
@@ -337,7 +390,7 @@ impl InputReader for H5adReader {
     }
 
     fn uns(&mut self) -> Result<Option<serde_json::Value>> {
-        uns::read_uns(&self.path, &self.file)
+        uns::read_uns(&self.path, &self.file, &self.uns_dropped)
     }
 }
 

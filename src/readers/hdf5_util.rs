@@ -12,11 +12,16 @@ use hdf5::{Attribute, Dataset, Group, Location};
 
 use crate::error::{Error, Result};
 
+mod compound;
 mod encoding;
 mod limits;
+mod strings;
+pub use compound::{compound_fields, read_field, read_field_bools, read_field_strings};
 pub use encoding::{encoding_type, sparse_encoding};
 use limits::check_alloc;
 pub use limits::{check_stored, try_zeroed};
+use strings::{fixed_strings_from_bytes, utf8_strings};
+pub use strings::{read_scalar_string, read_strings};
 
 /// Translate an HDF5 error about `object` in `path`.
 pub fn h5_error(path: &Path, object: &str, err: hdf5::Error) -> Error {
@@ -75,6 +80,12 @@ pub fn open_file(path: &Path) -> Result<InputFile> {
     })
 }
 
+/// Whether `loc` has the attribute `name` (an unreadable attribute list counts as none).
+pub fn has_attr(loc: &Location, name: &str) -> bool {
+    loc.attr_names()
+        .is_ok_and(|names| names.iter().any(|n| n == name))
+}
+
 /// Open attribute `name` of `loc` with its display name (`/obs@column-order`), `None` if absent.
 fn open_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<(Attribute, String)>> {
     let names = loc
@@ -110,32 +121,6 @@ pub fn str_array_attr(path: &Path, loc: &Location, name: &str) -> Result<Option<
         Some((attr, object)) => attr_strings(path, &object, &attr).map(Some),
         None => Ok(None),
     }
-}
-
-/// Decode strings as strict UTF-8, as h5py's `asstr()` does for anndata: invalid bytes are an
-/// error naming the element, never a lossy replacement (two names could collide) nor an
-/// unchecked `str` (the hdf5 crate's `as_str`/`Display` do not check).
-fn utf8_strings<'a>(
-    path: &Path,
-    object: &str,
-    values: impl IntoIterator<Item = &'a [u8]>,
-) -> Result<Vec<String>> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, bytes)| {
-            String::from_utf8(bytes.to_vec()).map_err(|e| {
-                Error::invalid(
-                    path,
-                    format!(
-                        "{object}: element {i} is not valid UTF-8 (byte {} of {:?})",
-                        e.utf8_error().valid_up_to(),
-                        String::from_utf8_lossy(bytes)
-                    ),
-                )
-            })
-        })
-        .collect()
 }
 
 fn attr_strings(path: &Path, object: &str, attr: &Attribute) -> Result<Vec<String>> {
@@ -188,28 +173,6 @@ fn read_attr_bytes(path: &Path, object: &str, attr: &Attribute, width: usize) ->
         ));
     }
     Ok(buf)
-}
-
-/// Fixed-length strings end at their first NUL; h5py keeps trailing spaces (space-padded
-/// types) but we drop them as numpy's `S` dtype does on decode.
-fn fixed_strings_from_bytes(
-    path: &Path,
-    object: &str,
-    bytes: &[u8],
-    width: usize,
-) -> Result<Vec<String>> {
-    let mut out = utf8_strings(
-        path,
-        object,
-        bytes.chunks(width.max(1)).map(|c| {
-            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
-            &c[..end]
-        }),
-    )?;
-    for s in &mut out {
-        s.truncate(s.trim_end_matches(' ').len());
-    }
-    Ok(out)
 }
 
 /// Open a member group, with an error naming it.
@@ -338,66 +301,31 @@ pub fn read_rows_f64(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Ve
     Ok(arr.iter().copied().collect())
 }
 
-/// Read `range` of a 1-D string dataset (variable- or fixed-length, ASCII or UTF-8).
-pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<String>> {
-    if range.is_empty() {
-        return Ok(Vec::new());
-    }
-    check_range(path, ds, &range)?;
-    check_alloc::<VarLenUnicode>(path, &ds.name(), range.len())?;
-    let err = |e| h5_error(path, &ds.name(), e);
-    match descriptor(path, ds)? {
-        TypeDescriptor::VarLenUnicode => {
-            let raw = ds.read_slice_1d::<VarLenUnicode, _>(range).map_err(err)?;
-            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
-        }
-        TypeDescriptor::VarLenAscii => {
-            let raw = ds.read_slice_1d::<VarLenAscii, _>(range).map_err(err)?;
-            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
-        }
-        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
-            let bytes = read_fixed_bytes(path, ds, range, n)?;
-            fixed_strings_from_bytes(path, &ds.name(), &bytes, n)
-        }
-        other => Err(Error::invalid(
-            path,
-            format!("{}: expected strings, found {other}", ds.name()),
-        )),
-    }
-}
-
-/// Read fixed-length strings as raw bytes using the file's own type (no per-length Rust type).
-fn read_fixed_bytes(
+/// Read the elements `range` of the 1-D dataset `ds` into `buf` as `mem_type`, which HDF5
+/// converts to (for a compound `mem_type`, only the members it names, matched by name); a
+/// failure names `object`.
+///
+/// # Safety
+/// `ds` must be 1-D and hold `range`, and `buf` must have room for `range.len()` elements of
+/// `mem_type`'s size.
+unsafe fn read_hyperslab(
     path: &Path,
     ds: &Dataset,
+    object: &str,
     range: Range<usize>,
-    width: usize,
-) -> Result<Vec<u8>> {
+    mem_type: &hdf5::Datatype,
+    buf: *mut std::ffi::c_void,
+) -> Result<()> {
     use hdf5_sys::h5d::H5Dread;
     use hdf5_sys::h5p::H5P_DEFAULT;
-    use hdf5_sys::h5s::{H5S_seloper_t, H5Sclose, H5Screate_simple, H5Sselect_hyperslab};
-    let count = range.len();
-    let dtype = ds.dtype().map_err(|e| h5_error(path, &ds.name(), e))?;
+    use hdf5_sys::h5s::{H5S_seloper_t, H5Sclose, H5Scopy, H5Screate_simple, H5Sselect_hyperslab};
     let fspace = ds.space().map_err(|e| h5_error(path, &ds.name(), e))?;
-    if dtype.size() != width {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "{}: string type of {} bytes, expected {width}",
-                ds.name(),
-                dtype.size()
-            ),
-        ));
-    }
-    let mut buf: Vec<u8> = try_zeroed(path, &ds.name(), count.saturating_mul(width))?;
     let start = [range.start as u64];
-    let cnt = [count as u64];
-    // SAFETY: the callers checked that the file space has rank 1 (check_range) and holds
-    // `range`, so the one-element start/count arrays are what H5Sselect_hyperslab reads; we
-    // select `count` elements and read them into a memory space of `count` elements of the
-    // file's type, `width` bytes each (the type's size), which is `buf`'s length.
+    let count = [range.len() as u64];
+    // The one-element start/count arrays are what H5Sselect_hyperslab reads for rank 1 (the
+    // caller's guarantee); the memory space has `count` elements, which `buf` holds.
     let status = hdf5::sync::sync(|| unsafe {
-        let fs = hdf5_sys::h5s::H5Scopy(fspace.id());
+        let fs = H5Scopy(fspace.id());
         if fs < 0 {
             return -1;
         }
@@ -406,21 +334,14 @@ fn read_fixed_bytes(
             H5S_seloper_t::H5S_SELECT_SET,
             start.as_ptr(),
             std::ptr::null(),
-            cnt.as_ptr(),
+            count.as_ptr(),
             std::ptr::null(),
         );
-        let ms = H5Screate_simple(1, cnt.as_ptr(), std::ptr::null());
+        let ms = H5Screate_simple(1, count.as_ptr(), std::ptr::null());
         let status = if sel < 0 || ms < 0 {
             -1
         } else {
-            H5Dread(
-                ds.id(),
-                dtype.id(),
-                ms,
-                fs,
-                H5P_DEFAULT,
-                buf.as_mut_ptr().cast(),
-            )
+            H5Dread(ds.id(), mem_type.id(), ms, fs, H5P_DEFAULT, buf)
         };
         if ms >= 0 {
             H5Sclose(ms);
@@ -431,10 +352,13 @@ fn read_fixed_bytes(
     if status < 0 {
         return Err(Error::invalid(
             path,
-            format!("{}: cannot read fixed-length strings", ds.name()),
+            format!(
+                "{object}: cannot read elements {}..{}",
+                range.start, range.end
+            ),
         ));
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Read `range` of a 1-D boolean dataset (h5py's enum bool, or any integer type).

@@ -102,6 +102,11 @@ pub struct ConfigJson {
     /// varp keys (columns of genesxgenes.lance), dimension n_genes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub varp: Option<Block>,
+    /// obs and var columns renamed to become Lance columns ('.' → '_'): `{"obs": {column in
+    /// the input: column}, "var": {...}}`, each only when something was renamed. Ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_columns:
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
     /// Dtype hints for the reader's obs columns (see [`DatasetSummary::empty_obs_strings`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obs_dtypes: Option<serde_json::Map<String, Value>>,
@@ -143,6 +148,10 @@ pub struct Block {
     /// Per key: vector length (obsm/varm) or matrix side (obsp/varp); absent for layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<std::collections::BTreeMap<String, u64>>,
+    /// The input's keys that were renamed to become these columns ('.' → '_'), key →
+    /// column; absent when every key is its column. Ours, not upstream's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Block {
@@ -161,7 +170,19 @@ impl Block {
                     .map(|(i, k)| (k.clone(), d(i)))
                     .collect()
             }),
+            renamed: None,
         })
+    }
+
+    /// Record the keys of `renamed` (key → column) whose column this block lists.
+    fn with_renamed(mut self, renamed: &std::collections::BTreeMap<String, String>) -> Self {
+        let listed: std::collections::BTreeMap<String, String> = renamed
+            .iter()
+            .filter(|(_, column)| self.available.contains(column))
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
+        self.renamed = (!listed.is_empty()).then_some(listed);
+        self
     }
 }
 
@@ -228,6 +249,7 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
         parts,
         ..
     } = summary;
+    let renamed = &parts.renamed;
     let names = |keys: &[(String, usize)]| keys.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     let total_possible = n_cells.saturating_mul(*n_genes);
     let count = stats.count;
@@ -287,11 +309,22 @@ pub fn config_document(summary: &DatasetSummary, created_at: &str) -> ConfigJson
         },
         multi_file: summary.multi_file.clone(),
         created_at: created_at.to_string(),
-        layers: Block::of(&parts.layers, None),
-        obsm: Block::of(&names(&parts.obsm), Some(&|i| parts.obsm[i].1 as u64)),
-        varm: Block::of(&names(&parts.varm), Some(&|i| parts.varm[i].1 as u64)),
-        obsp: Block::of(&parts.obsp, Some(&|_| *n_cells)),
-        varp: Block::of(&parts.varp, Some(&|_| *n_genes)),
+        layers: Block::of(&parts.layers, None).map(|b| b.with_renamed(&renamed.layers)),
+        obsm: Block::of(&names(&parts.obsm), Some(&|i| parts.obsm[i].1 as u64))
+            .map(|b| b.with_renamed(&renamed.obsm)),
+        varm: Block::of(&names(&parts.varm), Some(&|i| parts.varm[i].1 as u64))
+            .map(|b| b.with_renamed(&renamed.varm)),
+        obsp: Block::of(&parts.obsp, Some(&|_| *n_cells)).map(|b| b.with_renamed(&renamed.obsp)),
+        varp: Block::of(&parts.varp, Some(&|_| *n_genes)).map(|b| b.with_renamed(&renamed.varp)),
+        renamed_columns: {
+            let axes: std::collections::BTreeMap<_, _> =
+                [("obs", &renamed.obs), ("var", &renamed.var)]
+                    .into_iter()
+                    .filter(|(_, m)| !m.is_empty())
+                    .map(|(axis, m)| (axis.to_string(), m.clone()))
+                    .collect();
+            (!axes.is_empty()).then_some(axes)
+        },
         obs_dtypes: hints(&summary.empty_obs_strings),
         var_dtypes: hints(&summary.empty_var_strings),
     }

@@ -58,11 +58,69 @@ def write_h5sparse_x(path, fmt):
     return dense
 
 
-def write_anndata_06_obs(path):
-    """The layout before anndata 0.7: obs as a compound dataset with an `index` field."""
-    write_anndata_07(path)
-    with h5py.File(path, "a") as f:
-        del f["obs"]
-        rec = np.array([(b"c0", 1), (b"c1", 2), (b"c2", 3), (b"c3", 4)],
-                       dtype=[("index", "S2"), ("n_genes", "<i8")])
-        f.create_dataset("obs", data=rec)
+def write_anndata_06(path, n_cells=7):
+    """Every part of the anndata 0.6 layout, as anndata 0.6 wrote it (fixed-length byte
+    strings throughout): obs/var/obsm/varm compound datasets (the first field of a dataframe
+    is its index), categoricals as integer fields with labels in `uns/<column>_categories`,
+    X and raw.X as h5sparse groups, raw.var at the top, record arrays and one-element byte
+    strings in uns. Returns nothing: anndata.read_h5ad is the reference for what it means."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(6)
+    n_genes = 5
+    dense = rng.poisson(0.8, size=(n_cells, n_genes)).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        def h5sparse(name, m, parent=f):
+            g = parent.create_group(name)
+            g.attrs["h5sparse_format"] = np.bytes_("csr")
+            g.attrs["h5sparse_shape"] = np.array(m.shape, dtype=np.int64)
+            g["data"], g["indices"], g["indptr"] = m.data, m.indices, m.indptr
+
+        h5sparse("X", sp.csr_matrix(dense))
+        h5sparse("raw.X", sp.csr_matrix(dense * 2))
+        cell_codes = np.array([0, 1, 2, -1, 1, 0, 2][:n_cells], dtype=np.int8)
+        obs = np.zeros(n_cells, dtype=[
+            ("index", "S8"), ("cell_type", "i1"), ("n_genes", "<i8"), ("score", "<f4"),
+            ("is_doublet", "?"), ("batch", "<i8"), ("qc.pass", "<f8")])
+        obs["index"] = [f"cell{i}".encode() for i in range(n_cells)]
+        obs["cell_type"] = cell_codes
+        obs["n_genes"] = np.count_nonzero(dense, axis=1)
+        obs["score"] = rng.normal(size=n_cells).astype(np.float32)
+        obs["score"][1] = np.nan
+        obs["is_doublet"] = np.arange(n_cells) % 3 == 0
+        obs["batch"] = np.arange(n_cells) % 4          # codes beyond batch_categories: stays int
+        obs["qc.pass"] = rng.random(n_cells)
+        f.create_dataset("obs", data=obs)
+        var = np.zeros(n_genes, dtype=[
+            ("index", "S6"), ("gene_kind", "i1"), ("means", "<f8"), ("highly_variable", "?")])
+        var["index"] = [f"gene{j}".encode() for j in range(n_genes)]
+        var["gene_kind"] = [0, 1, 0, 0, 1]
+        var["means"] = dense.mean(axis=0)
+        var["highly_variable"] = [True, False, True, False, False]
+        f.create_dataset("var", data=var)
+        f.create_dataset("raw.var", data=var[["index"]].astype([("index", "S6")]))
+        obsm = np.zeros(n_cells, dtype=[
+            ("X_pca", "<f4", (3,)), ("X_umap", "<f8", (2,)), ("spatial.xy", "<f8", (2,))])
+        for k in obsm.dtype.names:
+            obsm[k] = rng.normal(size=obsm[k].shape)
+        f.create_dataset("obsm", data=obsm)
+        varm = np.zeros(n_genes, dtype=[("PCs", "<f8", (3,))])
+        varm["PCs"] = rng.normal(size=(n_genes, 3))
+        f.create_dataset("varm", data=varm)
+        layers = f.create_group("layers")
+        layers["spliced"] = dense + 1
+        uns = f.create_group("uns")
+        uns["cell_type_categories"] = np.array([b"B", b"NK", b"T"])
+        uns["gene_kind_categories"] = np.array([b"coding", b"mito"])
+        uns["batch_categories"] = np.array([b"a", b"b"])
+        uns["cell_type_colors"] = np.array([b"#1f77b4", b"#ff7f0e", b"#2ca02c"])
+        params = uns.create_group("neighbors").create_group("params")
+        params["method"] = np.array([b"umap"])                 # a string, to anndata
+        params["n_neighbors"] = np.array([10])                 # stays a one-element array
+        h5sparse("connectivities", sp.csr_matrix(np.eye(n_cells)), uns["neighbors"])
+        rgg = uns.create_group("rank_genes_groups")
+        names = np.zeros(2, dtype=[("B", "S6"), ("T", "S6")])
+        names["B"], names["T"] = [b"gene0", b"gene3"], [b"gene1", b"gene2"]
+        rgg["names"] = names
+        scores = np.zeros(2, dtype=[("B", "<f4"), ("T", "<f4")])
+        scores["B"], scores["T"] = [2.5, 1.0], [3.0, np.nan]
+        rgg["scores"] = scores

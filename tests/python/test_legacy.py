@@ -1,10 +1,12 @@
 """h5ad files older anndata versions wrote: converted with the meaning anndata gives them."""
+import json
 import os
 import subprocess
 
 import numpy as np
 import pandas as pd
 
+import anndata_equality
 import legacy_h5ad
 
 BIN = os.environ.get("SLAF_CONVERT_BIN")
@@ -71,30 +73,92 @@ def test_h5sparse_matrix(tmp_path):
         assert np.array_equal(got, dense), fmt
 
 
-def test_anndata_06_dataframe_is_refused_clearly(tmp_path):
-    """obs as a compound dataset (anndata before 0.7): one line saying so, not an HDF5
-    library message."""
-    src = tmp_path / "old06.h5ad"
-    legacy_h5ad.write_anndata_06_obs(src)
+def convert(src, dst, *extra):
+    proc = subprocess.run([BIN, "convert", str(src), str(dst), *extra],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_anndata_06_every_part(tmp_path):
+    """The anndata 0.6 layout, every part: what the output holds, read back through upstream's
+    reader, equals what anndata.read_h5ad gives."""
+    src, dst = tmp_path / "old06.h5ad", tmp_path / "old06.slaf"
+    legacy_h5ad.write_anndata_06(src)
+    convert(src, dst, "--raw", "as-layer")
+    adata, cfg = anndata_equality.assert_same_as_anndata(src, dst, raw=True)
+    # The meaning anndata gives the layout, spelled out.
+    assert list(adata.obs["cell_type"].astype(object)[:4]) == ["B", "NK", "T", np.nan]
+    assert adata.obs["batch"].dtype == np.int64            # codes beyond its categories
+    assert list(adata.var["gene_kind"].astype(str)) == ["coding", "mito", "coding", "coding", "mito"]
+    assert adata.uns["neighbors"]["params"]["method"] == "umap"
+    assert "cell_type_categories" not in adata.uns and "batch_categories" in adata.uns
+    # Keys renamed to become columns are recorded.
+    assert cfg["obsm"]["renamed"] == {"spatial.xy": "spatial_xy"}
+    assert cfg["renamed_columns"] == {"obs": {"qc.pass": "qc_pass"}}
+    uns = json.loads((dst / "uns.json").read_text())
+    assert uns["rank_genes_groups"]["names"] == {"B": ["gene0", "gene3"], "T": ["gene1", "gene2"]}
+    assert uns["rank_genes_groups"]["scores"] == {"B": [2.5, 1.0], "T": [3.0, None]}
+
+
+def test_anndata_07_every_part(tmp_path):
+    """anndata 0.7 files (with the `ordered` attribute of ordered categoricals) equal what
+    anndata reads, through upstream's reader."""
+    import h5py
+    src, dst = tmp_path / "old07.h5ad", tmp_path / "old07.slaf"
+    legacy_h5ad.write_anndata_07(src)
+    with h5py.File(src, "a") as f:
+        f["obs/__categories/cell_type"].attrs["ordered"] = True   # where anndata 0.7 put it
+    convert(src, dst)
+    adata, _ = anndata_equality.assert_same_as_anndata(src, dst)
+    assert adata.obs["cell_type"].cat.ordered
+
+
+def test_both_raw_layouts_are_refused(tmp_path):
+    """raw and raw.X together: anndata refuses the file, and so do we, in one line."""
+    import h5py
+    src = tmp_path / "both.h5ad"
+    legacy_h5ad.write_anndata_06(src)
+    with h5py.File(src, "a") as f:
+        f.create_group("raw")
+    proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / "out.slaf"), "--raw", "as-layer"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 65, proc.stderr
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("slaf-convert: error:")]
+    assert len(errors) == 1 and "both.h5ad: /raw: the file has both" in errors[0], errors
+    assert not (tmp_path / "out.slaf" / "config.json").exists()
+
+
+def test_anndata_06_unreadable_field_is_refused(tmp_path):
+    """A dataframe field no column can hold (a fixed array in obs): one line naming the
+    field, no HDF5 library message."""
+    import h5py
+    src = tmp_path / "odd.h5ad"
+    legacy_h5ad.write_anndata_06(src)
+    with h5py.File(src, "a") as f:
+        obs = f["obs"][()]
+        del f["obs"]
+        odd = np.zeros(len(obs), dtype=[("index", "S8"), ("pair", "<f8", (2,))])
+        odd["index"] = obs["index"]
+        f.create_dataset("obs", data=odd)
     proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / "out.slaf")],
                           capture_output=True, text=True)
     assert proc.returncode == 65, proc.stderr
     errors = [l for l in proc.stderr.splitlines() if l.startswith("slaf-convert: error:")]
-    assert len(errors) == 1 and "old06.h5ad: /obs: a compound dataset" in errors[0], errors
+    assert len(errors) == 1 and "odd.h5ad: /obs field 'pair': unsupported column type" in errors[0]
     assert "H5" not in errors[0], errors
 
 
-def test_scanpy_pbmc68k_reduced_is_refused_clearly(tmp_path):
-    """scanpy's own example file (anndata 0.6 layout, shipped in scanpy's wheel): until that
-    layout is read (issue 16), a one-line refusal naming the part, not an HDF5 message."""
+def test_scanpy_pbmc68k_reduced(tmp_path):
+    """scanpy's own example file (anndata 0.6 layout, shipped in scanpy's wheel) converts to
+    what anndata reads: X, obs with its categoricals as labels, var, obsm, varm, raw, uns."""
     from pathlib import Path
 
     import scanpy
     src = Path(scanpy.__file__).parent / "datasets" / "10x_pbmc68k_reduced.h5ad"
     assert src.exists(), src
-    proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / "out.slaf")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 65, proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("slaf-convert: error:")]
-    assert len(errors) == 1 and "10x_pbmc68k_reduced.h5ad: /obs: a compound dataset" in errors[0]
-    assert not (tmp_path / "out.slaf").exists()
+    dst = tmp_path / "pbmc.slaf"
+    convert(src, dst, "--raw", "as-layer")
+    adata, cfg = anndata_equality.assert_same_as_anndata(src, dst, raw=True)
+    assert isinstance(adata.obs["bulk_labels"].dtype, pd.CategoricalDtype)
+    assert cfg["obsm"]["dimensions"] == {"X_pca": 50, "X_umap": 2}

@@ -1,9 +1,10 @@
 //! obsm / varm (per-row vectors) and obsp / varp (square pairwise matrices) of an h5ad file.
 //!
 //! A vector key becomes one `FixedSizeList<float32>[d]` column read by row range, dense or
-//! sparse alike (docs/slaf-format.md §2.6). A pairwise key is a square matrix read by row
-//! range like X, never densified (§2.7). Keys anndata can hold but SLAF cannot (dataframes,
-//! awkward arrays) are skipped with a warning naming them.
+//! sparse alike (docs/slaf-format.md §2.6), or a field of the compound dataset anndata before
+//! 0.7 wrote for obsm/varm. A pairwise key is a square matrix read by row range like X, never
+//! densified (§2.7). Keys anndata can hold but SLAF cannot (dataframes, awkward arrays) are
+//! skipped with a warning naming them.
 
 use std::ops::Range;
 use std::path::Path;
@@ -21,6 +22,8 @@ use crate::readers::hdf5_matrix::MatrixSource;
 /// One obsm/varm key.
 #[derive(Debug)]
 pub struct VectorColumn {
+    /// The key as stored.
+    pub key: String,
     /// Output column name (sanitised key).
     pub name: String,
     /// Vector length.
@@ -34,11 +37,19 @@ enum VectorSource {
     Dense(hdf5::Dataset),
     /// A sparse matrix of shape (rows, dim) (boxed: it holds the direct readers' state).
     Sparse(Box<MatrixSource>),
+    /// A field of a 1-D compound dataset (anndata before 0.7): a number or a fixed array.
+    Field {
+        ds: hdf5::Dataset,
+        field: String,
+        array: bool,
+    },
 }
 
 /// One obsp/varp key: a square sparse or dense matrix.
 #[derive(Debug)]
 pub struct PairwiseMatrix {
+    /// The key as stored.
+    pub key: String,
     /// Output column name (sanitised key).
     pub name: String,
     source: MatrixSource,
@@ -65,6 +76,9 @@ pub fn open_vectors(
     n_rows: u64,
 ) -> Result<Vec<VectorColumn>> {
     let mut out = Vec::new();
+    if root.link_exists(group) && !h5::is_group(root, group) {
+        return open_compound_vectors(path, &h5::dataset(path, root, group)?, n_rows);
+    }
     let Some((g, keys)) = members(path, root, group)? else {
         return Ok(out);
     };
@@ -81,6 +95,7 @@ pub fn open_vectors(
             let (source, rows, dim) = MatrixSource::open(path, &g, &key)?;
             check_rows(path, &object, rows, n_rows)?;
             out.push(VectorColumn {
+                key,
                 name,
                 dim: dim as usize,
                 source: VectorSource::Sparse(Box::new(source)),
@@ -107,9 +122,53 @@ pub fn open_vectors(
         }
         check_rows(path, &object, shape[0] as u64, n_rows)?;
         out.push(VectorColumn {
+            key,
             name,
             dim,
             source: VectorSource::Dense(ds),
+        });
+    }
+    Ok(out)
+}
+
+/// The keys of an anndata 0.6 obsm/varm: a 1-D compound dataset, a field per key, each a
+/// number (dimension 1) or a fixed array of numbers (as anndata's `convert_to_dict` splits it).
+fn open_compound_vectors(
+    path: &Path,
+    ds: &hdf5::Dataset,
+    n_rows: u64,
+) -> Result<Vec<VectorColumn>> {
+    use hdf5::types::TypeDescriptor as T;
+    let object = ds.name();
+    h5::check_ndim(path, ds, 1)?;
+    let Some(fields) = h5::compound_fields(path, ds)? else {
+        return Err(Error::invalid(
+            path,
+            format!("{object}: a dataset that is not a compound one, where anndata before 0.7 kept one field per key"),
+        ));
+    };
+    check_rows(path, &object, h5::len(ds) as u64, n_rows)?;
+    // Not booleans: HDF5 converts no enum to a float.
+    let numeric = |t: &T| matches!(t, T::Integer(_) | T::Unsigned(_) | T::Float(_));
+    let mut out = Vec::new();
+    for f in fields {
+        let (dim, array) = match &f.ty {
+            T::FixedArray(item, d) if numeric(item) => (*d, true),
+            t if numeric(t) => (1, false),
+            other => {
+                tracing::warn!(event = "input.skipped", object = %object, field = %f.name, "skipping field '{}' of {object}: {other} is not a vector of numbers", f.name);
+                continue;
+            }
+        };
+        out.push(VectorColumn {
+            name: f.name.replace('.', "_"),
+            key: f.name.clone(),
+            dim,
+            source: VectorSource::Field {
+                ds: ds.clone(),
+                field: f.name,
+                array,
+            },
         });
     }
     Ok(out)
@@ -160,6 +219,14 @@ impl VectorColumn {
             VectorSource::Sparse(m) => {
                 let cells = CellRange::new(rows.start as u64, rows.end as u64);
                 densify(&m.read_cells(path, cells, self.dim as u64)?, self.dim)
+            }
+            VectorSource::Field { ds, field, array } => {
+                let f32_type = hdf5::types::TypeDescriptor::Float(hdf5::types::FloatSize::U4);
+                let mem = match array {
+                    false => f32_type,
+                    true => hdf5::types::TypeDescriptor::FixedArray(Box::new(f32_type), self.dim),
+                };
+                h5::read_field(path, ds, field, mem, self.dim, rows)?
             }
         };
         if values.len() != n * self.dim {
@@ -221,10 +288,67 @@ pub fn open_pairwise(
         }
         out.push(PairwiseMatrix {
             name: key.replace('.', "_"),
+            key,
             source,
         });
     }
     Ok(out)
+}
+
+/// The adjacency matrices anndata moves from `uns["neighbors"]` to obsp on reading (its
+/// `_move_adj_mtx`, any file version): `distances` and `connectivities` when each is a 2-D
+/// matrix (sparse, or a dense array of numbers). Each must be square of side `n`, as obsp
+/// requires. Returns them with the uns paths they leave.
+pub fn moved_from_uns(
+    path: &Path,
+    root: &Group,
+    n: u64,
+) -> Result<(Vec<PairwiseMatrix>, Vec<String>)> {
+    use hdf5::types::TypeDescriptor as T;
+    let (mut out, mut moved) = (Vec::new(), Vec::new());
+    if !h5::is_group(root, "uns") || !h5::is_group(&h5::group(path, root, "uns")?, "neighbors") {
+        return Ok((out, moved));
+    }
+    let neighbors = h5::group(path, root, "uns/neighbors")?;
+    for key in ["connectivities", "distances"] {
+        let is_matrix = if h5::is_group(&neighbors, key) {
+            let g = h5::group(path, &neighbors, key)?;
+            let object = g.name();
+            matches!(
+                h5::sparse_encoding(path, &g, &object)
+                    .map(|(e, _)| e)
+                    .as_deref(),
+                Ok("csr_matrix" | "csc_matrix")
+            )
+        } else if neighbors.link_exists(key) {
+            let ds = h5::dataset(path, &neighbors, key)?;
+            ds.ndim() == 2
+                && matches!(
+                    h5::descriptor(path, &ds)?,
+                    T::Integer(_) | T::Unsigned(_) | T::Float(_)
+                )
+        } else {
+            false
+        };
+        if !is_matrix {
+            continue;
+        }
+        let object = format!("/uns/neighbors/{key}");
+        let (source, rows, cols) = MatrixSource::open(path, &neighbors, key)?;
+        if rows != n || cols != n {
+            return Err(Error::invalid(
+                path,
+                format!("{object}: shape ({rows}, {cols}), but anndata moves it to obsp, which needs ({n}, {n})"),
+            ));
+        }
+        out.push(PairwiseMatrix {
+            key: key.to_string(),
+            name: key.to_string(),
+            source,
+        });
+        moved.push(object);
+    }
+    Ok((out, moved))
 }
 
 impl PairwiseMatrix {

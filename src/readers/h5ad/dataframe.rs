@@ -1,84 +1,60 @@
-//! anndata `dataframe` groups (obs, var) as Arrow columns, read a row range at a time.
+//! anndata dataframes (obs, var, raw.var) as Arrow columns, read a row range at a time: the
+//! `dataframe` groups of anndata 0.7 and later, and the compound datasets of the versions
+//! before (their first field is the index, the others the columns).
 //!
 //! Every column encoding anndata writes is resolved once at open ([`DataFrameReader::open`])
 //! into a [`Column`] with a fixed Arrow type; reads then only slice. A missing value
 //! (categorical code -1, a set mask bit, a float NaN) becomes an Arrow null, never the text
 //! "nan" (upstream defect B23).
 
+mod column;
+mod data;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, PrimitiveArray, StringArray};
-use arrow::buffer::NullBuffer;
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Field};
-use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
+use arrow::array::ArrayRef;
+use arrow::datatypes::Field;
+use hdf5::types::TypeDescriptor;
 use hdf5::{Dataset, Group};
 
-use super::super::hdf5_util as h5;
+pub(super) use self::column::read_as_strings;
+use self::column::{column_len, plain_column, read_column, resolve_column, Column};
+pub(super) use self::data::ColumnData;
+use super::legacy::UnsCategories;
 use crate::columns::sanitise_column_names;
 use crate::error::{Error, Result};
-
-/// One obs/var column: where its data lives and how it decodes.
-#[derive(Debug)]
-enum Column {
-    /// A plain numeric dataset.
-    Numeric { data: Dataset, dtype: DataType },
-    /// A plain boolean dataset.
-    Bool { data: Dataset },
-    /// `string-array`.
-    Strings { data: Dataset },
-    /// `categorical`: codes into categories kept in memory (they are few).
-    Categorical {
-        codes: Dataset,
-        categories: Vec<String>,
-    },
-    /// `nullable-integer`.
-    NullableInt {
-        values: Dataset,
-        mask: Dataset,
-        dtype: DataType,
-    },
-    /// `nullable-boolean`.
-    NullableBool { values: Dataset, mask: Dataset },
-    /// `nullable-string-array`.
-    NullableStrings { values: Dataset, mask: Dataset },
-}
-
-impl Column {
-    fn data_type(&self) -> DataType {
-        match self {
-            Column::Numeric { dtype, .. } | Column::NullableInt { dtype, .. } => dtype.clone(),
-            Column::Bool { .. } | Column::NullableBool { .. } => DataType::Boolean,
-            Column::Strings { .. }
-            | Column::Categorical { .. }
-            | Column::NullableStrings { .. } => DataType::Utf8,
-        }
-    }
-}
+use crate::readers::hdf5_util as h5;
 
 /// Reads row ranges of one anndata dataframe (`obs` or `var`).
 #[derive(Debug)]
 pub struct DataFrameReader {
     path: PathBuf,
-    index: Dataset,
+    index: ColumnData,
     columns: Vec<Column>,
     fields: Vec<Field>,
     source_names: Vec<String>,
     n_rows: usize,
+    uns_categories_used: Vec<String>,
 }
 
 impl DataFrameReader {
-    /// Resolve every column of the dataframe group `name` (e.g. "obs") of `root`.
+    /// Resolve every column of the dataframe `name` (e.g. "obs") of `root`: a group, or the
+    /// compound dataset of anndata before 0.7, whose categorical columns take their labels
+    /// from `categories` (`uns/<column>_categories`).
     ///
     /// `reserved` are output column names SLAF writes itself (`cell_id`, ...), which a source
     /// column may not take.
-    pub fn open(path: &Path, root: &Group, name: &str, reserved: &[&str]) -> Result<Self> {
+    pub fn open(
+        path: &Path,
+        root: &Group,
+        name: &str,
+        reserved: &[&str],
+        categories: &UnsCategories,
+    ) -> Result<Self> {
         if root.link_exists(name) && !h5::is_group(root, name) {
-            return Err(Error::invalid(
-                path,
-                format!("/{name}: a compound dataset, the layout of anndata before 0.7, which slaf-convert does not read yet (anndata.read_h5ad(f).write_h5ad(new) rewrites it)"),
-            ));
+            let ds = h5::dataset(path, root, name)?;
+            return Self::from_compound(path, ds, reserved, categories);
         }
         Self::from_group(path, &h5::group(path, root, name)?, reserved)
     }
@@ -86,36 +62,109 @@ impl DataFrameReader {
     /// Resolve every column of the dataframe `group` itself.
     pub fn from_group(path: &Path, group: &Group, reserved: &[&str]) -> Result<Self> {
         let name = group.name();
-        let name = name.trim_start_matches('/');
         let encoding = h5::encoding_type(path, group)?;
         if encoding.as_deref() != Some("dataframe") {
             return Err(Error::invalid(
                 path,
                 format!(
-                    "/{name}: unsupported encoding {} (expected 'dataframe'; files written by anndata < 0.7 are not supported)",
+                    "{name}: a group with encoding {} where anndata keeps a dataframe (expected 'dataframe')",
                     encoding.map_or("<none>".to_string(), |e| format!("'{e}'"))
                 ),
             ));
         }
         let index_name = h5::str_attr(path, group, "_index")?.unwrap_or_else(|| "_index".into());
-        let index = h5::dataset(path, group, &index_name)?;
-        let n_rows = h5::len(&index);
+        let index = ColumnData::Dataset(h5::dataset(path, group, &index_name)?);
         let order = h5::str_array_attr(path, group, "column-order")?.unwrap_or_default();
-        let mut columns = Vec::with_capacity(order.len());
-        for col in &order {
-            let column = resolve_column(path, group, col)?;
-            let object = format!("/{name}/{col}");
-            let len = column_len(&column);
+        let columns = order
+            .iter()
+            .map(|col| resolve_column(path, group, col))
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(path, &name, index, order, columns, reserved, Vec::new())
+    }
+
+    /// Resolve the columns of an anndata 0.6 dataframe: a 1-D compound dataset whose first
+    /// field is the index (as `anndata`'s `read_dataframe_legacy` takes it). An integer
+    /// column with labels in `categories` that all its codes fit is categorical, as
+    /// anndata's `_clean_uns` makes it.
+    fn from_compound(
+        path: &Path,
+        ds: Dataset,
+        reserved: &[&str],
+        categories: &UnsCategories,
+    ) -> Result<Self> {
+        let name = ds.name();
+        h5::check_ndim(path, &ds, 1)?;
+        let Some(fields) = h5::compound_fields(path, &ds)? else {
+            return Err(Error::invalid(
+                path,
+                format!("{name}: a dataset of {} where anndata keeps a dataframe (a group, or before anndata 0.7 a compound dataset)", h5::descriptor(path, &ds)?),
+            ));
+        };
+        let Some((index, fields)) = fields.split_first() else {
+            return Err(Error::invalid(
+                path,
+                format!("{name}: a compound dataframe without fields (not even an index)"),
+            ));
+        };
+        let field = |f: &hdf5::types::CompoundField| ColumnData::Field {
+            ds: ds.clone(),
+            field: f.clone(),
+        };
+        let mut used = Vec::new();
+        let mut columns = Vec::with_capacity(fields.len());
+        for f in fields {
+            let data = field(f);
+            let labels = match categories.get(&f.name) {
+                Some((key, labels)) if super::legacy::codes_fit(path, &data, labels.len())? => {
+                    used.push(key.to_string());
+                    Some(labels.to_vec())
+                }
+                _ => None,
+            };
+            let column = match labels {
+                Some(categories) => Column::Categorical {
+                    codes: data,
+                    categories,
+                },
+                None => plain_column(data, &f.ty).ok_or_else(|| {
+                    Error::invalid(
+                        path,
+                        format!(
+                            "{name} field '{}': unsupported column type {}",
+                            f.name, f.ty
+                        ),
+                    )
+                })?,
+            };
+            columns.push(column);
+        }
+        let order = fields.iter().map(|f| f.name.clone()).collect();
+        Self::new(path, &name, field(index), order, columns, reserved, used)
+    }
+
+    /// Check that every column has the index's length and that the names become distinct
+    /// output columns.
+    fn new(
+        path: &Path,
+        name: &str,
+        index: ColumnData,
+        order: Vec<String>,
+        columns: Vec<Column>,
+        reserved: &[&str],
+        uns_categories_used: Vec<String>,
+    ) -> Result<Self> {
+        let n_rows = index.len();
+        for (col, column) in order.iter().zip(&columns) {
+            let len = column_len(column);
             if len != n_rows {
                 return Err(Error::invalid(
                     path,
-                    format!("{object}: has {len} rows but the index has {n_rows}"),
+                    format!("{name}/{col}: has {len} rows but the index has {n_rows}"),
                 ));
             }
-            columns.push(column);
         }
         let names = sanitise_column_names(&order, reserved)
-            .map_err(|e| Error::invalid(path, format!("/{name}: {e}")))?;
+            .map_err(|e| Error::invalid(path, format!("{name}: {e}")))?;
         let fields = names
             .into_iter()
             .zip(&columns)
@@ -128,12 +177,19 @@ impl DataFrameReader {
             fields,
             source_names: order,
             n_rows,
+            uns_categories_used,
         })
     }
 
     /// The columns' names as stored (before sanitising).
     pub fn source_names(&self) -> &[String] {
         &self.source_names
+    }
+
+    /// The `uns` keys (`<column>_categories`, anndata 0.6) that became the labels of
+    /// categorical columns: anndata drops them from `uns`.
+    pub fn uns_categories_used(&self) -> &[String] {
+        &self.uns_categories_used
     }
 
     /// Number of rows (the index length).
@@ -148,14 +204,14 @@ impl DataFrameReader {
 
     /// The index values (obs_names / var_names) of `rows`.
     pub fn read_index(&self, rows: Range<usize>) -> Result<Vec<String>> {
-        match h5::descriptor(&self.path, &self.index)? {
-            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
-                Ok(h5::read_i64(&self.path, &self.index, rows)?
-                    .into_iter()
-                    .map(|v| v.to_string())
-                    .collect())
-            }
-            _ => h5::read_strings(&self.path, &self.index, rows),
+        match self.index.descriptor(&self.path)? {
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Ok(self
+                .index
+                .read_i64(&self.path, rows)?
+                .into_iter()
+                .map(|v| v.to_string())
+                .collect()),
+            _ => self.index.read_strings(&self.path, rows),
         }
     }
 
@@ -173,298 +229,4 @@ pub fn read_whole_column(path: &Path, parent: &Group, name: &str) -> Result<Arra
     let column = resolve_column(path, parent, name)?;
     let n = column_len(&column);
     read_column(path, &column, 0..n)
-}
-
-fn column_len(c: &Column) -> usize {
-    match c {
-        Column::Numeric { data, .. } | Column::Bool { data } | Column::Strings { data } => {
-            h5::len(data)
-        }
-        Column::Categorical { codes, .. } => h5::len(codes),
-        Column::NullableInt { values, .. }
-        | Column::NullableBool { values, .. }
-        | Column::NullableStrings { values, .. } => h5::len(values),
-    }
-}
-
-fn numeric_type(desc: &TypeDescriptor) -> Option<DataType> {
-    Some(match desc {
-        TypeDescriptor::Integer(IntSize::U1) => DataType::Int8,
-        TypeDescriptor::Integer(IntSize::U2) => DataType::Int16,
-        TypeDescriptor::Integer(IntSize::U4) => DataType::Int32,
-        TypeDescriptor::Integer(IntSize::U8) => DataType::Int64,
-        TypeDescriptor::Unsigned(IntSize::U1) => DataType::UInt8,
-        TypeDescriptor::Unsigned(IntSize::U2) => DataType::UInt16,
-        TypeDescriptor::Unsigned(IntSize::U4) => DataType::UInt32,
-        TypeDescriptor::Unsigned(IntSize::U8) => DataType::UInt64,
-        TypeDescriptor::Float(FloatSize::U4) => DataType::Float32,
-        TypeDescriptor::Float(FloatSize::U8) => DataType::Float64,
-        _ => return None,
-    })
-}
-
-fn is_string(desc: &TypeDescriptor) -> bool {
-    matches!(
-        desc,
-        TypeDescriptor::VarLenUnicode
-            | TypeDescriptor::VarLenAscii
-            | TypeDescriptor::FixedAscii(_)
-            | TypeDescriptor::FixedUnicode(_)
-    )
-}
-
-fn resolve_column(path: &Path, group: &Group, col: &str) -> Result<Column> {
-    let object = format!("{}/{col}", group.name());
-    let unsupported = |what: String| Error::invalid(path, format!("{object}: {what}"));
-    if h5::is_group(group, col) {
-        let g = h5::group(path, group, col)?;
-        let encoding = h5::encoding_type(path, &g)?.unwrap_or_default();
-        return match encoding.as_str() {
-            "categorical" => {
-                let codes = h5::dataset(path, &g, "codes")?;
-                let cats = h5::dataset(path, &g, "categories")?;
-                Ok(Column::Categorical {
-                    codes,
-                    categories: read_as_strings(path, &cats)?,
-                })
-            }
-            "nullable-integer" => {
-                let values = h5::dataset(path, &g, "values")?;
-                let mask = h5::dataset(path, &g, "mask")?;
-                let desc = h5::descriptor(path, &values)?;
-                let dtype = numeric_type(&desc)
-                    .filter(|t| t.is_integer())
-                    .ok_or_else(|| {
-                        unsupported(format!("nullable-integer values of type {desc}"))
-                    })?;
-                Ok(Column::NullableInt {
-                    values,
-                    mask,
-                    dtype,
-                })
-            }
-            "nullable-boolean" => Ok(Column::NullableBool {
-                values: h5::dataset(path, &g, "values")?,
-                mask: h5::dataset(path, &g, "mask")?,
-            }),
-            "nullable-string-array" => Ok(Column::NullableStrings {
-                values: h5::dataset(path, &g, "values")?,
-                mask: h5::dataset(path, &g, "mask")?,
-            }),
-            "" => Err(unsupported("group without an encoding-type".into())),
-            other => Err(unsupported(format!(
-                "unsupported column encoding '{other}'"
-            ))),
-        };
-    }
-    let data = h5::dataset(path, group, col)?;
-    if data.ndim() != 1 {
-        return Err(unsupported(format!(
-            "unsupported {}-dimensional column",
-            data.ndim()
-        )));
-    }
-    let desc = h5::descriptor(path, &data)?;
-    if let Some(categories) = super::legacy::categories_07(path, group, col, &data)? {
-        // anndata 0.7: the codes are the column, the categories live in `__categories`.
-        if numeric_type(&desc).is_none_or(|t| !t.is_integer()) {
-            return Err(unsupported(format!("categorical codes of type {desc}")));
-        }
-        return Ok(Column::Categorical {
-            codes: data,
-            categories,
-        });
-    }
-    if is_string(&desc) {
-        return Ok(Column::Strings { data });
-    }
-    if desc == TypeDescriptor::Boolean {
-        return Ok(Column::Bool { data });
-    }
-    match numeric_type(&desc) {
-        Some(dtype) => Ok(Column::Numeric { data, dtype }),
-        None => Err(unsupported(format!("unsupported column type {desc}"))),
-    }
-}
-
-/// Categories (or an index) as strings, formatting numbers and booleans as Python's `str` does.
-pub(super) fn read_as_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
-    let n = h5::len(ds);
-    let desc = h5::descriptor(path, ds)?;
-    if is_string(&desc) {
-        return h5::read_strings(path, ds, 0..n);
-    }
-    match desc {
-        TypeDescriptor::Boolean => Ok(h5::read_bools(path, ds, 0..n)?
-            .into_iter()
-            .map(|b| if b { "True" } else { "False" }.to_string())
-            .collect()),
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
-            Ok(h5::read_i64(path, ds, 0..n)?
-                .into_iter()
-                .map(|v| v.to_string())
-                .collect())
-        }
-        TypeDescriptor::Float(_) => Ok(h5::read_f64(path, ds, 0..n)?
-            .into_iter()
-            .map(python_float_str)
-            .collect()),
-        other => Err(Error::invalid(
-            path,
-            format!("{}: unsupported categories type {other}", ds.name()),
-        )),
-    }
-}
-
-/// `str(float)` as Python prints it for the common cases ("1.0", "0.5", "nan").
-fn python_float_str(v: f64) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "inf" } else { "-inf" }.into()
-    } else if v.fract() == 0.0 && v.abs() < 1e16 {
-        format!("{v:.1}")
-    } else {
-        format!("{v}")
-    }
-}
-
-fn read_column(path: &Path, column: &Column, rows: Range<usize>) -> Result<ArrayRef> {
-    Ok(match column {
-        Column::Numeric { data, dtype } => read_primitive(path, data, dtype, rows, None)?,
-        Column::Bool { data } => Arc::new(BooleanArray::from(h5::read_bools(path, data, rows)?)),
-        Column::Strings { data } => Arc::new(StringArray::from_iter_values(h5::read_strings(
-            path, data, rows,
-        )?)),
-        Column::Categorical { codes, categories } => {
-            let codes_v = h5::read_i64(path, codes, rows)?;
-            let mut out = Vec::with_capacity(codes_v.len());
-            for code in codes_v {
-                out.push(match code {
-                    -1 => None,
-                    c if c >= 0 && (c as usize) < categories.len() => {
-                        Some(categories[c as usize].as_str())
-                    }
-                    c => {
-                        return Err(Error::invalid(
-                            path,
-                            format!(
-                                "{}: code {c} is outside the {} categories",
-                                codes.name(),
-                                categories.len()
-                            ),
-                        ))
-                    }
-                });
-            }
-            Arc::new(StringArray::from(out))
-        }
-        Column::NullableInt {
-            values,
-            mask,
-            dtype,
-        } => {
-            let missing = h5::read_bools(path, mask, rows.clone())?;
-            read_primitive(path, values, dtype, rows, Some(missing))?
-        }
-        Column::NullableBool { values, mask } => {
-            let missing = h5::read_bools(path, mask, rows.clone())?;
-            let v = h5::read_bools(path, values, rows)?;
-            Arc::new(BooleanArray::new(
-                v.into(),
-                Some(valid_from_missing(&missing)),
-            ))
-        }
-        Column::NullableStrings { values, mask } => {
-            let missing = h5::read_bools(path, mask, rows.clone())?;
-            let v = h5::read_strings(path, values, rows)?;
-            Arc::new(StringArray::from(
-                v.iter()
-                    .zip(&missing)
-                    .map(|(s, &m)| (!m).then_some(s.as_str()))
-                    .collect::<Vec<_>>(),
-            ))
-        }
-    })
-}
-
-fn valid_from_missing(missing: &[bool]) -> NullBuffer {
-    NullBuffer::from(missing.iter().map(|m| !m).collect::<Vec<_>>())
-}
-
-fn read_primitive(
-    path: &Path,
-    ds: &Dataset,
-    dtype: &DataType,
-    rows: Range<usize>,
-    missing: Option<Vec<bool>>,
-) -> Result<ArrayRef> {
-    fn build<T>(values: Vec<T::Native>, missing: Option<&[bool]>) -> ArrayRef
-    where
-        T: ArrowPrimitiveType,
-    {
-        let nulls = missing.map(valid_from_missing);
-        Arc::new(PrimitiveArray::<T>::new(values.into(), nulls))
-    }
-    fn float_nulls(values: &[f64], missing: Option<Vec<bool>>) -> Option<Vec<bool>> {
-        // A float NaN is pandas' missing value: store it as null (as upstream does).
-        let mut m = missing.unwrap_or_else(|| vec![false; values.len()]);
-        for (i, v) in values.iter().enumerate() {
-            m[i] |= v.is_nan();
-        }
-        Some(m)
-    }
-    fn typed<T>(
-        path: &Path,
-        ds: &Dataset,
-        rows: Range<usize>,
-        m: Option<&[bool]>,
-    ) -> Result<ArrayRef>
-    where
-        T: ArrowPrimitiveType,
-        T::Native: hdf5::H5Type,
-    {
-        Ok(build::<T>(h5::read_numeric(path, ds, rows)?, m))
-    }
-    use arrow::datatypes as t;
-    let m = missing.as_deref();
-    Ok(match dtype {
-        DataType::Int8 => typed::<t::Int8Type>(path, ds, rows, m)?,
-        DataType::Int16 => typed::<t::Int16Type>(path, ds, rows, m)?,
-        DataType::Int32 => typed::<t::Int32Type>(path, ds, rows, m)?,
-        DataType::Int64 => typed::<t::Int64Type>(path, ds, rows, m)?,
-        DataType::UInt8 => typed::<t::UInt8Type>(path, ds, rows, m)?,
-        DataType::UInt16 => typed::<t::UInt16Type>(path, ds, rows, m)?,
-        DataType::UInt32 => typed::<t::UInt32Type>(path, ds, rows, m)?,
-        DataType::UInt64 => typed::<t::UInt64Type>(path, ds, rows, m)?,
-        DataType::Float32 => {
-            let v: Vec<f32> = h5::read_numeric(path, ds, rows)?;
-            let wide: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-            let nulls = float_nulls(&wide, missing);
-            build::<t::Float32Type>(v, nulls.as_deref())
-        }
-        DataType::Float64 => {
-            let v: Vec<f64> = h5::read_numeric(path, ds, rows)?;
-            let nulls = float_nulls(&v, missing);
-            build::<t::Float64Type>(v, nulls.as_deref())
-        }
-        other => {
-            return Err(Error::Internal(format!(
-                "numeric column of unexpected type {other}"
-            )))
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_python_float_str() {
-        assert_eq!(python_float_str(1.0), "1.0");
-        assert_eq!(python_float_str(0.5), "0.5");
-        assert_eq!(python_float_str(f64::NAN), "nan");
-        assert_eq!(python_float_str(-3.0), "-3.0");
-    }
 }

@@ -1,21 +1,26 @@
-//! `uns` as strict JSON: the whole nested tree, read once.
+//! `uns` as strict JSON: the whole nested tree, read once, as `anndata.read_h5ad` gives it.
 //!
 //! Dicts become objects, scalars numbers/strings/bools, arrays nested lists, string arrays
-//! lists of strings, categoricals and nullable arrays lists with nulls, dataframes objects of
-//! column lists. NaN and ±Inf become null (strict JSON has neither). An element that cannot be
-//! represented (a sparse matrix, an unknown encoding) is skipped with a warning naming it:
-//! `uns` never fails a conversion (upstream raises after writing the tables, defect B22).
-//! So are a group that contains itself through a hard link (the walk keeps the addresses of
-//! the groups it is inside), nesting deeper than [`MAX_DEPTH`] (the recursion is bounded),
-//! elements beyond the first [`MAX_ELEMENTS`] (groups hard-linked twice at every level would
-//! otherwise be read an exponential number of times) and an encoding version anndata does
-//! not read.
+//! lists of strings, categoricals and nullable arrays lists with nulls, dataframes and record
+//! arrays (numpy structured arrays) objects of column lists. NaN and ±Inf become null (strict
+//! JSON has neither). Elements anndata takes out of uns on reading are left out (the caller
+//! names them: 0.6 `<column>_categories` that became column labels, adjacency matrices moved
+//! to obsp), and a one-element byte-string array without an encoding (how anndata before 0.7
+//! wrote a string) is that string.
+//!
+//! An element that cannot be represented (a sparse matrix, an unknown encoding) is skipped
+//! with a warning naming it: `uns` never fails a conversion (upstream raises after writing
+//! the tables, defect B22). So are a group that contains itself through a hard link (the walk
+//! keeps the addresses of the groups it is inside), nesting deeper than [`MAX_DEPTH`] (the
+//! recursion is bounded), elements beyond the first [`MAX_ELEMENTS`] (groups hard-linked
+//! twice at every level would otherwise be read an exponential number of times) and an
+//! encoding version anndata does not read.
 
 use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use hdf5::types::TypeDescriptor;
+use hdf5::types::{CompoundField, CompoundType, TypeDescriptor};
 use hdf5::{Dataset, Group};
 use serde_json::{Map, Number, Value};
 
@@ -23,8 +28,9 @@ use super::super::hdf5_util as h5;
 use super::dataframe::{read_whole_column, DataFrameReader};
 use crate::error::Result;
 
-/// Read `/uns` of the file, `None` when absent or empty.
-pub fn read_uns(path: &Path, root: &Group) -> Result<Option<Value>> {
+/// Read `/uns` of the file without the elements `dropped` (HDF5 paths); `None` when absent
+/// or empty.
+pub fn read_uns(path: &Path, root: &Group, dropped: &[String]) -> Result<Option<Value>> {
     if !root.link_exists("uns") {
         return Ok(None);
     }
@@ -32,6 +38,7 @@ pub fn read_uns(path: &Path, root: &Group) -> Result<Option<Value>> {
     let mut walk = Walk {
         inside: Vec::new(),
         elements: 0,
+        dropped,
     };
     match read_group(path, &g, &mut walk)? {
         Some(Value::Object(m)) if m.is_empty() => Ok(None),
@@ -52,11 +59,13 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_ELEMENTS: usize = 100_000;
 
 /// Where the walk over uns is.
-struct Walk {
+struct Walk<'a> {
     /// The addresses of the groups the walk is in, outermost first.
     inside: Vec<hdf5::LocationToken>,
     /// Groups and datasets read so far.
     elements: usize,
+    /// Elements left out (HDF5 paths).
+    dropped: &'a [String],
 }
 
 fn read_group(path: &Path, g: &Group, walk: &mut Walk) -> Result<Option<Value>> {
@@ -94,6 +103,9 @@ fn read_group_inside(
         Ok(e) => e.unwrap_or_default(),
         Err(e) => return Ok(skip(&object, &e.to_string())),
     };
+    if encoding.is_empty() && h5::has_attr(g, "h5sparse_format") {
+        return Ok(skip(&object, "a sparse matrix has no JSON form"));
+    }
     match encoding.as_str() {
         "" | "dict" => {
             let mut map = Map::new();
@@ -101,6 +113,7 @@ fn read_group_inside(
                 .member_names()
                 .map_err(|e| h5::h5_error(path, &object, e))?;
             names.sort();
+            names.retain(|name| !walk.dropped.contains(&format!("{object}/{name}")));
             for name in names {
                 walk.elements += 1;
                 if walk.elements > MAX_ELEMENTS {
@@ -168,7 +181,7 @@ fn read_dataset(path: &Path, ds: &Dataset) -> Result<Option<Value>> {
         | TypeDescriptor::FixedAscii(_)
         | TypeDescriptor::FixedUnicode(_) => {
             if ds.is_scalar() {
-                return Ok(Some(Value::String(read_scalar_string(path, ds)?)));
+                return Ok(Some(Value::String(h5::read_scalar_string(path, ds)?)));
             }
             if shape.len() != 1 {
                 return Ok(skip(
@@ -203,29 +216,128 @@ fn read_dataset(path: &Path, ds: &Dataset) -> Result<Option<Value>> {
             .into_iter()
             .map(float_json)
             .collect(),
+        TypeDescriptor::Compound(c) => return read_records(path, ds, c),
         other => return Ok(skip(&object, &format!("type {other} has no JSON form"))),
     };
-    if ds.is_scalar() {
+    if ds.is_scalar() || is_legacy_string(ds, &desc, &shape) {
         return Ok(flat.into_iter().next());
     }
     Ok(Some(nest(&flat, &shape)))
 }
 
-fn read_scalar_string(path: &Path, ds: &Dataset) -> Result<String> {
-    use hdf5::types::{VarLenAscii, VarLenUnicode};
-    let err = |e| h5::h5_error(path, &ds.name(), e);
-    Ok(match h5::descriptor(path, ds)? {
-        TypeDescriptor::VarLenUnicode => {
-            ds.read_scalar::<VarLenUnicode>().map_err(err)?.to_string()
+/// A one-element array of byte strings without an encoding: anndata before 0.7 wrote a string
+/// that way, and anndata reads it back as the string.
+fn is_legacy_string(ds: &Dataset, desc: &TypeDescriptor, shape: &[usize]) -> bool {
+    matches!(
+        desc,
+        TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_)
+    ) && shape == [1]
+        && !h5::has_attr(ds, "encoding-type")
+}
+
+/// A record array (1-D compound dataset) as an object of its columns, in stored order; a
+/// field of fixed arrays gives a list per row. A field type with no JSON form is skipped.
+fn read_records(path: &Path, ds: &Dataset, c: &CompoundType) -> Result<Option<Value>> {
+    use TypeDescriptor as T;
+    let object = ds.name();
+    if ds.ndim() != 1 {
+        return Ok(skip(&object, "a record array of more than one dimension"));
+    }
+    let n = h5::len(ds);
+    let mut fields = c.fields.clone();
+    fields.sort_by_key(|f| f.index);
+    let mut map = Map::new();
+    for f in &fields {
+        let (item, per_row) = match &f.ty {
+            T::FixedArray(item, d) => (item.as_ref(), *d),
+            t => (t, 1),
+        };
+        let values: Vec<Value> = match item {
+            T::FixedAscii(_) | T::FixedUnicode(_) | T::VarLenAscii | T::VarLenUnicode
+                if per_row == 1 =>
+            {
+                h5::read_field_strings(path, ds, f, 0..n)?
+                    .into_iter()
+                    .map(Value::String)
+                    .collect()
+            }
+            T::Boolean if per_row == 1 => h5::read_field_bools(path, ds, f, 0..n)?
+                .into_iter()
+                .map(Value::Bool)
+                .collect(),
+            T::Integer(_) => field_numbers::<i64>(path, ds, f, per_row, n)?,
+            T::Unsigned(_) => field_numbers::<u64>(path, ds, f, per_row, n)?,
+            T::Float(_) => field_numbers::<f64>(path, ds, f, per_row, n)?,
+            other => {
+                skip(
+                    &format!("{object} field '{}'", f.name),
+                    &format!("type {other} has no JSON form"),
+                );
+                continue;
+            }
+        };
+        let column = match f.ty {
+            T::FixedArray(..) => nest(&values, &[n, per_row]),
+            _ => Value::Array(values),
+        };
+        map.insert(f.name.clone(), column);
+    }
+    Ok(Some(Value::Object(map)))
+}
+
+/// The numbers of a field, `per_row` a row (a fixed array), as JSON (non-finite as null).
+fn field_numbers<T>(
+    path: &Path,
+    ds: &Dataset,
+    field: &CompoundField,
+    per_row: usize,
+    n: usize,
+) -> Result<Vec<Value>>
+where
+    T: hdf5::H5Type + Into<JsonNumber>,
+{
+    let one = T::type_descriptor();
+    let mem = match field.ty {
+        TypeDescriptor::FixedArray(..) => TypeDescriptor::FixedArray(Box::new(one), per_row),
+        _ => one,
+    };
+    let values: Vec<T> = h5::read_field(path, ds, &field.name, mem, per_row, 0..n)?;
+    Ok(values.into_iter().map(|v| v.into().json()).collect())
+}
+
+/// A number read from a record array, on its way to JSON.
+enum JsonNumber {
+    Int(i64),
+    Unsigned(u64),
+    Float(f64),
+}
+
+impl JsonNumber {
+    fn json(self) -> Value {
+        match self {
+            JsonNumber::Int(v) => Value::from(v),
+            JsonNumber::Unsigned(v) => Value::from(v),
+            JsonNumber::Float(v) => float_json(v),
         }
-        TypeDescriptor::VarLenAscii => ds.read_scalar::<VarLenAscii>().map_err(err)?.to_string(),
-        _ => ds
-            .read_raw::<hdf5::types::VarLenUnicode>()
-            .map_err(err)?
-            .first()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-    })
+    }
+}
+
+impl From<i64> for JsonNumber {
+    fn from(v: i64) -> Self {
+        JsonNumber::Int(v)
+    }
+}
+
+impl From<u64> for JsonNumber {
+    fn from(v: u64) -> Self {
+        JsonNumber::Unsigned(v)
+    }
+}
+
+impl From<f64> for JsonNumber {
+    fn from(v: f64) -> Self {
+        JsonNumber::Float(v)
+    }
 }
 
 /// Row-major flat values into nested lists of `shape`.

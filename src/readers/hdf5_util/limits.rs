@@ -52,7 +52,7 @@ pub(super) fn check_alloc<T>(path: &Path, object: &str, n: usize) -> Result<()> 
 }
 
 /// An empty vector with room for `n` elements, or the error naming `object`.
-fn reserve<T>(path: &Path, object: &str, n: usize) -> Result<Vec<T>> {
+pub(super) fn reserve<T>(path: &Path, object: &str, n: usize) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| {
         Error::invalid(

@@ -30,7 +30,7 @@ impl Plan {
         let genes = dataset_genes(&paths, &metas, options.genes)?;
         let obs = dataset_obs(&paths, &metas, options.missing_obs_columns)?;
         check_combinable(&paths, &metas, &obs, multi_file)?;
-        let parts = selected_parts(&metas[0], options, &obs, multi_file);
+        let parts = selected_parts(&metas, options, &obs, multi_file);
         let (obs, var) = selected_columns(&metas[0], options, obs);
         let scanned = scan_inputs(manifest, &paths, &mut metas, &genes, &obs, values)?;
         let n_cells = scanned.n_cells;
@@ -143,14 +143,29 @@ fn check_combinable(
 }
 
 /// The parts the dataset takes from the first input: those the options keep (obsp, varp and
-/// uns only from a single input), obsm keys only where their column survived.
+/// uns only from a single input), obsm keys only where their column survived; the obs
+/// columns renamed in any input.
 fn selected_parts(
-    first: &InputMeta,
+    metas: &[InputMeta],
     options: &ManifestOptions,
     obs: &[Field],
     multi_file: bool,
 ) -> InputParts {
+    let first = &metas[0];
     let mut parts = first.parts().clone();
+    for meta in &metas[1..] {
+        for (key, column) in &meta.parts().renamed.obs {
+            parts
+                .renamed
+                .obs
+                .entry(key.clone())
+                .or_insert(column.clone());
+        }
+    }
+    parts
+        .renamed
+        .obs
+        .retain(|_, column| obs.iter().any(|f| f.name() == column));
     if !options.layers {
         parts.layers.clear();
     }

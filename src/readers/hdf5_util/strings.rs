@@ -1,0 +1,129 @@
+//! Strings from datasets: variable- or fixed-length, ASCII or UTF-8, decoded strictly.
+
+use std::ops::Range;
+use std::path::Path;
+
+use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
+use hdf5::Dataset;
+
+use super::limits::check_alloc;
+use super::{check_range, descriptor, h5_error, read_hyperslab, try_zeroed};
+use crate::error::{Error, Result};
+
+/// Decode strings as strict UTF-8, as h5py's `asstr()` does for anndata: invalid bytes are an
+/// error naming the element, never a lossy replacement (two names could collide) nor an
+/// unchecked `str` (the hdf5 crate's `as_str`/`Display` do not check).
+pub(super) fn utf8_strings<'a>(
+    path: &Path,
+    object: &str,
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<String>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            String::from_utf8(bytes.to_vec()).map_err(|e| {
+                Error::invalid(
+                    path,
+                    format!(
+                        "{object}: element {i} is not valid UTF-8 (byte {} of {:?})",
+                        e.utf8_error().valid_up_to(),
+                        String::from_utf8_lossy(bytes)
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Fixed-length strings end at their first NUL; h5py keeps trailing spaces (space-padded
+/// types) but we drop them as numpy's `S` dtype does on decode.
+pub(super) fn fixed_strings_from_bytes(
+    path: &Path,
+    object: &str,
+    bytes: &[u8],
+    width: usize,
+) -> Result<Vec<String>> {
+    let mut out = utf8_strings(
+        path,
+        object,
+        bytes.chunks(width.max(1)).map(|c| {
+            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+            &c[..end]
+        }),
+    )?;
+    for s in &mut out {
+        s.truncate(s.trim_end_matches(' ').len());
+    }
+    Ok(out)
+}
+
+/// Read `range` of a 1-D string dataset (variable- or fixed-length, ASCII or UTF-8).
+pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<String>> {
+    if range.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_range(path, ds, &range)?;
+    check_alloc::<VarLenUnicode>(path, &ds.name(), range.len())?;
+    let err = |e| h5_error(path, &ds.name(), e);
+    match descriptor(path, ds)? {
+        TypeDescriptor::VarLenUnicode => {
+            let raw = ds.read_slice_1d::<VarLenUnicode, _>(range).map_err(err)?;
+            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
+        }
+        TypeDescriptor::VarLenAscii => {
+            let raw = ds.read_slice_1d::<VarLenAscii, _>(range).map_err(err)?;
+            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
+        }
+        TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
+            let bytes = read_fixed_bytes(path, ds, range, n)?;
+            fixed_strings_from_bytes(path, &ds.name(), &bytes, n)
+        }
+        other => Err(Error::invalid(
+            path,
+            format!("{}: expected strings, found {other}", ds.name()),
+        )),
+    }
+}
+
+/// Read fixed-length strings as raw bytes using the file's own type (no per-length Rust type).
+fn read_fixed_bytes(
+    path: &Path,
+    ds: &Dataset,
+    range: Range<usize>,
+    width: usize,
+) -> Result<Vec<u8>> {
+    let dtype = ds.dtype().map_err(|e| h5_error(path, &ds.name(), e))?;
+    if dtype.size() != width {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}: string type of {} bytes, expected {width}",
+                ds.name(),
+                dtype.size()
+            ),
+        ));
+    }
+    let mut buf: Vec<u8> = try_zeroed(path, &ds.name(), range.len().saturating_mul(width))?;
+    // SAFETY: the callers checked that `ds` is 1-D and holds `range` (check_range); `buf`
+    // holds `range.len()` elements of the file's type, `width` bytes each (its size).
+    unsafe { read_hyperslab(path, ds, &ds.name(), range, &dtype, buf.as_mut_ptr().cast()) }?;
+    Ok(buf)
+}
+
+/// Read a scalar string dataset (variable- or fixed-length).
+pub fn read_scalar_string(path: &Path, ds: &Dataset) -> Result<String> {
+    let err = |e| h5_error(path, &ds.name(), e);
+    Ok(match descriptor(path, ds)? {
+        TypeDescriptor::VarLenUnicode => {
+            ds.read_scalar::<VarLenUnicode>().map_err(err)?.to_string()
+        }
+        TypeDescriptor::VarLenAscii => ds.read_scalar::<VarLenAscii>().map_err(err)?.to_string(),
+        _ => ds
+            .read_raw::<hdf5::types::VarLenUnicode>()
+            .map_err(err)?
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+    })
+}
