@@ -226,20 +226,86 @@ pub fn read_i64(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<i6
 }
 
 /// Read `range` of a 1-D dataset in type `T`, letting HDF5 convert.
-pub fn read_numeric<T: hdf5::H5Type + Clone>(
+pub fn read_numeric<T: ZeroIsValid>(
     path: &Path,
     ds: &Dataset,
     range: Range<usize>,
+) -> Result<Vec<T>> {
+    read_zeroed(path, ds, &ds.name(), range, T::type_descriptor(), 1)
+}
+
+/// Types whose all-zero bytes are a valid value: the buffers HDF5 reads into start zeroed.
+///
+/// # Safety
+/// An implementing type must be valid when every byte is 0.
+pub unsafe trait ZeroIsValid: hdf5::H5Type {}
+
+// SAFETY: zero is a valid number of each; a null pointer is the string types' empty string
+// (their `as_bytes`, `len` and `drop` check for it).
+unsafe impl ZeroIsValid for i8 {}
+unsafe impl ZeroIsValid for i16 {}
+unsafe impl ZeroIsValid for i32 {}
+unsafe impl ZeroIsValid for i64 {}
+unsafe impl ZeroIsValid for u8 {}
+unsafe impl ZeroIsValid for u16 {}
+unsafe impl ZeroIsValid for u32 {}
+unsafe impl ZeroIsValid for u64 {}
+unsafe impl ZeroIsValid for f32 {}
+unsafe impl ZeroIsValid for f64 {}
+unsafe impl ZeroIsValid for VarLenUnicode {}
+unsafe impl ZeroIsValid for VarLenAscii {}
+
+/// Read `range` of the 1-D dataset `ds` (named `object` in errors) as `mem`, `per_row`
+/// values of `T` an element, into a zeroed buffer: HDF5 leaves an element it has no stored
+/// value for untouched (storage never allocated with fill time "never", a missing chunk), and
+/// such an element reads as zeros, never as uninitialised memory.
+fn read_zeroed<T: ZeroIsValid>(
+    path: &Path,
+    ds: &Dataset,
+    object: &str,
+    range: Range<usize>,
+    mem: TypeDescriptor,
+    per_row: usize,
 ) -> Result<Vec<T>> {
     if range.is_empty() {
         return Ok(Vec::new());
     }
     check_range(path, ds, &range)?;
-    check_alloc::<T>(path, &ds.name(), range.len())?;
-    let arr = ds
-        .read_slice_1d::<T, _>(range)
-        .map_err(|e| h5_error(path, &ds.name(), e))?;
-    Ok(arr.to_vec())
+    if per_row == 0 {
+        return Err(Error::invalid(
+            path,
+            format!("{object}: a fixed array of length 0"),
+        ));
+    }
+    let size = mem.size();
+    if size != std::mem::size_of::<T>().saturating_mul(per_row) {
+        return Err(Error::Internal(format!(
+            "{object}: a {size}-byte element read as {per_row} values of {} bytes",
+            std::mem::size_of::<T>()
+        )));
+    }
+    let mem_type = hdf5::Datatype::from_descriptor(&mem).map_err(|e| h5_error(path, object, e))?;
+    let n = range.len().saturating_mul(per_row);
+    let mut values: Vec<T> = limits::reserve(path, object, n)?;
+    // SAFETY: `values` has room for `n` values (reserved above); zero bytes are a valid `T`
+    // (ZeroIsValid), so the vector holds `n` initialised values before HDF5 writes any.
+    unsafe {
+        std::ptr::write_bytes(values.as_mut_ptr(), 0, n);
+        values.set_len(n);
+    }
+    // SAFETY: `ds` is 1-D and holds `range` (check_range); the buffer holds `range.len()`
+    // elements of `mem`'s `size` bytes (checked above: `n` values of `T`).
+    unsafe {
+        read_hyperslab(
+            path,
+            ds,
+            object,
+            range,
+            &mem_type,
+            values.as_mut_ptr().cast(),
+        )
+    }?;
+    Ok(values)
 }
 
 /// Check that `ds` is 1-D and holds `range`: every 1-D read (and the hyperslab of
@@ -368,10 +434,15 @@ pub fn read_bools(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Vec<
     }
     check_range(path, ds, &range)?;
     match descriptor(path, ds)? {
-        TypeDescriptor::Boolean => Ok(ds
-            .read_slice_1d::<bool, _>(range)
-            .map_err(|e| h5_error(path, &ds.name(), e))?
-            .to_vec()),
+        // Bytes, not Rust bools: an enum value HDF5 cannot map must not become an invalid bool.
+        TypeDescriptor::Boolean => {
+            Ok(
+                read_zeroed::<i8>(path, ds, &ds.name(), range, TypeDescriptor::Boolean, 1)?
+                    .into_iter()
+                    .map(|b| b != 0)
+                    .collect(),
+            )
+        }
         _ => Ok(read_i64(path, ds, range)?
             .into_iter()
             .map(|v| v != 0)

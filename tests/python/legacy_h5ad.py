@@ -80,8 +80,10 @@ def write_anndata_06(path, n_cells=7):
         cell_codes = np.array([0, 1, 2, -1, 1, 0, 2][:n_cells], dtype=np.int8)
         obs = np.zeros(n_cells, dtype=[
             ("index", "S8"), ("cell_type", "i1"), ("n_genes", "<i8"), ("score", "<f4"),
-            ("is_doublet", "?"), ("batch", "<i8"), ("qc.pass", "<f8")])
-        obs["index"] = [f"cell{i}".encode() for i in range(n_cells)]
+            ("is_doublet", "?"), ("batch", "<i8"), ("qc.pass", "<f8"), ("grade", "<i4")])
+        # numpy keeps a byte string's trailing spaces (only trailing NULs go).
+        obs["index"] = [f"cell{i}".encode() + (b" " if i == 1 else b"") for i in range(n_cells)]
+        obs["grade"] = np.arange(n_cells) % 3       # fits grade_categories_categories only
         obs["cell_type"] = cell_codes
         obs["n_genes"] = np.count_nonzero(dense, axis=1)
         obs["score"] = rng.normal(size=n_cells).astype(np.float32)
@@ -99,9 +101,11 @@ def write_anndata_06(path, n_cells=7):
         f.create_dataset("var", data=var)
         f.create_dataset("raw.var", data=var[["index"]].astype([("index", "S6")]))
         obsm = np.zeros(n_cells, dtype=[
-            ("X_pca", "<f4", (3,)), ("X_umap", "<f8", (2,)), ("spatial.xy", "<f8", (2,))])
-        for k in obsm.dtype.names:
+            ("X_pca", "<f4", (3,)), ("X_umap", "<f8", (2,)), ("spatial.xy", "<f8", (2,)),
+            ("flag", "?")])
+        for k in ["X_pca", "X_umap", "spatial.xy"]:
             obsm[k] = rng.normal(size=obsm[k].shape)
+        obsm["flag"] = np.arange(n_cells) % 2 == 1
         f.create_dataset("obsm", data=obsm)
         varm = np.zeros(n_genes, dtype=[("PCs", "<f8", (3,))])
         varm["PCs"] = rng.normal(size=(n_genes, 3))
@@ -112,6 +116,13 @@ def write_anndata_06(path, n_cells=7):
         uns["cell_type_categories"] = np.array([b"B", b"NK", b"T"])
         uns["gene_kind_categories"] = np.array([b"coding", b"mito"])
         uns["batch_categories"] = np.array([b"a", b"b"])
+        # Two keys name the column grade: the first is too short for its codes, so anndata
+        # takes the second (and keeps the first in uns).
+        uns["grade_categories"] = np.array([b"lo", b"hi"])
+        uns["grade_categories_categories"] = np.array([b"low", b"mid", b"high"])
+        # Fixed-length UTF-8: anndata decodes it into an array, not a string.
+        label = uns.create_dataset("label", shape=(1,), dtype=h5py.string_dtype("utf-8", 3))
+        label[0] = "hé".encode()
         uns["cell_type_colors"] = np.array([b"#1f77b4", b"#ff7f0e", b"#2ca02c"])
         params = uns.create_group("neighbors").create_group("params")
         params["method"] = np.array([b"umap"])                 # a string, to anndata

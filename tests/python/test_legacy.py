@@ -87,16 +87,25 @@ def test_anndata_06_every_part(tmp_path):
     legacy_h5ad.write_anndata_06(src)
     convert(src, dst, "--raw", "as-layer")
     adata, cfg = anndata_equality.assert_same_as_anndata(src, dst, raw=True)
-    # The meaning anndata gives the layout, spelled out.
-    assert list(adata.obs["cell_type"].astype(object)[:4]) == ["B", "NK", "T", np.nan]
-    assert adata.obs["batch"].dtype == np.int64            # codes beyond its categories
-    assert list(adata.var["gene_kind"].astype(str)) == ["coding", "mito", "coding", "coding", "mito"]
-    assert adata.uns["neighbors"]["params"]["method"] == "umap"
-    assert "cell_type_categories" not in adata.uns and "batch_categories" in adata.uns
+    # The meaning anndata gives the layout, spelled out on what we wrote.
+    import lance
+    cells = lance.dataset(str(dst / "cells.lance")).to_table()
+    genes = lance.dataset(str(dst / "genes.lance")).to_table()
+    assert cells.column("cell_type").to_pylist()[:4] == ["B", "NK", "T", None]
+    assert cells.column("grade").to_pylist()[:3] == ["low", "mid", "high"]
+    assert str(cells.schema.field("batch").type) == "int64"  # codes beyond its categories
+    assert cells.column("cell_id").to_pylist()[1] == "cell1 "
+    assert genes.column("gene_kind").to_pylist() == ["coding", "mito", "coding", "coding", "mito"]
+    assert cfg["obsm"]["dimensions"]["flag"] == 1
+    uns = json.loads((dst / "uns.json").read_text())
+    assert uns["neighbors"]["params"] == {"method": "umap", "n_neighbors": [10]}
+    assert uns["label"] == ["hé"]
+    assert sorted(k for k in uns if k.endswith("_categories")) == [
+        "batch_categories", "grade_categories"]
+    assert "connectivities" not in uns["neighbors"] and cfg["obsp"]["available"] == ["connectivities"]
     # Keys renamed to become columns are recorded.
     assert cfg["obsm"]["renamed"] == {"spatial.xy": "spatial_xy"}
     assert cfg["renamed_columns"] == {"obs": {"qc.pass": "qc_pass"}}
-    uns = json.loads((dst / "uns.json").read_text())
     assert uns["rank_genes_groups"]["names"] == {"B": ["gene0", "gene3"], "T": ["gene1", "gene2"]}
     assert uns["rank_genes_groups"]["scores"] == {"B": [2.5, 1.0], "T": [3.0, None]}
 
@@ -111,21 +120,36 @@ def test_anndata_07_every_part(tmp_path):
         f["obs/__categories/cell_type"].attrs["ordered"] = True   # where anndata 0.7 put it
     convert(src, dst)
     adata, _ = anndata_equality.assert_same_as_anndata(src, dst)
-    assert adata.obs["cell_type"].cat.ordered
+    assert adata.obs["cell_type"].cat.ordered     # the fixture is what it claims
+    import lance
+    cells = lance.dataset(str(dst / "cells.lance")).to_table()
+    assert cells.column("cell_type").to_pylist() == ["T", "B", None, "NK"]
+
+
+def test_raw_layouts_as_anndata_takes_them(tmp_path):
+    """An empty raw group beside raw.X: anndata reads raw.X, and so do we."""
+    import h5py
+    src, dst = tmp_path / "empty_raw.h5ad", tmp_path / "empty_raw.slaf"
+    legacy_h5ad.write_anndata_06(src)
+    with h5py.File(src, "a") as f:
+        f.create_group("raw")
+    convert(src, dst, "--raw", "as-layer")
+    anndata_equality.assert_same_as_anndata(src, dst, raw=True)
 
 
 def test_both_raw_layouts_are_refused(tmp_path):
-    """raw and raw.X together: anndata refuses the file, and so do we, in one line."""
+    """raw/X and raw.X together: anndata refuses the file, and so do we, in one line."""
     import h5py
     src = tmp_path / "both.h5ad"
     legacy_h5ad.write_anndata_06(src)
     with h5py.File(src, "a") as f:
         f.create_group("raw")
+        f.copy(f["raw.X"], "raw/X")
     proc = subprocess.run([BIN, "convert", str(src), str(tmp_path / "out.slaf"), "--raw", "as-layer"],
                           capture_output=True, text=True)
     assert proc.returncode == 65, proc.stderr
     errors = [l for l in proc.stderr.splitlines() if l.startswith("slaf-convert: error:")]
-    assert len(errors) == 1 and "both.h5ad: /raw: the file has both" in errors[0], errors
+    assert len(errors) == 1 and "both.h5ad: /raw: the file has both raw" in errors[0], errors
     assert not (tmp_path / "out.slaf" / "config.json").exists()
 
 
@@ -162,3 +186,38 @@ def test_scanpy_pbmc68k_reduced(tmp_path):
     adata, cfg = anndata_equality.assert_same_as_anndata(src, dst, raw=True)
     assert isinstance(adata.obs["bulk_labels"].dtype, pd.CategoricalDtype)
     assert cfg["obsm"]["dimensions"] == {"X_pca": 50, "X_umap": 2}
+    assert cfg["obsp"]["available"] == ["connectivities", "distances"]
+    import lance
+    cells = lance.dataset(str(dst / "cells.lance")).to_table()
+    assert str(cells.schema.field("bulk_labels").type) == "string"
+    assert set(cells.column("bulk_labels").to_pylist()) == set(adata.obs["bulk_labels"].cat.categories)
+
+
+def test_unwritten_compound_dataframe_reads_as_zeros(tmp_path):
+    """A compound obs whose storage was never written (fill time "never": HDF5 then leaves the
+    read buffer as it was): its values read as zeros and empty strings, never as whatever
+    memory held; the conversion ends normally or with a one-line refusal, never a crash."""
+    import h5py
+    src = tmp_path / "unwritten.h5ad"
+    legacy_h5ad.write_anndata_06(src)
+    with h5py.File(src, "a") as f:
+        n = f["obs"].shape[0]
+        del f["obs"]
+        dtype = np.dtype([("index", "S8"), ("value", "<f8"), ("label", "S4")])
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_LATE)
+        space = h5py.h5s.create_simple((n,))
+        h5py.h5d.create(f.id, b"obs", h5py.h5t.py_create(dtype, logical=True), space, dcpl=dcpl)
+        assert f["obs"].id.get_storage_size() == 0
+    dst = tmp_path / "out.slaf"
+    proc = subprocess.run([BIN, "convert", str(src), str(dst)], capture_output=True, text=True)
+    assert proc.returncode in (0, 65), proc.stderr         # never a signal
+    if proc.returncode == 0:
+        import lance
+        cells = lance.dataset(str(dst / "cells.lance")).to_table()
+        assert cells.column("value").to_pylist() == [0.0] * n
+        assert cells.column("label").to_pylist() == [""] * n
+    else:
+        errors = [l for l in proc.stderr.splitlines() if l.startswith("slaf-convert: error:")]
+        assert len(errors) == 1 and "unwritten.h5ad" in errors[0], proc.stderr

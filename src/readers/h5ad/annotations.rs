@@ -94,6 +94,7 @@ pub fn open_vectors(
             }
             let (source, rows, dim) = MatrixSource::open(path, &g, &key)?;
             check_rows(path, &object, rows, n_rows)?;
+            check_dim(path, &object, dim as usize)?;
             out.push(VectorColumn {
                 key,
                 name,
@@ -121,6 +122,7 @@ pub fn open_vectors(
             continue;
         }
         check_rows(path, &object, shape[0] as u64, n_rows)?;
+        check_dim(path, &object, dim)?;
         out.push(VectorColumn {
             key,
             name,
@@ -148,18 +150,19 @@ fn open_compound_vectors(
         ));
     };
     check_rows(path, &object, h5::len(ds) as u64, n_rows)?;
-    // Not booleans: HDF5 converts no enum to a float.
-    let numeric = |t: &T| matches!(t, T::Integer(_) | T::Unsigned(_) | T::Float(_));
+    // h5py's booleans are an enum, which HDF5 converts to a float (0 or 1).
+    let numeric = |t: &T| matches!(t, T::Integer(_) | T::Unsigned(_) | T::Float(_) | T::Boolean);
     let mut out = Vec::new();
     for f in fields {
         let (dim, array) = match &f.ty {
-            T::FixedArray(item, d) if numeric(item) => (*d, true),
+            T::FixedArray(item, d) if numeric(item) && *d > 0 => (*d, true),
             t if numeric(t) => (1, false),
             other => {
                 tracing::warn!(event = "input.skipped", object = %object, field = %f.name, "skipping field '{}' of {object}: {other} is not a vector of numbers", f.name);
                 continue;
             }
         };
+        check_dim(path, &format!("{object} field '{}'", f.name), dim)?;
         out.push(VectorColumn {
             name: f.name.replace('.', "_"),
             key: f.name.clone(),
@@ -172,6 +175,17 @@ fn open_compound_vectors(
         });
     }
     Ok(out)
+}
+
+/// Refuse vectors longer than a `FixedSizeList` column holds (its length is an i32).
+fn check_dim(path: &Path, object: &str, dim: usize) -> Result<()> {
+    if i32::try_from(dim).is_err() {
+        return Err(Error::invalid(
+            path,
+            format!("{object}: vectors of {dim} values, more than a column can hold"),
+        ));
+    }
+    Ok(())
 }
 
 fn check_rows(path: &Path, object: &str, rows: u64, n_rows: u64) -> Result<()> {

@@ -18,8 +18,8 @@ use arrow::datatypes::Field;
 use hdf5::types::TypeDescriptor;
 use hdf5::{Dataset, Group};
 
-pub(super) use self::column::read_as_strings;
 use self::column::{column_len, plain_column, read_column, resolve_column, Column};
+pub(super) use self::column::{read_as_strings, read_as_strings_in};
 pub(super) use self::data::ColumnData;
 use super::legacy::UnsCategories;
 use crate::columns::sanitise_column_names;
@@ -85,7 +85,7 @@ impl DataFrameReader {
     /// Resolve the columns of an anndata 0.6 dataframe: a 1-D compound dataset whose first
     /// field is the index (as `anndata`'s `read_dataframe_legacy` takes it). An integer
     /// column with labels in `categories` that all its codes fit is categorical, as
-    /// anndata's `_clean_uns` makes it.
+    /// anndata's `_clean_uns` makes it (only the labels its codes use are kept).
     fn from_compound(
         path: &Path,
         ds: Dataset,
@@ -114,12 +114,12 @@ impl DataFrameReader {
         let mut columns = Vec::with_capacity(fields.len());
         for f in fields {
             let data = field(f);
-            let labels = match categories.get(&f.name) {
-                Some((key, labels)) if super::legacy::codes_fit(path, &data, labels.len())? => {
-                    used.push(key.to_string());
-                    Some(labels.to_vec())
+            let labels = match categories.labels_for(path, &f.name, &data)? {
+                Some((key, labels)) => {
+                    used.push(key);
+                    Some(labels)
                 }
-                _ => None,
+                None => None,
             };
             let column = match labels {
                 Some(categories) => Column::Categorical {

@@ -5,8 +5,8 @@
 //! arrays (numpy structured arrays) objects of column lists. NaN and ±Inf become null (strict
 //! JSON has neither). Elements anndata takes out of uns on reading are left out (the caller
 //! names them: 0.6 `<column>_categories` that became column labels, adjacency matrices moved
-//! to obsp), and a one-element byte-string array without an encoding (how anndata before 0.7
-//! wrote a string) is that string.
+//! to obsp), and a one-element ASCII byte-string array without an encoding (how anndata before
+//! 0.7 wrote a string) is that string.
 //!
 //! An element that cannot be represented (a sparse matrix, an unknown encoding) is skipped
 //! with a warning naming it: `uns` never fails a conversion (upstream raises after writing
@@ -225,18 +225,18 @@ fn read_dataset(path: &Path, ds: &Dataset) -> Result<Option<Value>> {
     Ok(Some(nest(&flat, &shape)))
 }
 
-/// A one-element array of byte strings without an encoding: anndata before 0.7 wrote a string
-/// that way, and anndata reads it back as the string.
+/// A one-element array of (ASCII) byte strings without an encoding: anndata before 0.7 wrote
+/// a string that way, and anndata reads it back as the string. Fixed-length UTF-8 stays an
+/// array, as anndata decodes it into one.
 fn is_legacy_string(ds: &Dataset, desc: &TypeDescriptor, shape: &[usize]) -> bool {
-    matches!(
-        desc,
-        TypeDescriptor::FixedAscii(_) | TypeDescriptor::FixedUnicode(_)
-    ) && shape == [1]
+    matches!(desc, TypeDescriptor::FixedAscii(_))
+        && shape == [1]
         && !h5::has_attr(ds, "encoding-type")
 }
 
-/// A record array (1-D compound dataset) as an object of its columns, in stored order; a
-/// field of fixed arrays gives a list per row. A field type with no JSON form is skipped.
+/// A record array (1-D compound dataset) as an object of its columns (keys sorted, as in every
+/// object of uns.json); a field of fixed arrays gives a list per row. A field type with no
+/// JSON form, or fixed arrays of length 0, is skipped with a warning.
 fn read_records(path: &Path, ds: &Dataset, c: &CompoundType) -> Result<Option<Value>> {
     use TypeDescriptor as T;
     let object = ds.name();
@@ -249,6 +249,13 @@ fn read_records(path: &Path, ds: &Dataset, c: &CompoundType) -> Result<Option<Va
     let mut map = Map::new();
     for f in &fields {
         let (item, per_row) = match &f.ty {
+            T::FixedArray(_, 0) => {
+                skip(
+                    &format!("{object} field '{}'", f.name),
+                    "a fixed array of length 0",
+                );
+                continue;
+            }
             T::FixedArray(item, d) => (item.as_ref(), *d),
             t => (t, 1),
         };
@@ -294,7 +301,7 @@ fn field_numbers<T>(
     n: usize,
 ) -> Result<Vec<Value>>
 where
-    T: hdf5::H5Type + Into<JsonNumber>,
+    T: h5::ZeroIsValid + Into<JsonNumber>,
 {
     let one = T::type_descriptor();
     let mem = match field.ty {

@@ -9,7 +9,9 @@ use std::path::Path;
 use hdf5::types::{CompoundField, CompoundType, TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Dataset, H5Type};
 
-use super::{check_range, fixed_strings_from_bytes, h5_error, read_hyperslab, utf8_strings};
+use super::strings::{fixed_strings_from_bytes, utf8_strings};
+
+use super::{h5_error, read_zeroed, ZeroIsValid};
 use crate::error::{Error, Result};
 
 /// The fields of `ds` when its element type is compound, in stored order; `None` otherwise.
@@ -18,19 +20,31 @@ pub fn compound_fields(path: &Path, ds: &Dataset) -> Result<Option<Vec<CompoundF
         .dtype()
         .and_then(|t| t.to_descriptor())
         .map_err(|e| h5_error(path, &ds.name(), e))?;
-    Ok(match desc {
-        TypeDescriptor::Compound(c) => {
-            let mut fields = c.fields;
-            fields.sort_by_key(|f| f.index);
-            Some(fields)
-        }
-        _ => None,
-    })
+    let TypeDescriptor::Compound(c) = desc else {
+        return Ok(None);
+    };
+    let mut fields = c.fields;
+    fields.sort_by_key(|f| f.index);
+    // The hdf5 crate does not check member names: they become column names and JSON keys.
+    if let Some(f) = fields
+        .iter()
+        .find(|f| std::str::from_utf8(f.name.as_bytes()).is_err())
+    {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{}: a field name that is not valid UTF-8 ({:?})",
+                ds.name(),
+                String::from_utf8_lossy(f.name.as_bytes())
+            ),
+        ));
+    }
+    Ok(Some(fields))
 }
 
 /// Read `range` of the field `field` of the 1-D compound dataset `ds` as `mem`, `per_row`
 /// values of `T` a row (a fixed array or fixed string is several; a number one).
-pub fn read_field<T: H5Type>(
+pub fn read_field<T: ZeroIsValid>(
     path: &Path,
     ds: &Dataset,
     field: &str,
@@ -39,39 +53,12 @@ pub fn read_field<T: H5Type>(
     range: Range<usize>,
 ) -> Result<Vec<T>> {
     let object = format!("{} field '{field}'", ds.name());
-    if range.is_empty() {
-        return Ok(Vec::new());
-    }
-    check_range(path, ds, &range)?;
     let size = mem.size();
-    if size != std::mem::size_of::<T>().saturating_mul(per_row) || per_row == 0 {
-        return Err(Error::Internal(format!(
-            "{object}: a {size}-byte member read as {per_row} values of {} bytes",
-            std::mem::size_of::<T>()
-        )));
-    }
-    let mem_type = hdf5::Datatype::from_descriptor(&TypeDescriptor::Compound(CompoundType {
+    let one_member = TypeDescriptor::Compound(CompoundType {
         fields: vec![CompoundField::new(field, mem, 0, 0)],
         size,
-    }))
-    .map_err(|e| h5_error(path, &object, e))?;
-    let n = range.len().saturating_mul(per_row);
-    let mut values: Vec<T> = super::limits::reserve(path, &object, n)?;
-    // SAFETY: `ds` is 1-D and holds `range` (check_range); `values` has room for `n` values
-    // of `T`, which is `range.len()` elements of the `size`-byte memory type. HDF5 writes
-    // every one of them when the read succeeds, and only then is the length set.
-    unsafe {
-        read_hyperslab(
-            path,
-            ds,
-            &object,
-            range,
-            &mem_type,
-            values.as_mut_ptr().cast(),
-        )?;
-        values.set_len(n);
-    }
-    Ok(values)
+    });
+    read_zeroed(path, ds, &object, range, one_member, per_row)
 }
 
 /// Read `range` of a string field (fixed- or variable-length, ASCII or UTF-8).

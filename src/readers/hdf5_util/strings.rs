@@ -6,8 +6,7 @@ use std::path::Path;
 use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::Dataset;
 
-use super::limits::check_alloc;
-use super::{check_range, descriptor, h5_error, read_hyperslab, try_zeroed};
+use super::{check_range, descriptor, h5_error, read_hyperslab, read_zeroed, try_zeroed};
 use crate::error::{Error, Result};
 
 /// Decode strings as strict UTF-8, as h5py's `asstr()` does for anndata: invalid bytes are an
@@ -36,26 +35,22 @@ pub(super) fn utf8_strings<'a>(
         .collect()
 }
 
-/// Fixed-length strings end at their first NUL; h5py keeps trailing spaces (space-padded
-/// types) but we drop them as numpy's `S` dtype does on decode.
+/// Fixed-length strings as numpy's `S` dtype gives them to anndata (h5py reads the stored
+/// bytes): trailing NULs dropped, everything else kept, spaces and inner NULs included.
 pub(super) fn fixed_strings_from_bytes(
     path: &Path,
     object: &str,
     bytes: &[u8],
     width: usize,
 ) -> Result<Vec<String>> {
-    let mut out = utf8_strings(
+    utf8_strings(
         path,
         object,
         bytes.chunks(width.max(1)).map(|c| {
-            let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+            let end = c.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
             &c[..end]
         }),
-    )?;
-    for s in &mut out {
-        s.truncate(s.trim_end_matches(' ').len());
-    }
-    Ok(out)
+    )
 }
 
 /// Read `range` of a 1-D string dataset (variable- or fixed-length, ASCII or UTF-8).
@@ -64,16 +59,17 @@ pub fn read_strings(path: &Path, ds: &Dataset, range: Range<usize>) -> Result<Ve
         return Ok(Vec::new());
     }
     check_range(path, ds, &range)?;
-    check_alloc::<VarLenUnicode>(path, &ds.name(), range.len())?;
-    let err = |e| h5_error(path, &ds.name(), e);
+    let object = ds.name();
     match descriptor(path, ds)? {
         TypeDescriptor::VarLenUnicode => {
-            let raw = ds.read_slice_1d::<VarLenUnicode, _>(range).map_err(err)?;
-            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
+            let mem = TypeDescriptor::VarLenUnicode;
+            let raw: Vec<VarLenUnicode> = read_zeroed(path, ds, &object, range, mem, 1)?;
+            utf8_strings(path, &object, raw.iter().map(|s| s.as_bytes()))
         }
         TypeDescriptor::VarLenAscii => {
-            let raw = ds.read_slice_1d::<VarLenAscii, _>(range).map_err(err)?;
-            utf8_strings(path, &ds.name(), raw.iter().map(|s| s.as_bytes()))
+            let mem = TypeDescriptor::VarLenAscii;
+            let raw: Vec<VarLenAscii> = read_zeroed(path, ds, &object, range, mem, 1)?;
+            utf8_strings(path, &object, raw.iter().map(|s| s.as_bytes()))
         }
         TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
             let bytes = read_fixed_bytes(path, ds, range, n)?;
@@ -111,19 +107,16 @@ fn read_fixed_bytes(
     Ok(buf)
 }
 
-/// Read a scalar string dataset (variable- or fixed-length).
+/// Read a scalar string dataset (variable- or fixed-length), decoded strictly.
 pub fn read_scalar_string(path: &Path, ds: &Dataset) -> Result<String> {
-    let err = |e| h5_error(path, &ds.name(), e);
-    Ok(match descriptor(path, ds)? {
-        TypeDescriptor::VarLenUnicode => {
-            ds.read_scalar::<VarLenUnicode>().map_err(err)?.to_string()
+    let object = ds.name();
+    let err = |e| h5_error(path, &object, e);
+    let one = |bytes: &[u8]| utf8_strings(path, &object, [bytes]).map(|mut v| v.remove(0));
+    match descriptor(path, ds)? {
+        TypeDescriptor::VarLenAscii => {
+            one(ds.read_scalar::<VarLenAscii>().map_err(err)?.as_bytes())
         }
-        TypeDescriptor::VarLenAscii => ds.read_scalar::<VarLenAscii>().map_err(err)?.to_string(),
-        _ => ds
-            .read_raw::<hdf5::types::VarLenUnicode>()
-            .map_err(err)?
-            .first()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-    })
+        // Fixed-length strings too: HDF5 converts them to variable length, dropping the padding.
+        _ => one(ds.read_scalar::<VarLenUnicode>().map_err(err)?.as_bytes()),
+    }
 }

@@ -176,23 +176,26 @@ pub fn plain_column(data: ColumnData, desc: &TypeDescriptor) -> Option<Column> {
 
 /// Categories (or an index) as strings, formatting numbers and booleans as Python's `str` does.
 pub fn read_as_strings(path: &Path, ds: &Dataset) -> Result<Vec<String>> {
-    let n = h5::len(ds);
+    read_as_strings_in(path, ds, 0..h5::len(ds))
+}
+
+/// [`read_as_strings`] of the elements `rows` only.
+pub fn read_as_strings_in(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Vec<String>> {
+    let n = rows;
     let desc = h5::descriptor(path, ds)?;
     if is_string(&desc) {
-        return h5::read_strings(path, ds, 0..n);
+        return h5::read_strings(path, ds, n);
     }
     match desc {
-        TypeDescriptor::Boolean => Ok(h5::read_bools(path, ds, 0..n)?
+        TypeDescriptor::Boolean => Ok(h5::read_bools(path, ds, n)?
             .into_iter()
             .map(|b| if b { "True" } else { "False" }.to_string())
             .collect()),
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
-            Ok(h5::read_i64(path, ds, 0..n)?
-                .into_iter()
-                .map(|v| v.to_string())
-                .collect())
-        }
-        TypeDescriptor::Float(_) => Ok(h5::read_f64(path, ds, 0..n)?
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => Ok(h5::read_i64(path, ds, n)?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect()),
+        TypeDescriptor::Float(_) => Ok(h5::read_f64(path, ds, n)?
             .into_iter()
             .map(python_float_str)
             .collect()),
@@ -311,7 +314,7 @@ fn read_primitive(
     ) -> Result<ArrayRef>
     where
         T: ArrowPrimitiveType,
-        T::Native: hdf5::H5Type,
+        T::Native: h5::ZeroIsValid,
     {
         Ok(build::<T>(ds.read_numeric(path, rows)?, m))
     }

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use hdf5::types::{CompoundField, TypeDescriptor};
-use hdf5::{Dataset, H5Type};
+use hdf5::Dataset;
 
 use crate::error::Result;
 use crate::readers::hdf5_util as h5;
@@ -54,7 +54,7 @@ impl ColumnData {
     }
 
     /// `rows` in type `T`, HDF5 converting numbers.
-    pub fn read_numeric<T: H5Type + Clone>(
+    pub fn read_numeric<T: h5::ZeroIsValid>(
         &self,
         path: &Path,
         rows: Range<usize>,

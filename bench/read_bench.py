@@ -1,0 +1,174 @@
+"""The read benchmark: upstream's reader (slafdb 0.5.2) on datasets written by slaf-convert
+against the same reader on upstream's own output of the same input.
+
+usage: read_bench.py REFERENCE.slaf NAME=DATASET.slaf [NAME=DATASET.slaf ...]
+                     [--fallback FALLBACK.slaf] [--pairs N] [--json OUT.json]
+
+REFERENCE is upstream's default output. Its reader fails some workloads on that output (gene
+queries on uint32/uint16 ids: "Substrait is only capable of representing unsafe casts"); those
+are timed against FALLBACK instead (upstream's `--no-optimized-dtypes` output, int32 ids), and
+the report says which reference each figure used.
+
+Every workload is timed in alternating pairs (dataset, reference; then reference, dataset;
+...), and the figure is the median of the per-pair ratios dataset ÷ reference: on two busy
+cores a slow patch of the machine then hits both sides of a pair alike, where best-of-N per
+side is too noisy to resolve 5 %. The workloads are what users and the dataloaders do first:
+
+- open: `SLAFArray(path)`
+- cells: `get_cell_expression` of 20 random cells
+- gene common / medium / rare: `get_gene_expression` of the gene with the most, the median
+  and the fewest stored values
+- SQL: `SLAFArray.query` summing every value per gene
+- row slice: `LazyAnnData[a:a+2000]` to scipy; column slice: `LazyAnnData[:, b:b+100]`
+- full pass: every fragment of expression.lance in 16,384-row batches through
+  `slaf.distributed.LanceDataSource` (the dataloaders' access path), as rows per second
+
+Prints one JSON object: per dataset and workload, the median seconds of each side and the
+median ratio. Cell and gene choices are seeded and the same for every dataset.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+BATCH_ROWS = 16_384
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("reference")
+    p.add_argument("datasets", nargs="+", help="NAME=PATH")
+    p.add_argument("--fallback")
+    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--json")
+    return p.parse_args()
+
+
+def choose(reference):
+    """The cells, genes and slices every dataset is asked for (the same ids everywhere)."""
+    import lance
+    import pyarrow.compute as pc
+    from slaf import SLAFArray
+
+    sa = SLAFArray(reference)
+    rng = np.random.default_rng(17)
+    n_cells, n_genes = sa.shape
+    cell_ids = sa.obs["cell_id"].to_list()
+    gene_ids = sa.var["gene_id"].to_list()
+    genes = lance.dataset(f"{reference}/expression.lance").to_table(
+        columns=["gene_integer_id"]).column("gene_integer_id")
+    counts = pc.value_counts(genes).to_pylist()
+    counts.sort(key=lambda c: (c["counts"], c["values"]))
+    by_count = [c["values"] for c in counts]
+    return {
+        "cells": [cell_ids[i] for i in rng.choice(n_cells, 20, replace=False)],
+        "gene common": gene_ids[by_count[-1]],
+        "gene medium": gene_ids[by_count[len(by_count) // 2]],
+        "gene rare": gene_ids[by_count[0]],
+        "rows": int(rng.integers(0, max(1, n_cells - 2000))),
+        "cols": int(rng.integers(0, max(1, n_genes - 100))),
+    }
+
+
+def workloads(choice):
+    """name -> function(side) running the workload once; side holds path, SLAFArray, lazy."""
+    from slaf import SLAFArray
+
+    def full_pass(side):
+        from slaf.distributed.data_source import LanceDataSource
+        source = LanceDataSource(f"{side['path']}/expression.lance")
+        rows = 0
+        for i in range(source.get_partition_count()):
+            for frame in source.create_reader(i, BATCH_ROWS):
+                rows += frame.height
+        return rows
+
+    def to_scipy(m):
+        return m.compute() if hasattr(m, "compute") else m
+
+    r, c = choice["rows"], choice["cols"]
+    return {
+        "open": lambda s: SLAFArray(s["path"]),
+        "20 cells": lambda s: s["sa"].get_cell_expression(choice["cells"]),
+        "gene common": lambda s: s["sa"].get_gene_expression([choice["gene common"]]),
+        "gene medium": lambda s: s["sa"].get_gene_expression([choice["gene medium"]]),
+        "gene rare": lambda s: s["sa"].get_gene_expression([choice["gene rare"]]),
+        "SQL sum per gene": lambda s: s["sa"].query(
+            "SELECT gene_integer_id, SUM(value) AS total FROM expression "
+            "GROUP BY gene_integer_id"),
+        "row slice 2000 cells": lambda s: to_scipy(s["lazy"][r:r + 2000].X),
+        "column slice 100 genes": lambda s: to_scipy(s["lazy"][:, c:c + 100].X),
+        "full pass": full_pass,
+    }
+
+
+def side(path):
+    from slaf import SLAFArray
+    from slaf.integrations.anndata import LazyAnnData
+    sa = SLAFArray(path)
+    return {"path": path, "sa": sa, "lazy": LazyAnnData(sa)}
+
+
+def timed(f, s):
+    t = time.perf_counter()
+    result = f(s)
+    return time.perf_counter() - t, result
+
+
+def main():
+    args = parse_args()
+    choice = choose(args.reference)
+    primary = side(args.reference)
+    fallback = side(args.fallback) if args.fallback else None
+    report = {"pairs": args.pairs, "choice": {k: v for k, v in choice.items() if k != "cells"},
+              "datasets": {}}
+    for spec in args.datasets:
+        name, path = spec.split("=", 1)
+        ours = side(path)
+        results = {}
+        for wname, f in workloads(choice).items():
+            f(ours)  # warm both: first calls pay imports and caches
+            ref, ref_name = primary, "upstream"
+            try:
+                f(ref)
+            except Exception as e:  # noqa: BLE001 - upstream's reader on its own output
+                if fallback is None:
+                    raise
+                print(f"{wname}: upstream's reader fails on its default output "
+                      f"({str(e)[:80]}); timing against the fallback", flush=True)
+                ref, ref_name = fallback, "upstream --no-optimized-dtypes"
+                f(ref)
+            t_ours, t_ref, ratios = [], [], []
+            for i in range(args.pairs):
+                if i % 2 == 0:
+                    a, _ = timed(f, ours)
+                    b, rows = timed(f, ref)
+                else:
+                    b, rows = timed(f, ref)
+                    a, _ = timed(f, ours)
+                t_ours.append(a)
+                t_ref.append(b)
+                ratios.append(a / b)
+            results[wname] = {"reference": ref_name,
+                              "seconds": statistics.median(t_ours),
+                              "reference_seconds": statistics.median(t_ref),
+                              "ratio": statistics.median(ratios)}
+            if wname == "full pass":
+                results[wname]["rows"] = rows
+                results[wname]["rows_per_second"] = rows / statistics.median(t_ours)
+                results[wname]["reference_rows_per_second"] = rows / statistics.median(t_ref)
+            print(f"{name}: {wname}: {results[wname]['ratio']:.3f} "
+                  f"({results[wname]['seconds']:.4f} s vs {results[wname]['reference_seconds']:.4f} s)",
+                  flush=True)
+        report["datasets"][name] = results
+    text = json.dumps(report, indent=2)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
