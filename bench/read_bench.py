@@ -2,7 +2,8 @@
 against the same reader on upstream's own output of the same input.
 
 usage: read_bench.py REFERENCE.slaf NAME=DATASET.slaf [NAME=DATASET.slaf ...]
-                     [--fallback FALLBACK.slaf] [--pairs N] [--json OUT.json]
+                     [--fallback FALLBACK.slaf] [--pairs N] [--only WORKLOAD]...
+                     [--json OUT.json]
 
 REFERENCE is upstream's default output. Its reader fails some workloads on that output (gene
 queries on uint32/uint16 ids: "Substrait is only capable of representing unsafe casts"); those
@@ -42,6 +43,7 @@ def parse_args():
     p.add_argument("datasets", nargs="+", help="NAME=PATH")
     p.add_argument("--fallback")
     p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--only", action="append", help="time only this workload (repeatable)")
     p.add_argument("--json")
     return p.parse_args()
 
@@ -129,6 +131,8 @@ def main():
         ours = side(path)
         results = {}
         for wname, f in workloads(choice).items():
+            if args.only and wname not in args.only:
+                continue
             f(ours)  # warm both: first calls pay imports and caches
             ref, ref_name = primary, "upstream"
             try:

@@ -114,8 +114,7 @@ def bench_split(bin_path, work, h5ad, shards):
 
 
 def bench_encodings(bin_path, venv_bin, work, h5ad, rounds):
-    """Each --compression on the 100k gzip file: write cost, size, and upstream's query times
-    on the result (bench/query_time.py), beside upstream's own output."""
+    """Each --compression on the 100k gzip file: write cost and size, beside upstream's."""
     print("compression choices:", flush=True)
     rows = {}
     outputs = {}
@@ -133,24 +132,68 @@ def bench_encodings(bin_path, venv_bin, work, h5ad, rounds):
     outputs["upstream"] = up
     result = {c: median_of(rs) for c, rs in rows.items()}
     result["upstream"] = {"size_mb": dir_size(up)}
-    for name, out in outputs.items():
-        q = subprocess.run([str(venv_bin / "python"), str(HERE / "query_time.py"), str(out), "3"],
-                           capture_output=True, text=True, check=True)
-        result[name]["queries"] = json.loads(q.stdout.strip().splitlines()[-1])
-        print(f"  queries on {name}: {result[name]['queries']}", flush=True)
     return result
 
 
+def bench_reads(bin_path, venv_bin, work, h5ad, pairs):
+    """Upstream's reader on our outputs (default, --create-indices, --compression lz4) and on
+    upstream's own output of the same file (bench/read_bench.py): median ratios of calls
+    timed in alternating pairs. Also the index build's cost."""
+    print("reads:", flush=True)
+    out = work / "out"
+    # Names as the table shows them: `indexed` is --create-indices, `lz4` --compression lz4.
+    ours = {"default": [], "indexed": ["--create-indices"], "lz4": ["--compression", "lz4"]}
+    paths, writes = {}, {}
+    for name, extra in ours.items():
+        paths[name] = out / f"reads-{len(paths)}.slaf"
+        writes[name] = run_timed(f"convert {name}", [bin_path, "-q", "convert", str(h5ad),
+                                                     str(paths[name]), *extra], paths[name])
+    upstream = out / "reads-upstream.slaf"
+    fallback = out / "reads-upstream-int32.slaf"
+    writes["upstream"] = run_timed("upstream slaf convert", [
+        str(venv_bin / "slaf"), "convert", str(h5ad), str(upstream)], upstream)
+    run_timed("upstream slaf convert --no-optimized-dtypes", [
+        str(venv_bin / "slaf"), "convert", str(h5ad), str(fallback), "--no-optimized-dtypes"],
+        fallback)
+    report = work / "reads.json"
+    subprocess.run([str(venv_bin / "python"), str(HERE / "read_bench.py"), str(upstream),
+                    *(f"{name}={p}" for name, p in paths.items()), "--fallback", str(fallback),
+                    "--pairs", str(pairs), "--json", str(report)], check=True)
+    return {"writes": writes, "reads": json.loads(report.read_text())}
+
+
+def reads_table(r):
+    """One row per workload: upstream's seconds and each output's median ratio to it."""
+    names = list(r["reads"]["datasets"])
+    first = r["reads"]["datasets"][names[0]]
+    lines = ["| workload | upstream s | " + " | ".join(f"{n} ÷ upstream" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for w, cell in first.items():
+        ref = "" if cell["reference"] == "upstream" else " †"
+        lines.append(f"| {w}{ref} | {cell['reference_seconds']:.4f} | " + " | ".join(
+            f"{r['reads']['datasets'][n][w]['ratio']:.2f}" for n in names) + " |")
+    sizes = " | ".join(f"{r['writes'][n]['size_mb'] / r['writes']['upstream']['size_mb']:.3f}"
+                       for n in names)
+    lines.append(f"| output size (MB ÷ upstream's) | {fmt(r['writes']['upstream']['size_mb'])} | "
+                 f"{sizes} |")
+    lines.append(f"| write wall s (upstream's: {fmt(r['writes']['upstream']['wall'])}) | | " +
+                 " | ".join(fmt(r["writes"][n]["wall"]) for n in names) + " |")
+    lines.append(f"| write peak RSS MiB | {fmt(r['writes']['upstream']['rss_mb'])} | " +
+                 " | ".join(fmt(r["writes"][n]["rss_mb"]) for n in names) + " |")
+    full = first.get("full pass")
+    if full:
+        lines += ["", f"Full pass: {full['rows_per_second'] / 1e6:.1f} M rows/s on our default "
+                      f"output, {full['reference_rows_per_second'] / 1e6:.1f} M rows/s on "
+                      "upstream's."]
+    return "\n".join(lines)
+
+
 def encodings_table(enc):
-    queries = list(enc["upstream"]["queries"].keys())
-    lines = ["| output | write wall s | write CPU s | size MB | " +
-             " | ".join(f"{q} s" for q in queries) + " |",
-             "|---|---|---|---|" + "---|" * len(queries)]
+    lines = ["| output | write wall s | write CPU s | size MB |", "|---|---|---|---|"]
     for name, r in enc.items():
         label = "upstream slaf convert" if name == "upstream" else f"--compression {name}"
         lines.append(f"| {label} | {fmt(r.get('wall'))} | {fmt(r.get('cpu'))} | "
-                     f"{fmt(r['size_mb'])} | " +
-                     " | ".join(f"{r['queries'][q]:.3f}" for q in queries) + " |")
+                     f"{fmt(r['size_mb'])} |")
     return "\n".join(lines)
 
 
@@ -197,8 +240,8 @@ def table(rows, ours="slaf-convert convert"):
     return "\n".join(lines)
 
 
-def targets(results):
-    """Each target of the performance issue, with the measured ratio and a verdict."""
+def targets(results, reads=None):
+    """Each target of the performance issues, with the measured ratio and a verdict."""
     out = []
 
     def check(what, value, limit, higher_is_better):
@@ -234,6 +277,18 @@ def targets(results):
                   s["total"]["cpu"] / m["slaf-convert convert"]["cpu"], 1.15, False)
             check("1M: commit wall ÷ convert wall",
                   s["steps"]["commit"]["wall"] / m["slaf-convert convert"]["wall"], 0.05, False)
+    if reads:
+        data = reads["reads"]["datasets"]
+        for w, cell in data["default"].items():
+            check(f"reads: {w}, default output ÷ upstream's", cell["ratio"], 1.0, False)
+        check("reads: default output size ÷ upstream's",
+              reads["writes"]["default"]["size_mb"] / reads["writes"]["upstream"]["size_mb"],
+              1.0, False)
+        indexed = data["indexed"]
+        for w in ("gene common", "gene medium", "gene rare"):
+            check(f"reads: {w}, upstream's ÷ indexed output", 1 / indexed[w]["ratio"], 3, True)
+        check("reads: 20 cells, indexed output ÷ upstream's", indexed["20 cells"]["ratio"],
+              1.0, False)
     return ["| target | measured | limit | |", "|---|---|---|---|", *out]
 
 
@@ -246,6 +301,8 @@ def main():
     ap.add_argument("--skip-1m", action="store_true")
     ap.add_argument("--skip-tiledb", action="store_true")
     ap.add_argument("--skip-encodings", action="store_true")
+    ap.add_argument("--skip-reads", action="store_true")
+    ap.add_argument("--pairs", type=int, default=5, help="alternating pairs per read workload")
     args = ap.parse_args()
     venv_bin = Path(sys.executable).parent
     work = args.work
@@ -278,9 +335,16 @@ def main():
         encodings = bench_encodings(args.bin, venv_bin, work, files["100k gzip"][0], args.rounds)
         shutil.rmtree(work / "out", ignore_errors=True)
 
+    reads = None
+    if not args.skip_reads:
+        (work / "out").mkdir(exist_ok=True)
+        reads = bench_reads(args.bin, venv_bin, work, files["100k gzip"][0], args.pairs)
+        shutil.rmtree(work / "out", ignore_errors=True)
+
     info = versions(args.bin, venv_bin)
     (work / "results.json").write_text(json.dumps(
-        {"versions": info, "results": results, "encodings": encodings}, indent=2))
+        {"versions": info, "results": results, "encodings": encodings, "reads": reads},
+        indent=2))
     md = ["# Benchmark results", "",
           "Written by `bench/run.sh`; the figures are the medians of "
           f"{args.rounds} alternating rounds (one round for the 1M-cell file).", "",
@@ -306,10 +370,20 @@ def main():
                ""]
     if encodings:
         md += ["## Compression of gene ids and values (100k gzip)", "",
-               "Write cost and size of each `--compression`, and upstream's reader "
-               "(`bench/query_time.py`, best of 3) on each output and on upstream's own.", "",
-               encodings_table(encodings), ""]
-    md += ["## Targets", "", *targets(results), ""]
+               "Write cost and size of each `--compression` (what each costs the reader: "
+               "below).", "", encodings_table(encodings), ""]
+    if reads:
+        md += ["## Reading (100k gzip): upstream's reader on our outputs and on upstream's", "",
+               "`bench/read_bench.py`: slafdb 0.5.2's `SLAFArray`/`LazyAnnData` and "
+               "`slaf.distributed.LanceDataSource` (the dataloaders' path) on each output and on "
+               "upstream's `slaf convert` output of the same file, calls timed in "
+               f"{reads['reads']['pairs']} alternating pairs; each figure is the median of the "
+               "per-pair ratios (below 1: faster than on upstream's output). † upstream's reader "
+               "fails on its own default output there (uint32/uint16 ids: \"Substrait is only "
+               "capable of representing unsafe casts\"), so the reference is upstream's "
+               "`--no-optimized-dtypes` output (int32 ids, float32 values).", "",
+               reads_table(reads), ""]
+    md += ["## Targets", "", *targets(results, reads), ""]
     args.results.write_text("\n".join(md))
     print(f"wrote {args.results}")
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The conversion benchmark: slaf-convert against upstream `slaf convert` (slafdb 0.5.2) and
-# TileDB-SOMA's from_h5ad, and against its own read-only floor. Not part of the test suite.
+# TileDB-SOMA's from_h5ad, and against its own read-only floor; then upstream's reader on our
+# outputs against its own output (bench/read_bench.py). Not part of the test suite.
 #
-# usage: bench/run.sh [--rounds N] [--skip-1m] [--skip-tiledb] [--skip-encodings]
+# usage: bench/run.sh [--rounds N] [--pairs N] [--skip-1m] [--skip-tiledb] [--skip-encodings]
+#                     [--skip-reads]
 #   BENCH_DIR   where inputs and outputs go (default ${TMPDIR:-/tmp}/slaf-convert-bench;
 #               needs about 20 GB with the 1M-cell file, 3 GB without)
 # Generates the seeded inputs once (bench/make_bench_h5ad.py), creates the reference venv

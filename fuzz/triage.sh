@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sort a target's findings by where they happen: fuzz/triage.sh TARGET
+# Sort a target's findings by where they happen: fuzz/triage.sh TARGET [DIR]
+# (DIR: findings to triage, default every finding of TARGET so far)
 # Runs each crash-*/oom-*/timeout-* input once and prints the first frame outside libc and
 # libFuzzer (crashes: where the signal hit; hangs and runaway allocations: where the process
 # is after five seconds): inside libhdf5 (the library's own defect; a crash becomes exit 65
@@ -15,7 +16,8 @@ first_frame() {
     | head -1 \
     | sed -E 's/^#[0-9]+ +(0x[0-9a-f]+ in )?//; s/ \(.*\) from .*\/([^/]+)$/ [\1]/; s/ \(.*//'
 }
-for f in "$HOME/.cache/slaf-convert/fuzz/artifacts/$target"/*; do
+dir="${2:-$HOME/.cache/slaf-convert/fuzz/artifacts/$target}"
+for f in "$dir"/*; do
   kind=$(basename "$f" | cut -d- -f1)
   if [[ "$kind" == crash ]]; then
     frame=$(timeout 60 gdb -batch -ex run -ex bt --args "$bin" "$f" 2>/dev/null | first_frame)

@@ -140,6 +140,7 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
             chunk_size: args.chunk_size,
             compression: args.compression.0,
             id_types: args.id_types.0,
+            indices: args.create_indices,
             ..ManifestOptions::default()
         },
         overwrite: args.overwrite,

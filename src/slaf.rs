@@ -2,10 +2,12 @@
 //! schemas and Lance encoding choices ([`schema`]), Arrow record batches from cell batches
 //! ([`tables`]), the stored form of column types ([`column_type`]), value statistics
 //! ([`value_stats`]) and `config.json` ([`config_json`]); with the `writer` feature, Lance
-//! fragments and commits (`writer`) and `inspect`.
+//! fragments and commits (`writer`), scalar indices (`indices`) and `inspect`.
 
 pub mod column_type;
 pub mod config_json;
+#[cfg(feature = "writer")]
+pub mod indices;
 #[cfg(feature = "writer")]
 pub mod inspect;
 pub mod schema;

@@ -1,6 +1,6 @@
 //! `commit`: check every shard's receipt, adopt staged data files, commit each table in one
-//! Lance transaction in shard order, write genes, the small tables, `config.json`, and last
-//! the completion marker.
+//! Lance transaction in shard order, write genes, the small tables, the scalar indices when
+//! the plan asks for them, `config.json`, and last the completion marker.
 //!
 //! Safe to repeat, kill and run twice at once ([`state`]): one commit of a dataset runs at a
 //! time (a lock file); staged files are linked or copied, never moved, so the same staged
@@ -143,6 +143,9 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     );
     let genes_schema = genes_schema(&PlannedColumn::fields(&plan.var_columns)?);
     let written = commit_tables(plan, &receipts, &cells_schema, &genes_schema).await?;
+    if plan.indices {
+        crate::slaf::indices::create_indices(output).await?;
+    }
     let uns_written = match &plan.uns_document {
         Some(uns) if plan.uns => {
             write_json(output, UNS_FILE, uns)?;

@@ -71,6 +71,9 @@ pub struct Plan {
     pub parts: InputParts,
     /// Whether `uns.json` is written.
     pub uns: bool,
+    /// Whether commit builds the scalar indices (`slaf::indices`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub indices: bool,
     /// The var columns of `genes.lance` in gene order: base64 of an Arrow IPC stream (empty
     /// when there are none). Commit reads no input.
     pub var_table: String,

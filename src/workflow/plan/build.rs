@@ -79,6 +79,7 @@ impl Plan {
             types_guessed: scanned.types_guessed,
             parts,
             uns,
+            indices: options.indices,
             var_table: var_table::encode(&var_batch)?,
             uns_document,
             inputs: scanned.inputs,

@@ -1,0 +1,73 @@
+"""--create-indices (manifest `options.indices`): the scalar indices are built at commit, and
+upstream's reader answers exactly as without them."""
+import os
+import subprocess
+
+import numpy as np
+import scipy.sparse as sp
+
+BIN = os.environ.get("SLAF_CONVERT_BIN")
+
+
+def write_h5ad(path, n_cells=300, n_genes=40):
+    import anndata
+    import pandas as pd
+    rng = np.random.default_rng(9)
+    x = sp.random(n_cells, n_genes, density=0.2, format="csr", random_state=rng,
+                  data_rvs=lambda k: rng.integers(1, 9, size=k)).astype(np.float32)
+    adata = anndata.AnnData(
+        X=x,
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"g{j}" for j in range(n_genes)]),
+    )
+    adata.write_h5ad(path)
+    return adata
+
+
+def indices(path):
+    import lance
+    return sorted((t, i["fields"][0], i["type"])
+                  for t in ["cells", "genes", "expression"]
+                  for i in lance.dataset(str(path / f"{t}.lance")).list_indices())
+
+
+def test_indices_built_and_answers_unchanged(tmp_path):
+    from slaf import SLAFArray
+    src = tmp_path / "in.h5ad"
+    write_h5ad(src)
+    plain, indexed = tmp_path / "plain.slaf", tmp_path / "indexed.slaf"
+    for dst, extra in [(plain, []), (indexed, ["--create-indices"])]:
+        proc = subprocess.run([BIN, "convert", str(src), str(dst), "--chunk-size", "100", *extra],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    assert indices(plain) == []
+    got = indices(indexed)
+    assert [(t, f) for t, f, _ in got] == sorted([
+        ("cells", "cell_id"), ("cells", "cell_integer_id"), ("genes", "gene_id"),
+        ("genes", "gene_integer_id"), ("expression", "cell_integer_id"),
+        ("expression", "gene_integer_id")]), got
+    kinds = {(t, f): k.lower() for t, f, k in got}
+    assert "btree" in kinds[("expression", "gene_integer_id")]
+    assert "zone" in kinds[("expression", "cell_integer_id")]
+    a, b = SLAFArray(str(plain)), SLAFArray(str(indexed))
+    for genes in (["g0"], ["g3", "g17", "g39"]):
+        want = a.get_gene_expression(genes).sort(["cell_id", "gene_id"])
+        have = b.get_gene_expression(genes).sort(["cell_id", "gene_id"])
+        assert have.height > 0 and have.equals(want), genes
+    cells = ["c0", "c150", "c299"]
+    assert b.get_cell_expression(cells).sort(["cell_id", "gene_id"]).equals(
+        a.get_cell_expression(cells).sort(["cell_id", "gene_id"]))
+
+
+def test_manifest_option_indices(tmp_path):
+    """`options.indices: true` in a manifest: plan, shards and commit build them once."""
+    src = tmp_path / "in.h5ad"
+    write_h5ad(src, n_cells=120)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(f"output: {tmp_path / 'out.slaf'}\ninputs:\n  - path: {src}\n"
+                        "options:\n  chunk_size: 50\n  indices: true\nsharding:\n  cells_per_shard: 60\n")
+    proc = subprocess.run([BIN, "convert", "--manifest", str(manifest)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(indices(tmp_path / "out.slaf")) == 6
+    built = [l for l in proc.stderr.splitlines() if '"commit.indexed"' in l]
+    assert len(built) == 6, proc.stderr
