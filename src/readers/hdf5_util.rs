@@ -18,7 +18,6 @@ mod limits;
 mod strings;
 pub use compound::{compound_fields, read_field, read_field_bools, read_field_strings};
 pub use encoding::{encoding_type, sparse_encoding};
-use limits::check_alloc;
 pub use limits::{check_stored, try_zeroed};
 use strings::{fixed_strings_from_bytes, utf8_strings};
 pub use strings::{read_scalar_string, read_strings};
@@ -301,6 +300,7 @@ fn read_zeroed<T: ZeroIsValid>(
             ds,
             object,
             range,
+            None,
             &mem_type,
             values.as_mut_ptr().cast(),
         )
@@ -356,29 +356,45 @@ pub fn read_rows_f64(path: &Path, ds: &Dataset, rows: Range<usize>) -> Result<Ve
     check_ndim(path, ds, 2)?;
     check_first_dim(path, ds, &rows, "rows")?;
     let cols = ds.shape().get(1).copied().unwrap_or(0);
-    check_alloc::<f64>(path, &ds.name(), rows.len().saturating_mul(cols))?;
-    let sel = hdf5::Hyperslab::from(vec![
-        hdf5::SliceOrIndex::from(rows),
-        hdf5::SliceOrIndex::from(..),
-    ]);
-    let arr = ds
-        .read_slice_2d::<f64, _>(sel)
-        .map_err(|e| h5_error(path, &ds.name(), e))?;
-    Ok(arr.iter().copied().collect())
+    let object = ds.name();
+    let n = rows.len().saturating_mul(cols);
+    // A lying column count must not size (and zero) the buffer.
+    check_stored(path, ds, n)?;
+    let mut values: Vec<f64> = try_zeroed(path, &object, n)?;
+    if values.is_empty() {
+        return Ok(values);
+    }
+    let mem_type = hdf5::Datatype::from_type::<f64>().map_err(|e| h5_error(path, &object, e))?;
+    // SAFETY: `ds` is 2-D with `cols` columns and holds `rows` (checked above); `values` holds
+    // `rows.len() * cols` zeroed f64s, the selection's size in the memory type.
+    unsafe {
+        read_hyperslab(
+            path,
+            ds,
+            &object,
+            rows,
+            Some(cols),
+            &mem_type,
+            values.as_mut_ptr().cast(),
+        )
+    }?;
+    Ok(values)
 }
 
-/// Read the elements `range` of the 1-D dataset `ds` into `buf` as `mem_type`, which HDF5
-/// converts to (for a compound `mem_type`, only the members it names, matched by name); a
-/// failure names `object`.
+/// Read the elements `range` of the 1-D dataset `ds` (with `cols: Some(c)`, the rows `range`
+/// of the 2-D dataset, all `c` columns) into `buf` as `mem_type`, which HDF5 converts to (for
+/// a compound `mem_type`, only the members it names, matched by name); a failure names
+/// `object`.
 ///
 /// # Safety
-/// `ds` must be 1-D and hold `range`, and `buf` must have room for `range.len()` elements of
-/// `mem_type`'s size.
+/// `ds` must be 1-D (2-D with `c` columns when `cols` is `Some(c)`) and hold `range`, and
+/// `buf` must have room for `range.len()` (times `c`) elements of `mem_type`'s size.
 unsafe fn read_hyperslab(
     path: &Path,
     ds: &Dataset,
     object: &str,
     range: Range<usize>,
+    cols: Option<usize>,
     mem_type: &hdf5::Datatype,
     buf: *mut std::ffi::c_void,
 ) -> Result<()> {
@@ -386,10 +402,12 @@ unsafe fn read_hyperslab(
     use hdf5_sys::h5p::H5P_DEFAULT;
     use hdf5_sys::h5s::{H5S_seloper_t, H5Sclose, H5Scopy, H5Screate_simple, H5Sselect_hyperslab};
     let fspace = ds.space().map_err(|e| h5_error(path, &ds.name(), e))?;
-    let start = [range.start as u64];
-    let count = [range.len() as u64];
-    // The one-element start/count arrays are what H5Sselect_hyperslab reads for rank 1 (the
-    // caller's guarantee); the memory space has `count` elements, which `buf` holds.
+    let (start, count, rank) = match cols {
+        None => ([range.start as u64, 0], [range.len() as u64, 1], 1),
+        Some(c) => ([range.start as u64, 0], [range.len() as u64, c as u64], 2),
+    };
+    // H5Sselect_hyperslab reads `rank` elements of start/count, the dataset's rank (the
+    // caller's guarantee); the memory space has the selection's shape, which `buf` holds.
     let status = hdf5::sync::sync(|| unsafe {
         let fs = H5Scopy(fspace.id());
         if fs < 0 {
@@ -403,7 +421,7 @@ unsafe fn read_hyperslab(
             count.as_ptr(),
             std::ptr::null(),
         );
-        let ms = H5Screate_simple(1, count.as_ptr(), std::ptr::null());
+        let ms = H5Screate_simple(rank, count.as_ptr(), std::ptr::null());
         let status = if sel < 0 || ms < 0 {
             -1
         } else {

@@ -45,12 +45,6 @@ pub fn try_zeroed<T: Clone + Default>(path: &Path, object: &str, n: usize) -> Re
     Ok(v)
 }
 
-/// Check that `n` elements of `T` can be allocated before the hdf5 crate allocates them
-/// (it would abort the process on failure): a lying header becomes an error naming `object`.
-pub(super) fn check_alloc<T>(path: &Path, object: &str, n: usize) -> Result<()> {
-    reserve::<T>(path, object, n).map(drop)
-}
-
 /// An empty vector with room for `n` elements, or the error naming `object`.
 pub(super) fn reserve<T>(path: &Path, object: &str, n: usize) -> Result<Vec<T>> {
     let mut v = Vec::new();

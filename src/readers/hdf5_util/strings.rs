@@ -103,7 +103,17 @@ fn read_fixed_bytes(
     let mut buf: Vec<u8> = try_zeroed(path, &ds.name(), range.len().saturating_mul(width))?;
     // SAFETY: the callers checked that `ds` is 1-D and holds `range` (check_range); `buf`
     // holds `range.len()` elements of the file's type, `width` bytes each (its size).
-    unsafe { read_hyperslab(path, ds, &ds.name(), range, &dtype, buf.as_mut_ptr().cast()) }?;
+    unsafe {
+        read_hyperslab(
+            path,
+            ds,
+            &ds.name(),
+            range,
+            None,
+            &dtype,
+            buf.as_mut_ptr().cast(),
+        )
+    }?;
     Ok(buf)
 }
 
