@@ -454,3 +454,29 @@ def test_kill_anywhere_then_rerun_converges(tmp_path, inputs):
         shutil.rmtree(d)
     print(f"kill harness: {KILL_POINTS} points, {landed} killed mid-run, all converged")
     assert landed >= KILL_POINTS // 2  # most kills must land inside the run
+
+
+def test_commit_with_indices_killed_anywhere_converges(tmp_path, inputs):
+    """The commit that builds scalar indices (options.indices), killed at seeded points while
+    it commits or indexes: the re-run converges on the clean tables, with every index, and no
+    marker ever sits beside an unfinished dataset."""
+    import lance
+    ref = inputs[2]
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    dirs = staged_shards(probe, workdir(probe, inputs, indices="true"))
+    commit_time = timed(["commit", probe / "plan.json", *dirs], probe)
+    rng = random.Random(20261130)
+    for point in range(4):
+        d = tmp_path / f"k{point}"
+        d.mkdir()
+        dirs = staged_shards(d, workdir(d, inputs, indices="true"))
+        commit = ["commit", d / "plan.json", *dirs]
+        kill_at(commit, d, rng.uniform(0, commit_time * 1.1))
+        check_marker_honest(d / "out.slaf", ref)
+        timed(commit, d)
+        check_converged(d / "out.slaf", ref)
+        built = [(t, i["fields"][0]) for t in ["cells", "genes", "expression"]
+                 for i in lance.dataset(str(d / "out.slaf" / f"{t}.lance")).list_indices()]
+        assert len(built) == 6, built
+        shutil.rmtree(d)
