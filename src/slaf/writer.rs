@@ -23,19 +23,11 @@ use lance::deps::datafusion::execution::SendableRecordBatchStream;
 use lance::deps::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use lance::table::format::Fragment;
 use lance_file::version::LanceFileVersion;
-use lance_file::writer::FileWriterOptions;
 
 use crate::error::{Error, Result};
 
 /// Lance storage version of every table (format_version "0.5").
 pub const STORAGE_VERSION: LanceFileVersion = LanceFileVersion::V2_2;
-
-/// Bytes Lance buffers per data file before it cuts a page, shared by the columns (its default
-/// is 8 MiB a column). Larger pages read faster: on the 100k x 20k benchmark file a fragment's
-/// expression columns went from 25 pages to 7 and the dataloaders' full pass from 1.28x to
-/// about 1.1x upstream's time, for 60 MB more peak memory (bench/RESULTS.md); Lance copies
-/// what it buffers, so this is what it costs.
-pub const PAGE_CACHE_BYTES: u64 = 96 << 20;
 
 /// The write parameters shared by every table.
 pub fn write_params() -> WriteParams {
@@ -46,10 +38,10 @@ pub fn write_params() -> WriteParams {
         enable_stable_row_ids: false,
         // A fragment holds whole cells (the pipeline cuts them); never let Lance split it.
         max_rows_per_file: usize::MAX,
-        file_writer_options: Some(FileWriterOptions {
-            data_cache_bytes: Some(PAGE_CACHE_BYTES),
-            ..Default::default()
-        }),
+        // Pages stay at Lance's default size (8 MiB of buffer a column). Larger ones read
+        // faster (a 96 MiB buffer per file: the dataloaders' full pass at 1.00x upstream's
+        // time instead of 1.28x), but Lance copies what it buffers, and convert's peak memory
+        // on 1M cells went from 194 to 423 MiB (bench/RESULTS.md): past the 256 MiB bound.
         ..Default::default()
     }
 }
