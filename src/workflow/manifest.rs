@@ -140,7 +140,7 @@ pub struct ManifestOptions {
     /// full passes) or `zstd` (smallest, slowest to query).
     pub compression: Compression,
     /// Build scalar indices at commit (`slaf::indices`): gene queries about ten times
-    /// faster, for an index about twice the size of expression's gene ids.
+    /// faster, for an index about 2.4 times the size of expression's gene ids.
     pub indices: bool,
 }
 
