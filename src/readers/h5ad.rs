@@ -191,7 +191,7 @@ fn open_layers(
             layers.push((key, source));
         }
     }
-    if legacy::raw_layout(path, root)?.is_some() {
+    if let Some(layout) = legacy::raw_layout(path, root)? {
         match raw {
             RawMode::Ignore => tracing::info!(
                 event = "input.skipped",
@@ -199,7 +199,8 @@ fn open_layers(
                 "ignoring /raw (pass --raw as-layer to keep raw.X as the layer 'raw')"
             ),
             RawMode::AsLayer => {
-                layers.push(("raw".into(), open_raw(path, root, var, n_cells, n_genes)?))
+                let source = open_raw(path, root, layout, var, n_cells, n_genes)?;
+                layers.push(("raw".into(), source))
             }
         }
     }
@@ -211,13 +212,14 @@ fn open_layers(
 fn open_raw(
     path: &Path,
     root: &hdf5::Group,
+    layout: legacy::RawLayout,
     var: &DataFrameReader,
     n_cells: u64,
     n_genes: u64,
 ) -> Result<MatrixSource> {
-    let (parent, x, var_name) = match legacy::raw_layout(path, root)? {
-        Some(legacy::RawLayout::TopLevel) => (root.clone(), "raw.X", "raw.var"),
-        _ => (h5::group(path, root, "raw")?, "X", "var"),
+    let (parent, x, var_name) = match layout {
+        legacy::RawLayout::TopLevel => (root.clone(), "raw.X", "raw.var"),
+        legacy::RawLayout::Group => (h5::group(path, root, "raw")?, "X", "var"),
     };
     let no_categories = UnsCategories::default();
     let (source, rows, cols) = MatrixSource::open(path, &parent, x)?;

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use hdf5::types::{CompoundField, CompoundType, TypeDescriptor};
+use hdf5::types::{CompoundField, TypeDescriptor};
 use hdf5::{Dataset, Group};
 use serde_json::{Map, Number, Value};
 
@@ -216,7 +216,7 @@ fn read_dataset(path: &Path, ds: &Dataset) -> Result<Option<Value>> {
             .into_iter()
             .map(float_json)
             .collect(),
-        TypeDescriptor::Compound(c) => return read_records(path, ds, c),
+        TypeDescriptor::Compound(_) => return read_records(path, ds),
         other => return Ok(skip(&object, &format!("type {other} has no JSON form"))),
     };
     if ds.is_scalar() || is_legacy_string(ds, &desc, &shape) {
@@ -237,15 +237,19 @@ fn is_legacy_string(ds: &Dataset, desc: &TypeDescriptor, shape: &[usize]) -> boo
 /// A record array (1-D compound dataset) as an object of its columns (keys sorted, as in every
 /// object of uns.json); a field of fixed arrays gives a list per row. A field type with no
 /// JSON form, or fixed arrays of length 0, is skipped with a warning.
-fn read_records(path: &Path, ds: &Dataset, c: &CompoundType) -> Result<Option<Value>> {
+fn read_records(path: &Path, ds: &Dataset) -> Result<Option<Value>> {
     use TypeDescriptor as T;
     let object = ds.name();
     if ds.ndim() != 1 {
         return Ok(skip(&object, "a record array of more than one dimension"));
     }
     let n = h5::len(ds);
-    let mut fields = c.fields.clone();
-    fields.sort_by_key(|f| f.index);
+    // The fields as every compound read takes them (names checked as UTF-8: they become keys).
+    let fields = match h5::compound_fields(path, ds) {
+        Ok(Some(fields)) => fields,
+        Ok(None) => return Ok(skip(&object, "not a record array")),
+        Err(e) => return Ok(skip(&object, &e.to_string())),
+    };
     let mut map = Map::new();
     for f in &fields {
         let (item, per_row) = match &f.ty {

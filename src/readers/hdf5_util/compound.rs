@@ -11,16 +11,12 @@ use hdf5::{Dataset, H5Type};
 
 use super::strings::{fixed_strings_from_bytes, utf8_strings};
 
-use super::{h5_error, read_zeroed, ZeroIsValid};
+use super::{descriptor, read_zeroed, ZeroIsValid};
 use crate::error::{Error, Result};
 
 /// The fields of `ds` when its element type is compound, in stored order; `None` otherwise.
 pub fn compound_fields(path: &Path, ds: &Dataset) -> Result<Option<Vec<CompoundField>>> {
-    let desc = ds
-        .dtype()
-        .and_then(|t| t.to_descriptor())
-        .map_err(|e| h5_error(path, &ds.name(), e))?;
-    let TypeDescriptor::Compound(c) = desc else {
+    let TypeDescriptor::Compound(c) = descriptor(path, ds)? else {
         return Ok(None);
     };
     let mut fields = c.fields;
