@@ -10,16 +10,21 @@ use clap::Parser;
 use cli::args::Cli;
 use slaf_convert::logging;
 
-/// Keep freed batch buffers in the process instead of handing them back to the kernel.
+/// Keep freed batch buffers in the process instead of handing them back to the kernel, in
+/// one pool for all threads.
 ///
 /// A conversion allocates and frees buffers of megabytes thousands of times. By default
 /// glibc maps each anew and returns it on free, so every batch pays page faults and
 /// zeroing (a sixth of a read's CPU); with mapping and trimming thresholds above a batch's
-/// size the blocks are reused. Peak memory is what the pipeline holds at once either way.
+/// size the blocks are reused. But glibc gives threads arenas of their own (up to 8 per
+/// core), each keeping what was freed in it: a buffer freed on a Lance writer thread could
+/// not serve the reader thread's next batch, and convert's peak on 1M cells grew to 426 MiB.
+/// With one arena it is 189 MiB, at the same speed (bench/RESULTS.md).
 fn keep_freed_buffers() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
     unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
     }

@@ -28,7 +28,7 @@ use crate::slaf::tables::{cells_batch, expression_batch, layers_batch};
 use crate::slaf::value_stats::ValueStats;
 use crate::slaf::writer::TableWriter;
 
-use self::fragments::{ClosingFragment, OpenFragment};
+use self::fragments::{ClosingFragment, OpenFragment, StreamingFragment};
 
 /// Batches waiting between the reader thread and the writer. With one more being read and one
 /// being encoded, at most three batches of cells are alive.
@@ -38,6 +38,10 @@ const CHANNEL_DEPTH: usize = 1;
 /// (`--chunk-size` cells) streams into Lance in batches of this many cells, so memory follows
 /// this, not the fragment size: about 1,200 stored values per cell make a batch of ~10 MB.
 pub const BATCH_CELLS: u64 = 1000;
+
+/// What Lance buffers of a range's cells fragment before it cuts pages, all columns together:
+/// 100,000 cells of a dozen obs columns stay one page a column.
+const CELLS_PAGE_BUFFER: u64 = 32 << 20;
 
 /// Fragments whose files Lance may still be finishing while the next one is written.
 const FRAGMENTS_CLOSING: usize = 1;
@@ -103,14 +107,20 @@ impl CellTables {
         profile: CellTablesProfile,
         source_file: bool,
     ) -> Result<Self> {
+        // Lance's default page buffer (8 MiB a column): a fragment's columns in 2-3 pages.
+        // One page each, as upstream's, took a 96 MiB buffer and 70 MiB more peak memory, and
+        // read no faster (bench/RESULTS.md).
         let expression = TableWriter::new(
             &root.join(EXPRESSION_TABLE),
             expression_schema(profile.ids.clone(), profile.value_type, profile.compression),
         )?;
+        // One cells fragment spans a range (see `write_range`): what Lance buffers of it is
+        // bounded in all, however many obs columns there are.
         let cells = TableWriter::new(
             &root.join(CELLS_TABLE),
             cells_schema(obs_fields, source_file),
-        )?;
+        )?
+        .with_page_buffer(CELLS_PAGE_BUFFER);
         let layers = (!parts.layers.is_empty())
             .then(|| {
                 TableWriter::new(
@@ -183,6 +193,9 @@ impl CellTables {
         let mut out = RangeOutput::default();
         let mut rows = row_base;
         let mut open: Option<OpenFragment> = None;
+        // cells.lance gets one fragment for the whole range: its rows are small, and a
+        // fragment per chunk cost upstream's reader nothing but the output 8 kB per 100k cells.
+        let mut cells_fragment = StreamingFragment::new(&self.cells, self.discard);
         // Fragments whose streams are closed while Lance finishes their files, oldest first.
         let mut closing: std::collections::VecDeque<ClosingFragment> = Default::default();
         let written: Result<()> = async {
@@ -208,7 +221,8 @@ impl CellTables {
                     first_row,
                     source_file.as_deref(),
                 )?;
-                fragment.send(expr_batch, cell_batch, layer_batch).await?;
+                fragment.send(expr_batch, layer_batch).await?;
+                cells_fragment.send(cell_batch).await?;
                 fragment.stats.merge(&batch_stats);
                 out.cells_written += cells_range.len();
                 if cells_range.end >= fragment.cells.end {
@@ -228,6 +242,13 @@ impl CellTables {
             Ok(())
         }
         .await;
+        let written = match written {
+            Ok(()) => cells_fragment.finish().await.map(|f| out.cells.extend(f)),
+            Err(e) => {
+                cells_fragment.abort().await;
+                Err(e)
+            }
+        };
         if let Err(e) = written {
             // No Lance writer may outlive the error: the caller's cleanup removes the files
             // they would still be writing.

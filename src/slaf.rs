@@ -2,7 +2,7 @@
 //! schemas and Lance encoding choices ([`schema`]), Arrow record batches from cell batches
 //! ([`tables`]), the stored form of column types ([`column_type`]), value statistics
 //! ([`value_stats`]) and `config.json` ([`config_json`]); with the `writer` feature, Lance
-//! fragments and commits (`writer`), scalar indices (`indices`) and `inspect`.
+//! fragments and commits (`writer`, fed by `pieces`), scalar indices (`indices`) and `inspect`.
 
 pub mod column_type;
 pub mod config_json;
@@ -10,6 +10,8 @@ pub mod config_json;
 pub mod indices;
 #[cfg(feature = "writer")]
 pub mod inspect;
+#[cfg(feature = "writer")]
+pub mod pieces;
 pub mod schema;
 pub mod tables;
 pub mod value_stats;

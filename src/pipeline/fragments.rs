@@ -1,7 +1,7 @@
-//! The Lance writer tasks of the fragments a cell range is being written into: one open
-//! fragment per table fed batch by batch, then closing while Lance finishes its files. Every
-//! task is either joined (its fragment recorded) or aborted and awaited: none outlives the
-//! range.
+//! The Lance writer tasks of the fragments a cell range is being written into: an expression
+//! (and layers) fragment per `--chunk-size` cells fed batch by batch, then closing while Lance
+//! finishes its files, and one cells fragment for the whole range. Every task is either
+//! joined (its fragment recorded) or aborted and awaited: none outlives the range.
 
 use arrow::array::RecordBatch;
 use lance::table::format::Fragment;
@@ -13,15 +13,14 @@ use crate::slaf::writer::{BatchSender, FragmentTask, TableWriter};
 
 use super::{CellTables, Progress, RangeOutput};
 
-/// The fragments of one run of cells (`--chunk-size` of them) being written, one per table: each a Lance writer
-/// task fed batch by batch, started at its first non-empty batch.
+/// The expression and layers fragments of one run of cells (`--chunk-size` of them) being
+/// written: each a Lance writer task fed batch by batch, started at its first non-empty batch.
 pub(super) struct OpenFragment {
     /// The fragment's cells.
     pub(super) cells: CellRange,
     /// Statistics of its expression values.
     pub(super) stats: ValueStats,
     expression_table: StreamingFragment,
-    cells_table: StreamingFragment,
     layers_table: Option<StreamingFragment>,
 }
 
@@ -32,7 +31,6 @@ impl OpenFragment {
             cells,
             stats: ValueStats::default(),
             expression_table: open(&tables.expression),
-            cells_table: open(&tables.cells),
             layers_table: tables.layers.as_ref().map(open),
         }
     }
@@ -40,11 +38,9 @@ impl OpenFragment {
     pub(super) async fn send(
         &mut self,
         expression: RecordBatch,
-        cells: RecordBatch,
         layers: Option<RecordBatch>,
     ) -> Result<()> {
         self.expression_table.send(expression).await?;
-        self.cells_table.send(cells).await?;
         if let (Some(l), Some(batch)) = (&mut self.layers_table, layers) {
             l.send(batch).await?;
         }
@@ -53,13 +49,9 @@ impl OpenFragment {
 
     /// Stop its writer tasks and wait until they have stopped.
     pub(super) async fn abort(self) {
-        for table in [
-            Some(self.expression_table),
-            Some(self.cells_table),
-            self.layers_table,
-        ]
-        .into_iter()
-        .flatten()
+        for table in [Some(self.expression_table), self.layers_table]
+            .into_iter()
+            .flatten()
         {
             abort_writer(table.close()).await;
         }
@@ -72,7 +64,6 @@ impl OpenFragment {
             stats: self.stats,
             expression_rows,
             expression: self.expression_table.close(),
-            cells_table: self.cells_table.close(),
             layers: self.layers_table.and_then(StreamingFragment::close),
         }
     }
@@ -85,7 +76,6 @@ pub(super) struct ClosingFragment {
     /// Expression rows written up to the fragment's end (for progress).
     expression_rows: u64,
     expression: Option<FragmentTask>,
-    cells_table: Option<FragmentTask>,
     layers: Option<FragmentTask>,
 }
 
@@ -97,19 +87,14 @@ impl ClosingFragment {
         progress: &Progress,
         n_cells: u64,
     ) -> Result<()> {
-        // All three are awaited even when one fails: no writer outlives this call.
-        let (e, c, l) = tokio::join!(
-            join_writer(self.expression),
-            join_writer(self.cells_table),
-            join_writer(self.layers)
-        );
-        let (e, c, l) = (e?, c?, l?);
+        // Both are awaited even when one fails: no writer outlives this call.
+        let (e, l) = tokio::join!(join_writer(self.expression), join_writer(self.layers));
+        let (e, l) = (e?, l?);
         out.expression.extend(e);
         if self.stats.count > 0 {
             // (An empty fragment's infinite min/max would not survive JSON.)
             out.fragment_stats.push(self.stats);
         }
-        out.cells.extend(c);
         out.layers.extend(l);
         progress.fragment_written(self.cells, n_cells, self.expression_rows);
         Ok(())
@@ -117,7 +102,7 @@ impl ClosingFragment {
 
     /// Stop its writer tasks and wait until they have stopped.
     pub(super) async fn abort(self) {
-        for task in [self.expression, self.cells_table, self.layers] {
+        for task in [self.expression, self.layers] {
             abort_writer(task).await;
         }
     }
@@ -140,14 +125,16 @@ async fn join_writer(task: Option<FragmentTask>) -> Result<Option<Fragment>> {
 }
 
 /// One table's fragment being written from a stream of batches.
-struct StreamingFragment {
+pub(super) struct StreamingFragment {
     writer: Option<TableWriter>,
     sender: Option<BatchSender>,
     task: Option<FragmentTask>,
 }
 
 impl StreamingFragment {
-    fn new(writer: &TableWriter, discard: bool) -> Self {
+    /// A fragment of `writer`'s table, started at its first non-empty batch; none at all when
+    /// `discard`.
+    pub(super) fn new(writer: &TableWriter, discard: bool) -> Self {
         StreamingFragment {
             writer: (!discard).then(|| writer.clone()),
             sender: None,
@@ -155,7 +142,7 @@ impl StreamingFragment {
         }
     }
 
-    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
+    pub(super) async fn send(&mut self, batch: RecordBatch) -> Result<()> {
         let Some(writer) = &self.writer else {
             return Ok(()); // discarding
         };
@@ -186,6 +173,16 @@ impl StreamingFragment {
     fn close(mut self) -> Option<FragmentTask> {
         self.sender = None;
         self.task.take()
+    }
+
+    /// End the stream and wait for the fragment (`None`: nothing was sent).
+    pub(super) async fn finish(mut self) -> Result<Option<Fragment>> {
+        self.finish_task().await
+    }
+
+    /// Stop the writer task and wait until it has stopped.
+    pub(super) async fn abort(self) {
+        abort_writer(self.close()).await;
     }
 
     async fn finish_task(&mut self) -> Result<Option<Fragment>> {

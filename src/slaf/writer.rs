@@ -8,7 +8,8 @@
 //! reader relies on. Until the
 //! commit nothing is visible; a killed run leaves only unreferenced data files.
 //! Write profile: Lance storage 2.2, v2 manifest paths, nullable fields
-//! (docs/slaf-format.md Appendix B).
+//! (docs/slaf-format.md Appendix B); Lance gets its batches as owned pieces cut where it cuts
+//! them ([`crate::slaf::pieces`]), which is what keeps its pages as large as upstream's.
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +24,10 @@ use lance::deps::datafusion::execution::SendableRecordBatchStream;
 use lance::deps::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use lance::table::format::Fragment;
 use lance_file::version::LanceFileVersion;
+use lance_file::writer::FileWriterOptions;
 
 use crate::error::{Error, Result};
+use crate::slaf::pieces::owned_pieces;
 
 /// Lance storage version of every table (format_version "0.5").
 pub const STORAGE_VERSION: LanceFileVersion = LanceFileVersion::V2_2;
@@ -38,10 +41,12 @@ pub fn write_params() -> WriteParams {
         enable_stable_row_ids: false,
         // A fragment holds whole cells (the pipeline cuts them); never let Lance split it.
         max_rows_per_file: usize::MAX,
-        // Pages stay at Lance's default size (8 MiB of buffer a column). Larger ones read
-        // faster (a 96 MiB buffer per file: the dataloaders' full pass at 1.00x upstream's
-        // time instead of 1.28x), but Lance copies what it buffers, and convert's peak memory
-        // on 1M cells went from 194 to 423 MiB (bench/RESULTS.md): past the 256 MiB bound.
+        file_writer_options: Some(FileWriterOptions {
+            // What Lance buffers is ours alone: every batch it gets is an owned piece
+            // (`owned_pieces`), so it need not copy what it buffers.
+            keep_original_array: Some(true),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -79,6 +84,17 @@ impl TableWriter {
         })
     }
 
+    /// Let Lance buffer at most `bytes` of this table's column data in all before it cuts
+    /// pages (its default is 8 MiB a column, however many columns there are).
+    pub fn with_page_buffer(mut self, bytes: u64) -> Self {
+        let options = self
+            .params
+            .file_writer_options
+            .get_or_insert_with(Default::default);
+        options.data_cache_bytes = Some(bytes);
+        self
+    }
+
     /// The table's Arrow schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.arrow_schema
@@ -100,7 +116,7 @@ impl TableWriter {
         }
         let source = Box::pin(RecordBatchStreamAdapter::new(
             self.arrow_schema.clone(),
-            futures::stream::iter([Ok(batch)]),
+            owned_pieces(futures::stream::iter([Ok(batch)])),
         ));
         self.create_fragment(source).await.map(Some)
     }
@@ -115,7 +131,7 @@ impl TableWriter {
         });
         let stream: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
             self.arrow_schema.clone(),
-            batches,
+            owned_pieces(batches),
         ));
         let writer = self.clone();
         let task = tokio::spawn(async move { writer.create_fragment(stream).await.map(Some) });
