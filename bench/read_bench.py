@@ -13,7 +13,10 @@ the report says which reference each figure used.
 Every workload is timed in alternating pairs (dataset, reference; then reference, dataset;
 ...), and the figure is the median of the per-pair ratios dataset ÷ reference: on two busy
 cores a slow patch of the machine then hits both sides of a pair alike, where best-of-N per
-side is too noisy to resolve 5 %. The workloads are what users and the dataloaders do first:
+side is too noisy to resolve 5 %. A sample is as many calls in a row as last at least half a
+second (open and the 20-cell query are milliseconds each). Passing a copy of REFERENCE as one
+of the datasets measures the noise floor: its ratio would be 1.00 on a quiet machine. The
+workloads are what users and the dataloaders do first:
 
 - open: `SLAFArray(path)`
 - cells: `get_cell_expression` of 20 random cells
@@ -29,12 +32,14 @@ median ratio. Cell and gene choices are seeded and the same for every dataset.
 """
 import argparse
 import json
+import math
 import statistics
 import time
 
 import numpy as np
 
 BATCH_ROWS = 16_384
+MIN_SAMPLE_SECONDS = 0.5
 
 
 def parse_args():
@@ -42,7 +47,7 @@ def parse_args():
     p.add_argument("reference")
     p.add_argument("datasets", nargs="+", help="NAME=PATH")
     p.add_argument("--fallback")
-    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--pairs", type=int, default=7)
     p.add_argument("--only", action="append", help="time only this workload (repeatable)")
     p.add_argument("--json")
     return p.parse_args()
@@ -113,10 +118,20 @@ def side(path):
     return {"path": path, "sa": sa, "lazy": LazyAnnData(sa)}
 
 
-def timed(f, s):
+def timed(f, s, reps=1):
+    """Seconds per call of `reps` calls in a row, and the last call's result."""
     t = time.perf_counter()
-    result = f(s)
-    return time.perf_counter() - t, result
+    for _ in range(reps):
+        result = f(s)
+    return (time.perf_counter() - t) / reps, result
+
+
+def repetitions(f, a, b):
+    """Calls per timed sample: enough that a sample lasts MIN_SAMPLE_SECONDS on the faster
+    side, so that calls of a few milliseconds (open, 20 cells) are not timed at the
+    resolution of the machine's hiccups."""
+    fastest = min(timed(f, a)[0], timed(f, b)[0])
+    return max(1, math.ceil(MIN_SAMPLE_SECONDS / max(fastest, 1e-6)))
 
 
 def main():
@@ -144,21 +159,23 @@ def main():
                       f"({str(e)[:80]}); timing against the fallback", flush=True)
                 ref, ref_name = fallback, "upstream --no-optimized-dtypes"
                 f(ref)
+            reps = repetitions(f, ours, ref)
             t_ours, t_ref, ratios = [], [], []
             for i in range(args.pairs):
                 if i % 2 == 0:
-                    a, _ = timed(f, ours)
-                    b, rows = timed(f, ref)
+                    a, _ = timed(f, ours, reps)
+                    b, rows = timed(f, ref, reps)
                 else:
-                    b, rows = timed(f, ref)
-                    a, _ = timed(f, ours)
+                    b, rows = timed(f, ref, reps)
+                    a, _ = timed(f, ours, reps)
                 t_ours.append(a)
                 t_ref.append(b)
                 ratios.append(a / b)
             results[wname] = {"reference": ref_name,
                               "seconds": statistics.median(t_ours),
                               "reference_seconds": statistics.median(t_ref),
-                              "ratio": statistics.median(ratios)}
+                              "ratio": statistics.median(ratios),
+                              "calls_per_sample": reps}
             if wname == "full pass":
                 results[wname]["rows"] = rows
                 results[wname]["rows_per_second"] = rows / statistics.median(t_ours)

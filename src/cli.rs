@@ -15,7 +15,7 @@ use slaf_convert::workflow::shard::{run_shard as run_shard_impl, Placement, Shar
 
 use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
 use slaf_convert::readers::tenx::TenxOptions;
-use slaf_convert::readers::ReadOptions;
+use slaf_convert::readers::{ReadOptions, ValueScan};
 
 /// Run the parsed command.
 pub async fn run(command: Command) -> Result<()> {
@@ -66,7 +66,12 @@ fn run_plan(args: PlanArgs) -> Result<()> {
         min_cells_per_shard: None,
     };
     manifest.check_output_apart()?;
-    let plan = Plan::build(&manifest, size)?;
+    let values = if args.read_all_values {
+        ValueScan::Full
+    } else {
+        ValueScan::RowsOnly
+    };
+    let plan = Plan::build_scanning(&manifest, size, values)?;
     plan.save(&args.output)?;
     tracing::info!(event = "plan.done", plan_hash = %plan.plan_hash, shards = plan.shards.len(), n_cells = plan.n_cells, "planned {} shards", plan.shards.len());
     if args.print_shards {

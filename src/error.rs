@@ -95,9 +95,9 @@ pub enum Error {
         source: Box<lance::Error>,
     },
     /// A value the plan's uint16 value type cannot hold: the plan guessed the type from a
-    /// sample (`convert`, which then plans again reading every value), or the input changed
-    /// since it was planned.
-    #[error("{}: value {value} in the cells from {first_cell} on is not a count in 0..=65535, but the plan stores uint16 values (has the input changed since it was planned?)", path.display())]
+    /// sample (the shard then writes that part as float32, see `workflow::shard`), or the
+    /// input changed since it was planned.
+    #[error("{}: value {value} of {} in the cells from {first_cell} on is not a count in 0..=65535, but the plan stores uint16 values (has the input changed since it was planned?)", path.display(), layer.map_or("X".to_string(), |i| format!("layer {i}")))]
     ValueTypeTooNarrow {
         /// The input.
         path: PathBuf,
@@ -105,6 +105,8 @@ pub enum Error {
         value: f32,
         /// First cell of the batch holding it.
         first_cell: u64,
+        /// Where it is: a layer (its index among the plan's layers), or X (`None`).
+        layer: Option<usize>,
     },
     /// A broken invariant of our own: a bug, never bad input.
     #[error("internal error: {0}")]

@@ -129,6 +129,12 @@ pub struct PlanArgs {
     /// The dataset to create, instead of the manifest's `output` (workflow engines name it).
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Read every stored value to decide between uint16 and float32 values. By default a
+    /// CSR matrix's type is guessed from its first 65,536 values, which spares the plan a
+    /// pass over every value: a shard meeting a value that is not a count then writes it as
+    /// float32, and commit rewrites the shards that wrote uint16 (the same dataset, more work).
+    #[arg(long)]
+    pub read_all_values: bool,
 }
 
 /// Arguments of `shard`.

@@ -42,7 +42,7 @@ pub fn expression_batch(
     let values = match value_type {
         ValueType::Float32 => Arc::new(Float32Array::from(entries.values)) as ArrayRef,
         ValueType::UInt16 => value_array(value_type, &entries.values)
-            .map_err(|value| too_narrow(input, value, first_cell))?,
+            .map_err(|value| too_narrow(input, value, first_cell, None))?,
     };
     let genes = gene_id_array(&ids.gene, entries.genes)?;
     let batch = RecordBatch::try_new(schema.clone(), vec![cells, genes, values])
@@ -50,11 +50,12 @@ pub fn expression_batch(
     Ok((batch, stats))
 }
 
-fn too_narrow(input: &Path, value: f32, first_cell: u64) -> Error {
+fn too_narrow(input: &Path, value: f32, first_cell: u64, layer: Option<usize>) -> Error {
     Error::ValueTypeTooNarrow {
         path: input.to_path_buf(),
         value,
         first_cell,
+        layer,
     }
 }
 
@@ -205,8 +206,10 @@ pub fn layers_batch(
         id_array(&ids.cell, union.rows.iter().map(|r| first_cell + r))?,
         id_array(&ids.gene, union.cols.iter().map(|&g| g as u64))?,
     ];
-    for (values, &t) in union.values.iter().zip(layer_types) {
-        columns.push(value_array(t, values).map_err(|v| too_narrow(input, v, first_cell))?);
+    for (layer, (values, &t)) in union.values.iter().zip(layer_types).enumerate() {
+        columns.push(
+            value_array(t, values).map_err(|v| too_narrow(input, v, first_cell, Some(layer)))?,
+        );
     }
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::Internal(format!("layers batch: {e}")))

@@ -1,6 +1,7 @@
-//! `commit`: check every shard's receipt, adopt staged data files, commit each table in one
-//! Lance transaction in shard order, write genes, the small tables, the scalar indices when
-//! the plan asks for them, `config.json`, and last the completion marker.
+//! `commit`: check every shard's receipt, adopt staged data files, widen the value type of
+//! shards that wrote uint16 where another had to write float32 ([`widen`]), commit each table
+//! in one Lance transaction in shard order, write genes, the small tables, the scalar indices
+//! when the plan asks for them, `config.json`, and last the completion marker.
 //!
 //! Safe to repeat, kill and run twice at once ([`state`]): one commit of a dataset runs at a
 //! time (a lock file); staged files are linked or copied, never moved, so the same staged
@@ -13,6 +14,7 @@
 
 mod receipts;
 mod state;
+mod widen;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,7 +121,8 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         }
         tracing::info!(event = "commit.replan", previous_plan = %marker.plan_hash, "the dataset holds plan {}: rebuilding it from this plan's shards", marker.plan_hash);
     }
-    let receipts = collect(plan, sources)?;
+    let mut receipts = collect(plan, sources)?;
+    widen::use_recorded(plan, &mut receipts);
     let rows: u64 = receipts.iter().map(|r| r.receipt.rows_written).sum();
     if committed_plan(output).as_deref() == Some(plan.plan_hash.as_str())
         && output.join(CONFIG_FILE).exists()
@@ -136,6 +139,20 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
             adopt(dir, output, &r.receipt)?;
         }
     }
+    // The dataset's value types: wider than the plan's where a shard met a value the plan's
+    // guess could not hold; the other shards' fragments are rewritten to match.
+    let profile = widen::dataset_profile(plan, &receipts);
+    widen::widen_receipts(plan, &profile, &mut receipts).await?;
+    let widened_plan;
+    let plan = if profile == plan.profile {
+        plan
+    } else {
+        widened_plan = Plan {
+            profile,
+            ..plan.clone()
+        };
+        &widened_plan
+    };
     // The cells and genes schemas, from the plan's columns, serve the tables and the config.
     let cells_schema = cells_schema(
         &PlannedColumn::fields(&plan.obs_columns)?,

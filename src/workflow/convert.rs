@@ -131,7 +131,7 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
     let mut build = manifest.clone();
     build.output = target.dir.clone();
     let plan_manifest = build.clone();
-    let mut plan = blocking(move || {
+    let plan = blocking(move || {
         Plan::build_scanning(
             &plan_manifest,
             convert_shards(&plan_manifest),
@@ -144,26 +144,9 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
     // command resumes (until then, at most an empty directory).
     let receipts = target.dir.join(SHARED_RECEIPTS_DIR);
     std::fs::create_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
-    let mut written = write_all_shards(&plan).await;
-    if let (Err(Error::ValueTypeTooNarrow { value, .. }), true) = (&written, plan.types_guessed) {
-        tracing::info!(
-            event = "convert.replanned",
-            value = *value as f64,
-            "the values are not all counts ({value} found): planning again from every value"
-        );
-        // The first attempt's files are unreferenced: the commit's cleanup removes them.
-        let exact_manifest = build.clone();
-        written =
-            match blocking(move || Plan::build(&exact_manifest, convert_shards(&exact_manifest)))
-                .await
-            {
-                Ok(exact) => {
-                    plan = exact;
-                    write_all_shards(&plan).await
-                }
-                Err(e) => Err(e),
-            };
-    }
+    // A value the plan's guessed uint16 cannot hold makes its shard write float32, and the
+    // commit rewrites the shards before it to match (`shard::run_shard`, `commit::widen`).
+    let written = write_all_shards(&plan).await;
     let marker = match written {
         Ok(marker) => marker,
         Err(e) => {

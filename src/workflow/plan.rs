@@ -63,8 +63,9 @@ pub struct Plan {
     /// Value and id types of the per-cell tables.
     pub profile: CellTablesProfile,
     /// The uint16 value types were guessed from a sample, not checked on every value
-    /// (`convert` only; a `plan` file always has exact types). Shards refuse a value that
-    /// does not fit either way.
+    /// (unless `plan --read-all-values`). A shard meeting a value that does not fit then
+    /// writes that part as float32 (commit widens the other shards); with exact types it is
+    /// refused (the input changed since the plan).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub types_guessed: bool,
     /// Layers, obsm/varm, obsp/varp written.

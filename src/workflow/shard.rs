@@ -23,9 +23,11 @@ use crate::pipeline::pairwise::write_pairwise_rows;
 use crate::pipeline::{blocking, CellTables, RangeOutput, RangePlacement};
 use crate::readers::{self, InputReader};
 use crate::slaf::schema::{
-    CELLSXCELLS_TABLE, CELLS_TABLE, EXPRESSION_TABLE, GENESXGENES_TABLE, LAYERS_TABLE,
+    CellTablesProfile, CELLSXCELLS_TABLE, CELLS_TABLE, EXPRESSION_TABLE, GENESXGENES_TABLE,
+    LAYERS_TABLE,
 };
 use crate::slaf::value_stats::ValueStats;
+use crate::values::ValueType;
 use crate::workflow::plan::{locate, Plan, PlannedColumn, PlannedInput, PlannedShard};
 
 /// Version of the receipt layout.
@@ -87,6 +89,11 @@ pub struct Receipt {
     pub stats: Option<ValueStats>,
     /// Statistics per fragment (cell order), which commit merges in dataset order.
     pub fragment_stats: Vec<ValueStats>,
+    /// The value types written, when wider than the plan's: its uint16 was a guess from a
+    /// sample that a value of this shard proved wrong, so this shard wrote float32 there, and
+    /// commit stores float32 in every shard (`None`: the plan's types).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<CellTablesProfile>,
     /// Uncommitted fragments per table, in cell order (Lance's own fragment metadata).
     #[schemars(with = "Vec<serde_json::Value>")]
     pub expression: Vec<Fragment>,
@@ -105,6 +112,11 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// The value and id types its expression and layers fragments hold.
+    pub fn written_profile<'a>(&'a self, plan: &'a Plan) -> &'a CellTablesProfile {
+        self.profile.as_ref().unwrap_or(&plan.profile)
+    }
+
     /// The tables this shard wrote to, with its fragments of each.
     pub fn tables(&self) -> [(&'static str, &Vec<Fragment>); 5] {
         [
@@ -185,18 +197,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
             shared_receipt_path(&plan.output, &plan.plan_hash, index)
         }
     };
-    let (reader, gene_map) = open_as_planned(plan, input, &input_path).await?;
     let obs_fields = PlannedColumn::fields(&plan.obs_columns)?;
-    let mut tables = CellTables::new(
-        &root,
-        &obs_fields,
-        &plan.parts,
-        plan.profile.clone(),
-        plan.is_multi_file(),
-    )?;
-    if *placement == Placement::Discard {
-        tables.discard_batches();
-    }
     tracing::info!(
         event = "shard.started",
         cells = shard.end - shard.start,
@@ -205,20 +206,46 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         shard.end,
         input_path.display()
     );
-    let placement_in_dataset = RangePlacement {
-        cell_offset: input.cell_offset,
-        row_base: shard.row_offset,
-        source_file: plan.is_multi_file().then(|| input.source_name.clone()),
-        gene_map,
+    let mut profile = plan.profile.clone();
+    let (reader, out): (_, RangeOutput) = loop {
+        let (reader, gene_map) = open_as_planned(plan, input, &input_path).await?;
+        let mut tables = CellTables::new(
+            &root,
+            &obs_fields,
+            &plan.parts,
+            profile.clone(),
+            plan.is_multi_file(),
+        )?;
+        if *placement == Placement::Discard {
+            tables.discard_batches();
+        }
+        let placement_in_dataset = RangePlacement {
+            cell_offset: input.cell_offset,
+            row_base: shard.row_offset,
+            source_file: plan.is_multi_file().then(|| input.source_name.clone()),
+            gene_map,
+        };
+        let written = tables
+            .write_range(
+                reader,
+                CellRange::new(shard.start, shard.end),
+                plan.chunk_size,
+                placement_in_dataset,
+            )
+            .await;
+        match written {
+            Err(Error::ValueTypeTooNarrow { value, layer, .. })
+                if plan.types_guessed && widen(&mut profile, layer) =>
+            {
+                let part = layer.map_or("X".to_string(), |i| plan.parts.layers[i].clone());
+                tracing::warn!(event = "shard.widened", part, value = value as f64, "shard {index}: {part} holds {value}, which the plan's guessed uint16 cannot: writing {part} as float32 (commit stores it as float32 in every shard)");
+                if let Placement::Staged { dir } = placement {
+                    prepare_staged_dir(dir)?; // the attempt's files go
+                }
+            }
+            written => break written?,
+        }
     };
-    let (reader, out): (_, RangeOutput) = tables
-        .write_range(
-            reader,
-            CellRange::new(shard.start, shard.end),
-            plan.chunk_size,
-            placement_in_dataset,
-        )
-        .await?;
     let (cellsxcells, genesxgenes) = match placement {
         Placement::Discard => (Vec::new(), Vec::new()),
         _ => write_pairwise(plan, &shard, &root, reader).await?,
@@ -234,6 +261,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         cells_written: out.cells_written,
         stats: (stats.count > 0).then_some(stats),
         fragment_stats: out.fragment_stats,
+        profile: (profile != plan.profile).then_some(profile),
         expression: out.expression,
         cells: out.cells,
         layers: out.layers,
@@ -255,6 +283,21 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     write_json_file(&receipt_path, &receipt)?;
     tracing::info!(event = "shard.done", expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");
     Ok((receipt, receipt_path))
+}
+
+/// Widen the value type of X (`layer` `None`) or of a layer to float32; false if it already
+/// was (nothing left to widen: the value is refused).
+fn widen(profile: &mut CellTablesProfile, layer: Option<usize>) -> bool {
+    let slot = match layer {
+        None => &mut profile.value_type,
+        Some(i) => match profile.layer_types.get_mut(i) {
+            Some(t) => t,
+            None => return false,
+        },
+    };
+    let narrow = *slot != ValueType::Float32;
+    *slot = ValueType::Float32;
+    narrow
 }
 
 /// Where the shard writes (its staged directory, or the dataset), with the mark that says a

@@ -392,8 +392,8 @@ fn test_x_storage_variants() {
 }
 
 /// convert reads X once: the value type comes from a sample of the values and every value is
-/// checked as it is written. A fraction past the sample restarts the conversion from an exact
-/// plan, and nothing of the first attempt is left in the output.
+/// checked as it is written. A fraction past the sample makes the shard write float32 from the
+/// start again, and nothing of the first attempt is left in the output.
 #[test]
 fn test_value_type_guess_is_checked() {
     let dir = tmp();
@@ -407,7 +407,7 @@ fn test_value_type_guess_is_checked() {
     let input = at(&dir, "x.h5ad");
     write_h5ad(&input, &m, Storage::Csr);
     let logs = convert_logged(&input, &at(&dir, "x.slaf"), &["--chunk-size", "10"]);
-    assert!(logs.contains("\"event\":\"convert.replanned\""), "{logs}");
+    assert!(logs.contains("\"event\":\"shard.widened\""), "{logs}");
     check_dataset(&at(&dir, "x.slaf"), &m);
     let expression = at(&dir, "x.slaf").join("expression.lance");
     let expr = read_table(&expression);

@@ -111,3 +111,104 @@ fn test_sharded_run_equals_convert_and_logs_validate() {
         "global, never restarting: {starts:?}"
     );
 }
+
+/// `plan` guesses uint16 values from a sample; the last shard meets a fraction past it and
+/// writes float32, and commit rewrites the other shards as float32: the dataset equals what
+/// `convert` makes (config.json's statistics too), no narrow file is left, and a commit run again
+/// without the marker (Snakemake's forced re-run) finds the rewrite instead of the files
+/// cleanup removed.
+#[test]
+fn test_guessed_value_type_widens_across_shards() {
+    let dir = tmp();
+    let mut m = Matrix {
+        rows: (0..80)
+            .map(|i| (0..1000).map(|j| ((i + j) % 7 + 1) as f64).collect())
+            .collect(),
+        n_genes: 1000,
+    };
+    m.rows[79][999] = 2.5;
+    write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
+    let manifest = |out: &str| {
+        let text = format!(
+            "output: {out}\ninputs:\n  - path: x.h5ad\noptions:\n  chunk_size: 10\nsharding:\n  cells_per_shard: 20\n"
+        );
+        let p = at(&dir, &format!("{out}.yaml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (m_ref, m_out) = (manifest("ref.slaf"), manifest("out.slaf"));
+    let convert_logs = run_logged(&["convert", "--manifest", m_ref.to_str().unwrap()]);
+    let plan = at(&dir, "plan.json");
+    let plan_s = plan.to_str().unwrap();
+    run_logged(&["plan", m_out.to_str().unwrap(), "-o", plan_s]);
+    let plan_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(plan_json["types_guessed"], true, "the plan read a sample only");
+    assert_eq!(plan_json["shards"].as_array().unwrap().len(), 4);
+    let dirs: Vec<String> = (0..4)
+        .map(|i| at(&dir, &format!("s{i}")).to_str().unwrap().to_string())
+        .collect();
+    let mut lines = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let shard = format!("{}-of-4", i + 1);
+        lines.extend(run_logged(&["shard", plan_s, "--shard", &shard, "-o", d]));
+    }
+    let widened: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("\"event\":\"shard.widened\""))
+        .collect();
+    assert_eq!(widened.len(), 1, "only the last shard meets the fraction");
+    assert!(widened[0].contains("\"shard\":3"), "{}", widened[0]);
+    let mut commit = vec!["commit", plan_s];
+    commit.extend(dirs.iter().map(String::as_str));
+    let commit_lines = run_logged(&commit);
+    let log_schema = schema("log-event");
+    for line in lines.iter().chain(&commit_lines).chain(&convert_logs) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        if let Err(e) = log_schema.validate(&v) {
+            panic!("{line}: {e}");
+        }
+    }
+    let commit_logs = commit_lines.join("\n");
+    assert!(commit_logs.contains("\"event\":\"commit.widened\""), "{commit_logs}");
+    assert!(commit_logs.contains("\"shards\":3"), "{commit_logs}");
+
+    let out = at(&dir, "out.slaf");
+    for table in ["expression.lance", "cells.lance", "genes.lance"] {
+        let a = read_table(&out.join(table));
+        let b = read_table(&at(&dir, "ref.slaf").join(table));
+        assert_eq!(a, b, "{table}: the same as convert's");
+    }
+    let expression = read_table(&out.join("expression.lance"));
+    assert_eq!(
+        expression.schema().field_with_name("value").unwrap().data_type(),
+        &arrow::datatypes::DataType::Float32
+    );
+    let values = floats(&expression, "value");
+    assert_eq!(values.last().copied().flatten(), Some(2.5));
+    assert_eq!(values.len(), 80_000);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let ref_config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(at(&dir, "ref.slaf").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["metadata"], ref_config["metadata"]);
+    let data = out.join("expression.lance").join("data");
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        fragment_count(&out.join("expression.lance")),
+        "no narrow file left"
+    );
+    assert!(
+        convert_logs.iter().any(|l| l.contains("\"event\":\"shard.widened\"")),
+        "convert fails over the same way"
+    );
+
+    // Snakemake removes the marker before a forced re-run: the commit finds the rewrite.
+    std::fs::remove_file(out.join("_SLAF_COMPLETE.json")).unwrap();
+    let again = run_logged(&commit).join("\n");
+    assert!(!again.contains("commit.widened"), "{again}");
+    assert!(out.join("_SLAF_COMPLETE.json").exists());
+    assert_eq!(read_table(&out.join("expression.lance")), expression);
+}
