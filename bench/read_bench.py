@@ -13,8 +13,8 @@ the report says which reference each figure used.
 Every workload is timed in alternating pairs (dataset, reference; then reference, dataset;
 ...), and the figure is the median of the per-pair ratios dataset ÷ reference: on two busy
 cores a slow patch of the machine then hits both sides of a pair alike, where best-of-N per
-side is too noisy to resolve 5 %. A sample is as many calls in a row as last at least half a
-second (open and the 20-cell query are milliseconds each). Passing a copy of REFERENCE as one
+side is too noisy to resolve 5 %. A sample is as many calls in a row (at most 10) as last
+half a second (open and the 20-cell query are milliseconds each). Passing a copy of REFERENCE as one
 of the datasets measures the noise floor: its ratio would be 1.00 on a quiet machine. The
 workloads are what users and the dataloaders do first:
 
@@ -31,6 +31,7 @@ Prints one JSON object: per dataset and workload, the median seconds of each sid
 median ratio. Cell and gene choices are seeded and the same for every dataset.
 """
 import argparse
+import gc
 import json
 import math
 import statistics
@@ -40,6 +41,7 @@ import numpy as np
 
 BATCH_ROWS = 16_384
 MIN_SAMPLE_SECONDS = 0.5
+MAX_CALLS_PER_SAMPLE = 10
 
 
 def parse_args():
@@ -119,11 +121,16 @@ def side(path):
 
 
 def timed(f, s, reps=1):
-    """Seconds per call of `reps` calls in a row, and the last call's result."""
+    """Seconds per call of `reps` calls in a row, and the last call's result. What the calls
+    left behind is collected after the clock stops (SLAFArray objects hold reference cycles,
+    and every open of an indexed dataset caches its indices: hundreds of opens uncollected
+    took 24 GB)."""
     t = time.perf_counter()
     for _ in range(reps):
         result = f(s)
-    return (time.perf_counter() - t) / reps, result
+    elapsed = time.perf_counter() - t
+    gc.collect()
+    return elapsed / reps, result
 
 
 def repetitions(f, a, b):
@@ -131,7 +138,7 @@ def repetitions(f, a, b):
     side, so that calls of a few milliseconds (open, 20 cells) are not timed at the
     resolution of the machine's hiccups."""
     fastest = min(timed(f, a)[0], timed(f, b)[0])
-    return max(1, math.ceil(MIN_SAMPLE_SECONDS / max(fastest, 1e-6)))
+    return min(MAX_CALLS_PER_SAMPLE, max(1, math.ceil(MIN_SAMPLE_SECONDS / max(fastest, 1e-6))))
 
 
 def main():

@@ -312,6 +312,9 @@ def main():
     ap.add_argument("--skip-encodings", action="store_true")
     ap.add_argument("--skip-reads", action="store_true")
     ap.add_argument("--pairs", type=int, default=7, help="alternating pairs per read workload")
+    ap.add_argument("--reuse-writes", action="store_true",
+                    help="take the conversions' figures from the last run's "
+                         "results.partial.json and run the read benchmark only")
     args = ap.parse_args()
     venv_bin = Path(sys.executable).parent
     work = args.work
@@ -326,6 +329,24 @@ def main():
             print(f"generating {path} ...", flush=True)
             subprocess.run([sys.executable, str(gen), str(path), *gen_args], check=True)
 
+    partial = work / "results.partial.json"
+    if args.reuse_writes:
+        saved = json.loads(partial.read_text())
+        results, encodings = saved["results"], saved["encodings"]
+    else:
+        results, encodings = bench_writes(args, venv_bin, work, files)
+        partial.write_text(json.dumps({"results": results, "encodings": encodings}, indent=2))
+
+    reads = None
+    if not args.skip_reads:
+        (work / "out").mkdir(exist_ok=True)
+        reads = bench_reads(args.bin, venv_bin, work, files["100k gzip"][0], args.pairs)
+        shutil.rmtree(work / "out", ignore_errors=True)
+    write_results(args, venv_bin, work, results, encodings, reads)
+
+
+def bench_writes(args, venv_bin, work, files):
+    """The conversions: every tool on every file, the 1M split, the encodings."""
     results = {}
     for label, (path, _) in files.items():
         big = label.startswith("1M")
@@ -343,13 +364,10 @@ def main():
         (work / "out").mkdir(exist_ok=True)
         encodings = bench_encodings(args.bin, venv_bin, work, files["100k gzip"][0], args.rounds)
         shutil.rmtree(work / "out", ignore_errors=True)
+    return results, encodings
 
-    reads = None
-    if not args.skip_reads:
-        (work / "out").mkdir(exist_ok=True)
-        reads = bench_reads(args.bin, venv_bin, work, files["100k gzip"][0], args.pairs)
-        shutil.rmtree(work / "out", ignore_errors=True)
 
+def write_results(args, venv_bin, work, results, encodings, reads):
     info = versions(args.bin, venv_bin)
     (work / "results.json").write_text(json.dumps(
         {"versions": info, "results": results, "encodings": encodings, "reads": reads},

@@ -3,7 +3,8 @@
 //! The plan holds everything a shard needs without looking at other shards: the input and
 //! its cell range, the global cell offset and the global expression row of the range's first
 //! cell (so `cell_start_index` is global, unlike upstream's per-file restart: defect B2), and
-//! the value types decided from every value of every input. Shards are whole fragments, never
+//! the value types (from a sample of each matrix, checked by the shards as they write, or
+//! with `--read-all-values` from every value). Shards are whole fragments, never
 //! split a cell and never span two inputs. It also holds what commit would otherwise have to
 //! read from the inputs (the genes table's var columns, `uns`: [`var_table`]) and, per input,
 //! a path relative to the manifest and a fingerprint ([`input_files`]), so each later task

@@ -8,7 +8,9 @@
 //! directory that holds an earlier attempt (its [`ATTEMPT_TAG`]) is cleared first, any other
 //! non-empty directory is refused; in a shared target, the files an attempt left behind are
 //! unreferenced and commit deletes them. The receipt is written last, atomically: a shard
-//! without one did not happen.
+//! without one did not happen. A value the plan's guessed uint16 cannot hold makes the shard
+//! start over writing that part as float32, which its receipt records (`Receipt::profile`;
+//! commit widens the other shards to match).
 
 use std::path::{Path, PathBuf};
 
