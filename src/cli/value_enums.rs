@@ -62,7 +62,7 @@ choices!(IdTypes {
 
 choices!(Compression {
     Compression::None => "none": "Bit-packing only: the fastest to write and to query, the size of upstream's output (default)",
-    Compression::Lz4 => "lz4": "LZ4 on top: about a quarter smaller, but full passes over the data take about 1.9x as long",
+    Compression::Lz4 => "lz4": "LZ4 on top: about a quarter smaller, but full passes over the data take 1.6-1.9x as long",
     Compression::Zstd => "zstd": "Zstandard on top: the smallest output, slower to write and to query",
 });
 

@@ -120,7 +120,7 @@ pub enum Compression {
     #[default]
     None,
     /// LZ4 on top of the gene ids: about a quarter smaller, but full passes (what the
-    /// dataloaders do) take about 1.9x as long.
+    /// dataloaders do) take 1.6-1.9x as long.
     Lz4,
     /// Zstandard on top: the smallest output, slower to write and to query.
     Zstd,

@@ -9,7 +9,8 @@
 //! commit nothing is visible; a killed run leaves only unreferenced data files.
 //! Write profile: Lance storage 2.2, v2 manifest paths, nullable fields
 //! (docs/slaf-format.md Appendix B); Lance gets its batches as owned pieces cut where it cuts
-//! them ([`crate::slaf::pieces`]), which is what keeps its pages as large as upstream's.
+//! them ([`crate::slaf::pieces`]), so its pages hold the 8 MiB of column data Lance means
+//! (2-3 pages a fragment column), not a slice's worth (25).
 
 use std::path::{Path, PathBuf};
 

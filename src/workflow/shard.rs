@@ -239,7 +239,10 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
             Err(Error::ValueTypeTooNarrow { value, layer, .. })
                 if plan.types_guessed && widen(&mut profile, layer) =>
             {
-                let part = layer.map_or("X".to_string(), |i| plan.parts.layers[i].clone());
+                let part = match layer {
+                    Some(i) => plan.parts.layers.get(i).cloned().unwrap_or_default(),
+                    None => "X".to_string(),
+                };
                 tracing::warn!(event = "shard.widened", part, value = value as f64, "shard {index}: {part} holds {value}, which the plan's guessed uint16 cannot: writing {part} as float32 (commit stores it as float32 in every shard)");
                 if let Placement::Staged { dir } = placement {
                     prepare_staged_dir(dir)?; // the attempt's files go

@@ -143,7 +143,10 @@ fn test_guessed_value_type_widens_across_shards() {
     run_logged(&["plan", m_out.to_str().unwrap(), "-o", plan_s]);
     let plan_json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
-    assert_eq!(plan_json["types_guessed"], true, "the plan read a sample only");
+    assert_eq!(
+        plan_json["types_guessed"], true,
+        "the plan read a sample only"
+    );
     assert_eq!(plan_json["shards"].as_array().unwrap().len(), 4);
     let dirs: Vec<String> = (0..4)
         .map(|i| at(&dir, &format!("s{i}")).to_str().unwrap().to_string())
@@ -170,7 +173,10 @@ fn test_guessed_value_type_widens_across_shards() {
         }
     }
     let commit_logs = commit_lines.join("\n");
-    assert!(commit_logs.contains("\"event\":\"commit.widened\""), "{commit_logs}");
+    assert!(
+        commit_logs.contains("\"event\":\"commit.widened\""),
+        "{commit_logs}"
+    );
     assert!(commit_logs.contains("\"shards\":3"), "{commit_logs}");
 
     let out = at(&dir, "out.slaf");
@@ -181,7 +187,11 @@ fn test_guessed_value_type_widens_across_shards() {
     }
     let expression = read_table(&out.join("expression.lance"));
     assert_eq!(
-        expression.schema().field_with_name("value").unwrap().data_type(),
+        expression
+            .schema()
+            .field_with_name("value")
+            .unwrap()
+            .data_type(),
         &arrow::datatypes::DataType::Float32
     );
     let values = floats(&expression, "value");
@@ -201,7 +211,9 @@ fn test_guessed_value_type_widens_across_shards() {
         "no narrow file left"
     );
     assert!(
-        convert_logs.iter().any(|l| l.contains("\"event\":\"shard.widened\"")),
+        convert_logs
+            .iter()
+            .any(|l| l.contains("\"event\":\"shard.widened\"")),
         "convert fails over the same way"
     );
 

@@ -98,11 +98,8 @@ pub async fn widen_receipts(
         "rewriting {} shards' fragments in the types another shard had to widen to",
         narrow.len()
     );
-    let wide_expression = expression_schema(
-        profile.ids.clone(),
-        profile.value_type,
-        profile.compression,
-    );
+    let wide_expression =
+        expression_schema(profile.ids.clone(), profile.value_type, profile.compression);
     let wide_layers = layers_schema(
         &profile.ids,
         &plan.parts.layers,
