@@ -154,6 +154,7 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
             return Err(e);
         }
     };
+    let value_type = stored_value_type(&plan);
     target.finish()?;
     tracing::info!(
         event = "convert.done",
@@ -168,9 +169,25 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
     Ok(ConvertReport {
         output,
         marker,
-        value_type: plan.profile.value_type,
+        value_type,
         shards: plan.shards.len(),
     })
+}
+
+/// The dataset's value type: the plan's, or float32 where a shard met a value past the
+/// plan's sample that uint16 cannot hold (its receipt says so; commit widened the rest).
+fn stored_value_type(plan: &Plan) -> ValueType {
+    let widened = (0..plan.shards.len()).any(|i| {
+        Receipt::load(&shared_receipt_path(&plan.output, &plan.plan_hash, i)).is_ok_and(|r| {
+            r.profile
+                .is_some_and(|p| p.value_type == ValueType::Float32)
+        })
+    });
+    if widened {
+        ValueType::Float32
+    } else {
+        plan.profile.value_type
+    }
 }
 
 /// Shards of a one-process conversion, the unit a re-run after a kill keeps: the manifest's

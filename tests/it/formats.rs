@@ -422,4 +422,15 @@ fn test_value_type_guess_is_checked() {
         "no files of the first attempt"
     );
     assert_eq!(data_files, 8);
+    // What convert reports is what it stored.
+    let again = at(&dir, "again.slaf");
+    let out = slaf_convert(&[
+        "convert",
+        input.to_str().unwrap(),
+        again.to_str().unwrap(),
+        "--chunk-size",
+        "10",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(Float32 values)"), "{stdout}");
 }
