@@ -49,6 +49,7 @@ use self::state::{
     adopt, check_ours, clean_tables, committed_plan, record_committed_plan, remove_stale_parts,
     start_rebuild, CommitLock, ALL_TABLES,
 };
+pub use self::widen::recorded as recorded_widening;
 
 /// The completion marker's file name: its presence means the dataset is complete.
 pub const MARKER_FILE: &str = "_SLAF_COMPLETE.json";
@@ -122,7 +123,6 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         tracing::info!(event = "commit.replan", previous_plan = %marker.plan_hash, "the dataset holds plan {}: rebuilding it from this plan's shards", marker.plan_hash);
     }
     let mut receipts = collect(plan, sources)?;
-    widen::use_recorded(plan, &mut receipts);
     let rows: u64 = receipts.iter().map(|r| r.receipt.rows_written).sum();
     if committed_plan(output).as_deref() == Some(plan.plan_hash.as_str())
         && output.join(CONFIG_FILE).exists()

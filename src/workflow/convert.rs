@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 use crate::pipeline::blocking;
 use crate::readers::{ReadOptions, ValueScan};
 use crate::values::ValueType;
-use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
+use crate::workflow::commit::{
+    commit, read_marker, recorded_widening, CompletionMarker, MARKER_FILE,
+};
 use crate::workflow::manifest::{Manifest, ManifestInput, ManifestOptions, Sharding};
 use crate::workflow::plan::{Plan, ShardSize};
 use crate::workflow::shard::{
@@ -219,7 +221,7 @@ async fn write_all_shards(plan: &Plan) -> Result<CompletionMarker> {
             r.plan_hash == plan.plan_hash
                 && r.shard == shard.index
                 && r.rows_written == shard.rows
-                && r.missing_file(&plan.output).is_none()
+                && (r.missing_file(&plan.output).is_none() || recorded_widening(plan, &r).is_some())
         });
         if finished {
             kept.push(shard.index);

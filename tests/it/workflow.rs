@@ -223,4 +223,24 @@ fn test_guessed_value_type_widens_across_shards() {
     assert!(!again.contains("commit.widened"), "{again}");
     assert!(out.join("_SLAF_COMPLETE.json").exists());
     assert_eq!(read_table(&out.join("expression.lance")), expression);
+
+    // Shared target: the narrow files are the dataset's own, and cleanup removes them; the
+    // record still serves a commit run again without the marker.
+    let shared = at(&dir, "shared.slaf");
+    let plan2 = at(&dir, "plan2.json");
+    let plan2_s = plan2.to_str().unwrap();
+    let m_shared = manifest("shared.slaf");
+    run_logged(&["plan", m_shared.to_str().unwrap(), "-o", plan2_s]);
+    for i in 0..4 {
+        let index = i.to_string();
+        run_logged(&["shard", plan2_s, "--index", &index, "--shared-target"]);
+    }
+    assert!(run_logged(&["commit", plan2_s])
+        .join("\n")
+        .contains("commit.widened"));
+    std::fs::remove_file(shared.join("_SLAF_COMPLETE.json")).unwrap();
+    let again = run_logged(&["commit", plan2_s]).join("\n");
+    assert!(!again.contains("commit.widened"), "{again}");
+    assert!(shared.join("_SLAF_COMPLETE.json").exists());
+    assert_eq!(read_table(&shared.join("expression.lance")), expression);
 }

@@ -96,6 +96,13 @@ fn check_receipt(plan: &Plan, file: &Path, dir: Option<PathBuf>) -> Result<Locat
         Placement::Staged { .. } => dir,
         Placement::SharedTarget | Placement::Discard => None,
     };
+    if let Some(widened) = super::widen::recorded(plan, &receipt) {
+        // An earlier commit rewrote this shard's fragments (and cleanup took the originals).
+        return Ok(Located {
+            receipt: widened,
+            staged_dir: None,
+        });
+    }
     let root = staged_dir.as_deref().unwrap_or(&plan.output);
     if let Some(missing) = receipt.missing_file(root) {
         return Err(refuse(format!(

@@ -7,8 +7,9 @@
 //!
 //! Each rewrite is recorded under the plan's receipts directory (`widened/shard-N.json`, with
 //! the files it replaces), so that a later commit of the same receipts (a re-run after a
-//! kill, or after Snakemake removed the marker) finds the rewritten files once cleanup has
-//! removed the narrow ones, instead of failing for want of them.
+//! kill, or after Snakemake removed the marker) or a resumed `convert` finds the rewritten
+//! files once cleanup has removed the narrow ones ([`recorded`]), instead of failing or
+//! running the shards again for want of them.
 
 use std::path::{Path, PathBuf};
 
@@ -57,24 +58,15 @@ pub fn dataset_profile(plan: &Plan, receipts: &[Located]) -> CellTablesProfile {
     profile
 }
 
-/// Put in place of each receipt the record of its earlier rewrite, where one names exactly
-/// the receipt's files and its own files are all in the dataset.
-pub fn use_recorded(plan: &Plan, receipts: &mut [Located]) {
-    for r in receipts.iter_mut() {
-        let path = record_path(plan, r.receipt.shard);
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let Ok(record) = serde_json::from_str::<WidenedRecord>(&text) else {
-            continue; // a half-written record of a killed commit: rewritten again
-        };
-        if record.replaces == file_names(&r.receipt)
-            && record.receipt.missing_file(&plan.output).is_none()
-        {
-            r.receipt = record.receipt;
-            r.staged_dir = None;
-        }
-    }
+/// The record of an earlier rewrite of `receipt`'s fragments, if one names exactly the
+/// receipt's files and its own files are all in the dataset: what a commit takes in place of
+/// the receipt (whose narrow files cleanup has removed from a shared target).
+pub fn recorded(plan: &Plan, receipt: &Receipt) -> Option<Receipt> {
+    let text = std::fs::read_to_string(record_path(plan, receipt.shard)).ok()?;
+    // Records are written atomically: one that does not parse is not ours, and is ignored.
+    let record = serde_json::from_str::<WidenedRecord>(&text).ok()?;
+    (record.replaces == file_names(receipt) && record.receipt.missing_file(&plan.output).is_none())
+        .then_some(record.receipt)
 }
 
 /// Rewrite the expression and layers fragments of every receipt whose types differ from
@@ -177,24 +169,35 @@ async fn rewrite(
             .await
             .map_err(|e| Error::lance(dir, e))?;
         let (sender, task) = writer.start_fragment();
-        while let Some(batch) = batches.next().await {
-            let batch = batch.map_err(|e| Error::lance(dir, e))?;
-            if sender.send(Ok(cast_to(&batch, wide, dir)?)).await.is_err() {
-                break; // the writer stopped: its task says why
+        let fed: Result<()> = async {
+            while let Some(batch) = batches.next().await {
+                let batch = batch.map_err(|e| Error::lance(dir, e))?;
+                if sender.send(Ok(cast_to(&batch, wide, dir)?)).await.is_err() {
+                    break; // the writer stopped: its task says why
+                }
             }
+            Ok(())
         }
+        .await;
         drop(sender);
+        if let Err(e) = fed {
+            // No writer outlives the error (it would go on writing after the lock is gone).
+            task.abort();
+            let _ = task.await;
+            return Err(e);
+        }
         let written = task
             .await
             .map_err(|e| Error::Internal(format!("Lance writer task: {e}")))??;
         rewritten.extend(written);
     }
-    if rewritten.len() != fragments.len() {
+    let rows = |f: &[Fragment]| f.iter().map(|f| f.physical_rows).collect::<Vec<_>>();
+    if rows(&rewritten) != rows(fragments) {
         return Err(Error::Internal(format!(
-            "{}: rewrote {} of {} fragments",
+            "{}: rewrote fragments of {:?} rows from fragments of {:?}",
             dir.display(),
-            rewritten.len(),
-            fragments.len()
+            rows(&rewritten),
+            rows(fragments)
         )));
     }
     Ok(rewritten)
