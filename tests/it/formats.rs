@@ -397,13 +397,7 @@ fn test_x_storage_variants() {
 #[test]
 fn test_value_type_guess_is_checked() {
     let dir = tmp();
-    let mut m = Matrix {
-        rows: (0..80)
-            .map(|i| (0..1000).map(|j| ((i + j) % 7 + 1) as f64).collect())
-            .collect(),
-        n_genes: 1000,
-    };
-    m.rows[79][999] = 2.5;
+    let m = late_fraction_matrix();
     let input = at(&dir, "x.h5ad");
     write_h5ad(&input, &m, Storage::Csr);
     let logs = convert_logged(&input, &at(&dir, "x.slaf"), &["--chunk-size", "10"]);

@@ -234,6 +234,19 @@ pub fn write_x(root: &Group, m: &Matrix, storage: Storage) {
 }
 
 /// A small seeded matrix with empty cells and genes, integer counts.
+/// 80 cells x 1000 genes of counts, except 2.5 in the last cell: past the 65,536 values the
+/// plan samples for the value type, so only the shard that writes it finds it.
+pub fn late_fraction_matrix() -> Matrix {
+    let mut m = Matrix {
+        rows: (0..80)
+            .map(|i| (0..1000).map(|j| ((i + j) % 7 + 1) as f64).collect())
+            .collect(),
+        n_genes: 1000,
+    };
+    m.rows[79][999] = 2.5;
+    m
+}
+
 pub fn sample_matrix(n: usize, g: usize, seed: u64) -> Matrix {
     let mut state = seed
         .wrapping_mul(6364136223846793005)

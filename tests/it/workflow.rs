@@ -120,13 +120,7 @@ fn test_sharded_run_equals_convert_and_logs_validate() {
 #[test]
 fn test_guessed_value_type_widens_across_shards() {
     let dir = tmp();
-    let mut m = Matrix {
-        rows: (0..80)
-            .map(|i| (0..1000).map(|j| ((i + j) % 7 + 1) as f64).collect())
-            .collect(),
-        n_genes: 1000,
-    };
-    m.rows[79][999] = 2.5;
+    let m = late_fraction_matrix();
     write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
     let manifest = |out: &str| {
         let text = format!(

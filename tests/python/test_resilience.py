@@ -62,8 +62,8 @@ def workdir(tmp_path, inputs, out="out.slaf", **kw):
     return tmp_path / "m.yaml"
 
 
-def staged_shards(tmp_path, m):
-    run("plan", m, "-o", tmp_path / "plan.json")
+def staged_shards(tmp_path, m, *plan_flags):
+    run("plan", m, "-o", tmp_path / "plan.json", *plan_flags)
     n = len(json.loads((tmp_path / "plan.json").read_text())["shards"])
     dirs = [tmp_path / f"s{i}" for i in range(n)]
     for i, s in enumerate(dirs):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from test_resilience import MARKER, data_files_all_referenced, kill_at, timed
+from test_resilience import MARKER, data_files_all_referenced, kill_at, staged_shards, timed
 from test_workflow import assert_same, run, tables
 
 CELLS, GENES = 600, 200  # 120,000 stored values: the sample ends in cell 327
@@ -38,7 +38,7 @@ def late_fraction(tmp_path_factory):
                layers={"spliced": sp.csr_matrix(spliced)}).write_h5ad(d / "x.h5ad")
     ref = d / "ref"
     ref.mkdir()
-    dirs = shards(ref, manifest(ref, d / "x.h5ad"), "--read-all-values")
+    dirs = staged_shards(ref, manifest(ref, d / "x.h5ad"), "--read-all-values")
     run("commit", ref / "plan.json", *dirs)
     return d / "x.h5ad", tables(ref / "out.slaf")
 
@@ -62,19 +62,10 @@ def manifest(d, h5ad):
     return m
 
 
-def shards(d, m, *plan_flags):
-    run("plan", m, "-o", d / "plan.json", *plan_flags)
-    n = len(json.loads((d / "plan.json").read_text())["shards"])
-    dirs = [d / f"s{i}" for i in range(n)]
-    for i, s in enumerate(dirs):
-        run("shard", d / "plan.json", "--index", i, "-o", s)
-    return dirs
-
-
 def test_guessed_plan_commits_the_exact_dataset(tmp_path, late_fraction):
     from slaf import SLAFArray
     h5ad, ref = late_fraction
-    dirs = shards(tmp_path, manifest(tmp_path, h5ad))
+    dirs = staged_shards(tmp_path, manifest(tmp_path, h5ad))
     assert json.loads((tmp_path / "plan.json").read_text())["types_guessed"] is True
     receipts = [json.loads((s / "receipt.json").read_text()) for s in dirs]
     assert [r.get("profile", {}).get("value_type") for r in receipts] == [None, None, "Float32"]
@@ -98,13 +89,13 @@ def test_widening_commit_killed_anywhere_converges(tmp_path, late_fraction):
     h5ad, ref = late_fraction
     probe = tmp_path / "probe"
     probe.mkdir()
-    dirs = shards(probe, manifest(probe, h5ad))
+    dirs = staged_shards(probe, manifest(probe, h5ad))
     commit_time = timed(["commit", probe / "plan.json", *dirs], probe)
     rng = random.Random(20261130)
     for point in range(5):
         d = tmp_path / f"k{point}"
         d.mkdir()
-        dirs = shards(d, manifest(d, h5ad))
+        dirs = staged_shards(d, manifest(d, h5ad))
         commit = ["commit", d / "plan.json", *dirs]
         kill_at(commit, d, rng.uniform(0, commit_time * 1.1))
         if (d / "out.slaf" / MARKER).exists():
