@@ -14,11 +14,15 @@ Every workload is timed in alternating pairs (dataset, reference; then reference
 ...), and the figure is the median of the per-pair ratios dataset ÷ reference: on two busy
 cores a slow patch of the machine then hits both sides of a pair alike, where best-of-N per
 side is too noisy to resolve 5 %. A sample is as many calls in a row (at most 10) as last
-half a second (open and the 20-cell query are milliseconds each). Passing a copy of REFERENCE as one
+half a second (open and the 20-cell query are milliseconds each). Those two run each pair in a new
+process (FRESH_PROCESS_WORKLOADS), at least 11 pairs. Passing a copy of REFERENCE as one
 of the datasets measures the noise floor: its ratio would be 1.00 on a quiet machine. The
 workloads are what users and the dataloaders do first:
 
-- open: `SLAFArray(path)`
+- open: `SLAFArray(path)` until its metadata is loaded (`wait_for_metadata`): the reader
+  loads obs and var on a background thread, which, left running, would bleed into the next
+  timed calls (it took the 20-cell figure from 1.00 to 1.14 in one run); every query waits
+  for it, so it is part of what opening costs
 - cells: `get_cell_expression` of 20 random cells
 - gene common / medium / rare: `get_gene_expression` of the gene with the most, the median
   and the fewest stored values
@@ -35,6 +39,9 @@ import gc
 import json
 import math
 import statistics
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -42,6 +49,14 @@ import numpy as np
 BATCH_ROWS = 16_384
 MIN_SAMPLE_SECONDS = 0.5
 MAX_CALLS_PER_SAMPLE = 10
+# Workloads of milliseconds a call, most of them the reader's own Python (the 20-cell query:
+# a dict of every cell id built per call, then numpy and polars joins; Lance's take is a tenth
+# of it). Their speed follows the state of the process's heap: in one process the same calls
+# measured 50 to 80 ms, and either side could come out 10-20 % ahead for the life of the
+# process, whichever dataset it was. Each pair of these runs in a new process, so that state is
+# drawn afresh per pair and the median over pairs compares the datasets.
+FRESH_PROCESS_WORKLOADS = ("open", "20 cells")
+FRESH_PROCESS_PAIRS = 11
 
 
 def parse_args():
@@ -94,12 +109,17 @@ def workloads(choice):
                 rows += frame.height
         return rows
 
+    def open_ready(side):
+        sa = SLAFArray(side["path"])
+        sa.wait_for_metadata()
+        return sa
+
     def to_scipy(m):
         return m.compute() if hasattr(m, "compute") else m
 
     r, c = choice["rows"], choice["cols"]
     return {
-        "open": lambda s: SLAFArray(s["path"]),
+        "open": open_ready,
         "20 cells": lambda s: s["sa"].get_cell_expression(choice["cells"]),
         "gene common": lambda s: s["sa"].get_gene_expression([choice["gene common"]]),
         "gene medium": lambda s: s["sa"].get_gene_expression([choice["gene medium"]]),
@@ -129,6 +149,10 @@ def timed(f, s, reps=1):
     for _ in range(reps):
         result = f(s)
     elapsed = time.perf_counter() - t
+    # Nothing a sample started may run on into the next one (the reader's metadata loader).
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join()
     gc.collect()
     return elapsed / reps, result
 
@@ -141,7 +165,48 @@ def repetitions(f, a, b):
     return min(MAX_CALLS_PER_SAMPLE, max(1, math.ceil(MIN_SAMPLE_SECONDS / max(fastest, 1e-6))))
 
 
+def pair(f, ours, ref, reps, i):
+    """One timed pair, ours first on even i: (ours s, reference s, the reference's result)."""
+    if i % 2 == 0:
+        a, _ = timed(f, ours, reps)
+        b, result = timed(f, ref, reps)
+    else:
+        b, result = timed(f, ref, reps)
+        a, _ = timed(f, ours, reps)
+    return a, b, result
+
+
+def fresh_process_pairs(wname, choice, ours_path, ref_path, n):
+    """Time `wname` in n pairs, each in a new Python process (see FRESH_PROCESS_WORKLOADS):
+    (calls per sample, [(ours s, reference s, None)])."""
+    pairs, reps = [], 1
+    for i in range(n):
+        out = subprocess.run(
+            [sys.executable, __file__, "--pair-child", json.dumps(
+                {"workload": wname, "choice": choice, "ours": ours_path, "ref": ref_path,
+                 "i": i})],
+            check=True, capture_output=True, text=True).stdout
+        child = json.loads(out.strip().splitlines()[-1])
+        reps = child["reps"]
+        pairs.append((child["ours"], child["ref"], None))
+    return reps, pairs
+
+
+def pair_child(spec):
+    """The child of fresh_process_pairs: open both sides, warm them, time one pair."""
+    spec = json.loads(spec)
+    f = workloads(spec["choice"])[spec["workload"]]
+    ours, ref = side(spec["ours"]), side(spec["ref"])
+    f(ours)
+    f(ref)
+    reps = repetitions(f, ours, ref)
+    a, b, _ = pair(f, ours, ref, reps, spec["i"])
+    print(json.dumps({"reps": reps, "ours": a, "ref": b}))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--pair-child":
+        return pair_child(sys.argv[2])
     args = parse_args()
     choice = choose(args.reference)
     primary = side(args.reference)
@@ -171,18 +236,17 @@ def main():
                       f"({str(e)[:80]}); timing against the fallback", flush=True)
                 ref, ref_name = fallback, "upstream --no-optimized-dtypes"
                 f(ref)
-            reps = repetitions(f, ours, ref)
-            t_ours, t_ref, ratios = [], [], []
-            for i in range(args.pairs):
-                if i % 2 == 0:
-                    a, _ = timed(f, ours, reps)
-                    b, rows = timed(f, ref, reps)
-                else:
-                    b, rows = timed(f, ref, reps)
-                    a, _ = timed(f, ours, reps)
-                t_ours.append(a)
-                t_ref.append(b)
-                ratios.append(a / b)
+            if wname in FRESH_PROCESS_WORKLOADS:
+                reps, pairs = fresh_process_pairs(wname, choice, ours["path"], ref["path"],
+                                                  max(args.pairs, FRESH_PROCESS_PAIRS))
+                rows = None
+            else:
+                reps = repetitions(f, ours, ref)
+                pairs = [pair(f, ours, ref, reps, i) for i in range(args.pairs)]
+                rows = pairs[-1][2]
+            t_ours = [a for a, _, _ in pairs]
+            t_ref = [b for _, b, _ in pairs]
+            ratios = [a / b for a, b, _ in pairs]
             results[wname] = {"reference": ref_name,
                               "seconds": statistics.median(t_ours),
                               "reference_seconds": statistics.median(t_ref),

@@ -36,8 +36,11 @@ const CHANNEL_DEPTH: usize = 1;
 
 /// Upper bound on the cells read and encoded at once (see [`read_batch_cells`]). A fragment
 /// (`--chunk-size` cells) streams into Lance in batches of this many cells, so memory follows
-/// this, not the fragment size: about 1,200 stored values per cell make a batch of ~10 MB.
-pub const BATCH_CELLS: u64 = 1000;
+/// this, not the fragment size: about 1,200 stored values per cell make a batch of ~5 MB.
+/// Batches of 1,000 cells took an uncompressed 100k-cell file's peak to 270 MiB (the reader
+/// outruns the writer, so every slot holds a full batch); 500 take it to 210-225 MiB at the
+/// same speed (bench/RESULTS.md).
+pub const BATCH_CELLS: u64 = 500;
 
 /// What Lance buffers of a range's cells fragment before it cuts pages, all columns together:
 /// 100,000 cells of a dozen obs columns stay one page a column.
@@ -434,10 +437,11 @@ mod tests {
     #[test]
     fn test_read_batch_cells_tile_fragments() {
         assert_eq!(read_batch_cells(5), 5);
-        assert_eq!(read_batch_cells(1000), 1000);
-        assert_eq!(read_batch_cells(5000), 1000);
-        assert_eq!(read_batch_cells(2500), 625);
-        assert_eq!(read_batch_cells(100_000), 1000);
+        assert_eq!(read_batch_cells(500), 500);
+        assert_eq!(read_batch_cells(5000), 500);
+        // 1,250 cells in 3 batches would not tile: 5 of 250.
+        assert_eq!(read_batch_cells(1250), 250);
+        assert_eq!(read_batch_cells(100_000), 500);
         // A prime has no useful fraction: the whole fragment at once.
         assert_eq!(read_batch_cells(5003), 5003);
         for fragment in [1, 7, 999, 1001, 2500, 4096, 5000, 12_345] {
