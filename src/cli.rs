@@ -3,7 +3,7 @@
 pub mod args;
 pub mod value_enums;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use slaf_convert::error::{Error, Result};
 use slaf_convert::workflow::convert::{
@@ -19,6 +19,9 @@ use slaf_convert::readers::{ReadOptions, ValueScan};
 
 /// Run the parsed command.
 pub async fn run(command: Command) -> Result<()> {
+    for (role, path) in path_arguments(&command) {
+        slaf_convert::location::require_local(path, role).map_err(Error::Usage)?;
+    }
     match command {
         Command::Convert(args) => run_convert(args).await,
         Command::Plan(args) => run_plan(args),
@@ -52,6 +55,46 @@ pub async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Every path the command was given, with the argument it came in.
+fn path_arguments(command: &Command) -> Vec<(&'static str, &Path)> {
+    fn some<'a>(role: &'static str, path: &'a Option<PathBuf>) -> Option<(&'static str, &'a Path)> {
+        path.as_deref().map(|p| (role, p))
+    }
+    match command {
+        Command::Convert(a) => [
+            some("INPUT", &a.input),
+            some("OUTPUT", &a.output),
+            some("--manifest", &a.manifest),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Command::Plan(a) => [
+            Some(("MANIFEST", a.manifest.as_path())),
+            Some(("--output", a.output.as_path())),
+            some("--dataset", &a.dataset),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Command::Shard(a) => [
+            Some(("PLAN", a.plan.as_path())),
+            some("--output", &a.output),
+            some("--receipt", &a.receipt),
+            some("--inputs", &a.inputs),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Command::Commit(a) => std::iter::once(("PLAN", a.plan.as_path()))
+            .chain(some("--dataset", &a.dataset))
+            .chain(a.shards.iter().map(|s| ("SHARDS", s.as_path())))
+            .collect(),
+        Command::Inspect(a) => vec![("DATASET", a.dataset.as_path())],
+        Command::Schema { .. } => Vec::new(),
     }
 }
 

@@ -18,7 +18,8 @@
 //! - [`slaf`]: table schemas, record batches, statistics, `config.json`, the Lance writer;
 //!   it knows nothing of input formats.
 //! - The vocabulary both sides share, owned by neither: [`cells`] (cell ranges and batches),
-//!   [`values`] (value types), [`columns`] (column names); and [`error`], [`logging`],
+//!   [`values`] (value types), [`columns`] (column names), [`location`] (path or URI); and
+//!   [`error`], [`logging`],
 //!   [`json_file`], [`crash_report`].
 //!
 //! Everything on the Lance side sits behind the default `writer` feature; without it the
@@ -39,6 +40,7 @@ pub mod columns;
 pub mod crash_report;
 pub mod error;
 pub mod json_file;
+pub mod location;
 pub mod logging;
 #[cfg(feature = "writer")]
 pub mod pipeline;

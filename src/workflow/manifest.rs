@@ -297,6 +297,15 @@ impl Manifest {
             path: path.to_path_buf(),
             what: e.to_string(),
         })?;
+        // A URI is no relative path to resolve against the manifest's directory.
+        let paths = std::iter::once(("output", &manifest.output))
+            .chain(manifest.inputs.iter().map(|i| ("inputs: path", &i.path)));
+        for (key, p) in paths {
+            crate::location::require_local(p, key).map_err(|what| Error::Manifest {
+                path: path.to_path_buf(),
+                what,
+            })?;
+        }
         // Absolute, so a plan written from this manifest works from any directory.
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         let base = std::path::absolute(parent.unwrap_or(Path::new(".")))

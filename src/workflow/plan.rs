@@ -234,6 +234,11 @@ impl Plan {
                 "plan_hash does not match the plan's content (edited by hand?)",
             ));
         }
+        let paths = std::iter::once(("output", &plan.output))
+            .chain(plan.inputs.iter().map(|i| ("input", &i.path)));
+        for (key, p) in paths {
+            crate::location::require_local(p, key).map_err(|what| Error::invalid(path, what))?;
+        }
         Ok(plan)
     }
 

@@ -24,6 +24,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("logging", &["readers", "slaf", "pipeline", "workflow"]),
     ("json_file", &["readers", "slaf", "pipeline", "workflow"]),
     ("crash_report", &["readers", "slaf", "pipeline", "workflow"]),
+    ("location", &["readers", "slaf", "pipeline", "workflow"]),
 ];
 
 fn src() -> PathBuf {

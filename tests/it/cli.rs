@@ -219,3 +219,101 @@ fn test_compression_choices() {
         assert_eq!(hint("cell_integer_id"), None, "{c}");
     }
 }
+
+/// An object-store URI anywhere a path goes is refused, never taken as a local path: before,
+/// `plan`, `shard` and `commit` created a directory named `s3:` and exited 0. The secret of a
+/// URI carrying credentials appears nowhere in what the run prints.
+#[test]
+fn test_uris_are_refused_never_local_paths() {
+    const SECRET: &str = "wJalrXUtnFEMIxK7MDENG";
+    let dir = tmp();
+    let m = sample_matrix(6, 4, 3);
+    write_h5ad(&at(&dir, "x.h5ad"), &m, Storage::Csr);
+    std::fs::write(
+        at(&dir, "local.yaml"),
+        "output: local.slaf\ninputs:\n  - path: x.h5ad\n",
+    )
+    .unwrap();
+    std::fs::write(
+        at(&dir, "remote.yaml"),
+        "output: s3://bench/m.slaf\ninputs:\n  - path: x.h5ad\n",
+    )
+    .unwrap();
+    let in_dir = |args: &[&str]| {
+        run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
+                .current_dir(dir.path())
+                .args(args)
+                .env("SLAF_CONVERT_LOG", "warn"),
+        )
+    };
+    let planned = in_dir(&["plan", "local.yaml", "--output", "plan.json"]);
+    assert!(planned.status.success(), "{planned:?}");
+    let with_secret = format!("s3://AKIAEXAMPLE:{SECRET}@bench/x.slaf");
+    let presigned = format!("s3://bench/x.slaf?X-Amz-Signature={SECRET}");
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["convert", "x.h5ad", "s3://bench/x.slaf"],
+            2,
+            "OUTPUT s3://bench/x.slaf",
+        ),
+        (
+            &["convert", "gs://bench/x.h5ad", "x.slaf"],
+            2,
+            "INPUT gs://bench/x.h5ad",
+        ),
+        (&["convert", "x.h5ad", &with_secret], 2, "credentials"),
+        (&["convert", "x.h5ad", &presigned], 2, "credentials"),
+        (
+            &["plan", "remote.yaml", "--output", "p.json"],
+            64,
+            "output s3://bench/m.slaf",
+        ),
+        (
+            &[
+                "plan",
+                "local.yaml",
+                "--output",
+                "p.json",
+                "--dataset",
+                "az://c/d.slaf",
+            ],
+            2,
+            "az://",
+        ),
+        (
+            &[
+                "shard",
+                "plan.json",
+                "--index",
+                "0",
+                "--output",
+                "s3://bench/s0",
+            ],
+            2,
+            "s3://",
+        ),
+        (
+            &["commit", "plan.json", "--dataset", "s3://bench/d.slaf"],
+            2,
+            "s3://",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let out = in_dir(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains(SECRET) && !stdout.contains(SECRET),
+            "{args:?}: {stderr}"
+        );
+    }
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(':') || name.ends_with(".slaf") || name == "p.json")
+        .collect();
+    assert!(left.is_empty(), "written: {left:?}");
+}

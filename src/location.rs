@@ -1,0 +1,138 @@
+//! Where a command's inputs and outputs are: a local path, or a URI naming an object store.
+//!
+//! Owns the one test of "is this text a URI" used on every path a user hands over (command
+//! arguments, a manifest's `output` and input paths, a plan's). Without it `s3://bucket/x`
+//! is a relative local path: `plan`, `shard` and `commit` created a directory named `s3:` and
+//! exited 0. Object stores are not written or read yet, so every URI is refused with a
+//! message that names it without its secrets: a URI carrying credentials (user info or a
+//! query string, e.g. a presigned or SAS URL) is refused as such and never echoed whole.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// A URI found where a path was expected, as it may be shown: scheme, host and path only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUri {
+    /// The scheme, lower-cased (`s3`, `gs`, `az`, ...).
+    pub scheme: String,
+    /// `scheme://host/path`, without user info or query.
+    pub shown: String,
+    /// The URI carried user info or a query string: credentials, or what may hold them.
+    pub has_credentials: bool,
+}
+
+/// `text` as a URI (`scheme://...`), or `None` for a local path. A scheme is a letter then
+/// letters, digits, `+`, `-` or `.` (RFC 3986); `./s3://x` and `s3:/x` are local paths.
+pub fn store_uri(text: &OsStr) -> Option<StoreUri> {
+    let text = text.to_str()?;
+    let (scheme, rest) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first_is_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !first_is_letter || !chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+        return None;
+    }
+    let (before_query, query) = match rest.split_once(['?', '#']) {
+        Some((before, _)) => (before, true),
+        None => (rest, false),
+    };
+    let (authority, path) = before_query
+        .split_once('/')
+        .map_or((before_query, ""), |(a, p)| (a, p));
+    let (user_info, host) = match authority.rsplit_once('@') {
+        Some((_, host)) => (true, host),
+        None => (false, authority),
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    Some(StoreUri {
+        shown: format!("{scheme}://{host}/{path}"),
+        scheme,
+        has_credentials: user_info || query,
+    })
+}
+
+/// Refuse `path` (the `role` it plays, e.g. "OUTPUT" or "input") if it is a URI: object
+/// stores are not supported yet. The message names the URI without its credentials.
+pub fn require_local(path: &Path, role: &str) -> std::result::Result<(), String> {
+    let Some(uri) = store_uri(path.as_os_str()) else {
+        return Ok(());
+    };
+    Err(if uri.has_credentials {
+        format!(
+            "{role} {}: refused, the URI carries credentials or a query string; give \
+             credentials in the store's environment variables, never in a URI",
+            uri.shown
+        )
+    } else {
+        format!(
+            "{role} {}: object stores ({}://) are not supported yet; copy the data to a \
+             local path (a workflow engine can stage it) and name that path",
+            uri.shown, uri.scheme
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(text: &str) -> Option<StoreUri> {
+        store_uri(OsStr::new(text))
+    }
+
+    #[test]
+    fn test_store_uri_recognises_schemes_not_paths() {
+        for text in [
+            "s3://b/x.slaf",
+            "gs://b/x",
+            "az://c/x",
+            "abfss://c@a/x",
+            "S3://B/x",
+        ] {
+            assert!(uri(text).is_some(), "{text}");
+        }
+        for text in [
+            "out.slaf",
+            "./s3://x",
+            "s3:/x",
+            "/data/s3://x",
+            "1s3://x",
+            "://x",
+            "",
+        ] {
+            assert_eq!(uri(text), None, "{text}");
+        }
+        let u = uri("S3://bucket/a/b.slaf").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.shown.as_str()),
+            ("s3", "s3://bucket/a/b.slaf")
+        );
+        assert!(!u.has_credentials);
+    }
+
+    #[test]
+    fn test_credentials_are_flagged_and_never_shown() {
+        let secret = "wJalrXUtnFEMI";
+        for text in [
+            format!("s3://AKIA:{secret}@bucket/x.slaf"),
+            format!("s3://bucket/x.slaf?X-Amz-Signature={secret}"),
+            format!("az://container/x?sv=2020&sig={secret}"),
+            format!("gs://bucket/x#{secret}"),
+        ] {
+            let u = uri(&text).unwrap();
+            assert!(u.has_credentials, "{text}");
+            let message = require_local(Path::new(&text), "OUTPUT").unwrap_err();
+            assert!(!message.contains(secret), "{message}");
+            assert!(message.contains("credentials"), "{message}");
+        }
+    }
+
+    #[test]
+    fn test_require_local() {
+        assert!(require_local(Path::new("out.slaf"), "OUTPUT").is_ok());
+        let message = require_local(Path::new("s3://bench/x.slaf"), "OUTPUT").unwrap_err();
+        assert!(
+            message.starts_with("OUTPUT s3://bench/x.slaf: object stores (s3://)"),
+            "{message}"
+        );
+    }
+}
