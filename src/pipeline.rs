@@ -111,9 +111,10 @@ impl CellTables {
         source_file: bool,
     ) -> Result<Self> {
         // Lance's default page buffer (8 MiB a column): a fragment's columns in 2-3 pages.
-        // One page each, as upstream's, took a 96 MiB buffer and 65 MiB more peak memory on
-        // 100k cells, and read no faster (bench/read_bench.py, 7 pairs: full pass 1.03x
-        // upstream's time against 0.98x, SQL 1.02x against 1.09x: noise).
+        // One page each, as upstream's, makes the dataloaders' full pass 5 % faster (1.003x
+        // upstream's time against 1.050x, 21 pairs) but means buffering the whole fragment:
+        // 60 MiB more peak (uncompressed input past 256 MiB), or 13 % of the gzip write if
+        // fragments are written one at a time (bench/RESULTS.md, "What bounds ...").
         let expression = TableWriter::new(
             &root.join(EXPRESSION_TABLE),
             expression_schema(profile.ids.clone(), profile.value_type, profile.compression),
