@@ -187,6 +187,7 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
         dataset: ManifestOptions {
             chunk_size: args.chunk_size,
             compression: args.compression.0,
+            pages: args.pages.0,
             id_types: args.id_types.0,
             indices: args.create_indices,
             ..ManifestOptions::default()

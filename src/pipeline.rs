@@ -46,9 +46,6 @@ pub const BATCH_CELLS: u64 = 500;
 /// 100,000 cells of a dozen obs columns stay one page a column.
 const CELLS_PAGE_BUFFER: u64 = 32 << 20;
 
-/// Fragments whose files Lance may still be finishing while the next one is written.
-const FRAGMENTS_CLOSING: usize = 1;
-
 /// Where a cell range sits in the dataset and how its input maps onto it.
 #[derive(Debug, Clone, Default)]
 pub struct RangePlacement {
@@ -118,7 +115,8 @@ impl CellTables {
         let expression = TableWriter::new(
             &root.join(EXPRESSION_TABLE),
             expression_schema(profile.ids.clone(), profile.value_type, profile.compression),
-        )?;
+        )?
+        .with_pages(profile.pages);
         // One cells fragment spans a range (see `write_range`): what Lance buffers of it is
         // bounded in all, however many obs columns there are.
         let cells = TableWriter::new(
@@ -137,6 +135,7 @@ impl CellTables {
                         profile.compression,
                     ),
                 )
+                .map(|w| w.with_pages(profile.pages))
             })
             .transpose()?;
         Ok(CellTables {
@@ -233,9 +232,10 @@ impl CellTables {
                 if cells_range.end >= fragment.cells.end {
                     let fragment = open.take().expect("a fragment is open");
                     closing.push_back(fragment.close(rows));
-                    // Reading goes on while Lance finishes the last fragment's file; any older
-                    // one is awaited first, so at most two fragments are ever in the writer.
-                    while closing.len() > FRAGMENTS_CLOSING {
+                    // Reading goes on while Lance finishes the last fragment's file (with
+                    // Lance's pages; one page a fragment column buffers a whole fragment, so
+                    // then each is finished first): at most two fragments are in the writer.
+                    while closing.len() > self.profile.pages.fragments_closing() {
                         let done = closing.pop_front().expect("not empty");
                         done.join(&mut out, &progress, n_cells).await?;
                     }

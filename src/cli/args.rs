@@ -8,7 +8,7 @@ use super::value_enums::Choice;
 use slaf_convert::logging::LogFormat;
 use slaf_convert::readers::tenx::VarNames;
 use slaf_convert::readers::{InputFormat, RawMode};
-use slaf_convert::slaf::schema::{Compression, IdTypes};
+use slaf_convert::slaf::schema::{Compression, IdTypes, Pages};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -228,6 +228,11 @@ pub struct ConvertArgs {
     /// bit-packing; bench/RESULTS.md compares size, speed and query time.
     #[arg(long, value_enum, default_value_t = Choice(Compression::default()))]
     pub compression: Choice<Compression>,
+    /// Pages per fragment column of expression.lance (and layers.lance): Lance's 8 MiB page
+    /// buffer gives 2-3; one-per-fragment writes one, as upstream does, so the dataloaders'
+    /// full pass is about 5 % faster, but the write about 13 % slower (bench/RESULTS.md).
+    #[arg(long, value_enum, default_value_t = Choice(Pages::default()))]
+    pub pages: Choice<Pages>,
     /// Build scalar indices once the tables are committed: a BTREE on expression's gene ids
     /// makes get_gene_expression about ten times faster, for an index about 2.4 times the
     /// size of those ids (on the benchmark's 100,000 cells: 30 s and 0.6 GB of memory to

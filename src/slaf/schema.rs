@@ -39,6 +39,57 @@ pub struct CellTablesProfile {
     /// Compression of the gene id and value columns.
     #[serde(default)]
     pub compression: Compression,
+    /// Pages per fragment column of expression.lance and layers.lance.
+    #[serde(default)]
+    pub pages: Pages,
+}
+
+/// How the columns of a fragment of `expression.lance` and `layers.lance` are cut into
+/// pages. Lance encodes a page once its column data is buffered, so fewer pages means more
+/// buffered (bench/RESULTS.md, "What bounds the missed targets").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pages {
+    /// Lance's page buffer of 8 MiB a column: 2-3 pages a fragment column, the next fragment
+    /// written while the last one closes. The fastest write, within 256 MiB of memory.
+    #[default]
+    Lance,
+    /// One page a fragment column, as upstream writes (columns up to 32 MiB a fragment; past
+    /// that, pages of 32 MiB): the dataloaders' full pass about 5 % faster, for about 13 %
+    /// more write time, as fragments are then written one at a time to stay within 256 MiB.
+    OnePerFragment,
+}
+
+impl Pages {
+    /// Column data of a fragment that one page may hold with `OnePerFragment`.
+    pub const ONE_PAGE_COLUMN_BYTES: u64 = 32 << 20;
+
+    /// What Lance may buffer of a table of `columns` columns before it cuts pages (`None`:
+    /// Lance's default).
+    pub fn page_buffer(self, columns: usize) -> Option<u64> {
+        match self {
+            Pages::Lance => None,
+            Pages::OnePerFragment => Some(Self::ONE_PAGE_COLUMN_BYTES * columns as u64),
+        }
+    }
+
+    /// Fragments whose files may still be closing while the next one is written.
+    pub fn fragments_closing(self) -> usize {
+        match self {
+            Pages::Lance => 1,
+            Pages::OnePerFragment => 0,
+        }
+    }
 }
 
 /// Which integer types the id columns of `expression.lance` use.

@@ -96,6 +96,14 @@ impl TableWriter {
         self
     }
 
+    /// [`Self::with_page_buffer`] where `pages` asks for one (`None`: Lance's default).
+    pub fn with_pages(self, pages: crate::slaf::schema::Pages) -> Self {
+        match pages.page_buffer(self.arrow_schema.fields().len()) {
+            Some(bytes) => self.with_page_buffer(bytes),
+            None => self,
+        }
+    }
+
     /// The table's Arrow schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.arrow_schema

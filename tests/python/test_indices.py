@@ -1,5 +1,6 @@
-"""Every layout offered (--compression none/lz4/zstd, --create-indices): upstream's reader
-answers exactly the same on each; the scalar indices are built at commit."""
+"""Every layout offered (--compression none/lz4/zstd, --create-indices, --pages): upstream's
+reader answers exactly the same on each; the scalar indices are built at commit; one page a
+fragment column is what --pages one-per-fragment writes."""
 import os
 import subprocess
 
@@ -10,11 +11,11 @@ import scipy.sparse as sp
 BIN = os.environ.get("SLAF_CONVERT_BIN")
 
 
-def write_h5ad(path, n_cells=300, n_genes=40):
+def write_h5ad(path, n_cells=300, n_genes=40, density=0.2):
     import anndata
     import pandas as pd
     rng = np.random.default_rng(9)
-    x = sp.random(n_cells, n_genes, density=0.2, format="csr", random_state=rng,
+    x = sp.random(n_cells, n_genes, density=density, format="csr", random_state=rng,
                   data_rvs=lambda k: rng.integers(1, 9, size=k)).astype(np.float32)
     adata = anndata.AnnData(
         X=x,
@@ -75,8 +76,9 @@ def test_manifest_option_indices(tmp_path):
 
 
 @pytest.mark.parametrize("layout", [["--compression", "none"], ["--compression", "lz4"],
-                                    ["--compression", "zstd"], ["--create-indices"]],
-                         ids=["none", "lz4", "zstd", "indices"])
+                                    ["--compression", "zstd"], ["--create-indices"],
+                                    ["--pages", "one-per-fragment"]],
+                         ids=["none", "lz4", "zstd", "indices", "one-page"])
 def test_every_layout_reads_back_exactly(tmp_path, layout):
     """Whatever the layout, the reader's matrix, slices and queries are the input's."""
     from slaf import SLAFArray
@@ -100,3 +102,36 @@ def test_every_layout_reads_back_exactly(tmp_path, layout):
     got = {c: v for c, v in zip(genes["cell_id"].to_list(), genes["value"].to_list())}
     want = {f"c{i}": x[i, 7] for i in np.nonzero(x[:, 7])[0]}
     assert got == want
+
+
+def pages_per_column(dataset):
+    """Pages of each column in each data file of expression.lance."""
+    import lance
+    from lance.file import LanceFileReader
+    table = dataset / "expression.lance"
+    return [[len(c.pages) for c in LanceFileReader(str(table / "data" / f.data_files()[0].path))
+             .metadata().columns]
+            for f in lance.dataset(str(table)).get_fragments()]
+
+
+def test_one_page_per_fragment_column(tmp_path):
+    """A fragment of 2.4M stored values: Lance's 8 MiB page buffer cuts its int32 gene ids
+    into 2 pages; --pages one-per-fragment writes one page a column, and the data is the
+    same."""
+    import lance
+    from slaf import SLAFArray
+    src = tmp_path / "big.h5ad"
+    adata = write_h5ad(src, n_cells=4000, n_genes=1500, density=0.4)
+    default, one = tmp_path / "default.slaf", tmp_path / "one.slaf"
+    for dst, extra in [(default, []), (one, ["--pages", "one-per-fragment"])]:
+        proc = subprocess.run([BIN, "convert", str(src), str(dst), "--chunk-size", "4000", *extra],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    assert pages_per_column(default)[0][1] >= 2, pages_per_column(default)
+    assert pages_per_column(one) == [[1, 1, 1]], pages_per_column(one)
+    tables = [lance.dataset(str(d / "expression.lance")).to_table() for d in (default, one)]
+    assert tables[0].equals(tables[1])
+    x = SLAFArray(str(one)).get_cell_expression(["c0", "c3999"]).sort(["cell_id", "gene_id"])
+    want = sorted((f"c{i}", f"g{j}", adata.X[i, j]) for i in (0, 3999)
+                  for j in adata.X[i].nonzero()[1])
+    assert list(zip(x["cell_id"], x["gene_id"], x["value"])) == want

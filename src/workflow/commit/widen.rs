@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::json_file::write_json_file;
 use crate::slaf::pieces::LANCE_BREAK_ROWS;
 use crate::slaf::schema::{
-    expression_schema, layers_schema, CellTablesProfile, EXPRESSION_TABLE, LAYERS_TABLE,
+    expression_schema, layers_schema, CellTablesProfile, Pages, EXPRESSION_TABLE, LAYERS_TABLE,
 };
 use crate::slaf::writer::TableWriter;
 use crate::values::ValueType;
@@ -110,6 +110,7 @@ pub async fn widen_receipts(
                 schema,
                 &wide_expression,
                 &receipt.expression,
+                profile.pages,
             )
             .await?;
         }
@@ -125,6 +126,7 @@ pub async fn widen_receipts(
                 schema,
                 &wide_layers,
                 &receipt.layers,
+                profile.pages,
             )
             .await?;
         }
@@ -148,6 +150,7 @@ async fn rewrite(
     narrow: SchemaRef,
     wide: &SchemaRef,
     fragments: &[Fragment],
+    pages: Pages,
 ) -> Result<Vec<Fragment>> {
     if fragments.is_empty() {
         return Ok(Vec::new());
@@ -159,7 +162,7 @@ async fn rewrite(
     let dataset = lance::Dataset::open(&uri)
         .await
         .map_err(|e| Error::lance(dir, e))?;
-    let writer = TableWriter::new(dir, wide.clone())?;
+    let writer = TableWriter::new(dir, wide.clone())?.with_pages(pages);
     let mut rewritten = Vec::with_capacity(fragments.len());
     for fragment in dataset.get_fragments() {
         let mut scanner = fragment.scan();

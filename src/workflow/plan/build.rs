@@ -75,6 +75,7 @@ impl Plan {
                 },
                 ids: expression_id_types(options.id_types, n_cells, n_genes),
                 compression: options.compression,
+                pages: options.pages,
             },
             types_guessed: scanned.types_guessed,
             parts,
