@@ -229,8 +229,8 @@ pub struct ConvertArgs {
     #[arg(long, value_enum, default_value_t = Choice(Compression::default()))]
     pub compression: Choice<Compression>,
     /// Pages per fragment column of expression.lance (and layers.lance): Lance's 8 MiB page
-    /// buffer gives 2-3; one-per-fragment writes one, as upstream does, so the dataloaders'
-    /// full pass is about 5 % faster, but the write about 13 % slower (bench/RESULTS.md).
+    /// buffer gives 2-3; one-per-fragment writes one, as upstream does (fewer, larger reads
+    /// per column), and writes about 13 % slower (bench/RESULTS.md).
     #[arg(long, value_enum, default_value_t = Choice(Pages::default()))]
     pub pages: Choice<Pages>,
     /// Build scalar indices once the tables are committed: a BTREE on expression's gene ids

@@ -140,8 +140,8 @@ pub struct ManifestOptions {
     /// full passes) or `zstd` (smallest, slowest to query).
     pub compression: Compression,
     /// Pages per fragment column of expression and layers: `lance` (default: Lance's 8 MiB
-    /// page buffer, 2-3 pages) or `one-per-fragment` (as upstream's: full passes about 5 %
-    /// faster, writes about 13 % slower).
+    /// page buffer, 2-3 pages) or `one-per-fragment` (one, as upstream's: fewer, larger reads
+    /// per column; writes about 13 % slower).
     pub pages: Pages,
     /// Build scalar indices at commit (`slaf::indices`): gene queries about ten times
     /// faster, for an index about 2.4 times the size of expression's gene ids.
