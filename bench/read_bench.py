@@ -57,6 +57,7 @@ MAX_CALLS_PER_SAMPLE = 10
 # drawn afresh per pair and the median over pairs compares the datasets.
 FRESH_PROCESS_WORKLOADS = ("open", "20 cells")
 FRESH_PROCESS_PAIRS = 11
+CHILD_RESULT = "pair-child result: "
 
 
 def parse_args():
@@ -145,14 +146,15 @@ def timed(f, s, reps=1):
     left behind is collected after the clock stops (SLAFArray objects hold reference cycles,
     and every open of an indexed dataset caches its indices: hundreds of opens uncollected
     took 24 GB)."""
+    before = set(threading.enumerate())
     t = time.perf_counter()
     for _ in range(reps):
         result = f(s)
     elapsed = time.perf_counter() - t
-    # Nothing a sample started may run on into the next one (the reader's metadata loader).
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread():
-            thread.join()
+    # Nothing a sample started may run on into the next one (the reader's metadata loader);
+    # threads that were there before it (pools, monitors) are left alone.
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=60)
     gc.collect()
     return elapsed / reps, result
 
@@ -179,17 +181,21 @@ def pair(f, ours, ref, reps, i):
 def fresh_process_pairs(wname, choice, ours_path, ref_path, n):
     """Time `wname` in n pairs, each in a new Python process (see FRESH_PROCESS_WORKLOADS):
     (calls per sample, [(ours s, reference s, None)])."""
-    pairs, reps = [], 1
+    pairs, reps = [], []
     for i in range(n):
-        out = subprocess.run(
+        proc = subprocess.run(
             [sys.executable, __file__, "--pair-child", json.dumps(
                 {"workload": wname, "choice": choice, "ours": ours_path, "ref": ref_path,
                  "i": i})],
-            check=True, capture_output=True, text=True).stdout
-        child = json.loads(out.strip().splitlines()[-1])
-        reps = child["reps"]
+            capture_output=True, text=True)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith(CHILD_RESULT)]
+        if proc.returncode != 0 or not lines:
+            sys.exit(f"{wname}: pair {i} in a fresh process failed (exit {proc.returncode}):\n"
+                     f"{proc.stderr[-2000:]}")
+        child = json.loads(lines[-1][len(CHILD_RESULT):])
+        reps.append(child["reps"])
         pairs.append((child["ours"], child["ref"], None))
-    return reps, pairs
+    return statistics.median(reps), pairs
 
 
 def pair_child(spec):
@@ -201,7 +207,7 @@ def pair_child(spec):
     f(ref)
     reps = repetitions(f, ours, ref)
     a, b, _ = pair(f, ours, ref, reps, spec["i"])
-    print(json.dumps({"reps": reps, "ours": a, "ref": b}))
+    print(CHILD_RESULT + json.dumps({"reps": reps, "ours": a, "ref": b}))
 
 
 def main():
@@ -251,7 +257,8 @@ def main():
                               "seconds": statistics.median(t_ours),
                               "reference_seconds": statistics.median(t_ref),
                               "ratio": statistics.median(ratios),
-                              "calls_per_sample": reps}
+                              "calls_per_sample": reps,
+                              "pairs": len(pairs)}
             if wname == "full pass":
                 results[wname]["rows"] = rows
                 results[wname]["rows_per_second"] = rows / statistics.median(t_ours)

@@ -28,23 +28,26 @@ pub fn store_uri(text: &OsStr) -> Option<StoreUri> {
     let (scheme, rest) = text.split_once("://")?;
     let mut chars = scheme.chars();
     let first_is_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
-    if !first_is_letter || !chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+    // One letter is a drive (`C://x`), not a scheme.
+    if scheme.len() < 2
+        || !first_is_letter
+        || !chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
         return None;
     }
     let (before_query, query) = match rest.split_once(['?', '#']) {
         Some((before, _)) => (before, true),
         None => (rest, false),
     };
-    let (authority, path) = before_query
-        .split_once('/')
-        .map_or((before_query, ""), |(a, p)| (a, p));
-    let (user_info, host) = match authority.rsplit_once('@') {
-        Some((_, host)) => (true, host),
-        None => (false, authority),
+    // User info ends at the last '@' before the query, wherever the first '/' is: a secret
+    // key may itself hold '/' (AWS's often do). A path with an '@' is flagged too, harmlessly.
+    let (user_info, location) = match before_query.rsplit_once('@') {
+        Some((_, after)) => (true, after),
+        None => (false, before_query),
     };
     let scheme = scheme.to_ascii_lowercase();
     Some(StoreUri {
-        shown: format!("{scheme}://{host}/{path}"),
+        shown: format!("{scheme}://{location}"),
         scheme,
         has_credentials: user_info || query,
     })
@@ -56,7 +59,12 @@ pub fn require_local(path: &Path, role: &str) -> std::result::Result<(), String>
     let Some(uri) = store_uri(path.as_os_str()) else {
         return Ok(());
     };
-    Err(if uri.has_credentials {
+    Err(if uri.scheme == "file" {
+        format!(
+            "{role} {}: give the local path itself, not a file:// URI",
+            uri.shown
+        )
+    } else if uri.has_credentials {
         format!(
             "{role} {}: refused, the URI carries credentials or a query string; give \
              credentials in the store's environment variables, never in a URI",
@@ -92,6 +100,7 @@ mod tests {
         }
         for text in [
             "out.slaf",
+            "C://x",
             "./s3://x",
             "s3:/x",
             "/data/s3://x",
@@ -114,6 +123,7 @@ mod tests {
         let secret = "wJalrXUtnFEMI";
         for text in [
             format!("s3://AKIA:{secret}@bucket/x.slaf"),
+            format!("s3://AKIA:{secret}/with+slash@bucket/x.slaf"),
             format!("s3://bucket/x.slaf?X-Amz-Signature={secret}"),
             format!("az://container/x?sv=2020&sig={secret}"),
             format!("gs://bucket/x#{secret}"),
@@ -122,6 +132,7 @@ mod tests {
             assert!(u.has_credentials, "{text}");
             let message = require_local(Path::new(&text), "OUTPUT").unwrap_err();
             assert!(!message.contains(secret), "{message}");
+            assert!(!message.contains("with+slash"), "{message}");
             assert!(message.contains("credentials"), "{message}");
         }
     }
@@ -134,5 +145,8 @@ mod tests {
             message.starts_with("OUTPUT s3://bench/x.slaf: object stores (s3://)"),
             "{message}"
         );
+        let message = require_local(Path::new("file:///data/x.slaf"), "OUTPUT").unwrap_err();
+        assert!(message.contains("give the local path itself"), "{message}");
+        assert_eq!(uri("s3://bucket").unwrap().shown, "s3://bucket");
     }
 }

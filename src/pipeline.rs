@@ -38,7 +38,7 @@ const CHANNEL_DEPTH: usize = 1;
 /// (`--chunk-size` cells) streams into Lance in batches of this many cells, so memory follows
 /// this, not the fragment size: about 1,200 stored values per cell make a batch of ~5 MB.
 /// Batches of 1,000 cells took an uncompressed 100k-cell file's peak to 270 MiB (the reader
-/// outruns the writer, so every slot holds a full batch); 500 take it to 210-225 MiB at the
+/// outruns the writer, so every slot holds a full batch); 500 take it to 205-225 MiB at the
 /// same speed (bench/RESULTS.md).
 pub const BATCH_CELLS: u64 = 500;
 
@@ -135,7 +135,6 @@ impl CellTables {
                         profile.compression,
                     ),
                 )
-                .map(|w| w.with_pages(profile.pages))
             })
             .transpose()?;
         Ok(CellTables {

@@ -228,7 +228,7 @@ pub struct ConvertArgs {
     /// bit-packing; bench/RESULTS.md compares size, speed and query time.
     #[arg(long, value_enum, default_value_t = Choice(Compression::default()))]
     pub compression: Choice<Compression>,
-    /// Pages per fragment column of expression.lance (and layers.lance): Lance's 8 MiB page
+    /// Pages per fragment column of expression.lance: Lance's 8 MiB page
     /// buffer gives 2-3; one-per-fragment writes one, as upstream does (fewer, larger reads
     /// per column), and writes about 13 % slower (bench/RESULTS.md).
     #[arg(long, value_enum, default_value_t = Choice(Pages::default()))]

@@ -39,13 +39,14 @@ pub struct CellTablesProfile {
     /// Compression of the gene id and value columns.
     #[serde(default)]
     pub compression: Compression,
-    /// Pages per fragment column of expression.lance and layers.lance.
-    #[serde(default)]
+    /// Pages per fragment column of expression.lance. Left out when `lance`, so plans and
+    /// receipts written before the field existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Pages::is_lance")]
     pub pages: Pages,
 }
 
-/// How the columns of a fragment of `expression.lance` and `layers.lance` are cut into
-/// pages. Lance encodes a page once its column data is buffered, so fewer pages means more
+/// How the columns of a fragment of `expression.lance` are cut into pages (layers.lance keeps
+/// Lance's: one page a column there would buffer 32 MiB for each layer as well). Lance encodes a page once its column data is buffered, so fewer pages means more
 /// buffered (bench/RESULTS.md, "What bounds the missed targets").
 #[derive(
     Debug,
@@ -72,6 +73,11 @@ pub enum Pages {
 }
 
 impl Pages {
+    /// Lance's default (serde leaves it out).
+    pub fn is_lance(&self) -> bool {
+        *self == Pages::Lance
+    }
+
     /// Column data of a fragment that one page may hold with `OnePerFragment`.
     pub const ONE_PAGE_COLUMN_BYTES: u64 = 32 << 20;
 
@@ -305,5 +311,27 @@ mod tests {
         );
         let many_cells = expression_id_types(IdTypes::Int32, 3_000_000_000, 10);
         assert_eq!(many_cells.cell, DataType::Int64);
+    }
+
+    /// A profile with Lance's pages serialises as before the field existed, so plans and
+    /// receipts written then keep their hashes; the other value round-trips.
+    #[test]
+    fn test_pages_left_out_when_default() {
+        let mut profile = CellTablesProfile {
+            value_type: crate::values::ValueType::Float32,
+            layer_types: Vec::new(),
+            ids: expression_id_types(IdTypes::Int32, 10, 10),
+            compression: Compression::None,
+            pages: Pages::Lance,
+        };
+        let text = serde_json::to_string(&profile).unwrap();
+        assert!(!text.contains("pages"), "{text}");
+        profile.pages = Pages::OnePerFragment;
+        let text = serde_json::to_string(&profile).unwrap();
+        assert!(text.contains(r#""pages":"one-per-fragment""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<CellTablesProfile>(&text).unwrap(),
+            profile
+        );
     }
 }

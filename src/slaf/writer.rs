@@ -10,7 +10,8 @@
 //! Write profile: Lance storage 2.2, v2 manifest paths, nullable fields
 //! (docs/slaf-format.md Appendix B); Lance gets its batches as owned pieces cut where it cuts
 //! them ([`crate::slaf::pieces`]), so its pages hold the 8 MiB of column data Lance means
-//! (2-3 pages a fragment column), not a slice's worth (25).
+//! (2-3 pages a fragment column), not a slice's worth (25); [`TableWriter::with_pages`] and
+//! [`TableWriter::with_page_buffer`] set a larger buffer (one page a fragment column).
 
 use std::path::{Path, PathBuf};
 

@@ -139,7 +139,7 @@ pub struct ManifestOptions {
     /// bit-packing: `none` (default: fastest to read), `lz4` (about a quarter smaller, slower
     /// full passes) or `zstd` (smallest, slowest to query).
     pub compression: Compression,
-    /// Pages per fragment column of expression and layers: `lance` (default: Lance's 8 MiB
+    /// Pages per fragment column of expression.lance: `lance` (default: Lance's 8 MiB
     /// page buffer, 2-3 pages) or `one-per-fragment` (one, as upstream's: fewer, larger reads
     /// per column; writes about 13 % slower).
     pub pages: Pages,
@@ -303,10 +303,12 @@ impl Manifest {
             what: e.to_string(),
         })?;
         // A URI is no relative path to resolve against the manifest's directory.
-        let paths = std::iter::once(("output", &manifest.output))
-            .chain(manifest.inputs.iter().map(|i| ("inputs: path", &i.path)));
+        let paths = std::iter::once(("output".to_string(), &manifest.output)).chain(
+            (manifest.inputs.iter().enumerate())
+                .map(|(i, input)| (format!("inputs[{i}].path"), &input.path)),
+        );
         for (key, p) in paths {
-            crate::location::require_local(p, key).map_err(|what| Error::Manifest {
+            crate::location::require_local(p, &key).map_err(|what| Error::Manifest {
                 path: path.to_path_buf(),
                 what,
             })?;

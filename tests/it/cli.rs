@@ -239,6 +239,11 @@ fn test_uris_are_refused_never_local_paths() {
         "output: s3://bench/m.slaf\ninputs:\n  - path: x.h5ad\n",
     )
     .unwrap();
+    std::fs::write(
+        at(&dir, "remote-input.yaml"),
+        "output: m.slaf\ninputs:\n  - path: x.h5ad\n  - path: gs://bench/y.h5ad\n",
+    )
+    .unwrap();
     let in_dir = |args: &[&str]| {
         run(
             std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
@@ -249,7 +254,7 @@ fn test_uris_are_refused_never_local_paths() {
     };
     let planned = in_dir(&["plan", "local.yaml", "--output", "plan.json"]);
     assert!(planned.status.success(), "{planned:?}");
-    let with_secret = format!("s3://AKIAEXAMPLE:{SECRET}@bench/x.slaf");
+    let with_secret = format!("s3://AKIAEXAMPLE:{SECRET}/x+y@bench/x.slaf");
     let presigned = format!("s3://bench/x.slaf?X-Amz-Signature={SECRET}");
     let cases: &[(&[&str], i32, &str)] = &[
         (
@@ -268,6 +273,23 @@ fn test_uris_are_refused_never_local_paths() {
             &["plan", "remote.yaml", "--output", "p.json"],
             64,
             "output s3://bench/m.slaf",
+        ),
+        (
+            &["plan", "remote-input.yaml", "--output", "p.json"],
+            64,
+            "inputs[1].path gs://",
+        ),
+        (
+            &[
+                "shard",
+                "plan.json",
+                "--index",
+                "0",
+                "--receipt",
+                "s3://b/r.json",
+            ],
+            2,
+            "--receipt",
         ),
         (
             &[

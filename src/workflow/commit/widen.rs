@@ -126,7 +126,7 @@ pub async fn widen_receipts(
                 schema,
                 &wide_layers,
                 &receipt.layers,
-                profile.pages,
+                Pages::Lance,
             )
             .await?;
         }
