@@ -3,7 +3,7 @@
 pub mod args;
 pub mod value_enums;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use slaf_convert::error::{Error, Result};
 use slaf_convert::workflow::convert::{
@@ -60,42 +60,33 @@ pub async fn run(command: Command) -> Result<()> {
 
 /// Every path the command was given, with the argument it came in.
 fn path_arguments(command: &Command) -> Vec<(&'static str, &Path)> {
-    fn some<'a>(role: &'static str, path: &'a Option<PathBuf>) -> Option<(&'static str, &'a Path)> {
-        path.as_deref().map(|p| (role, p))
-    }
-    match command {
-        Command::Convert(a) => [
-            some("INPUT", &a.input),
-            some("OUTPUT", &a.output),
-            some("--manifest", &a.manifest),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        Command::Plan(a) => [
-            Some(("MANIFEST", a.manifest.as_path())),
-            Some(("--output", a.output.as_path())),
-            some("--dataset", &a.dataset),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        Command::Shard(a) => [
-            Some(("PLAN", a.plan.as_path())),
-            some("--output", &a.output),
-            some("--receipt", &a.receipt),
-            some("--inputs", &a.inputs),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-        Command::Commit(a) => std::iter::once(("PLAN", a.plan.as_path()))
-            .chain(some("--dataset", &a.dataset))
-            .chain(a.shards.iter().map(|s| ("SHARDS", s.as_path())))
+    let given: Vec<(&'static str, Option<&Path>)> = match command {
+        Command::Convert(a) => vec![
+            ("INPUT", a.input.as_deref()),
+            ("OUTPUT", a.output.as_deref()),
+            ("--manifest", a.manifest.as_deref()),
+        ],
+        Command::Plan(a) => vec![
+            ("MANIFEST", Some(&a.manifest)),
+            ("--output", Some(&a.output)),
+            ("--dataset", a.dataset.as_deref()),
+        ],
+        Command::Shard(a) => vec![
+            ("PLAN", Some(&a.plan)),
+            ("--output", a.output.as_deref()),
+            ("--receipt", a.receipt.as_deref()),
+            ("--inputs", a.inputs.as_deref()),
+        ],
+        Command::Commit(a) => std::iter::once(("PLAN", Some(a.plan.as_path())))
+            .chain(std::iter::once(("--dataset", a.dataset.as_deref())))
+            .chain(a.shards.iter().map(|s| ("SHARDS", Some(s.as_path()))))
             .collect(),
-        Command::Inspect(a) => vec![("DATASET", a.dataset.as_path())],
+        Command::Inspect(a) => vec![("DATASET", Some(&a.dataset))],
         Command::Schema { .. } => Vec::new(),
-    }
+    };
+    (given.into_iter())
+        .filter_map(|(role, path)| path.map(|p| (role, p)))
+        .collect()
 }
 
 fn run_plan(args: PlanArgs) -> Result<()> {

@@ -46,8 +46,9 @@ pub struct CellTablesProfile {
 }
 
 /// How the columns of a fragment of `expression.lance` are cut into pages (layers.lance keeps
-/// Lance's: one page a column there would buffer 32 MiB for each layer as well). Lance encodes a page once its column data is buffered, so fewer pages means more
-/// buffered (bench/RESULTS.md, "What bounds the missed targets").
+/// Lance's: one page a column there would buffer 32 MiB for each layer as well). Lance
+/// encodes a page once its column data is buffered, so fewer pages means more buffered
+/// (bench/RESULTS.md, "What bounds the missed targets").
 #[derive(
     Debug,
     Clone,

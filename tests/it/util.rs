@@ -233,7 +233,6 @@ pub fn write_x(root: &Group, m: &Matrix, storage: Storage) {
     numbers(&x, "indptr", &indptr);
 }
 
-/// A small seeded matrix with empty cells and genes, integer counts.
 /// 80 cells x 1000 genes of counts, except 2.5 in the last cell: past the 65,536 values the
 /// plan samples for the value type, so only the shard that writes it finds it.
 pub fn late_fraction_matrix() -> Matrix {
@@ -247,6 +246,7 @@ pub fn late_fraction_matrix() -> Matrix {
     m
 }
 
+/// A small seeded matrix with empty cells and genes, integer counts.
 pub fn sample_matrix(n: usize, g: usize, seed: u64) -> Matrix {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
