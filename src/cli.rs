@@ -11,6 +11,7 @@ use slaf_convert::workflow::convert::{
 };
 use slaf_convert::workflow::manifest::{Manifest, ManifestOptions};
 use slaf_convert::workflow::plan::{Plan, ShardSize};
+use slaf_convert::workflow::remote;
 use slaf_convert::workflow::shard::{run_shard as run_shard_impl, Placement, ShardTask};
 
 use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
@@ -19,8 +20,8 @@ use slaf_convert::readers::{ReadOptions, ValueScan};
 
 /// Run the parsed command.
 pub async fn run(command: Command) -> Result<()> {
-    for (role, path) in path_arguments(&command) {
-        slaf_convert::location::require_local(path, role).map_err(Error::Usage)?;
+    for (role, path, stores) in path_arguments(&command) {
+        slaf_convert::location::check_path(path, role, stores).map_err(Error::Usage)?;
     }
     match command {
         Command::Convert(args) => run_convert(args).await,
@@ -28,6 +29,19 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Shard(args) => run_shard(args).await,
         Command::Commit(args) => {
             let mut plan = Plan::load(&args.plan)?;
+            if let Some(dataset) = args.dataset.as_deref().filter(|d| remote::is_store(d)) {
+                let marker =
+                    remote::commit_to_store(&plan, &args.shards, dataset, args.temp_dir.as_deref())
+                        .await?;
+                println!(
+                    "{}: committed {} cells x {} genes, {} expression rows",
+                    dataset.display(),
+                    marker.n_cells,
+                    marker.n_genes,
+                    marker.expression_rows
+                );
+                return Ok(());
+            }
             if let Some(dataset) = &args.dataset {
                 // The receipts name the plan by hash; where the dataset goes is not part of it.
                 plan.output = std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
@@ -58,13 +72,16 @@ pub async fn run(command: Command) -> Result<()> {
     }
 }
 
-/// Every path the command was given, with the argument it came in.
-fn path_arguments(command: &Command) -> Vec<(&'static str, &Path)> {
+/// Every path the command was given, with the argument it came in and whether an object
+/// store URI may stand there.
+fn path_arguments(command: &Command) -> Vec<(&'static str, &Path, bool)> {
+    const STORES: [&str; 3] = ["INPUT", "OUTPUT", "--dataset"];
     let given: Vec<(&'static str, Option<&Path>)> = match command {
         Command::Convert(a) => vec![
             ("INPUT", a.input.as_deref()),
             ("OUTPUT", a.output.as_deref()),
             ("--manifest", a.manifest.as_deref()),
+            ("--temp-dir", a.temp_dir.as_deref()),
         ],
         Command::Plan(a) => vec![
             ("MANIFEST", Some(&a.manifest)),
@@ -79,13 +96,17 @@ fn path_arguments(command: &Command) -> Vec<(&'static str, &Path)> {
         ],
         Command::Commit(a) => std::iter::once(("PLAN", Some(a.plan.as_path())))
             .chain(std::iter::once(("--dataset", a.dataset.as_deref())))
+            .chain(std::iter::once(("--temp-dir", a.temp_dir.as_deref())))
             .chain(a.shards.iter().map(|s| ("SHARDS", Some(s.as_path()))))
             .collect(),
         Command::Inspect(a) => vec![("DATASET", Some(&a.dataset))],
         Command::Schema { .. } => Vec::new(),
     };
+    let stores = |role: &str| {
+        STORES.contains(&role) && !matches!(command, Command::Plan(_) | Command::Shard(_))
+    };
     (given.into_iter())
-        .filter_map(|(role, path)| path.map(|p| (role, p)))
+        .filter_map(|(role, path)| path.map(|p| (role, p, stores(role))))
         .collect()
 }
 
@@ -196,6 +217,15 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
             },
         },
     };
+    let stores = [&args.input, &args.output]
+        .into_iter()
+        .flatten()
+        .any(|p| remote::is_store(p));
+    if args.read_only && stores {
+        return Err(Error::Usage(
+            "--read-only reads local inputs only; fetch the input first".into(),
+        ));
+    }
     if args.read_only {
         let manifest = match (&args.manifest, &args.input) {
             (Some(m), _) => Manifest::load(m)?,
@@ -218,6 +248,9 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
     }
     let report = match (&args.manifest, &args.input, &args.output) {
         (Some(m), _, _) => convert_manifest(&Manifest::load(m)?, args.overwrite).await?,
+        (None, Some(input), Some(output)) if stores => {
+            remote::convert_via_stores(input, output, &options, args.temp_dir.as_deref()).await?
+        }
         (None, Some(input), Some(output)) => convert(input, output, &options).await?,
         _ => return Err(Error::Usage("give INPUT OUTPUT or --manifest".into())),
     };

@@ -84,6 +84,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An object store (s3://, gs://, az://) refused or failed a request.
+    #[error("{uri}: {what}")]
+    Store {
+        /// The object, as it may be shown (no credentials).
+        uri: String,
+        /// What failed, in the store's words.
+        what: String,
+        /// A retry of the same command can succeed (timeouts, 5xx, throttling, connection).
+        transient: bool,
+    },
     /// The Lance library failed while writing or committing a table.
     #[cfg(feature = "writer")]
     #[error("{}: lance: {source}", path.display())]
@@ -195,6 +205,8 @@ impl Error {
             Error::Lance { source, .. } if is_transient(source) => exit_code::TRANSIENT,
             #[cfg(feature = "writer")]
             Error::Lance { .. } => exit_code::IO,
+            Error::Store { transient: true, .. } => exit_code::TRANSIENT,
+            Error::Store { .. } => exit_code::IO,
             Error::Io { source, .. } if is_transient_io(source) => exit_code::TRANSIENT,
             Error::Io { .. } => exit_code::IO,
             Error::Internal(_) => exit_code::INTERNAL,
@@ -246,9 +258,11 @@ pub mod exit_code {
     /// The output exists and `--overwrite` was not given, or is a path slaf-convert will not
     /// write to (an input, inside an input, or a directory that is not a shard attempt).
     pub const OUTPUT_EXISTS: u8 = 73;
-    /// Reading or writing files failed (disk full, permissions, Lance I/O).
+    /// Reading or writing files failed (disk full, permissions, Lance I/O), or an object
+    /// store refused a request (credentials, missing bucket).
     pub const IO: u8 = 74;
-    /// A transient storage failure (commit conflict, timeout): the same command may be
+    /// A transient storage failure (commit conflict, timeout, an object store's 5xx or
+    /// throttling after its retries, a connection that failed): the same command may be
     /// retried as it is.
     pub const TRANSIENT: u8 = 75;
 }

@@ -17,6 +17,8 @@
 //!   nothing of Lance or SLAF tables.
 //! - [`slaf`]: table schemas, record batches, statistics, `config.json`, the Lance writer;
 //!   it knows nothing of input formats.
+//! - [`store`]: object stores (s3://, gs://, az://) from the environment's credentials:
+//!   fetch, upload, read, write, list; it knows nothing of datasets.
 //! - The vocabulary both sides share, owned by neither: [`cells`] (cell ranges and batches),
 //!   [`values`] (value types), [`columns`] (column names), [`location`] (path or URI); and
 //!   [`error`], [`logging`],
@@ -46,6 +48,8 @@ pub mod logging;
 pub mod pipeline;
 pub mod readers;
 pub mod slaf;
+#[cfg(feature = "writer")]
+pub mod store;
 pub mod values;
 pub mod workflow;
 

@@ -3,12 +3,17 @@
 //! Owns the one test of "is this text a URI" used on every path a user hands over (command
 //! arguments, a manifest's `output` and input paths, a plan's). Without it `s3://bucket/x`
 //! is a relative local path: `plan`, `shard` and `commit` created a directory named `s3:` and
-//! exited 0. Object stores are not written or read yet, so every URI is refused with a
-//! message that names it without its secrets: a URI carrying credentials (user info or a
-//! query string, e.g. a presigned or SAS URL) is refused as such and never echoed whole.
+//! exited 0. Where a command reads or writes object stores ([`STORE_SCHEMES`]: `convert`'s
+//! INPUT and OUTPUT, `commit --dataset`) such a URI is let through; everywhere else, and for
+//! any other scheme, a URI is refused with a message that names it without its secrets. A URI
+//! carrying credentials (user info or a query string, e.g. a presigned or SAS URL) is refused
+//! everywhere and never echoed whole.
 
 use std::ffi::OsStr;
 use std::path::Path;
+
+/// URI schemes slaf-convert reads and writes (through `object_store`).
+pub const STORE_SCHEMES: [&str; 3] = ["s3", "gs", "az"];
 
 /// A URI found where a path was expected, as it may be shown: scheme, host and path only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +58,23 @@ pub fn store_uri(text: &OsStr) -> Option<StoreUri> {
     })
 }
 
-/// Refuse `path` (the `role` it plays, e.g. "OUTPUT" or "input") if it is a URI: object
-/// stores are not supported yet. The message names the URI without its credentials.
+/// Refuse `path` (the `role` it plays, e.g. "OUTPUT" or "input") if it is a URI: this
+/// argument must be a local path. The message names the URI without its credentials.
 pub fn require_local(path: &Path, role: &str) -> std::result::Result<(), String> {
+    check_path(path, role, false)
+}
+
+/// Check `path` (the `role` it plays) where a store URI may stand (`stores`) or may not:
+/// a local path passes, a URI of [`STORE_SCHEMES`] passes where `stores`, and every other
+/// URI, or one carrying credentials, is refused with a message naming it without them.
+pub fn check_path(path: &Path, role: &str, stores: bool) -> std::result::Result<(), String> {
     let Some(uri) = store_uri(path.as_os_str()) else {
         return Ok(());
     };
+    let supported = STORE_SCHEMES.contains(&uri.scheme.as_str());
+    if stores && supported && !uri.has_credentials {
+        return Ok(());
+    }
     Err(if uri.scheme == "file" {
         format!(
             "{role} {}: give the local path itself, not a file:// URI",
@@ -70,10 +86,17 @@ pub fn require_local(path: &Path, role: &str) -> std::result::Result<(), String>
              credentials in the store's environment variables, never in a URI",
             uri.shown
         )
+    } else if supported {
+        format!(
+            "{role} {}: must be a local path here (object stores are read and written by \
+             convert's INPUT and OUTPUT and by commit --dataset); copy the data to a local \
+             path (a workflow engine can stage it) and name that path",
+            uri.shown
+        )
     } else {
         format!(
-            "{role} {}: object stores ({}://) are not supported yet; copy the data to a \
-             local path (a workflow engine can stage it) and name that path",
+            "{role} {}: {}:// is not an object store slaf-convert reads or writes (s3://, \
+             gs://, az://)",
             uri.shown, uri.scheme
         )
     })
@@ -142,9 +165,15 @@ mod tests {
         assert!(require_local(Path::new("out.slaf"), "OUTPUT").is_ok());
         let message = require_local(Path::new("s3://bench/x.slaf"), "OUTPUT").unwrap_err();
         assert!(
-            message.starts_with("OUTPUT s3://bench/x.slaf: object stores (s3://)"),
+            message.starts_with("OUTPUT s3://bench/x.slaf: must be a local path here"),
             "{message}"
         );
+        assert!(check_path(Path::new("s3://bench/x.slaf"), "OUTPUT", true).is_ok());
+        assert!(check_path(Path::new("az://c/x.slaf"), "OUTPUT", true).is_ok());
+        let message = check_path(Path::new("hdfs://n/x"), "INPUT", true).unwrap_err();
+        assert!(message.contains("hdfs:// is not an object store"), "{message}");
+        let message = check_path(Path::new("s3://k:s@b/x"), "INPUT", true).unwrap_err();
+        assert!(message.contains("credentials") && !message.contains(":s@"), "{message}");
         let message = require_local(Path::new("file:///data/x.slaf"), "OUTPUT").unwrap_err();
         assert!(message.contains("give the local path itself"), "{message}");
         assert_eq!(uri("s3://bucket").unwrap().shown, "s3://bucket");

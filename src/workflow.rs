@@ -1,6 +1,7 @@
 //! The workflow steps: a YAML [`manifest`] becomes a [`plan`] (cell-range shards); each
 //! [`shard`] writes uncommitted fragments and a receipt; one [`commit`] makes them the
-//! dataset. [`convert`] runs the three in one process; [`schemas`] publishes the JSON
+//! dataset. [`convert`] runs the three in one process; [`remote`] runs `convert` and `commit`
+//! with inputs or outputs in object stores; [`schemas`] publishes the JSON
 //! schemas of the files they exchange. Without the `writer` feature only the manifest and
 //! plan loaders are built (what `fuzz/` exercises).
 
@@ -10,6 +11,8 @@ pub mod commit;
 pub mod convert;
 pub mod manifest;
 pub mod plan;
+#[cfg(feature = "writer")]
+pub mod remote;
 #[cfg(feature = "writer")]
 pub mod schemas;
 #[cfg(feature = "writer")]

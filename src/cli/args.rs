@@ -22,9 +22,20 @@ Exit codes:
   70  internal error (a bug: please report it)
   73  output exists (pass --overwrite), or is a path slaf-convert will not write to (an
       input, inside an input, or a shard directory that holds something else)
-  74  I/O error writing the output
-  75  transient storage failure (commit conflict, timeout): retry the same command
+  74  I/O error writing the output, or an object store refused a request (credentials,
+      permissions, missing bucket)
+  75  transient storage failure (commit conflict, timeout, an object store's 5xx, throttling
+      or lost connection after its retries): retry the same command
 None of these is 104, 130-145 or 175, which nf-core's base config retries.
+
+Object stores: convert's INPUT and OUTPUT and commit's --dataset may be s3://bucket/path,
+gs://bucket/path or az://container/path. Credentials and endpoints come only from the
+environment, as each cloud's tools read them: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP; AZURE_STORAGE_ACCOUNT_NAME,
+AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY, AZURE_STORAGE_USE_EMULATOR;
+GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY, GOOGLE_APPLICATION_CREDENTIALS. A URI
+holding credentials is refused. Failed requests are retried with backoff for up to
+SLAF_CONVERT_STORE_RETRY_SECONDS (default 180).
 
 Logs go to stderr: JSON lines when stderr is not a terminal (one object per line with a
 stable \"event\" field), human lines otherwise. Set SLAF_CONVERT_LOG to a tracing filter to
@@ -178,9 +189,16 @@ pub struct CommitArgs {
     /// Staged shard directories or receipt files (none: the shared-target receipts).
     pub shards: Vec<PathBuf>,
     /// Build the dataset here instead of the plan's output (staged shards only; Nextflow
-    /// commits inside its own task directory).
+    /// commits inside its own task directory). May be an object store URI
+    /// (s3://bucket/x.slaf): the dataset is built in --temp-dir, then uploaded, its
+    /// completion marker last.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
+    /// Where a dataset bound for an object store is built before its upload (default: the
+    /// system's temporary directory, $TMPDIR). Needs room for the whole dataset; removed
+    /// afterwards, on failure too.
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// Arguments of `inspect`.
@@ -198,12 +216,20 @@ pub struct InspectArgs {
 pub struct ConvertArgs {
     /// Input: an AnnData .h5ad (X as CSR, CSC or dense; layers, obsm, varm, obsp, varp and uns
     /// are converted too), a 10x MTX directory, or a Cell Ranger .h5 (v2 or v3). The format is
-    /// detected from the content.
+    /// detected from the content. An object store URI (s3://bucket/pbmc.h5ad, or the prefix
+    /// of a 10x directory) is fetched to --temp-dir first.
     #[arg(required_unless_present = "manifest")]
     pub input: Option<PathBuf>,
     /// Output directory to create, e.g. out.slaf. Must not be, contain or lie inside INPUT.
+    /// An object store URI (s3://bucket/pbmc.slaf) is built in --temp-dir and uploaded, its
+    /// completion marker last.
     #[arg(required_unless_present_any = ["manifest", "read_only"])]
     pub output: Option<PathBuf>,
+    /// Where an input fetched from, or a dataset bound for, an object store is kept while
+    /// converting (default: the system's temporary directory, $TMPDIR). Needs room for the
+    /// input and the dataset; removed afterwards, on failure too.
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
     /// Convert every input of a YAML manifest instead (plan + every shard + commit, in this
     /// process); the other conversion options come from the manifest.
     #[arg(long, conflicts_with_all = ["input", "output"])]

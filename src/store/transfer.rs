@@ -1,0 +1,142 @@
+//! Whole objects between a store and local files: an input fetched to a local directory (one
+//! object, or the objects directly under a prefix, as a 10x directory is), and a local file
+//! uploaded (multipart past 10 MiB, in bounded memory).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, Result};
+
+use super::{store_error, Store};
+
+/// Part size of uploads; also the memory an upload holds.
+const UPLOAD_PART: usize = 10 * 1024 * 1024;
+
+/// What [`Store::download`] fetched.
+#[derive(Debug, Clone)]
+pub struct DownloadReport {
+    /// The local file, or directory of files.
+    pub path: PathBuf,
+    /// Objects fetched.
+    pub objects: usize,
+    /// Bytes fetched.
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Fetch the object at the prefix into `dir` under its own name; if there is no such
+    /// object, every object directly under the prefix into `dir/<name>/` (a directory input).
+    /// Logs `input.fetching` before and `input.fetched` after, with bytes and seconds.
+    pub async fn download(&self, dir: &Path) -> Result<DownloadReport> {
+        let name = self
+            .name()
+            .ok_or_else(|| Error::Usage(format!("{}: names a bucket, not an input", self.shown)))?;
+        let started = Instant::now();
+        let single = match self.client.head(&self.root).await {
+            Ok(meta) => Some(meta),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(store_error(&self.shown, &e)),
+        };
+        let (path, objects) = match single {
+            Some(meta) => (dir.join(&name), vec![(meta.location, dir.join(&name))]),
+            None => {
+                let listed = self
+                    .client
+                    .list_with_delimiter(Some(&self.root))
+                    .await
+                    .map_err(|e| store_error(&self.shown, &e))?;
+                let local = dir.join(&name);
+                let objects: Vec<_> = listed
+                    .objects
+                    .into_iter()
+                    .filter_map(|m| {
+                        let file = m.location.filename()?.to_string();
+                        Some((m.location, local.join(file)))
+                    })
+                    .collect();
+                if objects.is_empty() {
+                    return Err(Error::InputMissing {
+                        path: PathBuf::from(&self.shown),
+                        what: "no such object, and no objects under it".into(),
+                    });
+                }
+                std::fs::create_dir_all(&local).map_err(|e| Error::io(&local, e))?;
+                (local, objects)
+            }
+        };
+        tracing::info!(event = "input.fetching", input = %self.shown, objects = objects.len(), "fetching {} to {}", self.shown, path.display());
+        let mut bytes = 0;
+        for (object, file) in &objects {
+            bytes += self.fetch_object(object, file).await?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(event = "input.fetched", input = %self.shown, bytes, seconds, "fetched {} ({bytes} bytes in {seconds:.1} s)", self.shown);
+        Ok(DownloadReport {
+            path,
+            objects: objects.len(),
+            bytes,
+        })
+    }
+
+    /// Stream one object into `file`.
+    async fn fetch_object(&self, object: &object_store::path::Path, file: &Path) -> Result<u64> {
+        let shown = format!("{}/{}", self.shown, object.filename().unwrap_or_default());
+        let got = self
+            .client
+            .get(object)
+            .await
+            .map_err(|e| store_error(&shown, &e))?;
+        let mut out = tokio::fs::File::create(file)
+            .await
+            .map_err(|e| Error::io(file, e))?;
+        let mut stream = got.into_stream();
+        let mut bytes = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| store_error(&shown, &e))?;
+            bytes += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(|e| Error::io(file, e))?;
+        }
+        out.flush().await.map_err(|e| Error::io(file, e))?;
+        Ok(bytes)
+    }
+
+    /// Upload the local `file` as the object `rel`: one PUT, or a multipart upload that only
+    /// becomes visible once complete.
+    pub async fn upload(&self, file: &Path, rel: &str) -> Result<u64> {
+        let shown = self.shown_child(rel);
+        let mut input = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| Error::io(file, e))?;
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.client.clone(),
+            self.path(rel),
+            UPLOAD_PART,
+        );
+        let copied = tokio::io::copy(&mut input, &mut writer).await;
+        let copied = match copied {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(io_or_store(file, &shown, e));
+            }
+        };
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| io_or_store(file, &shown, e))?;
+        Ok(copied)
+    }
+}
+
+/// An error of a copy from a local file into the store: the store's, or the file's.
+fn io_or_store(file: &Path, shown: &str, e: std::io::Error) -> Error {
+    let from_store = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<object_store::Error>())
+        .map(|store| store_error(shown, store));
+    from_store.unwrap_or_else(|| Error::io(file, e))
+}

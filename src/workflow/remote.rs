@@ -1,0 +1,264 @@
+//! `convert` and `commit` with inputs or outputs in object stores (s3://, gs://, az://).
+//!
+//! An input URI is fetched once per task into a local temporary directory (a single object,
+//! or the objects directly under a prefix for a 10x directory) and converted from there:
+//! HDF5 files are read at random offsets, which the direct chunk reader does on local files.
+//! A dataset bound for a URI is built in a local temporary directory exactly as a local one
+//! (plan, shards, commit, marker), then published to its prefix by [`publish`]: a claim
+//! object first, the tables' data files, then their manifests, stale objects of an earlier
+//! attempt removed, `config.json`, and the completion marker last, so a reader never sees a
+//! marker before the dataset is whole. The temporary directory is removed when the task
+//! ends, on failure too.
+//!
+//! Kill and retry: a publish killed part-way leaves the claim and no marker; the re-run
+//! builds again and publishes over it (objects are rewritten whole; what the new build does
+//! not hold is deleted before the marker). A prefix that holds objects but neither our
+//! marker nor our claim is refused: nothing a user put there is deleted.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::location::store_uri;
+use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
+use crate::store::Store;
+use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
+use crate::workflow::convert::{convert, ConvertOptions, ConvertReport};
+use crate::workflow::plan::Plan;
+
+/// The object that marks a prefix as being published by slaf-convert.
+pub const CLAIM_FILE: &str = "_slaf_convert_upload.json";
+
+/// Files of a local build that stay local (the commit's lock).
+const LOCAL_ONLY: [&str; 1] = ["_slaf_commit.lock"];
+
+/// Uploads at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+/// The claim's content: who is publishing which plan.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claim {
+    tool: String,
+    plan_hash: String,
+}
+
+/// `path` names an object store (a URI of a supported scheme).
+pub fn is_store(path: &Path) -> bool {
+    store_uri(path.as_os_str()).is_some()
+}
+
+/// A local directory for one task's fetched inputs and built dataset, removed when dropped.
+fn scratch(temp_dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    let parent = temp_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    tempfile::Builder::new()
+        .prefix("slaf-convert-")
+        .tempdir_in(&parent)
+        .map_err(|e| Error::io(&parent, e))
+}
+
+fn open(path: &Path) -> Result<Store> {
+    Store::open(&path.to_string_lossy())
+}
+
+/// `convert INPUT OUTPUT` where either may be a URI; `temp_dir` holds what is fetched and
+/// built (default: the system's temporary directory).
+pub async fn convert_via_stores(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+    temp_dir: Option<&Path>,
+) -> Result<ConvertReport> {
+    let output_store = is_store(output).then(|| open(output)).transpose()?;
+    if let Some(store) = &output_store {
+        // Refuse before fetching or converting anything.
+        check_target(store, None, options.overwrite).await?;
+    }
+    let scratch = scratch(temp_dir)?;
+    let local_input = match is_store(input) {
+        true => {
+            let fetched = open(input)?;
+            let dir = scratch.path().join("input");
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            fetched.download(&dir).await?.path
+        }
+        false => input.to_path_buf(),
+    };
+    let Some(store) = output_store else {
+        return convert(&local_input, output, options).await;
+    };
+    let built = scratch.path().join("dataset.slaf");
+    let local_options = ConvertOptions {
+        overwrite: false,
+        ..options.clone()
+    };
+    let mut report = convert(&local_input, &built, &local_options).await?;
+    let shown_inputs = [(local_input, input.to_path_buf())];
+    report.marker = publish(&built, &store, options.overwrite, &shown_inputs).await?;
+    report.output = PathBuf::from(store.shown());
+    Ok(report)
+}
+
+/// `commit --dataset URI`: commit `plan` from the staged shards `sources` into a local
+/// temporary directory, then publish it. A dataset there of this plan is left as it is; one
+/// of another plan is replaced, as a local commit rebuilds it.
+pub async fn commit_to_store(
+    plan: &Plan,
+    sources: &[PathBuf],
+    dataset: &Path,
+    temp_dir: Option<&Path>,
+) -> Result<CompletionMarker> {
+    let store = open(dataset)?;
+    if sources.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: a dataset in an object store is committed from staged shards: give the \
+             shard directories (shard --output DIR)",
+            store.shown()
+        )));
+    }
+    if let Some(done) = check_target(&store, Some(&plan.plan_hash), true).await? {
+        tracing::info!(event = "commit.done", dataset = store.shown(), "already committed: nothing to do");
+        return Ok(done);
+    }
+    let scratch = scratch(temp_dir)?;
+    let local = Plan {
+        output: scratch.path().join("dataset.slaf"),
+        ..plan.clone()
+    };
+    commit(&local, sources).await?;
+    publish(&local.output, &store, true, &[]).await
+}
+
+/// What is at the target prefix, checked before any work: `Some(marker)` if it holds a
+/// complete dataset of `plan_hash`; an error if it holds a complete dataset that may not be
+/// replaced (`replace` false), or objects that are not a dataset of ours.
+async fn check_target(
+    store: &Store,
+    plan_hash: Option<&str>,
+    replace: bool,
+) -> Result<Option<CompletionMarker>> {
+    if let Some(marker) = remote_marker(store).await? {
+        if plan_hash == Some(marker.plan_hash.as_str()) {
+            return Ok(Some(marker));
+        }
+        if !replace {
+            return Err(Error::OutputExists {
+                path: PathBuf::from(store.shown()),
+            });
+        }
+        return Ok(None);
+    }
+    let names = store.list().await?;
+    if !names.is_empty() && !names.iter().any(|n| n == CLAIM_FILE) {
+        return Err(Error::OutputNotOurs {
+            path: PathBuf::from(store.shown()),
+            what: "holds objects and is not a dataset of slaf-convert's (no completion marker \
+                   or upload claim): name a new or empty prefix"
+                .into(),
+        });
+    }
+    Ok(None)
+}
+
+async fn remote_marker(store: &Store) -> Result<Option<CompletionMarker>> {
+    let Some(bytes) = store.read(MARKER_FILE).await? else {
+        return Ok(None);
+    };
+    // An unreadable marker is no proof of completeness: treated as a dataset to replace.
+    Ok(serde_json::from_slice(&bytes).ok())
+}
+
+/// Upload the complete dataset built in `local` to `store`, the completion marker last, and
+/// return the marker as published (inputs fetched from a store named by their URI:
+/// `shown_inputs` maps each local path to it). A complete dataset of the same plan there is
+/// kept as it is; one of another plan is replaced only if `replace`.
+pub async fn publish(
+    local: &Path,
+    store: &Store,
+    replace: bool,
+    shown_inputs: &[(PathBuf, PathBuf)],
+) -> Result<CompletionMarker> {
+    let mut marker = read_marker(local)?
+        .ok_or_else(|| Error::Internal(format!("{}: built without a marker", local.display())))?;
+    for input in &mut marker.inputs {
+        if let Some((_, shown)) = shown_inputs.iter().find(|(l, _)| *l == input.path) {
+            input.path = shown.clone();
+        }
+    }
+    if let Some(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
+        return Ok(done);
+    }
+    let started = std::time::Instant::now();
+    let claim = Claim {
+        tool: "slaf-convert".into(),
+        plan_hash: marker.plan_hash.clone(),
+    };
+    store.write(CLAIM_FILE, to_json(&claim)?).await?;
+    // From here the prefix is incomplete: the marker goes first, so no reader trusts it.
+    store.delete(MARKER_FILE).await?;
+    let files = local_files(local)?;
+    let last = [CONFIG_FILE, UNS_FILE, MARKER_FILE];
+    // Data files before the manifests that name them, so a listed version is whole.
+    let (manifests, data): (Vec<&String>, Vec<&String>) = files
+        .iter()
+        .filter(|f| !last.contains(&f.as_str()))
+        .partition(|f| f.contains("/_versions/"));
+    let mut bytes = 0;
+    for group in [data, manifests] {
+        bytes += futures::stream::iter(group)
+            .map(|rel| async move { store.upload(&local.join(rel), rel).await })
+            .buffer_unordered(PARALLEL_UPLOADS)
+            .try_fold(0, |sum, n| async move { Ok(sum + n) })
+            .await?;
+    }
+    let keep: BTreeSet<&str> = files.iter().map(String::as_str).collect();
+    for stale in store.list().await? {
+        if !keep.contains(stale.as_str()) && stale != CLAIM_FILE && stale != MARKER_FILE {
+            store.delete(&stale).await?;
+        }
+    }
+    for name in [UNS_FILE, CONFIG_FILE] {
+        if keep.contains(name) {
+            bytes += store.upload(&local.join(name), name).await?;
+        }
+    }
+    store.write(MARKER_FILE, to_json(&marker)?).await?;
+    store.delete(CLAIM_FILE).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(event = "output.uploaded", output = store.shown(), objects = files.len(), bytes, seconds, "uploaded {} ({} objects, {bytes} bytes in {seconds:.1} s)", store.shown(), files.len());
+    Ok(marker)
+}
+
+fn to_json(doc: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(format!("serialising: {e}")))
+}
+
+/// Every file under `root`, as '/'-separated paths relative to it, but the local-only ones.
+fn local_files(root: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::io(&path, e))?;
+            if kind.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let rel = rel.join("/");
+            if !LOCAL_ONLY.contains(&rel.as_str()) {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
