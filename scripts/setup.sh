@@ -6,7 +6,9 @@
 #                    12 has 3.25), PyPI's cmake in ~/.cache/slaf-convert/cmake (scripts/env.sh
 #                    points the build at it);
 #   with --python:   the interop venv ($SLAF_CONVERT_VENV, default ~/.cache/slaf-convert/venv)
-#                    with upstream's reader (slafdb 0.5.2) and anndata, from tests/python/requirements.txt.
+#                    with upstream's reader (slafdb 0.5.2) and anndata, from tests/python/requirements.txt;
+#                    and Azurite, the Azure Blob emulator the object-store tests start, from npm
+#                    into ~/.cache/slaf-convert/azurite (Node.js and npm from Debian if missing).
 # Safe to rerun: skips what is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +18,10 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ "${1:-}" = "--python" ]; then
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need[*]}" >&2
   sudo_cmd=()
@@ -45,5 +51,11 @@ if [ "${1:-}" = "--python" ]; then
     "$venv/bin/python" -m pip install -q --upgrade pip
     "$venv/bin/python" -m pip install -q -r "$req"
     echo "$want" > "$stamp"
+  fi
+  azurite="$HOME/.cache/slaf-convert/azurite"
+  if [ ! -x "$azurite/node_modules/.bin/azurite-blob" ]; then
+    echo "setup: installing Azurite 3.35.0 (npm) into $azurite" >&2
+    mkdir -p "$azurite"
+    npm install --silent --no-audit --no-fund --prefix "$azurite" azurite@3.35.0 >/dev/null
   fi
 fi

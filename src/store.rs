@@ -261,10 +261,16 @@ fn concise(text: &str) -> String {
     match (status, between("<Code>", "</Code>")) {
         (Some(status), Some(code)) => {
             let message = between("<Message>", "</Message>").unwrap_or_default();
-            format!("the store answered {status}: {code}: {message}")
+            // Azure appends its request id and time on lines of their own.
+            let message = message.split("RequestId:").next().unwrap_or_default();
+            one_line(&format!("the store answered {status}: {code}: {message}"))
         }
-        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        _ => one_line(text),
     }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// An HTTP status 400-499 other than 408 (timeout) and 429 (throttled) in `text`.
@@ -325,6 +331,13 @@ mod tests {
             "the store answered 404 Not Found: NoSuchBucket: The specified bucket does not exist"
         );
         assert_eq!(concise("a\n  b"), "a b");
+        let azure = "status code: 404 Not Found: <Code>ContainerNotFound</Code><Message>The \
+            specified container does not exist.\nRequestId:79dd\nTime:2026</Message>";
+        assert_eq!(
+            concise(azure),
+            "the store answered 404 Not Found: ContainerNotFound: The specified container does \
+             not exist."
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::json_file::write_json;
 use crate::location::store_uri;
 use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::store::Store;
@@ -86,8 +87,14 @@ pub async fn convert_via_stores(
         }
         false => input.to_path_buf(),
     };
+    let shown_inputs = [(local_input.clone(), input.to_path_buf())];
     let Some(store) = output_store else {
-        return convert(&local_input, output, options).await;
+        let mut report = convert(&local_input, output, options).await?;
+        // The marker names the input as the user did, not its temporary copy; rewritten
+        // whole (write, then rename), so it stays a complete marker throughout.
+        name_inputs(&mut report.marker, &shown_inputs);
+        write_json(output, MARKER_FILE, &report.marker)?;
+        return Ok(report);
     };
     let built = scratch.path().join("dataset.slaf");
     let local_options = ConvertOptions {
@@ -95,10 +102,18 @@ pub async fn convert_via_stores(
         ..options.clone()
     };
     let mut report = convert(&local_input, &built, &local_options).await?;
-    let shown_inputs = [(local_input, input.to_path_buf())];
     report.marker = publish(&built, &store, options.overwrite, &shown_inputs).await?;
     report.output = PathBuf::from(store.shown());
     Ok(report)
+}
+
+/// Name each input fetched from a store by its URI: `shown_inputs` maps its local path to it.
+fn name_inputs(marker: &mut CompletionMarker, shown_inputs: &[(PathBuf, PathBuf)]) {
+    for input in &mut marker.inputs {
+        if let Some((_, shown)) = shown_inputs.iter().find(|(l, _)| *l == input.path) {
+            input.path = shown.clone();
+        }
+    }
 }
 
 /// `commit --dataset URI`: commit `plan` from the staged shards `sources` into a local
@@ -182,11 +197,7 @@ pub async fn publish(
 ) -> Result<CompletionMarker> {
     let mut marker = read_marker(local)?
         .ok_or_else(|| Error::Internal(format!("{}: built without a marker", local.display())))?;
-    for input in &mut marker.inputs {
-        if let Some((_, shown)) = shown_inputs.iter().find(|(l, _)| *l == input.path) {
-            input.path = shown.clone();
-        }
-    }
+    name_inputs(&mut marker, shown_inputs);
     if let Some(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
         return Ok(done);
     }
