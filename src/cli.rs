@@ -7,11 +7,11 @@ use std::path::Path;
 
 use slaf_convert::error::{Error, Result};
 use slaf_convert::workflow::convert::{
-    convert, convert_manifest, read_only, single_input_manifest, ConvertOptions,
+    convert_manifest, read_only, single_input_manifest, ConvertOptions,
 };
 use slaf_convert::workflow::manifest::{Manifest, ManifestOptions};
 use slaf_convert::workflow::plan::{Plan, ShardSize};
-use slaf_convert::workflow::remote;
+use slaf_convert::workflow::{fetch, remote};
 use slaf_convert::workflow::shard::{run_shard as run_shard_impl, Placement, ShardTask};
 
 use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
@@ -25,11 +25,11 @@ pub async fn run(command: Command) -> Result<()> {
     }
     match command {
         Command::Convert(args) => run_convert(args).await,
-        Command::Plan(args) => run_plan(args),
+        Command::Plan(args) => run_plan(args).await,
         Command::Shard(args) => run_shard(args).await,
         Command::Commit(args) => {
             let mut plan = Plan::load(&args.plan)?;
-            if let Some(dataset) = args.dataset.as_deref().filter(|d| remote::is_store(d)) {
+            if let Some(dataset) = args.dataset.as_deref().filter(|d| fetch::is_store(d)) {
                 let marker =
                     remote::commit_to_store(&plan, &args.shards, dataset, args.temp_dir.as_deref())
                         .await?;
@@ -110,7 +110,7 @@ fn path_arguments(command: &Command) -> Vec<(&'static str, &Path, bool)> {
         .collect()
 }
 
-fn run_plan(args: PlanArgs) -> Result<()> {
+async fn run_plan(args: PlanArgs) -> Result<()> {
     let mut manifest = Manifest::load(&args.manifest)?;
     if let Some(dataset) = args.dataset {
         manifest.output = std::path::absolute(&dataset).map_err(|e| Error::io(&dataset, e))?;
@@ -126,7 +126,15 @@ fn run_plan(args: PlanArgs) -> Result<()> {
     } else {
         ValueScan::RowsOnly
     };
-    let plan = Plan::build_scanning(&manifest, size, values)?;
+    // Inputs in object stores are scanned from copies fetched for the plan alone (removed
+    // afterwards); the plan names them by their URIs, and each shard fetches its own.
+    let scratch = tempfile::Builder::new()
+        .prefix("slaf-convert-plan-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let (local, fetched) = fetch::fetch_inputs(&manifest, scratch.path()).await?;
+    let mut plan = Plan::build_scanning(&local, size, values)?;
+    fetch::name_fetched_inputs(&mut plan, &fetched);
     plan.save(&args.output)?;
     tracing::info!(event = "plan.done", plan_hash = %plan.plan_hash, shards = plan.shards.len(), n_cells = plan.n_cells, "planned {} shards", plan.shards.len());
     if args.print_shards {
@@ -217,15 +225,6 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
             },
         },
     };
-    let stores = [&args.input, &args.output]
-        .into_iter()
-        .flatten()
-        .any(|p| remote::is_store(p));
-    if args.read_only && stores {
-        return Err(Error::Usage(
-            "--read-only reads local inputs only; fetch the input first".into(),
-        ));
-    }
     if args.read_only {
         let manifest = match (&args.manifest, &args.input) {
             (Some(m), _) => Manifest::load(m)?,
@@ -236,6 +235,11 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
             )?,
             _ => return Err(Error::Usage("give INPUT or --manifest".into())),
         };
+        if manifest.inputs.iter().any(|i| fetch::is_store(&i.path)) {
+            return Err(Error::Usage(
+                "--read-only reads local inputs only; fetch the input first".into(),
+            ));
+        }
         let started = std::time::Instant::now();
         let report = read_only(&manifest).await?;
         println!(
@@ -246,13 +250,19 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let report = match (&args.manifest, &args.input, &args.output) {
-        (Some(m), _, _) => convert_manifest(&Manifest::load(m)?, args.overwrite).await?,
-        (None, Some(input), Some(output)) if stores => {
-            remote::convert_via_stores(input, output, &options, args.temp_dir.as_deref()).await?
-        }
-        (None, Some(input), Some(output)) => convert(input, output, &options).await?,
+    let manifest = match (&args.manifest, &args.input, &args.output) {
+        (Some(m), _, _) => Manifest::load(m)?,
+        (None, Some(input), Some(output)) => single_input_manifest(input, output, &options)?,
         _ => return Err(Error::Usage("give INPUT OUTPUT or --manifest".into())),
+    };
+    let stores = std::iter::once(&manifest.output)
+        .chain(manifest.inputs.iter().map(|i| &i.path))
+        .any(|p| fetch::is_store(p));
+    let report = match stores {
+        true => {
+            remote::convert_via_stores(&manifest, args.overwrite, args.temp_dir.as_deref()).await?
+        }
+        false => convert_manifest(&manifest, args.overwrite).await?,
     };
     let m = &report.marker;
     println!(

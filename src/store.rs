@@ -227,6 +227,18 @@ pub(crate) fn store_error(shown: &str, e: &object_store::Error) -> Error {
         E::Unauthenticated { .. } => format!("the credentials were refused: {}", source_text(e)),
         _ => concise(&source_text(e)),
     };
+    // With no credentials in the environment the clients ask the machine's metadata service;
+    // off a cloud machine that fails in words that do not say what is missing.
+    let what = match ["169.254.169.254", "metadata.google.internal"]
+        .iter()
+        .any(|host| what.contains(host))
+    {
+        true => format!(
+            "no credentials: none in the environment (see `slaf-convert --help`) and the \
+             machine's metadata service gave none ({what})"
+        ),
+        false => what,
+    };
     Error::Store {
         uri: shown.to_string(),
         what,

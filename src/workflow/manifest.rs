@@ -302,13 +302,15 @@ impl Manifest {
             path: path.to_path_buf(),
             what: e.to_string(),
         })?;
-        // A URI is no relative path to resolve against the manifest's directory.
-        let paths = std::iter::once(("output".to_string(), &manifest.output)).chain(
+        // Inputs may be object store URIs (fetched by each task); the output is a local
+        // directory (`commit --dataset URI` puts a dataset in a store). A URI is no relative
+        // path to resolve against the manifest's directory.
+        let paths = std::iter::once(("output".to_string(), &manifest.output, false)).chain(
             (manifest.inputs.iter().enumerate())
-                .map(|(i, input)| (format!("inputs[{i}].path"), &input.path)),
+                .map(|(i, input)| (format!("inputs[{i}].path"), &input.path, true)),
         );
-        for (key, p) in paths {
-            crate::location::require_local(p, &key).map_err(|what| Error::Manifest {
+        for (key, p, stores) in paths {
+            crate::location::check_path(p, &key, stores).map_err(|what| Error::Manifest {
                 path: path.to_path_buf(),
                 what,
             })?;
@@ -318,7 +320,7 @@ impl Manifest {
         let base = std::path::absolute(parent.unwrap_or(Path::new(".")))
             .map_err(|e| Error::io(path, e))?;
         let resolve = |p: &Path| {
-            if p.is_relative() {
+            if p.is_relative() && crate::location::store_uri(p.as_os_str()).is_none() {
                 base.join(p)
             } else {
                 p.to_path_buf()

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::input_files::{locate, Fingerprint};
+pub use self::input_files::{check_planned, locate, Fingerprint};
 
 use crate::error::{Error, Result};
 
@@ -234,10 +234,10 @@ impl Plan {
                 "plan_hash does not match the plan's content (edited by hand?)",
             ));
         }
-        let paths = std::iter::once(("output", &plan.output))
-            .chain(plan.inputs.iter().map(|i| ("input", &i.path)));
-        for (key, p) in paths {
-            crate::location::require_local(p, key).map_err(|what| Error::invalid(path, what))?;
+        let paths = std::iter::once(("output", &plan.output, false))
+            .chain(plan.inputs.iter().map(|i| ("input", &i.path, true)));
+        for (key, p, stores) in paths {
+            crate::location::check_path(p, key, stores).map_err(|what| Error::invalid(path, what))?;
         }
         Ok(plan)
     }

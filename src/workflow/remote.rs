@@ -1,8 +1,6 @@
 //! `convert` and `commit` with inputs or outputs in object stores (s3://, gs://, az://).
 //!
-//! An input URI is fetched once per task into a local temporary directory (a single object,
-//! or the objects directly under a prefix for a 10x directory) and converted from there:
-//! HDF5 files are read at random offsets, which the direct chunk reader does on local files.
+//! Inputs in stores are fetched ([`crate::workflow::fetch`]): once for a whole `convert`.
 //! A dataset bound for a URI is built in a local temporary directory exactly as a local one
 //! (plan, shards, commit, marker), then published to its prefix by [`publish`]: a claim
 //! object first, the tables' data files, then their manifests, stale objects of an earlier
@@ -23,11 +21,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::json_file::write_json;
-use crate::location::store_uri;
-use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
+use crate::slaf::config_json::{write_config, ConfigJson, CONFIG_FILE, UNS_FILE};
 use crate::store::Store;
+use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
 use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
-use crate::workflow::convert::{convert, ConvertOptions, ConvertReport};
+use crate::workflow::convert::{convert_manifest, ConvertReport};
+use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
 
 /// The object that marks a prefix as being published by slaf-convert.
@@ -46,65 +45,64 @@ struct Claim {
     plan_hash: String,
 }
 
-/// `path` names an object store (a URI of a supported scheme).
-pub fn is_store(path: &Path) -> bool {
-    store_uri(path.as_os_str()).is_some()
-}
-
-/// A local directory for one task's fetched inputs and built dataset, removed when dropped.
-fn scratch(temp_dir: Option<&Path>) -> Result<tempfile::TempDir> {
-    let parent = temp_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
-    tempfile::Builder::new()
-        .prefix("slaf-convert-")
-        .tempdir_in(&parent)
-        .map_err(|e| Error::io(&parent, e))
-}
-
-fn open(path: &Path) -> Result<Store> {
-    Store::open(&path.to_string_lossy())
-}
-
-/// `convert INPUT OUTPUT` where either may be a URI; `temp_dir` holds what is fetched and
-/// built (default: the system's temporary directory).
+/// Convert `manifest` (plan, every shard, commit) where its inputs or its output may be
+/// URIs; `temp_dir` holds what is fetched and built (default: the system's temporary
+/// directory). Inputs are fetched once for the whole conversion.
 pub async fn convert_via_stores(
-    input: &Path,
-    output: &Path,
-    options: &ConvertOptions,
+    manifest: &Manifest,
+    overwrite: bool,
     temp_dir: Option<&Path>,
 ) -> Result<ConvertReport> {
-    let output_store = is_store(output).then(|| open(output)).transpose()?;
+    let output = manifest.output.clone();
+    // A missing local input is named before any request goes to a store.
+    for input in manifest.inputs.iter().filter(|i| !is_store(&i.path)) {
+        crate::readers::format::input_metadata(&input.path)?;
+    }
+    let output_store = is_store(&output).then(|| open(&output)).transpose()?;
     if let Some(store) = &output_store {
         // Refuse before fetching or converting anything.
-        check_target(store, None, options.overwrite).await?;
+        check_target(store, None, overwrite).await?;
     }
     let scratch = scratch(temp_dir)?;
-    let local_input = match is_store(input) {
-        true => {
-            let fetched = open(input)?;
-            let dir = scratch.path().join("input");
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            fetched.download(&dir).await?.path
-        }
-        false => input.to_path_buf(),
-    };
-    let shown_inputs = [(local_input.clone(), input.to_path_buf())];
+    let (mut local, fetched) = fetch_inputs(manifest, &scratch.path().join("inputs")).await?;
     let Some(store) = output_store else {
-        let mut report = convert(&local_input, output, options).await?;
-        // The marker names the input as the user did, not its temporary copy; rewritten
-        // whole (write, then rename), so it stays a complete marker throughout.
-        name_inputs(&mut report.marker, &shown_inputs);
-        write_json(output, MARKER_FILE, &report.marker)?;
+        let mut report = convert_manifest(&local, overwrite).await?;
+        if !fetched.is_empty() {
+            // config.json and the marker name the inputs as the user did, not their
+            // temporary copies; each rewritten whole (write, then rename), the marker last.
+            name_inputs_in_config(&output, &fetched)?;
+            name_inputs(&mut report.marker, &fetched);
+            write_json(&output, MARKER_FILE, &report.marker)?;
+        }
         return Ok(report);
     };
-    let built = scratch.path().join("dataset.slaf");
-    let local_options = ConvertOptions {
-        overwrite: false,
-        ..options.clone()
-    };
-    let mut report = convert(&local_input, &built, &local_options).await?;
-    report.marker = publish(&built, &store, options.overwrite, &shown_inputs).await?;
+    local.output = scratch.path().join("dataset.slaf");
+    let mut report = convert_manifest(&local, false).await?;
+    name_inputs_in_config(&local.output, &fetched)?;
+    report.marker = publish(&local.output, &store, overwrite, &fetched).await?;
     report.output = PathBuf::from(store.shown());
     Ok(report)
+}
+
+/// Name each input fetched from a store by its URI in the `multi_file` block of the
+/// `config.json` in `dir` (`fetched`: copy, URI); a single input is not named there.
+fn name_inputs_in_config(dir: &Path, fetched: &[(PathBuf, PathBuf)]) -> Result<()> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let mut config: ConfigJson = serde_json::from_str(&text)
+        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+    let Some(multi) = config.multi_file.as_mut() else {
+        return Ok(());
+    };
+    for file in &mut multi.source_files {
+        let found = fetched
+            .iter()
+            .find(|(copy, _)| file.file_path == copy.display().to_string());
+        if let Some((_, uri)) = found {
+            file.file_path = uri.display().to_string();
+        }
+    }
+    write_config(dir, &config)
 }
 
 /// Name each input fetched from a store by its URI: `shown_inputs` maps its local path to it.

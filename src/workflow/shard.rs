@@ -30,7 +30,9 @@ use crate::slaf::schema::{
 };
 use crate::slaf::value_stats::ValueStats;
 use crate::values::ValueType;
-use crate::workflow::plan::{locate, Plan, PlannedColumn, PlannedInput, PlannedShard};
+use crate::workflow::plan::{
+    check_planned, locate, Plan, PlannedColumn, PlannedInput, PlannedShard,
+};
 
 /// Version of the receipt layout.
 pub const RECEIPT_FORMAT: u32 = 2;
@@ -190,7 +192,16 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     let (index, placement, receipt_path) = (task.index, &task.placement, task.receipt);
     let shard = plan.shard(index)?.clone();
     let input = &plan.inputs[shard.input];
-    let input_path = locate(input, task.inputs)?;
+    // An input in an object store: this task's own copy, kept until the shard is done.
+    let _fetched;
+    let input_path = match crate::workflow::fetch::is_store(&input.path) {
+        true => {
+            let (dir, copy) = crate::workflow::fetch::fetch_for_task(&input.path).await?;
+            _fetched = dir;
+            check_planned(input, copy)?
+        }
+        false => locate(input, task.inputs)?,
+    };
     let (root, _running) = prepare_root(plan, index, placement)?;
     let receipt_path = match (receipt_path, placement) {
         (Some(p), _) => p.to_path_buf(),

@@ -241,7 +241,7 @@ fn test_uris_are_refused_never_local_paths() {
     .unwrap();
     std::fs::write(
         at(&dir, "remote-input.yaml"),
-        "output: m.slaf\ninputs:\n  - path: x.h5ad\n  - path: gs://bench/y.h5ad\n",
+        "output: m.slaf\ninputs:\n  - path: x.h5ad\n  - path: hdfs://bench/y.h5ad\n",
     )
     .unwrap();
     let in_dir = |args: &[&str]| {
@@ -258,14 +258,25 @@ fn test_uris_are_refused_never_local_paths() {
     let presigned = format!("s3://bench/x.slaf?X-Amz-Signature={SECRET}");
     let cases: &[(&[&str], i32, &str)] = &[
         (
-            &["convert", "x.h5ad", "s3://bench/x.slaf"],
+            &["convert", "x.h5ad", "hdfs://bench/x.slaf"],
             2,
-            "OUTPUT s3://bench/x.slaf",
+            "OUTPUT hdfs://bench/x.slaf: hdfs:// is not an object store",
         ),
         (
-            &["convert", "gs://bench/x.h5ad", "x.slaf"],
+            &["convert", "--manifest", "gs://bench/m.yaml"],
             2,
-            "INPUT gs://bench/x.h5ad",
+            "--manifest gs://bench/m.yaml: must be a local path here",
+        ),
+        (
+            &["convert", "x.h5ad", "x.slaf", "--temp-dir", "s3://bench/tmp"],
+            2,
+            "--temp-dir s3://bench/tmp",
+        ),
+        // A store output is taken, but a missing local input is named before any request.
+        (
+            &["convert", "missing.h5ad", "s3://bench/x.slaf"],
+            66,
+            "missing.h5ad: no such file",
         ),
         (&["convert", "x.h5ad", &with_secret], 2, "credentials"),
         (&["convert", "x.h5ad", &presigned], 2, "credentials"),
@@ -277,7 +288,7 @@ fn test_uris_are_refused_never_local_paths() {
         (
             &["plan", "remote-input.yaml", "--output", "p.json"],
             64,
-            "inputs[1].path gs://",
+            "inputs[1].path hdfs://",
         ),
         (
             &[
@@ -318,7 +329,7 @@ fn test_uris_are_refused_never_local_paths() {
         (
             &["commit", "plan.json", "--dataset", "s3://bench/d.slaf"],
             2,
-            "s3://",
+            "s3://bench/d.slaf: a dataset in an object store is committed from staged shards",
         ),
     ];
     for (args, code, says) in cases {

@@ -428,3 +428,59 @@ def test_uri_with_credentials_is_refused_without_echo(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert SECRET not in proc.stderr and "credentials" in proc.stderr
+
+
+def test_manifest_inputs_in_the_store(store, tmp_path):
+    from test_workflow import three_files
+    s = store.scheme
+    parts = three_files(tmp_path)
+    for p, _ in parts:
+        store.put("inputs", f"atlas/{p.name}", p.read_bytes())
+
+    def manifest(d, paths):
+        d.mkdir()
+        text = "output: placeholder.slaf\ninputs:\n" + "".join(f"  - path: {p}\n" for p in paths)
+        text += "options:\n  chunk_size: 20\nsharding:\n  cells_per_shard: 40\n"
+        (d / "m.yaml").write_text(text)
+        return d / "m.yaml"
+
+    local = manifest(tmp_path / "local", [p for p, _ in parts])
+    remote = manifest(tmp_path / "remote", [f"{s}://inputs/atlas/{p.name}" for p, _ in parts])
+    run("convert", "--manifest", local, env=store.env())
+    want = local_tables(tmp_path / "local" / "placeholder.slaf")
+    # plan fetches to scan, names the inputs by URI; each shard, run in a directory holding
+    # nothing, fetches its own input; commit puts the dataset in the store.
+    run("plan", remote, "--output", tmp_path / "plan.json", env=store.env())
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert [i["path"] for i in plan["inputs"]] == [f"{s}://inputs/atlas/{p.name}" for p, _ in parts]
+    task = tmp_path / "task"
+    task.mkdir()
+    shards = []
+    for i in reversed(range(len(plan["shards"]))):
+        out = task / f"shard{i}"
+        proc = subprocess.run([BIN, "shard", str(tmp_path / "plan.json"), "--index", str(i),
+                               "--output", str(out)], capture_output=True, text=True,
+                              env=store.env(), cwd=task)
+        assert proc.returncode == 0, proc.stderr
+        assert '"event":"input.fetched"' in proc.stderr
+        shards.append(out)
+    uri = f"{s}://out/atlas.slaf"
+    run("commit", tmp_path / "plan.json", *shards, "--dataset", uri, env=store.env())
+    got = store_tables(store, uri)
+    uris = [f"{s}://inputs/atlas/{p.name}" for p, _ in parts]
+    assert [f["file_path"] for f in got["config"]["multi_file"]["source_files"]] == uris
+    for t in (got, want):
+        for f in t["config"]["multi_file"]["source_files"]:
+            f.pop("file_path")
+    assert_same(got, want)
+    assert [i["path"] for i in marker(store, uri)["inputs"]] == [i["path"] for i in plan["inputs"]]
+    # convert --manifest fetches each input once and names them by URI in the marker.
+    run("convert", "--manifest", remote, env=store.env())
+    done = tmp_path / "remote" / "placeholder.slaf"
+    got = local_tables(done)
+    assert [f["file_path"] for f in got["config"]["multi_file"]["source_files"]] == uris
+    for f in got["config"]["multi_file"]["source_files"]:
+        f.pop("file_path")
+    assert_same(got, want)
+    m = json.loads((done / "_SLAF_COMPLETE.json").read_text())
+    assert [i["path"] for i in m["inputs"]] == [i["path"] for i in plan["inputs"]]

@@ -128,6 +128,11 @@ pub fn locate(input: &PlannedInput, inputs_dir: Option<&Path>) -> Result<PathBuf
         };
         return Err(Error::InputMissing { path, what: hint });
     }
+    check_planned(input, path)
+}
+
+/// `path` if it holds the content `input` was planned from (its fingerprint), else an error.
+pub fn check_planned(input: &PlannedInput, path: PathBuf) -> Result<PathBuf> {
     let found = Fingerprint::of(&path)?;
     if !found.same_content(&input.fingerprint) {
         return Err(Error::invalid(
