@@ -484,3 +484,93 @@ def test_manifest_inputs_in_the_store(store, tmp_path):
     assert_same(got, want)
     m = json.loads((done / "_SLAF_COMPLETE.json").read_text())
     assert [i["path"] for i in m["inputs"]] == [i["path"] for i in plan["inputs"]]
+
+
+class CuttingProxy:
+    """A TCP proxy to a store that goes away (connections cut, new ones refused) once the
+    client has sent `limit` bytes, and comes back on the same port when revived."""
+
+    def __init__(self, upstream_port, limit):
+        import threading
+        self.upstream = upstream_port
+        self.limit = limit
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.conns = []
+        self.port = free_port()
+        self.listener = None
+        self.revive()
+
+    def revive(self, limit=None):
+        import threading
+        if limit is not None:
+            self.limit, self.sent = limit, 0
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener):
+        import threading
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src, dst, counted):
+        try:
+            while data := src.recv(65536):
+                if counted:
+                    with self.lock:
+                        self.sent += len(data)
+                        over = self.sent > self.limit
+                    if over:
+                        self.cut()
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        with self.lock:
+            conns, self.conns = self.conns, []
+            listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+
+def test_store_lost_mid_upload_exits_75_and_the_rerun_completes(store, tmp_path):
+    s = store.scheme
+    src = tmp_path / "a.h5ad"
+    fixtures.write("csr_int_counts", src)
+    run("convert", src, tmp_path / "local.slaf", env=store.env())
+    # The store goes away once the first objects of the upload are through.
+    proxy = CuttingProxy(store.port, limit=20_000)
+    env = store.env()
+    key = "AWS_ENDPOINT_URL" if s == "s3" else "AZURITE_BLOB_STORAGE_URL"
+    env[key] = f"http://127.0.0.1:{proxy.port}"
+    uri = f"{s}://out/lost.slaf"
+    proc = run("convert", src, uri, env=env, check=False)
+    assert proc.returncode == 75, proc.stderr
+    assert uri in proc.stderr
+    keys = store.objects("out", "lost.slaf/")
+    assert "lost.slaf/_slaf_convert_upload.json" in keys  # it died mid-upload ...
+    assert "lost.slaf/_SLAF_COMPLETE.json" not in keys  # ... and left no marker
+    proxy.revive(limit=10**12)
+    run("convert", src, uri, env=env)
+    assert_same(store_tables(store, uri), local_tables(tmp_path / "local.slaf"))
+    assert "lost.slaf/_slaf_convert_upload.json" not in store.objects("out", "lost.slaf/")
+    proxy.cut()
