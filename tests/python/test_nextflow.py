@@ -70,7 +70,8 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
     (src / "inputs").mkdir()
     shutil.copy(files[0][0], src / "inputs" / "part0.h5ad")
     subprocess.run([BIN, "convert", "--manifest", src / "m.yaml"], check=True, capture_output=True)
-    common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2, "meta.id": "test"}
+    common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2, "meta.id": "test",
+              "dataset": "test.slaf"}
 
     plan_dir = tmp_path / "work" / "plan"
     (plan_dir / "inputs").mkdir(parents=True)
@@ -113,3 +114,59 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
     os.symlink(staged_input, convert_dir / "part0.h5ad")
     run_task(convert_dir, "convert", input="part0.h5ad", **common)
     assert (convert_dir / "test.slaf" / "_SLAF_COMPLETE.json").exists()
+
+
+def test_commit_and_convert_modules_write_to_an_object_store(tmp_path):
+    """task.ext.dataset = 's3://...': the rendered commit and convert scripts put the dataset
+    in the bucket (a moto S3 server on 127.0.0.1), equal to the local conversion."""
+    from test_object_store import Moto, local_tables, store_tables
+    from test_object_store import assert_same as assert_same_tables
+    server = Moto(tmp_path)
+    try:
+        server.create_bucket("results")
+        env = server.env()
+        src = tmp_path / "src"
+        src.mkdir()
+        files = three_files(src, n=(70,))
+        (src / "m.yaml").write_text(
+            "output: ref.slaf\ninputs:\n  - path: part0.h5ad\noptions:\n  chunk_size: 20\n"
+            "sharding:\n  shards: 2\n")
+        subprocess.run([BIN, "convert", "--manifest", src / "m.yaml"], check=True,
+                       capture_output=True)
+        subprocess.run([BIN, "plan", src / "m.yaml", "--output", tmp_path / "plan.json"],
+                       check=True, capture_output=True)
+        shards = []
+        for i in (1, 2):
+            out = tmp_path / f"test.shard-{i}-of-2"
+            subprocess.run([BIN, "shard", tmp_path / "plan.json", "--shard", f"{i}-of-2",
+                            "--output", out], check=True, capture_output=True)
+            shards.append(out)
+        common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2,
+                  "meta.id": "test"}
+        commit_dir = tmp_path / "work" / "commit"
+        (commit_dir / "shards").mkdir(parents=True)
+        for s in shards:
+            os.symlink(s, commit_dir / "shards" / s.name)
+        shutil.copy(tmp_path / "plan.json", commit_dir / "test.plan.json")
+        script = render("commit", binary=BIN, plan="test.plan.json",
+                        fragments=" ".join(f"shards/{s.name}" for s in shards),
+                        dataset="s3://results/atlas.slaf", **common)
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=commit_dir,
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, script + proc.stderr
+        assert not (commit_dir / "test.slaf").exists()  # nothing of it in the task directory
+        want = local_tables(src / "ref.slaf")
+        assert_same_tables(store_tables(server, "s3://results/atlas.slaf"), want)
+
+        convert_dir = tmp_path / "work" / "convert"
+        convert_dir.mkdir()
+        os.symlink(files[0][0], convert_dir / "part0.h5ad")
+        script = render("convert", binary=BIN, input="part0.h5ad",
+                        dataset="s3://results/convert.slaf", **common)
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=convert_dir,
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, script + proc.stderr
+        assert list(convert_dir.iterdir()) == [convert_dir / "part0.h5ad"]
+        server.get("results", "convert.slaf/_SLAF_COMPLETE.json")
+    finally:
+        server.stop()

@@ -30,6 +30,10 @@ workflow SLAF_CONVERT {
     SLAFCONVERT_COMMIT(ch_commit)
 
     emit:
-    slaf   = SLAFCONVERT_COMMIT.out.slaf   // channel: [ val(meta), path("${prefix}.slaf") ]
-    marker = SLAFCONVERT_COMMIT.out.marker // channel: [ val(meta), path(_SLAF_COMPLETE.json) ]
+    slaf    = SLAFCONVERT_COMMIT.out.slaf    // channel: [ val(meta), path("${prefix}.slaf") ]
+    marker  = SLAFCONVERT_COMMIT.out.marker  // channel: [ val(meta), path(_SLAF_COMPLETE.json) ]
+    // channel: [ val(meta), val(location) ]: "${prefix}.slaf", or the URI withName:
+    // 'SLAFCONVERT_COMMIT' { ext.dataset = 's3://...' } sends it to (then slaf and marker
+    // stay empty: Nextflow stages none of the dataset).
+    dataset = SLAFCONVERT_COMMIT.out.dataset
 }

@@ -11,8 +11,11 @@ process SLAFCONVERT_COMMIT {
     tuple val(meta), path(fragments, stageAs: 'shards/*'), path(plan)
 
     output:
-    tuple val(meta), path("${prefix}.slaf"), emit: slaf
-    tuple val(meta), path("${prefix}.slaf/_SLAF_COMPLETE.json"), emit: marker
+    // Not emitted when task.ext.dataset puts the dataset in an object store.
+    tuple val(meta), path("${prefix}.slaf"), emit: slaf, optional: true
+    tuple val(meta), path("${prefix}.slaf/_SLAF_COMPLETE.json"), emit: marker, optional: true
+    // Where the dataset is: "${prefix}.slaf" in the task directory, or task.ext.dataset.
+    tuple val(meta), val(dataset), emit: dataset
     tuple val("${task.process}"), val('slaf-convert'), eval("slaf-convert --version | sed 's/.* //'"), topic: versions, emit: versions_slafconvert
 
     when:
@@ -21,11 +24,14 @@ process SLAFCONVERT_COMMIT {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
+    // task.ext.dataset: an s3://, gs:// or az:// URI to write the dataset to instead of the
+    // task directory, so that Nextflow stages none of it (credentials from the environment).
+    dataset = task.ext.dataset ?: "${prefix}.slaf"
     """
     slaf-convert commit \
         ${plan} \
         ${fragments} \
-        --dataset ${prefix}.slaf \
+        --dataset ${dataset} \
         --threads ${task.cpus} \
         ${args}
     """
@@ -33,6 +39,7 @@ process SLAFCONVERT_COMMIT {
     stub:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
+    dataset = task.ext.dataset ?: "${prefix}.slaf"
     """
     echo ${args}
     mkdir ${prefix}.slaf
