@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 
 use super::{store_error, Store};
 
-/// Part size of uploads; also the memory an upload holds.
+/// Part size of uploads.
 const UPLOAD_PART: usize = 10 * 1024 * 1024;
+
+/// Parts of one upload in flight at once: an upload holds at most this many parts plus the
+/// one being filled (30 MiB), so a few uploads at once stay well under the 256 MiB a
+/// conversion is bounded by.
+const UPLOAD_PARTS_IN_FLIGHT: usize = 2;
 
 /// What [`Store::download`] fetched.
 #[derive(Debug, Clone)]
@@ -115,7 +120,8 @@ impl Store {
             self.client.clone(),
             self.path(rel),
             UPLOAD_PART,
-        );
+        )
+        .with_max_concurrency(UPLOAD_PARTS_IN_FLIGHT);
         let copied = tokio::io::copy(&mut input, &mut writer).await;
         let copied = match copied {
             Ok(n) => n,

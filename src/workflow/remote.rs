@@ -35,7 +35,7 @@ pub const CLAIM_FILE: &str = "_slaf_convert_upload.json";
 /// Files of a local build that stay local (the commit's lock).
 const LOCAL_ONLY: [&str; 1] = ["_slaf_commit.lock"];
 
-/// Uploads at once.
+/// Uploads at once (each holds at most 30 MiB, `store::transfer`).
 const PARALLEL_UPLOADS: usize = 4;
 
 /// The claim's content: who is publishing which plan.
@@ -152,8 +152,10 @@ async fn check_target(
     plan_hash: Option<&str>,
     replace: bool,
 ) -> Result<Option<CompletionMarker>> {
-    if let Some(marker) = remote_marker(store).await? {
-        if plan_hash == Some(marker.plan_hash.as_str()) {
+    if let Some(bytes) = store.read(MARKER_FILE).await? {
+        // An unreadable marker proves nothing complete: a dataset of ours to replace.
+        let marker = serde_json::from_slice::<CompletionMarker>(&bytes).ok();
+        if let Some(marker) = marker.filter(|m| plan_hash == Some(m.plan_hash.as_str())) {
             return Ok(Some(marker));
         }
         if !replace {
@@ -173,14 +175,6 @@ async fn check_target(
         });
     }
     Ok(None)
-}
-
-async fn remote_marker(store: &Store) -> Result<Option<CompletionMarker>> {
-    let Some(bytes) = store.read(MARKER_FILE).await? else {
-        return Ok(None);
-    };
-    // An unreadable marker is no proof of completeness: treated as a dataset to replace.
-    Ok(serde_json::from_slice(&bytes).ok())
 }
 
 /// Upload the complete dataset built in `local` to `store`, the completion marker last, and
