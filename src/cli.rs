@@ -134,7 +134,7 @@ async fn run_plan(args: PlanArgs) -> Result<()> {
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let (local, fetched) = fetch::fetch_inputs(&manifest, scratch.path()).await?;
     let mut plan = Plan::build_scanning(&local, size, values)?;
-    fetch::name_fetched_inputs(&mut plan, &fetched);
+    fetched.name_in(&mut plan);
     plan.save(&args.output)?;
     tracing::info!(event = "plan.done", plan_hash = %plan.plan_hash, shards = plan.shards.len(), n_cells = plan.n_cells, "planned {} shards", plan.shards.len());
     if args.print_shards {
@@ -191,6 +191,7 @@ async fn run_shard(args: ShardArgs) -> Result<()> {
         placement,
         receipt: args.receipt.as_deref(),
         inputs: args.inputs.as_deref(),
+        fetched: None,
     };
     let (receipt, path) = run_shard_impl(&plan, &task).await?;
     println!(

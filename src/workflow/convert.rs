@@ -23,6 +23,7 @@ use crate::values::ValueType;
 use crate::workflow::commit::{
     commit, read_marker, recorded_widening, CompletionMarker, MARKER_FILE,
 };
+use crate::workflow::fetch::FetchedInputs;
 use crate::workflow::manifest::{Manifest, ManifestInput, ManifestOptions, Sharding};
 use crate::workflow::plan::{Plan, ShardSize};
 use crate::workflow::shard::{
@@ -110,6 +111,7 @@ pub async fn read_only(manifest: &Manifest) -> Result<ReadOnlyReport> {
             placement: Placement::Discard,
             receipt: None,
             inputs: None,
+            fetched: None,
         };
         let (receipt, _) = run_shard(&plan, &task).await?;
         expression_rows += receipt.rows_written;
@@ -126,6 +128,17 @@ pub async fn read_only(manifest: &Manifest) -> Result<ReadOnlyReport> {
 /// shards that finished, which are kept. With `overwrite`, a complete old output stays
 /// readable until the new dataset is complete beside it, then the two are swapped.
 pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<ConvertReport> {
+    convert_fetched(manifest, overwrite, &FetchedInputs::default()).await
+}
+
+/// [`convert_manifest`] of a manifest whose inputs in object stores were fetched already:
+/// `manifest` names the local copies, `fetched` pairs them with their URIs, which the plan,
+/// `config.json` and the marker name instead.
+pub async fn convert_fetched(
+    manifest: &Manifest,
+    overwrite: bool,
+    fetched: &FetchedInputs,
+) -> Result<ConvertReport> {
     let started = Instant::now();
     let output = manifest.output.clone();
     manifest.check_output_apart()?;
@@ -141,6 +154,8 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
         )
     })
     .await?;
+    let mut plan = plan;
+    fetched.name_in(&mut plan);
     target.check_plan(&plan)?;
     // The receipts directory first: from now on a killed run leaves an output the same
     // command resumes (until then, at most an empty directory).
@@ -148,7 +163,7 @@ pub async fn convert_manifest(manifest: &Manifest, overwrite: bool) -> Result<Co
     std::fs::create_dir_all(&receipts).map_err(|e| Error::io(&receipts, e))?;
     // A value the plan's guessed uint16 cannot hold makes its shard write float32, and the
     // commit rewrites the shards before it to match (`shard::run_shard`, `commit::widen`).
-    let written = write_all_shards(&plan).await;
+    let written = write_all_shards(&plan, fetched).await;
     let marker = match written {
         Ok(marker) => marker,
         Err(e) => {
@@ -212,7 +227,7 @@ pub const CONVERT_MIN_SHARD_CELLS: u64 = 100_000;
 
 /// Run every shard of `plan` into its output (shared target) that has no receipt there yet,
 /// then commit.
-async fn write_all_shards(plan: &Plan) -> Result<CompletionMarker> {
+async fn write_all_shards(plan: &Plan, fetched: &FetchedInputs) -> Result<CompletionMarker> {
     let mut receipts = Vec::with_capacity(plan.shards.len());
     let mut kept = Vec::new();
     for shard in &plan.shards {
@@ -231,6 +246,7 @@ async fn write_all_shards(plan: &Plan) -> Result<CompletionMarker> {
                 placement: Placement::SharedTarget,
                 receipt: Some(&path),
                 inputs: None,
+                fetched: Some(fetched),
             };
             run_shard(plan, &task).await?;
         }

@@ -36,20 +36,51 @@ pub(crate) fn open(path: &Path) -> Result<Store> {
     Store::open(&path.to_string_lossy())
 }
 
+/// Inputs fetched from object stores for one task: each local copy with the URI it came from.
+#[derive(Debug, Clone, Default)]
+pub struct FetchedInputs {
+    /// (local copy, URI), in manifest order.
+    pub copies: Vec<(PathBuf, PathBuf)>,
+}
+
+impl FetchedInputs {
+    /// The local copy of the input `uri`, if it was fetched.
+    pub fn copy_of(&self, uri: &Path) -> Option<&Path> {
+        self.copies
+            .iter()
+            .find(|(_, u)| u == uri)
+            .map(|(copy, _)| copy.as_path())
+    }
+
+    /// A plan built from these copies, made to name those inputs by their URIs: the plan (and
+    /// its hash, recomputed, and the config and marker made from it) does not depend on
+    /// where they were fetched to, and a shard task without the copies fetches its own.
+    pub fn name_in(&self, plan: &mut Plan) {
+        if self.copies.is_empty() {
+            return;
+        }
+        for input in &mut plan.inputs {
+            if let Some((_, uri)) = self.copies.iter().find(|(copy, _)| *copy == input.path) {
+                input.path = uri.clone();
+                input.relative = uri.clone();
+            }
+        }
+        plan.plan_hash = plan.content_hash();
+    }
+}
+
 /// `manifest` with each input URI replaced by a local copy fetched into
-/// `dir/<scheme>/<bucket>/<key>`, and each copy paired with its URI.
-pub async fn fetch_inputs(
-    manifest: &Manifest,
-    dir: &Path,
-) -> Result<(Manifest, Vec<(PathBuf, PathBuf)>)> {
+/// `dir/<scheme>/<bucket>/<key>`, and the copies.
+pub async fn fetch_inputs(manifest: &Manifest, dir: &Path) -> Result<(Manifest, FetchedInputs)> {
     let mut local = manifest.clone();
-    let mut fetched = Vec::new();
+    let mut fetched = FetchedInputs::default();
     for input in &mut local.inputs {
         if !is_store(&input.path) {
             continue;
         }
         let copy = fetch_to(&input.path, dir).await?;
-        fetched.push((copy.clone(), std::mem::replace(&mut input.path, copy)));
+        let uri = std::mem::replace(&mut input.path, copy.clone());
+        fetched.copies.push((copy, uri));
     }
     Ok((local, fetched))
 }
@@ -75,19 +106,3 @@ pub async fn fetch_for_task(uri: &Path) -> Result<(tempfile::TempDir, PathBuf)> 
     let path = fetch_to(uri, dir.path()).await?;
     Ok((dir, path))
 }
-
-/// A plan built from fetched copies (`fetched`: copy, URI), made to name those inputs by
-/// their URIs again, so that each shard task fetches its own; the hash is recomputed.
-pub fn name_fetched_inputs(plan: &mut Plan, fetched: &[(PathBuf, PathBuf)]) {
-    if fetched.is_empty() {
-        return;
-    }
-    for input in &mut plan.inputs {
-        if let Some((_, uri)) = fetched.iter().find(|(copy, _)| *copy == input.path) {
-            input.path = uri.clone();
-            input.relative = uri.clone();
-        }
-    }
-    plan.plan_hash = plan.content_hash();
-}
-

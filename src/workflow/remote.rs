@@ -20,12 +20,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::json_file::write_json;
-use crate::slaf::config_json::{write_config, ConfigJson, CONFIG_FILE, UNS_FILE};
+use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::store::Store;
 use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
 use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
-use crate::workflow::convert::{convert_manifest, ConvertReport};
+use crate::workflow::convert::{convert_fetched, ConvertReport};
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
 
@@ -66,52 +65,13 @@ pub async fn convert_via_stores(
     let scratch = scratch(temp_dir)?;
     let (mut local, fetched) = fetch_inputs(manifest, &scratch.path().join("inputs")).await?;
     let Some(store) = output_store else {
-        let mut report = convert_manifest(&local, overwrite).await?;
-        if !fetched.is_empty() {
-            // config.json and the marker name the inputs as the user did, not their
-            // temporary copies; each rewritten whole (write, then rename), the marker last.
-            name_inputs_in_config(&output, &fetched)?;
-            name_inputs(&mut report.marker, &fetched);
-            write_json(&output, MARKER_FILE, &report.marker)?;
-        }
-        return Ok(report);
+        return convert_fetched(&local, overwrite, &fetched).await;
     };
     local.output = scratch.path().join("dataset.slaf");
-    let mut report = convert_manifest(&local, false).await?;
-    name_inputs_in_config(&local.output, &fetched)?;
-    report.marker = publish(&local.output, &store, overwrite, &fetched).await?;
+    let mut report = convert_fetched(&local, false, &fetched).await?;
+    report.marker = publish(&local.output, &store, overwrite).await?;
     report.output = PathBuf::from(store.shown());
     Ok(report)
-}
-
-/// Name each input fetched from a store by its URI in the `multi_file` block of the
-/// `config.json` in `dir` (`fetched`: copy, URI); a single input is not named there.
-fn name_inputs_in_config(dir: &Path, fetched: &[(PathBuf, PathBuf)]) -> Result<()> {
-    let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let mut config: ConfigJson = serde_json::from_str(&text)
-        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
-    let Some(multi) = config.multi_file.as_mut() else {
-        return Ok(());
-    };
-    for file in &mut multi.source_files {
-        let found = fetched
-            .iter()
-            .find(|(copy, _)| file.file_path == copy.display().to_string());
-        if let Some((_, uri)) = found {
-            file.file_path = uri.display().to_string();
-        }
-    }
-    write_config(dir, &config)
-}
-
-/// Name each input fetched from a store by its URI: `shown_inputs` maps its local path to it.
-fn name_inputs(marker: &mut CompletionMarker, shown_inputs: &[(PathBuf, PathBuf)]) {
-    for input in &mut marker.inputs {
-        if let Some((_, shown)) = shown_inputs.iter().find(|(l, _)| *l == input.path) {
-            input.path = shown.clone();
-        }
-    }
 }
 
 /// `commit --dataset URI`: commit `plan` from the staged shards `sources` into a local
@@ -141,7 +101,7 @@ pub async fn commit_to_store(
         ..plan.clone()
     };
     commit(&local, sources).await?;
-    publish(&local.output, &store, true, &[]).await
+    publish(&local.output, &store, true).await
 }
 
 /// What is at the target prefix, checked before any work: `Some(marker)` if it holds a
@@ -178,18 +138,11 @@ async fn check_target(
 }
 
 /// Upload the complete dataset built in `local` to `store`, the completion marker last, and
-/// return the marker as published (inputs fetched from a store named by their URI:
-/// `shown_inputs` maps each local path to it). A complete dataset of the same plan there is
-/// kept as it is; one of another plan is replaced only if `replace`.
-pub async fn publish(
-    local: &Path,
-    store: &Store,
-    replace: bool,
-    shown_inputs: &[(PathBuf, PathBuf)],
-) -> Result<CompletionMarker> {
-    let mut marker = read_marker(local)?
+/// return the marker. A complete dataset of the same plan there is kept as it is; one of
+/// another plan is replaced only if `replace`.
+pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<CompletionMarker> {
+    let marker = read_marker(local)?
         .ok_or_else(|| Error::Internal(format!("{}: built without a marker", local.display())))?;
-    name_inputs(&mut marker, shown_inputs);
     if let Some(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
         return Ok(done);
     }

@@ -30,6 +30,7 @@ use crate::slaf::schema::{
 };
 use crate::slaf::value_stats::ValueStats;
 use crate::values::ValueType;
+use crate::workflow::fetch::{fetch_for_task, is_store, FetchedInputs};
 use crate::workflow::plan::{
     check_planned, locate, Plan, PlannedColumn, PlannedInput, PlannedShard,
 };
@@ -179,6 +180,8 @@ pub struct ShardTask<'a> {
     /// Where the engine staged the inputs (`DIR/<path relative to the manifest>`); `None`:
     /// the paths the plan saw.
     pub inputs: Option<&'a Path>,
+    /// Inputs in object stores already fetched for this task (`convert`); others are fetched.
+    pub fetched: Option<&'a FetchedInputs>,
 }
 
 /// Run `task` of `plan`; writes the receipt and returns it with its path.
@@ -193,14 +196,16 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     let shard = plan.shard(index)?.clone();
     let input = &plan.inputs[shard.input];
     // An input in an object store: this task's own copy, kept until the shard is done.
-    let _fetched;
-    let input_path = match crate::workflow::fetch::is_store(&input.path) {
-        true => {
-            let (dir, copy) = crate::workflow::fetch::fetch_for_task(&input.path).await?;
-            _fetched = dir;
+    let _fetched_here;
+    let fetched = task.fetched.and_then(|f| f.copy_of(&input.path));
+    let input_path = match (is_store(&input.path), fetched) {
+        (true, Some(copy)) => check_planned(input, copy.to_path_buf())?,
+        (true, None) => {
+            let (dir, copy) = fetch_for_task(&input.path).await?;
+            _fetched_here = dir;
             check_planned(input, copy)?
         }
-        false => locate(input, task.inputs)?,
+        (false, _) => locate(input, task.inputs)?,
     };
     let (root, _running) = prepare_root(plan, index, placement)?;
     let receipt_path = match (receipt_path, placement) {

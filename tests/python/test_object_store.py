@@ -281,6 +281,12 @@ def test_convert_h5ad_from_the_store_to_the_store_equals_local(store, tmp_path):
     assert_same(local_tables(tmp_path / "fetched.slaf"), local_tables(tmp_path / "local.slaf"))
     m = json.loads((tmp_path / "fetched.slaf" / "_SLAF_COMPLETE.json").read_text())
     assert [i["path"] for i in m["inputs"]] == [f"{s}://inputs/h5ad/pbmc.h5ad"]
+    # Where an input was fetched to is not part of the plan: a re-run (after a kill, in
+    # another temporary directory) plans the same and keeps the shards that finished.
+    run("convert", f"{s}://inputs/h5ad/pbmc.h5ad", tmp_path / "fetched2.slaf",
+        "--temp-dir", scratch, env=store.env())
+    m2 = json.loads((tmp_path / "fetched2.slaf" / "_SLAF_COMPLETE.json").read_text())
+    assert m2["plan_hash"] == m["plan_hash"]
 
 
 def test_upstream_reader_opens_the_s3_dataset(s3, tmp_path):
