@@ -11,8 +11,8 @@ use slaf_convert::workflow::convert::{
 };
 use slaf_convert::workflow::manifest::{Manifest, ManifestOptions};
 use slaf_convert::workflow::plan::{Plan, ShardSize};
-use slaf_convert::workflow::{fetch, remote};
 use slaf_convert::workflow::shard::{run_shard as run_shard_impl, Placement, ShardTask};
+use slaf_convert::workflow::{fetch, remote};
 
 use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
 use slaf_convert::readers::tenx::TenxOptions;

@@ -205,7 +205,9 @@ impl Error {
             Error::Lance { source, .. } if is_transient(source) => exit_code::TRANSIENT,
             #[cfg(feature = "writer")]
             Error::Lance { .. } => exit_code::IO,
-            Error::Store { transient: true, .. } => exit_code::TRANSIENT,
+            Error::Store {
+                transient: true, ..
+            } => exit_code::TRANSIENT,
             Error::Store { .. } => exit_code::IO,
             Error::Io { source, .. } if is_transient_io(source) => exit_code::TRANSIENT,
             Error::Io { .. } => exit_code::IO,

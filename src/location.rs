@@ -171,9 +171,15 @@ mod tests {
         assert!(check_path(Path::new("s3://bench/x.slaf"), "OUTPUT", true).is_ok());
         assert!(check_path(Path::new("az://c/x.slaf"), "OUTPUT", true).is_ok());
         let message = check_path(Path::new("hdfs://n/x"), "INPUT", true).unwrap_err();
-        assert!(message.contains("hdfs:// is not an object store"), "{message}");
+        assert!(
+            message.contains("hdfs:// is not an object store"),
+            "{message}"
+        );
         let message = check_path(Path::new("s3://k:s@b/x"), "INPUT", true).unwrap_err();
-        assert!(message.contains("credentials") && !message.contains(":s@"), "{message}");
+        assert!(
+            message.contains("credentials") && !message.contains(":s@"),
+            "{message}"
+        );
         let message = require_local(Path::new("file:///data/x.slaf"), "OUTPUT").unwrap_err();
         assert!(message.contains("give the local path itself"), "{message}");
         assert_eq!(uri("s3://bucket").unwrap().shown, "s3://bucket");

@@ -42,8 +42,8 @@ impl Store {
     /// The store and prefix named by `uri` (`s3://bucket/prefix`, `gs://...`, `az://container/...`),
     /// configured from the environment. Nothing is requested until an operation runs.
     pub fn open(uri: &str) -> Result<Store> {
-        let named = store_uri(uri.as_ref())
-            .ok_or_else(|| Error::Usage(format!("{uri}: not a URI")))?;
+        let named =
+            store_uri(uri.as_ref()).ok_or_else(|| Error::Usage(format!("{uri}: not a URI")))?;
         let shown = named.shown.trim_end_matches('/').to_string();
         if named.has_credentials {
             return Err(Error::Usage(format!(
@@ -53,7 +53,9 @@ impl Store {
         }
         let url = url::Url::parse(uri).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
         if url.host_str().unwrap_or_default().is_empty() {
-            return Err(Error::Usage(format!("{shown}: no bucket or container named")));
+            return Err(Error::Usage(format!(
+                "{shown}: no bucket or container named"
+            )));
         }
         let retry = retry_config()?;
         let client: Arc<dyn ObjectStore> = match named.scheme.as_str() {
@@ -181,11 +183,16 @@ impl Store {
 fn retry_config() -> Result<RetryConfig> {
     let mut retry = RetryConfig::default();
     if let Ok(text) = std::env::var(RETRY_SECONDS_VAR) {
-        let seconds: f64 = text.trim().parse().ok().filter(|s: &f64| *s >= 0.0).ok_or_else(|| {
-            Error::Usage(format!(
-                "{RETRY_SECONDS_VAR}={text}: expected a number of seconds"
-            ))
-        })?;
+        let seconds: f64 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s: &f64| *s >= 0.0)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{RETRY_SECONDS_VAR}={text}: expected a number of seconds"
+                ))
+            })?;
         retry.retry_timeout = Duration::from_secs_f64(seconds);
         if seconds == 0.0 {
             retry.max_retries = 0;
@@ -354,9 +361,13 @@ mod tests {
 
     #[test]
     fn test_status_classification() {
-        assert!(client_error_status("Server returned non-2xx status code: 403 Forbidden"));
+        assert!(client_error_status(
+            "Server returned non-2xx status code: 403 Forbidden"
+        ));
         assert!(!client_error_status("status code: 503 Service Unavailable"));
         assert!(!client_error_status("status code: 429 Too Many Requests"));
-        assert!(!client_error_status("error sending request: connection refused"));
+        assert!(!client_error_status(
+            "error sending request: connection refused"
+        ));
     }
 }

@@ -123,7 +123,9 @@ pub enum Command {
 /// Arguments of `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The YAML manifest.
+    /// The YAML manifest. Its inputs may be object store URIs (s3://, gs://, az://): each is
+    /// fetched to $TMPDIR to be scanned, and the plan names it by its URI (each shard then
+    /// fetches its own copy).
     pub manifest: PathBuf,
     /// Where to write the plan.
     #[arg(short, long, default_value = "plan.json")]

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 
 use super::{store_error, Store};
 
+/// How often a long download logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Part size of uploads.
 const UPLOAD_PART: usize = 10 * 1024 * 1024;
 
@@ -98,12 +101,21 @@ impl Store {
         let mut out = tokio::fs::File::create(file)
             .await
             .map_err(|e| Error::io(file, e))?;
+        let total = got.meta.size;
         let mut stream = got.into_stream();
         let mut bytes = 0;
+        let mut reported = Instant::now();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| store_error(&shown, &e))?;
             bytes += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(|e| Error::io(file, e))?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| Error::io(file, e))?;
+            // Progress on long downloads, every few seconds.
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                tracing::info!(event = "input.fetching", input = %shown, bytes, total, "fetching {shown}: {} of {} MB", bytes / 1_000_000, total / 1_000_000);
+            }
         }
         out.flush().await.map_err(|e| Error::io(file, e))?;
         Ok(bytes)

@@ -237,7 +237,8 @@ impl Plan {
         let paths = std::iter::once(("output", &plan.output, false))
             .chain(plan.inputs.iter().map(|i| ("input", &i.path, true)));
         for (key, p, stores) in paths {
-            crate::location::check_path(p, key, stores).map_err(|what| Error::invalid(path, what))?;
+            crate::location::check_path(p, key, stores)
+                .map_err(|what| Error::invalid(path, what))?;
         }
         Ok(plan)
     }

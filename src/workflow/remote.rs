@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::store::Store;
-use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
 use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
 use crate::workflow::convert::{convert_fetched, ConvertReport};
+use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
 
@@ -36,6 +36,9 @@ const LOCAL_ONLY: [&str; 1] = ["_slaf_commit.lock"];
 
 /// Uploads at once (each holds at most 30 MiB, `store::transfer`).
 const PARALLEL_UPLOADS: usize = 4;
+
+/// How often a long upload logs its progress.
+const UPLOAD_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The claim's content: who is publishing which plan.
 #[derive(Debug, Serialize, Deserialize)]
@@ -92,7 +95,11 @@ pub async fn commit_to_store(
         )));
     }
     if let Some(done) = check_target(&store, Some(&plan.plan_hash), true).await? {
-        tracing::info!(event = "commit.done", dataset = store.shown(), "already committed: nothing to do");
+        tracing::info!(
+            event = "commit.done",
+            dataset = store.shown(),
+            "already committed: nothing to do"
+        );
         return Ok(done);
     }
     let scratch = scratch(temp_dir)?;
@@ -161,13 +168,34 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
         .iter()
         .filter(|f| !last.contains(&f.as_str()))
         .partition(|f| f.contains("/_versions/"));
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(local.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
     let mut bytes = 0;
+    let mut reported = std::time::Instant::now();
     for group in [data, manifests] {
-        bytes += futures::stream::iter(group)
+        let mut uploads = futures::stream::iter(group)
             .map(|rel| async move { store.upload(&local.join(rel), rel).await })
-            .buffer_unordered(PARALLEL_UPLOADS)
-            .try_fold(0, |sum, n| async move { Ok(sum + n) })
-            .await?;
+            .buffer_unordered(PARALLEL_UPLOADS);
+        while let Some(sent) = uploads.try_next().await? {
+            bytes += sent;
+            // Progress on long uploads, every few seconds.
+            if reported.elapsed() >= UPLOAD_PROGRESS_EVERY {
+                reported = std::time::Instant::now();
+                tracing::info!(
+                    event = "output.uploading",
+                    output = store.shown(),
+                    bytes,
+                    total,
+                    "uploading {}: {} of {} MB",
+                    store.shown(),
+                    bytes / 1_000_000,
+                    total / 1_000_000
+                );
+            }
+        }
     }
     let keep: BTreeSet<&str> = files.iter().map(String::as_str).collect();
     for stale in store.list().await? {
@@ -183,7 +211,16 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
     store.write(MARKER_FILE, to_json(&marker)?).await?;
     store.delete(CLAIM_FILE).await?;
     let seconds = started.elapsed().as_secs_f64();
-    tracing::info!(event = "output.uploaded", output = store.shown(), objects = files.len(), bytes, seconds, "uploaded {} ({} objects, {bytes} bytes in {seconds:.1} s)", store.shown(), files.len());
+    tracing::info!(
+        event = "output.uploaded",
+        output = store.shown(),
+        objects = files.len(),
+        bytes,
+        seconds,
+        "uploaded {} ({} objects, {bytes} bytes in {seconds:.1} s)",
+        store.shown(),
+        files.len()
+    );
     Ok(marker)
 }
 

@@ -268,7 +268,13 @@ fn test_uris_are_refused_never_local_paths() {
             "--manifest gs://bench/m.yaml: must be a local path here",
         ),
         (
-            &["convert", "x.h5ad", "x.slaf", "--temp-dir", "s3://bench/tmp"],
+            &[
+                "convert",
+                "x.h5ad",
+                "x.slaf",
+                "--temp-dir",
+                "s3://bench/tmp",
+            ],
             2,
             "--temp-dir s3://bench/tmp",
         ),
