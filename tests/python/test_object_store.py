@@ -198,11 +198,20 @@ def s3(tmp_path_factory):
     server.stop()
 
 
+LOG_SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" /
+                         "log-event.schema.json").read_text())
+
+
 def run(*args, env, check=True):
-    proc = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env)
+    import jsonschema
+    proc = subprocess.run([BIN, *map(str, args), "--log-format", "json"], capture_output=True,
+                          text=True, env=env)
     assert SECRET not in proc.stdout + proc.stderr
     if check:
         assert proc.returncode == 0, proc.stderr
+        # Every log line, the fetch and upload events among them, is in the schema.
+        for line in proc.stderr.splitlines():
+            jsonschema.validate(json.loads(line), LOG_SCHEMA)
     return proc
 
 
