@@ -100,3 +100,43 @@ def test_snakemake_module_import(tmp_path):
     )
     snakemake(tmp_path, snakefile=snakefile)
     assert (tmp_path / "results" / "slaf" / "atlas.slaf" / "_SLAF_COMPLETE.json").exists()
+
+
+def test_snakemake_manifest_inputs_in_s3(tmp_path):
+    """Inputs named by s3:// URIs in the manifest: the rules declare only the local ones and
+    slaf-convert fetches the others (moto's S3 server on 127.0.0.1); the dataset equals the
+    one converted from local copies."""
+    from test_object_store import Moto
+    server = Moto(tmp_path)
+    try:
+        server.create_bucket("atlas")
+        manifest = setup_workdir(tmp_path)
+        local = tmp_path / "local"
+        local.mkdir()
+        files = sorted(tmp_path.glob("part*.h5ad"))
+        for p in files[1:]:
+            server.put("atlas", f"raw/{p.name}", p.read_bytes())
+            p.rename(local / p.name)  # only the bucket has them now
+        manifest.write_text(
+            "output: unused.slaf\ninputs:\n"
+            f"  - path: {files[0].name}\n"
+            + "".join(f"  - path: s3://atlas/raw/{p.name}\n" for p in files[1:])
+            + "options:\n  chunk_size: 20\n")
+        reference = local / "ref.yaml"
+        reference.write_text(
+            "output: ref.slaf\ninputs:\n"
+            f"  - path: {files[0]}\n"
+            + "".join(f"  - path: {p.name}\n" for p in files[1:])
+            + "options:\n  chunk_size: 20\n")
+        subprocess.run([BIN, "convert", "--manifest", reference], check=True,
+                       capture_output=True)
+        proc = subprocess.run(
+            [str(SNAKEMAKE), "--snakefile", str(WORKFLOW / "workflow" / "Snakefile"),
+             "--directory", str(tmp_path), "--cores", "2"],
+            capture_output=True, text=True, env=server.env())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        got = tables(tmp_path / "results" / "slaf" / "atlas.slaf")
+        want = tables(local / "ref.slaf")
+        assert_same(got, want)
+    finally:
+        server.stop()

@@ -22,8 +22,10 @@ def slaf_manifest_dir(wc):
 
 
 def slaf_manifest_inputs(wc):
-    """The manifest's inputs: declared by plan and shards, so a changed input re-runs them and
-    storage plugins stage them."""
+    """The manifest's local inputs: declared by plan and shards, so a changed input re-runs
+    them and storage plugins stage them. Inputs given as s3://, gs:// or az:// URIs are
+    fetched by slaf-convert itself (credentials from the job's environment)."""
     with open(SLAF["datasets"][wc.dataset]) as f:
         doc = yaml.safe_load(f)
-    return [os.path.join(slaf_manifest_dir(wc), i["path"]) for i in doc["inputs"]]
+    return [os.path.join(slaf_manifest_dir(wc), i["path"]) for i in doc["inputs"]
+            if "://" not in str(i["path"])]
