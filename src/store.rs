@@ -11,18 +11,22 @@
 //! transient (exit 75) unless the store answered for good (not found, denied, bad
 //! credentials, bad configuration).
 
+mod errors;
 mod transfer;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use crate::error::{Error, Result};
 use crate::location::store_uri;
 
+use self::errors::config_error;
+pub(crate) use self::errors::store_error;
 pub use self::transfer::DownloadReport;
 
 /// Environment variable: seconds within which a failed request is retried (default 180).
@@ -36,6 +40,20 @@ pub struct Store {
     root: ObjectPath,
     /// `scheme://bucket/prefix`, as errors and logs may show it.
     shown: String,
+    /// `scheme` and `bucket` (or container) as parsed.
+    scheme: String,
+    bucket: String,
+}
+
+/// An object found under a store's prefix.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Its path relative to the prefix, '/'-separated.
+    pub rel: String,
+    /// The object itself (deleted as listed: no re-encoding of its name).
+    location: ObjectPath,
+    /// When it was last written, by the store's clock.
+    pub modified: chrono::DateTime<chrono::Utc>,
 }
 
 impl Store {
@@ -51,8 +69,20 @@ impl Store {
                  credentials in the store's environment variables"
             )));
         }
+        // `a/../b` would name one object and, as a local path, another place.
+        let raw_path = uri.split_once("://").map_or("", |(_, rest)| rest);
+        if raw_path
+            .split('/')
+            .skip(1)
+            .any(|seg| seg == "." || seg == "..")
+        {
+            return Err(Error::Usage(format!(
+                "{shown}: '.' and '..' are not allowed in an object store path"
+            )));
+        }
         let url = url::Url::parse(uri).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
-        if url.host_str().unwrap_or_default().is_empty() {
+        let bucket = url.host_str().unwrap_or_default().to_string();
+        if bucket.is_empty() {
             return Err(Error::Usage(format!(
                 "{shown}: no bucket or container named"
             )));
@@ -80,13 +110,15 @@ impl Store {
                     .build()
                     .map_err(|e| config_error(&shown, e))
                     .map_err(|e| match e {
-                        Error::Store { uri, what, .. } => Error::Store {
-                            uri,
-                            what: format!(
-                                "{what} (the account comes from AZURE_STORAGE_ACCOUNT_NAME)"
-                            ),
-                            transient: false,
-                        },
+                        Error::Store { uri, what, .. } if what.contains("Account must be") => {
+                            Error::Store {
+                                uri,
+                                what: format!(
+                                    "{what} (the account comes from AZURE_STORAGE_ACCOUNT_NAME)"
+                                ),
+                                transient: false,
+                            }
+                        }
                         other => other,
                     })?,
             ),
@@ -103,6 +135,8 @@ impl Store {
             client,
             root,
             shown,
+            scheme: named.scheme,
+            bucket,
         })
     }
 
@@ -121,6 +155,17 @@ impl Store {
         rel.split('/')
             .filter(|s| !s.is_empty())
             .fold(self.root.clone(), |p, s| p.join(s))
+    }
+
+    /// Where a local copy of this object goes below a directory: `scheme/bucket/key...`,
+    /// from the parsed key (no `..`), so copies from different places stay apart.
+    pub fn local_path(&self) -> PathBuf {
+        let mut path = PathBuf::from(&self.scheme);
+        path.push(&self.bucket);
+        for part in self.root.parts() {
+            path.push(part.as_ref());
+        }
+        path
     }
 
     /// `rel` as it may be shown.
@@ -151,8 +196,8 @@ impl Store {
             .map_err(|e| store_error(&self.shown_child(rel), &e))
     }
 
-    /// Every object under the prefix, as paths relative to it.
-    pub async fn list(&self) -> Result<Vec<String>> {
+    /// Every object under the prefix.
+    pub async fn list(&self) -> Result<Vec<Listed>> {
         let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
         let metas: Vec<object_store::ObjectMeta> = self
             .client
@@ -165,9 +210,44 @@ impl Store {
             .filter_map(|m| {
                 let rel: Vec<_> = m.location.prefix_match(&self.root)?.collect();
                 let rel: Vec<&str> = rel.iter().map(|p| p.as_ref()).collect();
-                (!rel.is_empty()).then(|| rel.join("/"))
+                (!rel.is_empty()).then(|| Listed {
+                    rel: rel.join("/"),
+                    location: m.location.clone(),
+                    modified: m.last_modified,
+                })
             })
             .collect())
+    }
+
+    /// Whether the prefix holds any object but `except`; lists no further than the first.
+    pub async fn holds_other_than(&self, except: &str) -> Result<bool> {
+        let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
+        let except = self.path(except);
+        let mut listing = self.client.list(prefix);
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| store_error(&self.shown, &e))?;
+            if meta.location != except {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// When the object `rel` was last written (the store's clock), or `None` if there is none.
+    pub async fn modified(&self, rel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        match self.client.head(&self.path(rel)).await {
+            Ok(meta) => Ok(Some(meta.last_modified)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(&self.shown_child(rel), &e)),
+        }
+    }
+
+    /// Delete an object as listed (gone already is fine).
+    pub async fn delete_listed(&self, listed: &Listed) -> Result<()> {
+        match self.client.delete(&listed.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(&self.shown_child(&listed.rel), &e)),
+        }
     }
 
     /// Delete the object `rel` (gone already is fine).
@@ -193,111 +273,16 @@ fn retry_config() -> Result<RetryConfig> {
                     "{RETRY_SECONDS_VAR}={text}: expected a number of seconds"
                 ))
             })?;
-        retry.retry_timeout = Duration::from_secs_f64(seconds);
+        retry.retry_timeout = Duration::try_from_secs_f64(seconds).map_err(|_| {
+            Error::Usage(format!(
+                "{RETRY_SECONDS_VAR}={text}: expected a number of seconds"
+            ))
+        })?;
         if seconds == 0.0 {
             retry.max_retries = 0;
         }
     }
     Ok(retry)
-}
-
-/// A builder's refusal: a missing or malformed setting in the environment.
-fn config_error(shown: &str, e: object_store::Error) -> Error {
-    Error::Store {
-        uri: shown.to_string(),
-        what: format!("the store cannot be configured from the environment: {e}"),
-        transient: false,
-    }
-}
-
-/// `e` about the object `shown`, classified: the store's final answers are not transient;
-/// anything else (5xx or throttling after the retries, timeouts, refused connections) is.
-pub(crate) fn store_error(shown: &str, e: &object_store::Error) -> Error {
-    use object_store::Error as E;
-    let transient = match e {
-        E::NotFound { .. }
-        | E::InvalidPath { .. }
-        | E::NotSupported { .. }
-        | E::AlreadyExists { .. }
-        | E::Precondition { .. }
-        | E::NotModified { .. }
-        | E::NotImplemented { .. }
-        | E::PermissionDenied { .. }
-        | E::Unauthenticated { .. }
-        | E::UnknownConfigurationKey { .. } => false,
-        // A 4xx the store gave as its answer (a missing bucket, a bad request) stays one.
-        other => !client_error_status(&other.to_string()),
-    };
-    let what = match e {
-        E::NotFound { .. } => "not found".to_string(),
-        E::PermissionDenied { .. } => format!("permission denied: {}", source_text(e)),
-        E::Unauthenticated { .. } => format!("the credentials were refused: {}", source_text(e)),
-        _ => concise(&source_text(e)),
-    };
-    // With no credentials in the environment the clients ask the machine's metadata service;
-    // off a cloud machine that fails in words that do not say what is missing.
-    let what = match ["169.254.169.254", "metadata.google.internal"]
-        .iter()
-        .any(|host| what.contains(host))
-    {
-        true => format!(
-            "no credentials: none in the environment (see `slaf-convert --help`) and the \
-             machine's metadata service gave none ({what})"
-        ),
-        false => what,
-    };
-    Error::Store {
-        uri: shown.to_string(),
-        what,
-        transient,
-    }
-}
-
-/// The error and its causes on one line.
-fn source_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
-
-/// A store's error on one line: the HTTP status and the store's own code and message where
-/// its answer has them (S3 and Azure answer in XML), else the text with newlines folded.
-fn concise(text: &str) -> String {
-    let between = |open: &str, close: &str| {
-        let start = text.find(open)? + open.len();
-        let len = text[start..].find(close)?;
-        Some(text[start..start + len].trim().to_string())
-    };
-    let status = between("status code: ", ":").filter(|s| s.len() < 40);
-    match (status, between("<Code>", "</Code>")) {
-        (Some(status), Some(code)) => {
-            let message = between("<Message>", "</Message>").unwrap_or_default();
-            // Azure appends its request id and time on lines of their own.
-            let message = message.split("RequestId:").next().unwrap_or_default();
-            one_line(&format!("the store answered {status}: {code}: {message}"))
-        }
-        _ => one_line(text),
-    }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// An HTTP status 400-499 other than 408 (timeout) and 429 (throttled) in `text`.
-fn client_error_status(text: &str) -> bool {
-    text.match_indices("status code: ")
-        .chain(text.match_indices("status: "))
-        .filter_map(|(i, m)| text[i + m.len()..].get(..3)?.parse::<u16>().ok())
-        .any(|code| (400..500).contains(&code) && code != 408 && code != 429)
 }
 
 #[cfg(test)]
@@ -320,6 +305,14 @@ mod tests {
         assert_eq!(store.name().as_deref(), Some("b.h5ad"));
         assert_eq!(store.path("x/y.json").as_ref(), "a/b.h5ad/x/y.json");
         assert_eq!(Store::open("gs://bucket").unwrap().path("x").as_ref(), "x");
+        assert_eq!(
+            Store::open("s3://b/raw/my%20x.h5ad").unwrap().local_path(),
+            PathBuf::from("s3/b/raw/my x.h5ad")
+        );
+        let e = Store::open("s3://b/../../../home/u/.bashrc")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'..' are not allowed"), "{e}");
     }
 
     #[test]
@@ -337,37 +330,5 @@ mod tests {
         assert!(e.contains("hdfs://") && e.contains("s3://"), "{e}");
         let e = Store::open("s3:///x").unwrap_err().to_string();
         assert!(e.contains("no bucket"), "{e}");
-    }
-
-    #[test]
-    fn test_concise_messages_are_one_line() {
-        let text = "Generic S3 error: Error performing list request: Error performing GET \
-            http://h/nob?list-type=2 in 3ms - Server returned non-2xx status code: 404 Not \
-            Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The \
-            specified bucket does not exist</Message></Error>";
-        assert_eq!(
-            concise(text),
-            "the store answered 404 Not Found: NoSuchBucket: The specified bucket does not exist"
-        );
-        assert_eq!(concise("a\n  b"), "a b");
-        let azure = "status code: 404 Not Found: <Code>ContainerNotFound</Code><Message>The \
-            specified container does not exist.\nRequestId:79dd\nTime:2026</Message>";
-        assert_eq!(
-            concise(azure),
-            "the store answered 404 Not Found: ContainerNotFound: The specified container does \
-             not exist."
-        );
-    }
-
-    #[test]
-    fn test_status_classification() {
-        assert!(client_error_status(
-            "Server returned non-2xx status code: 403 Forbidden"
-        ));
-        assert!(!client_error_status("status code: 503 Service Unavailable"));
-        assert!(!client_error_status("status code: 429 Too Many Requests"));
-        assert!(!client_error_status(
-            "error sending request: connection refused"
-        ));
     }
 }

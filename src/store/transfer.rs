@@ -50,7 +50,7 @@ impl Store {
             Err(e) => return Err(store_error(&self.shown, &e)),
         };
         let (path, objects) = match single {
-            Some(meta) => (dir.join(&name), vec![(meta.location, dir.join(&name))]),
+            Some(meta) => (dir.join(&name), vec![(meta, dir.join(&name))]),
             None => {
                 let listed = self
                     .client
@@ -61,9 +61,11 @@ impl Store {
                 let objects: Vec<_> = listed
                     .objects
                     .into_iter()
+                    // S3's "folder" marker is the prefix itself: not a file of the directory.
+                    .filter(|m| m.location != self.root)
                     .filter_map(|m| {
-                        let file = m.location.filename()?.to_string();
-                        Some((m.location, local.join(file)))
+                        let file = local.join(m.location.filename()?);
+                        Some((m, file))
                     })
                     .collect();
                 if objects.is_empty() {
@@ -78,8 +80,8 @@ impl Store {
         };
         tracing::info!(event = "input.fetching", input = %self.shown, objects = objects.len(), "fetching {} to {}", self.shown, path.display());
         let mut bytes = 0;
-        for (object, file) in &objects {
-            bytes += self.fetch_object(object, file).await?;
+        for (meta, file) in &objects {
+            bytes += self.fetch_object(meta, file).await?;
         }
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(event = "input.fetched", input = %self.shown, bytes, seconds, "fetched {} ({bytes} bytes in {seconds:.1} s)", self.shown);
@@ -90,9 +92,14 @@ impl Store {
         })
     }
 
-    /// Stream one object into `file`.
-    async fn fetch_object(&self, object: &object_store::path::Path, file: &Path) -> Result<u64> {
-        let shown = format!("{}/{}", self.shown, object.filename().unwrap_or_default());
+    /// Stream one object into `file`, which gets the object's modification time (a plan
+    /// records it: the same object fetched again must look the same).
+    async fn fetch_object(&self, meta: &object_store::ObjectMeta, file: &Path) -> Result<u64> {
+        let object = &meta.location;
+        let shown = match *object == self.root {
+            true => self.shown.clone(),
+            false => format!("{}/{}", self.shown, object.filename().unwrap_or_default()),
+        };
         let got = self
             .client
             .get(object)
@@ -118,6 +125,11 @@ impl Store {
             }
         }
         out.flush().await.map_err(|e| Error::io(file, e))?;
+        let out = out.into_std().await;
+        if let Ok(seconds) = u64::try_from(meta.last_modified.timestamp()) {
+            let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+            out.set_modified(modified).map_err(|e| Error::io(file, e))?;
+        }
         Ok(bytes)
     }
 

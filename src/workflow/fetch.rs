@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::location::store_uri;
 use crate::store::Store;
 use crate::workflow::manifest::Manifest;
-use crate::workflow::plan::Plan;
+use crate::workflow::plan::{source_names, Plan};
 
 /// `path` names an object store (a URI of a supported scheme).
 pub fn is_store(path: &Path) -> bool {
@@ -52,9 +52,10 @@ impl FetchedInputs {
             .map(|(copy, _)| copy.as_path())
     }
 
-    /// A plan built from these copies, made to name those inputs by their URIs: the plan (and
-    /// its hash, recomputed, and the config and marker made from it) does not depend on
-    /// where they were fetched to, and a shard task without the copies fetches its own.
+    /// A plan built from these copies, made to name those inputs by their URIs (paths and
+    /// source names; the copies carry their objects' modification times): the plan, its hash
+    /// (recomputed), and the config and marker made from it do not depend on where or when
+    /// they were fetched, and a shard task without the copies fetches its own.
     pub fn name_in(&self, plan: &mut Plan) {
         if self.copies.is_empty() {
             return;
@@ -64,6 +65,12 @@ impl FetchedInputs {
                 input.path = uri.clone();
                 input.relative = uri.clone();
             }
+        }
+        // Names that had to tell inputs of one file name apart came from the copies' paths.
+        let paths: Vec<&Path> = plan.inputs.iter().map(|i| i.path.as_path()).collect();
+        let names = source_names(&paths);
+        for (input, name) in plan.inputs.iter_mut().zip(names) {
+            input.source_name = name;
         }
         plan.plan_hash = plan.content_hash();
     }
@@ -90,11 +97,8 @@ async fn fetch_to(uri: &Path, dir: &Path) -> Result<PathBuf> {
     let store = open(uri)?;
     // scheme://bucket/a/b/name: the copy goes to dir/scheme/bucket/a/b/name, so inputs of
     // the same name in different places stay apart and keep telling names.
-    let text = store.shown().replacen("://", "/", 1);
-    let parent = match text.rsplit_once('/') {
-        Some((parent, _)) => dir.join(parent),
-        None => dir.to_path_buf(),
-    };
+    let local = dir.join(store.local_path());
+    let parent = local.parent().unwrap_or(dir).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
     Ok(store.download(&parent).await?.path)
 }

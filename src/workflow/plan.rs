@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use self::dataset::source_names;
 pub use self::input_files::{check_planned, locate, Fingerprint};
 
 use crate::error::{Error, Result};

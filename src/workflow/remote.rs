@@ -45,6 +45,9 @@ const UPLOAD_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_sec
 struct Claim {
     tool: String,
     plan_hash: String,
+    /// This run's own: whoever wrote the claim last owns the prefix.
+    #[serde(default)]
+    id: String,
 }
 
 /// Convert `manifest` (plan, every shard, commit) where its inputs or its output may be
@@ -63,6 +66,7 @@ pub async fn convert_via_stores(
     let output_store = is_store(&output).then(|| open(&output)).transpose()?;
     if let Some(store) = &output_store {
         // Refuse before fetching or converting anything.
+        check_apart(store, manifest.inputs.iter().map(|i| i.path.clone()))?;
         check_target(store, None, overwrite).await?;
     }
     let scratch = scratch(temp_dir)?;
@@ -94,6 +98,7 @@ pub async fn commit_to_store(
             store.shown()
         )));
     }
+    check_apart(&store, plan.inputs.iter().map(|i| i.path.clone()))?;
     if let Some(done) = check_target(&store, Some(&plan.plan_hash), true).await? {
         tracing::info!(
             event = "commit.done",
@@ -132,8 +137,8 @@ async fn check_target(
         }
         return Ok(None);
     }
-    let names = store.list().await?;
-    if !names.is_empty() && !names.iter().any(|n| n == CLAIM_FILE) {
+    // Ours if our claim is there; otherwise it must be empty (listed no further than one).
+    if store.modified(CLAIM_FILE).await?.is_none() && store.holds_other_than(CLAIM_FILE).await? {
         return Err(Error::OutputNotOurs {
             path: PathBuf::from(store.shown()),
             what: "holds objects and is not a dataset of slaf-convert's (no completion marker \
@@ -142,6 +147,45 @@ async fn check_target(
         });
     }
     Ok(None)
+}
+
+/// Refuse an output prefix that is, or holds, one of the inputs: publishing deletes what
+/// the dataset does not hold.
+fn check_apart(output: &Store, inputs: impl Iterator<Item = PathBuf>) -> Result<()> {
+    let out = output.shown();
+    for input in inputs.filter(|p| is_store(p)) {
+        let input = open(&input)?;
+        let inside = input
+            .shown()
+            .strip_prefix(out)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if inside {
+            return Err(Error::OutputNotOurs {
+                path: PathBuf::from(out),
+                what: format!(
+                    "holds the input {}: name a prefix apart from the inputs",
+                    input.shown()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fail unless the claim in `store` is still `ours`: another run took the prefix over.
+async fn check_claim(store: &Store, ours: &Claim) -> Result<()> {
+    let current = store.read(CLAIM_FILE).await?;
+    let theirs = current.and_then(|bytes| serde_json::from_slice::<Claim>(&bytes).ok());
+    match theirs.is_some_and(|c| c.id == ours.id) {
+        true => Ok(()),
+        false => Err(Error::Store {
+            uri: store.shown().to_string(),
+            what: "another slaf-convert started publishing to this prefix; this one stops \
+                   (run one conversion of a dataset at a time)"
+                .into(),
+            transient: true,
+        }),
+    }
 }
 
 /// Upload the complete dataset built in `local` to `store`, the completion marker last, and
@@ -157,8 +201,23 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
     let claim = Claim {
         tool: "slaf-convert".into(),
         plan_hash: marker.plan_hash.clone(),
+        id: format!(
+            "{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ),
     };
     store.write(CLAIM_FILE, to_json(&claim)?).await?;
+    // What an earlier attempt left is older than this claim (the store's clock); what a run
+    // started after it writes is newer, and that run owns the claim then: this one stops.
+    let claimed_at = store
+        .modified(CLAIM_FILE)
+        .await?
+        .ok_or_else(|| Error::Store {
+            uri: store.shown_child(CLAIM_FILE),
+            what: "written, then not found: another run is publishing here".into(),
+            transient: true,
+        })?;
     // From here the prefix is incomplete: the marker goes first, so no reader trusts it.
     store.delete(MARKER_FILE).await?;
     let files = local_files(local)?;
@@ -197,10 +256,12 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
             }
         }
     }
+    check_claim(store, &claim).await?;
     let keep: BTreeSet<&str> = files.iter().map(String::as_str).collect();
     for stale in store.list().await? {
-        if !keep.contains(stale.as_str()) && stale != CLAIM_FILE && stale != MARKER_FILE {
-            store.delete(&stale).await?;
+        let ours = [CLAIM_FILE, MARKER_FILE].contains(&stale.rel.as_str());
+        if !keep.contains(stale.rel.as_str()) && !ours && stale.modified <= claimed_at {
+            store.delete_listed(&stale).await?;
         }
     }
     for name in [UNS_FILE, CONFIG_FILE] {
@@ -208,8 +269,13 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
             bytes += store.upload(&local.join(name), name).await?;
         }
     }
+    check_claim(store, &claim).await?;
     store.write(MARKER_FILE, to_json(&marker)?).await?;
-    store.delete(CLAIM_FILE).await?;
+    // The dataset is complete: a claim left behind only makes a later run treat the prefix
+    // as ours, which it is.
+    if let Err(e) = store.delete(CLAIM_FILE).await {
+        tracing::warn!(event = "output.claim_left", output = store.shown(), error = %e, "complete, but the upload claim could not be removed: {e}");
+    }
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         event = "output.uploaded",

@@ -169,7 +169,7 @@ pub(super) fn dataset_obs(
 
 /// `source_file` names: the file name, or the path below the inputs' common directory when
 /// two inputs share a file name (10x directories are all `filtered_feature_bc_matrix`).
-pub(super) fn source_names(paths: &[&Path]) -> Vec<String> {
+pub(crate) fn source_names(paths: &[&Path]) -> Vec<String> {
     let name = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
