@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+// Fetched inputs are renamed after planning (workflow::fetch, on the writer side).
+#[cfg(feature = "writer")]
 pub(crate) use self::dataset::source_names;
 pub use self::input_files::{check_planned, locate, Fingerprint};
 
