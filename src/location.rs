@@ -58,6 +58,24 @@ pub fn store_uri(text: &OsStr) -> Option<StoreUri> {
     })
 }
 
+/// What is wrong with the bucket and path of a store URI, if anything: a bucket (or
+/// container) and an object path must be named, without `.` or `..` segments (which would
+/// name one object and, as a local path for its copy, another place).
+pub fn check_store_path(uri: &StoreUri) -> std::result::Result<(), String> {
+    let rest = uri.shown.split_once("://").map_or("", |(_, rest)| rest);
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err("no bucket or container named".into());
+    }
+    if key.trim_matches('/').is_empty() {
+        return Err("names a bucket, not an object or prefix in it".into());
+    }
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("'.' and '..' are not allowed in an object store path".into());
+    }
+    Ok(())
+}
+
 /// Refuse `path` (the `role` it plays, e.g. "OUTPUT" or "input") if it is a URI: this
 /// argument must be a local path. The message names the URI without its credentials.
 pub fn require_local(path: &Path, role: &str) -> std::result::Result<(), String> {
@@ -73,7 +91,7 @@ pub fn check_path(path: &Path, role: &str, stores: bool) -> std::result::Result<
     };
     let supported = STORE_SCHEMES.contains(&uri.scheme.as_str());
     if stores && supported && !uri.has_credentials {
-        return Ok(());
+        return check_store_path(&uri).map_err(|what| format!("{role} {}: {what}", uri.shown));
     }
     Err(if uri.scheme == "file" {
         format!(
@@ -175,6 +193,16 @@ mod tests {
             message.contains("hdfs:// is not an object store"),
             "{message}"
         );
+        for (text, says) in [
+            ("s3:///x", "no bucket"),
+            ("gs://b", "names a bucket"),
+            ("gs://b/", "names a bucket"),
+            ("az://c/a/../x", "'..' are not allowed"),
+            ("s3://b/./x", "'.' and '..'"),
+        ] {
+            let message = check_path(Path::new(text), "INPUT", true).unwrap_err();
+            assert!(message.contains(says), "{text}: {message}");
+        }
         let message = check_path(Path::new("s3://k:s@b/x"), "INPUT", true).unwrap_err();
         assert!(
             message.contains("credentials") && !message.contains(":s@"),

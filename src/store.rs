@@ -69,24 +69,10 @@ impl Store {
                  credentials in the store's environment variables"
             )));
         }
-        // `a/../b` would name one object and, as a local path, another place.
-        let raw_path = uri.split_once("://").map_or("", |(_, rest)| rest);
-        if raw_path
-            .split('/')
-            .skip(1)
-            .any(|seg| seg == "." || seg == "..")
-        {
-            return Err(Error::Usage(format!(
-                "{shown}: '.' and '..' are not allowed in an object store path"
-            )));
-        }
+        crate::location::check_store_path(&named)
+            .map_err(|what| Error::Usage(format!("{shown}: {what}")))?;
         let url = url::Url::parse(uri).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
         let bucket = url.host_str().unwrap_or_default().to_string();
-        if bucket.is_empty() {
-            return Err(Error::Usage(format!(
-                "{shown}: no bucket or container named"
-            )));
-        }
         let retry = retry_config()?;
         let client: Arc<dyn ObjectStore> = match named.scheme.as_str() {
             "s3" => Arc::new(
@@ -304,7 +290,6 @@ mod tests {
         let store = Store::open("gs://bucket/a/b.h5ad").unwrap();
         assert_eq!(store.name().as_deref(), Some("b.h5ad"));
         assert_eq!(store.path("x/y.json").as_ref(), "a/b.h5ad/x/y.json");
-        assert_eq!(Store::open("gs://bucket").unwrap().path("x").as_ref(), "x");
         assert_eq!(
             Store::open("s3://b/raw/my%20x.h5ad").unwrap().local_path(),
             PathBuf::from("s3/b/raw/my x.h5ad")
@@ -330,5 +315,7 @@ mod tests {
         assert!(e.contains("hdfs://") && e.contains("s3://"), "{e}");
         let e = Store::open("s3:///x").unwrap_err().to_string();
         assert!(e.contains("no bucket"), "{e}");
+        let e = Store::open("gs://bucket").unwrap_err().to_string();
+        assert!(e.contains("names a bucket"), "{e}");
     }
 }

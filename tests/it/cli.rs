@@ -244,6 +244,11 @@ fn test_uris_are_refused_never_local_paths() {
         "output: m.slaf\ninputs:\n  - path: x.h5ad\n  - path: hdfs://bench/y.h5ad\n",
     )
     .unwrap();
+    std::fs::write(
+        at(&dir, "bucket-input.yaml"),
+        "output: m.slaf\ninputs:\n  - path: s3://bench\n",
+    )
+    .unwrap();
     let in_dir = |args: &[&str]| {
         run(
             std::process::Command::new(env!("CARGO_BIN_EXE_slaf-convert"))
@@ -295,6 +300,11 @@ fn test_uris_are_refused_never_local_paths() {
             &["plan", "remote-input.yaml", "--output", "p.json"],
             64,
             "inputs[1].path hdfs://",
+        ),
+        (
+            &["plan", "bucket-input.yaml", "--output", "p.json"],
+            64,
+            "inputs[0].path s3://bench: names a bucket",
         ),
         (
             &[
