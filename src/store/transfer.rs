@@ -69,9 +69,23 @@ impl Store {
                     })
                     .collect();
                 if objects.is_empty() {
+                    let below: Vec<&str> = listed
+                        .common_prefixes
+                        .iter()
+                        .filter_map(|p| p.filename())
+                        .take(5)
+                        .collect();
+                    let what = match below.is_empty() {
+                        true => "no such object, and no objects under it".to_string(),
+                        false => format!(
+                            "no such object, and only prefixes under it ({}): name the \
+                             file, or the directory that holds the input's files",
+                            below.join(", ")
+                        ),
+                    };
                     return Err(Error::InputMissing {
                         path: PathBuf::from(&self.shown),
-                        what: "no such object, and no objects under it".into(),
+                        what,
                     });
                 }
                 std::fs::create_dir_all(&local).map_err(|e| Error::io(&local, e))?;

@@ -327,6 +327,11 @@ def test_convert_10x_directory_from_the_store(store, tmp_path):
     s = store.scheme
     run("convert", f"{s}://inputs/tenx/filtered_feature_bc_matrix", f"{s}://out/tenx.slaf",
         env=store.env())
+    # The directory above it holds no files of its own: the error says what is there.
+    proc = run("convert", f"{s}://inputs/tenx", tmp_path / "x.slaf", env=store.env(),
+               check=False)
+    assert proc.returncode == 66, proc.stderr
+    assert "only prefixes under it (filtered_feature_bc_matrix)" in proc.stderr, proc.stderr
     assert_same(store_tables(store, f"{s}://out/tenx.slaf"), local_tables(tmp_path / "local.slaf"))
 
 
