@@ -5,13 +5,19 @@
 //! (plan, shards, commit, marker), then published to its prefix by [`publish`]: a claim
 //! object first, the tables' data files, then their manifests, stale objects of an earlier
 //! attempt removed, `config.json`, and the completion marker last, so a reader never sees a
-//! marker before the dataset is whole. The temporary directory is removed when the task
-//! ends, on failure too.
+//! marker before the dataset is whole. `convert` into a new or unfinished prefix claims it
+//! before converting and uploads data files while they are written ([`early_upload`]), so
+//! most of the upload overlaps the conversion. The temporary directory is removed when the
+//! task ends, on failure too.
 //!
 //! Kill and retry: a publish killed part-way leaves the claim and no marker; the re-run
 //! builds again and publishes over it (objects are rewritten whole; what the new build does
 //! not hold is deleted before the marker). A prefix that holds objects but neither our
-//! marker nor our claim is refused: nothing a user put there is deleted.
+//! marker nor our claim is refused: nothing a user put there is deleted. One publisher at
+//! a time: the last claim wins, and a run whose claim was taken over stops before deleting
+//! anything or writing the marker.
+
+mod early_upload;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +33,8 @@ use crate::workflow::convert::{convert_fetched, ConvertReport};
 use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
+
+use self::early_upload::{EarlyUpload, Uploaded};
 
 /// The object that marks a prefix as being published by slaf-convert.
 pub const CLAIM_FILE: &str = "_slaf_convert_upload.json";
@@ -75,10 +83,59 @@ pub async fn convert_via_stores(
         return convert_fetched(&local, overwrite, &fetched).await;
     };
     local.output = scratch.path().join("dataset.slaf");
-    let mut report = convert_fetched(&local, false, &fetched).await?;
-    report.marker = publish(&local.output, &store, overwrite).await?;
+    // Into a new or unfinished prefix, data files go up while the conversion runs; over a
+    // complete dataset (--overwrite) nothing is touched until the new one is built.
+    let early = match store.read(MARKER_FILE).await?.is_none() {
+        true => Some((
+            claim(&store, "").await?,
+            EarlyUpload::start(store.clone(), local.output.clone()),
+        )),
+        false => None,
+    };
+    let (report, claimed) = match early {
+        Some((claimed, upload)) => {
+            let converted = convert_fetched(&local, false, &fetched).await;
+            let uploaded = upload.finish().await;
+            // A failed conversion's error comes first; then the upload's.
+            let report = converted?;
+            (report, Some((claimed, uploaded?)))
+        }
+        None => (convert_fetched(&local, false, &fetched).await?, None),
+    };
+    let mut report = report;
+    report.marker = publish(&local.output, &store, overwrite, claimed).await?;
     report.output = PathBuf::from(store.shown());
     Ok(report)
+}
+
+/// A claim written to a prefix, and when (the store's clock).
+struct Claimed {
+    claim: Claim,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Claim `store`'s prefix for this run: what an earlier attempt left is older than the
+/// claim; what a run started after it writes is newer, and that run owns the claim then.
+async fn claim(store: &Store, plan_hash: &str) -> Result<Claimed> {
+    let claim = Claim {
+        tool: "slaf-convert".into(),
+        plan_hash: plan_hash.to_string(),
+        id: format!(
+            "{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ),
+    };
+    store.write(CLAIM_FILE, to_json(&claim)?).await?;
+    let at = store
+        .modified(CLAIM_FILE)
+        .await?
+        .ok_or_else(|| Error::Store {
+            uri: store.shown_child(CLAIM_FILE),
+            what: "written, then not found: another run is publishing here".into(),
+            transient: true,
+        })?;
+    Ok(Claimed { claim, at })
 }
 
 /// `commit --dataset URI`: commit `plan` from the staged shards `sources` into a local
@@ -113,7 +170,7 @@ pub async fn commit_to_store(
         ..plan.clone()
     };
     commit(&local, sources).await?;
-    publish(&local.output, &store, true).await
+    publish(&local.output, &store, true, None).await
 }
 
 /// What is at the target prefix, checked before any work: `Some(marker)` if it holds a
@@ -190,49 +247,43 @@ async fn check_claim(store: &Store, ours: &Claim) -> Result<()> {
 
 /// Upload the complete dataset built in `local` to `store`, the completion marker last, and
 /// return the marker. A complete dataset of the same plan there is kept as it is; one of
-/// another plan is replaced only if `replace`.
-pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<CompletionMarker> {
+/// another plan is replaced only if `replace`. `claimed`: this run's claim, written before
+/// the conversion, and the data files uploaded since (skipped here if unchanged).
+async fn publish(
+    local: &Path,
+    store: &Store,
+    replace: bool,
+    claimed: Option<(Claimed, Uploaded)>,
+) -> Result<CompletionMarker> {
     let marker = read_marker(local)?
         .ok_or_else(|| Error::Internal(format!("{}: built without a marker", local.display())))?;
     if let Some(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
         return Ok(done);
     }
     let started = std::time::Instant::now();
-    let claim = Claim {
-        tool: "slaf-convert".into(),
-        plan_hash: marker.plan_hash.clone(),
-        id: format!(
-            "{}-{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-        ),
+    let (claimed, uploaded) = match claimed {
+        Some(early) => early,
+        None => (claim(store, &marker.plan_hash).await?, Uploaded::new()),
     };
-    store.write(CLAIM_FILE, to_json(&claim)?).await?;
-    // What an earlier attempt left is older than this claim (the store's clock); what a run
-    // started after it writes is newer, and that run owns the claim then: this one stops.
-    let claimed_at = store
-        .modified(CLAIM_FILE)
-        .await?
-        .ok_or_else(|| Error::Store {
-            uri: store.shown_child(CLAIM_FILE),
-            what: "written, then not found: another run is publishing here".into(),
-            transient: true,
-        })?;
     // From here the prefix is incomplete: the marker goes first, so no reader trusts it.
     store.delete(MARKER_FILE).await?;
     let files = local_files(local)?;
     let last = [CONFIG_FILE, UNS_FILE, MARKER_FILE];
     // Data files before the manifests that name them, so a listed version is whole.
+    let already = |rel: &str| {
+        let size = std::fs::metadata(local.join(rel)).map(|m| m.len()).ok();
+        size.is_some() && uploaded.get(rel).copied() == size
+    };
     let (manifests, data): (Vec<&String>, Vec<&String>) = files
         .iter()
-        .filter(|f| !last.contains(&f.as_str()))
+        .filter(|f| !last.contains(&f.as_str()) && !already(f))
         .partition(|f| f.contains("/_versions/"));
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(local.join(f)).ok())
         .map(|m| m.len())
         .sum();
-    let mut bytes = 0;
+    let mut bytes: u64 = uploaded.values().sum();
     let mut reported = std::time::Instant::now();
     for group in [data, manifests] {
         let mut uploads = futures::stream::iter(group)
@@ -256,11 +307,13 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
             }
         }
     }
-    check_claim(store, &claim).await?;
+    check_claim(store, &claimed.claim).await?;
     let keep: BTreeSet<&str> = files.iter().map(String::as_str).collect();
     for stale in store.list().await? {
         let ours = [CLAIM_FILE, MARKER_FILE].contains(&stale.rel.as_str());
-        if !keep.contains(stale.rel.as_str()) && !ours && stale.modified <= claimed_at {
+        // Left by an earlier attempt, or uploaded early by this one and since dropped.
+        let old = stale.modified <= claimed.at || uploaded.contains_key(&stale.rel);
+        if !keep.contains(stale.rel.as_str()) && !ours && old {
             store.delete_listed(&stale).await?;
         }
     }
@@ -269,7 +322,7 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
             bytes += store.upload(&local.join(name), name).await?;
         }
     }
-    check_claim(store, &claim).await?;
+    check_claim(store, &claimed.claim).await?;
     store.write(MARKER_FILE, to_json(&marker)?).await?;
     // The dataset is complete: a claim left behind only makes a later run treat the prefix
     // as ours, which it is.
@@ -277,13 +330,15 @@ pub async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Compl
         tracing::warn!(event = "output.claim_left", output = store.shown(), error = %e, "complete, but the upload claim could not be removed: {e}");
     }
     let seconds = started.elapsed().as_secs_f64();
+    let early = uploaded.len();
     tracing::info!(
         event = "output.uploaded",
         output = store.shown(),
         objects = files.len(),
+        early,
         bytes,
         seconds,
-        "uploaded {} ({} objects, {bytes} bytes in {seconds:.1} s)",
+        "uploaded {} ({} objects, {early} of them while converting; {bytes} bytes, {seconds:.1} s after the conversion)",
         store.shown(),
         files.len()
     );

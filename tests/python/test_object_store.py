@@ -610,3 +610,34 @@ def test_store_lost_mid_upload_exits_75_and_the_rerun_completes(store, tmp_path)
     assert_same(store_tables(store, uri), local_tables(tmp_path / "local.slaf"))
     assert "lost.slaf/_slaf_convert_upload.json" not in store.objects("out", "lost.slaf/")
     proxy.cut()
+
+
+def test_early_uploads_the_commit_dropped_are_deleted(store, tmp_path):
+    """Data files go up while the conversion runs; here the last cell holds 2.5, past the
+    plan's uint16 sample, so the shard restarts as float32 and its first attempt's files
+    (some uploaded already) are not in the dataset: none may be left in the store."""
+    import anndata as ad
+    import lance
+    import numpy as np
+    import scipy.sparse as sp
+    rng = np.random.default_rng(7)
+    x = rng.integers(1, 40, size=(600, 200)).astype(np.float32)
+    x[-1, -1] = 2.5
+    src = tmp_path / "late.h5ad"
+    ad.AnnData(X=sp.csr_matrix(x)).write_h5ad(src)
+    run("convert", src, tmp_path / "local.slaf", "--chunk-size", "20", env=store.env())
+    uri = f"{store.scheme}://out/late.slaf"
+    run("convert", src, uri, "--chunk-size", "20", env=store.env())
+    assert_same(store_tables(store, uri), local_tables(tmp_path / "local.slaf"))
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in store.env().items() if k.startswith("AZURITE")})
+    try:
+        for table in TABLES:
+            ds = lance.dataset(f"{uri}/{table}.lance", storage_options=store.storage_options())
+            used = {f"late.slaf/{table}.lance/data/{d.path}"
+                    for f in ds.get_fragments() for d in f.data_files()}
+            stored = {k for k in store.objects("out", f"late.slaf/{table}.lance/data/")}
+            assert stored == used, table
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
