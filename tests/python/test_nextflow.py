@@ -119,7 +119,8 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
 def test_commit_and_convert_modules_write_to_an_object_store(tmp_path):
     """task.ext.dataset = 's3://...': the rendered commit and convert scripts put the dataset
     in the bucket (a moto S3 server on 127.0.0.1), equal to the local conversion."""
-    from test_object_store import Moto, local_tables, store_tables
+    from store_servers import Moto
+    from test_object_store import local_tables, store_tables
     from test_object_store import assert_same as assert_same_tables
     server = Moto(tmp_path)
     try:

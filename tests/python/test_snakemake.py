@@ -106,7 +106,7 @@ def test_snakemake_manifest_inputs_in_s3(tmp_path):
     """Inputs named by s3:// URIs in the manifest: the rules declare only the local ones and
     slaf-convert fetches the others (moto's S3 server on 127.0.0.1); the dataset equals the
     one converted from local copies."""
-    from test_object_store import Moto
+    from store_servers import Moto
     server = Moto(tmp_path)
     try:
         server.create_bucket("atlas")
