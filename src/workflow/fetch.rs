@@ -17,7 +17,8 @@ use crate::store::Store;
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::{source_names, Plan};
 
-/// `path` names an object store (a URI of a supported scheme).
+/// `path` is a URI, not a local path (the checks where paths are given let only s3://, gs://
+/// and az:// through, and [`Store::open`] refuses any other).
 pub fn is_store(path: &Path) -> bool {
     store_uri(path.as_os_str()).is_some()
 }
