@@ -75,7 +75,7 @@ pub async fn run(command: Command) -> Result<()> {
 /// Every path the command was given, with the argument it came in and whether an object
 /// store URI may stand there.
 fn path_arguments(command: &Command) -> Vec<(&'static str, &Path, bool)> {
-    const STORES: [&str; 3] = ["INPUT", "OUTPUT", "--dataset"];
+    const STORES: [&str; 4] = ["INPUT", "OUTPUT", "--dataset", "DATASET"];
     let given: Vec<(&'static str, Option<&Path>)> = match command {
         Command::Convert(a) => vec![
             ("INPUT", a.input.as_deref()),

@@ -12,6 +12,7 @@
 //! credentials, bad configuration).
 
 mod errors;
+pub mod lance;
 mod transfer;
 
 use std::path::PathBuf;
@@ -73,48 +74,7 @@ impl Store {
             .map_err(|what| Error::Usage(format!("{shown}: {what}")))?;
         let url = url::Url::parse(uri).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
         let bucket = url.host_str().unwrap_or_default().to_string();
-        let retry = retry_config()?;
-        let client: Arc<dyn ObjectStore> = match named.scheme.as_str() {
-            "s3" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(uri)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| config_error(&shown, e))?,
-            ),
-            "gs" => Arc::new(
-                object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(uri)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| config_error(&shown, e))?,
-            ),
-            "az" => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(uri)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| config_error(&shown, e))
-                    .map_err(|e| match e {
-                        Error::Store { uri, what, .. } if what.contains("Account must be") => {
-                            Error::Store {
-                                uri,
-                                what: format!(
-                                    "{what} (the account comes from AZURE_STORAGE_ACCOUNT_NAME)"
-                                ),
-                                transient: false,
-                            }
-                        }
-                        other => other,
-                    })?,
-            ),
-            other => {
-                return Err(Error::Usage(format!(
-                    "{shown}: {other}:// is not an object store slaf-convert reads or writes \
-                     (s3://, gs://, az://)"
-                )))
-            }
-        };
+        let client = client(&named.scheme, uri, &shown)?;
         let root = ObjectPath::from_url_path(url.path())
             .map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
         Ok(Store {
@@ -243,6 +203,53 @@ impl Store {
             Err(e) => Err(store_error(&self.shown_child(rel), &e)),
         }
     }
+}
+
+/// The client for `uri` (of `scheme`, shown as `shown`), configured from the environment.
+pub(crate) fn client(scheme: &str, uri: &str, shown: &str) -> Result<Arc<dyn ObjectStore>> {
+    let retry = retry_config()?;
+    let client: Arc<dyn ObjectStore> = match scheme {
+        "s3" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(uri)
+                .with_retry(retry)
+                .build()
+                .map_err(|e| config_error(shown, e))?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(uri)
+                .with_retry(retry)
+                .build()
+                .map_err(|e| config_error(shown, e))?,
+        ),
+        "az" => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_url(uri)
+                .with_retry(retry)
+                .build()
+                .map_err(|e| config_error(shown, e))
+                .map_err(|e| match e {
+                    Error::Store { uri, what, .. } if what.contains("Account must be") => {
+                        Error::Store {
+                            uri,
+                            what: format!(
+                                "{what} (the account comes from AZURE_STORAGE_ACCOUNT_NAME)"
+                            ),
+                            transient: false,
+                        }
+                    }
+                    other => other,
+                })?,
+        ),
+        other => {
+            return Err(Error::Usage(format!(
+                "{shown}: {other}:// is not an object store slaf-convert reads or writes \
+                 (s3://, gs://, az://)"
+            )))
+        }
+    };
+    Ok(client)
 }
 
 /// The retry policy: object_store's backoff, within [`RETRY_SECONDS_VAR`] seconds.

@@ -206,7 +206,7 @@ pub struct CommitArgs {
 /// Arguments of `inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A .slaf directory.
+    /// A .slaf directory, or an s3://, gs:// or az:// URI of one.
     pub dataset: PathBuf,
     /// Rows to show per table.
     #[arg(long, default_value_t = 5)]

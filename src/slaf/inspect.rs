@@ -2,7 +2,8 @@
 //!
 //! Prints the config summary, then for every table in `config.json`: its schema, row and
 //! fragment counts and its first rows. Used by the README's example and by people checking an
-//! output without Python.
+//! output without Python, local or in an object store (Lance reads it there through
+//! [`crate::store::lance`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,18 +11,32 @@ use std::path::Path;
 use futures::TryStreamExt;
 
 use crate::error::{Error, Result};
+use crate::location::store_uri;
 use crate::slaf::config_json::CONFIG_FILE;
+use crate::store::lance::open_dataset;
+use crate::store::Store;
 
-/// Render a description of the dataset at `dir`, showing `rows` rows per table.
+/// Render a description of the dataset at `dir` (a local path, or an s3://, gs:// or az://
+/// URI), showing `rows` rows per table.
 pub async fn describe(dir: &Path, rows: usize) -> Result<String> {
     let config_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::invalid(dir, "no config.json: not a finished SLAF dataset")
-        } else {
-            Error::io(&config_path, e)
+    let text = match store_uri(dir.as_os_str()) {
+        Some(_) => {
+            let store = Store::open(&dir.to_string_lossy())?;
+            let bytes = store.read(CONFIG_FILE).await?.ok_or_else(|| {
+                Error::invalid(store.shown(), "no config.json: not a finished SLAF dataset")
+            })?;
+            String::from_utf8(bytes)
+                .map_err(|_| Error::invalid(store.shown_child(CONFIG_FILE), "not UTF-8"))?
         }
-    })?;
+        None => std::fs::read_to_string(&config_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::invalid(dir, "no config.json: not a finished SLAF dataset")
+            } else {
+                Error::io(&config_path, e)
+            }
+        })?,
+    };
     let config: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::invalid(&config_path, format!("not valid JSON: {e}")))?;
     let mut out = String::new();
@@ -49,7 +64,7 @@ pub async fn describe(dir: &Path, rows: usize) -> Result<String> {
         let Some(rel) = rel.as_str() else { continue };
         let table_dir = dir.join(rel);
         let uri = table_dir.to_string_lossy().to_string();
-        let ds = lance::Dataset::open(&uri)
+        let ds = open_dataset(&uri)
             .await
             .map_err(|e| Error::lance(&table_dir, e))?;
         let n = ds

@@ -4,8 +4,9 @@
 //! A dataset bound for a URI is built in a local temporary directory exactly as a local one
 //! (plan, shards, commit, marker), then published to its prefix by [`publish`]: a claim
 //! object first, the tables' data files, then their manifests, stale objects of an earlier
-//! attempt removed, `config.json`, and the completion marker last, so a reader never sees a
-//! marker before the dataset is whole. `convert` into a new or unfinished prefix claims it
+//! attempt removed, `config.json`, every table opened by Lance in the store and checked
+//! against the build, and the completion marker last, so a reader never sees a marker
+//! before the dataset is whole. `convert` into a new or unfinished prefix claims it
 //! before converting and uploads data files while they are written ([`early_upload`]), so
 //! most of the upload overlaps the conversion. The temporary directory is removed when the
 //! task ends, on failure too.
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
+use crate::store::lance::open_dataset;
 use crate::store::Store;
 use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
 use crate::workflow::convert::{convert_fetched, ConvertReport};
@@ -322,6 +324,7 @@ async fn publish(
             bytes += store.upload(&local.join(name), name).await?;
         }
     }
+    verify_tables(local, store).await?;
     check_claim(store, &claimed.claim).await?;
     store.write(MARKER_FILE, to_json(&marker)?).await?;
     // The dataset is complete: a claim left behind only makes a later run treat the prefix
@@ -343,6 +346,43 @@ async fn publish(
         files.len()
     );
     Ok(marker)
+}
+
+/// Before the marker: every table, opened by Lance in the store, is the version with the
+/// rows the local build has (so the upload is whole and nothing else changed it).
+async fn verify_tables(local: &Path, store: &Store) -> Result<()> {
+    let entries = std::fs::read_dir(local).map_err(|e| Error::io(local, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".lance") {
+            continue;
+        }
+        let here = entry.path();
+        let there = store.shown_child(&name);
+        let local_ds = open_dataset(&here.to_string_lossy())
+            .await
+            .map_err(|e| Error::lance(&here, e))?;
+        let stored = open_dataset(&there)
+            .await
+            .map_err(|e| Error::lance(&there, e))?;
+        let rows = |ds: lance::Dataset| async move {
+            ds.count_rows(None).await.map(|n| (ds.version().version, n))
+        };
+        let want = rows(local_ds).await.map_err(|e| Error::lance(&here, e))?;
+        let got = rows(stored).await.map_err(|e| Error::lance(&there, e))?;
+        if got != want {
+            return Err(Error::Store {
+                uri: there,
+                what: format!(
+                    "after the upload it reads as version {} with {} rows, not version {} with \
+                     {} rows as built: run the same command again",
+                    got.0, got.1, want.0, want.1
+                ),
+                transient: true,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn to_json(doc: &impl Serialize) -> Result<Vec<u8>> {

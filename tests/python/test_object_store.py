@@ -122,6 +122,11 @@ def test_convert_h5ad_from_the_store_to_the_store_equals_local(store, tmp_path):
     assert_same(store_tables(store, f"{s}://out/pbmc.slaf"), local_tables(tmp_path / "local.slaf"))
     m = marker(store, f"{s}://out/pbmc.slaf")
     assert [i["path"] for i in m["inputs"]] == [f"{s}://inputs/h5ad/pbmc.h5ad"]
+    # inspect reads it in the store through Lance: the same as the local dataset's.
+    there = run("inspect", f"{s}://out/pbmc.slaf", env=store.env()).stdout.splitlines()
+    here = run("inspect", tmp_path / "local.slaf", env=store.env()).stdout.splitlines()
+    assert there[0].startswith(f"{s}://out/pbmc.slaf: SLAF format")
+    assert there[1:] == here[1:] and len(here) > 20
     keys = store.objects("out", "pbmc.slaf/")
     assert "pbmc.slaf/_slaf_convert_upload.json" not in keys
     assert not any(k.endswith("_slaf_commit.lock") for k in keys)
