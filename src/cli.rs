@@ -29,27 +29,26 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Shard(args) => run_shard(args).await,
         Command::Commit(args) => {
             let mut plan = Plan::load(&args.plan)?;
-            if let Some(dataset) = args.dataset.as_deref().filter(|d| fetch::is_store(d)) {
-                let marker =
-                    remote::commit_to_store(&plan, &args.shards, dataset, args.temp_dir.as_deref())
-                        .await?;
-                println!(
-                    "{}: committed {} cells x {} genes, {} expression rows",
-                    dataset.display(),
-                    marker.n_cells,
-                    marker.n_genes,
-                    marker.expression_rows
-                );
-                return Ok(());
-            }
-            if let Some(dataset) = &args.dataset {
-                // The receipts name the plan by hash; where the dataset goes is not part of it.
-                plan.output = std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
-            }
-            let marker = slaf_convert::workflow::commit::commit(&plan, &args.shards).await?;
+            let (location, marker) = match args.dataset.as_deref() {
+                Some(dataset) if fetch::is_store(dataset) => {
+                    let temp = args.temp_dir.as_deref();
+                    let marker = remote::commit_to_store(&plan, &args.shards, dataset, temp);
+                    (dataset.to_path_buf(), marker.await?)
+                }
+                dataset => {
+                    if let Some(dataset) = dataset {
+                        // The receipts name the plan by hash; where the dataset goes is not
+                        // part of it.
+                        plan.output =
+                            std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
+                    }
+                    let marker = slaf_convert::workflow::commit::commit(&plan, &args.shards);
+                    (plan.output.clone(), marker.await?)
+                }
+            };
             println!(
                 "{}: committed {} cells x {} genes, {} expression rows",
-                plan.output.display(),
+                location.display(),
                 marker.n_cells,
                 marker.n_genes,
                 marker.expression_rows
@@ -75,38 +74,41 @@ pub async fn run(command: Command) -> Result<()> {
 /// Every path the command was given, with the argument it came in and whether an object
 /// store URI may stand there.
 fn path_arguments(command: &Command) -> Vec<(&'static str, &Path, bool)> {
-    const STORES: [&str; 4] = ["INPUT", "OUTPUT", "--dataset", "DATASET"];
-    let given: Vec<(&'static str, Option<&Path>)> = match command {
+    let given: Vec<(&'static str, Option<&Path>, bool)> = match command {
         Command::Convert(a) => vec![
-            ("INPUT", a.input.as_deref()),
-            ("OUTPUT", a.output.as_deref()),
-            ("--manifest", a.manifest.as_deref()),
-            ("--temp-dir", a.temp_dir.as_deref()),
+            ("INPUT", a.input.as_deref(), true),
+            ("OUTPUT", a.output.as_deref(), true),
+            ("--manifest", a.manifest.as_deref(), false),
+            ("--temp-dir", a.temp_dir.as_deref(), false),
         ],
         Command::Plan(a) => vec![
-            ("MANIFEST", Some(&a.manifest)),
-            ("--output", Some(&a.output)),
-            ("--dataset", a.dataset.as_deref()),
+            ("MANIFEST", Some(&a.manifest), false),
+            ("--output", Some(&a.output), false),
+            ("--dataset", a.dataset.as_deref(), false),
         ],
         Command::Shard(a) => vec![
-            ("PLAN", Some(&a.plan)),
-            ("--output", a.output.as_deref()),
-            ("--receipt", a.receipt.as_deref()),
-            ("--inputs", a.inputs.as_deref()),
+            ("PLAN", Some(&a.plan), false),
+            ("--output", a.output.as_deref(), false),
+            ("--receipt", a.receipt.as_deref(), false),
+            ("--inputs", a.inputs.as_deref(), false),
         ],
-        Command::Commit(a) => std::iter::once(("PLAN", Some(a.plan.as_path())))
-            .chain(std::iter::once(("--dataset", a.dataset.as_deref())))
-            .chain(std::iter::once(("--temp-dir", a.temp_dir.as_deref())))
-            .chain(a.shards.iter().map(|s| ("SHARDS", Some(s.as_path()))))
-            .collect(),
-        Command::Inspect(a) => vec![("DATASET", Some(&a.dataset))],
+        Command::Commit(a) => [
+            ("PLAN", Some(a.plan.as_path()), false),
+            ("--dataset", a.dataset.as_deref(), true),
+            ("--temp-dir", a.temp_dir.as_deref(), false),
+        ]
+        .into_iter()
+        .chain(
+            a.shards
+                .iter()
+                .map(|s| ("SHARDS", Some(s.as_path()), false)),
+        )
+        .collect(),
+        Command::Inspect(a) => vec![("DATASET", Some(&a.dataset), true)],
         Command::Schema { .. } => Vec::new(),
     };
-    let stores = |role: &str| {
-        STORES.contains(&role) && !matches!(command, Command::Plan(_) | Command::Shard(_))
-    };
     (given.into_iter())
-        .filter_map(|(role, path)| path.map(|p| (role, p, stores(role))))
+        .filter_map(|(role, path, stores)| path.map(|p| (role, p, stores)))
         .collect()
 }
 
@@ -128,10 +130,7 @@ async fn run_plan(args: PlanArgs) -> Result<()> {
     };
     // Inputs in object stores are scanned from copies fetched for the plan alone (removed
     // afterwards); the plan names them by their URIs, and each shard fetches its own.
-    let scratch = tempfile::Builder::new()
-        .prefix("slaf-convert-plan-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let scratch = fetch::scratch(None)?;
     let (local, fetched) = fetch::fetch_inputs(&manifest, scratch.path()).await?;
     let mut plan = Plan::build_scanning(&local, size, values)?;
     fetched.name_in(&mut plan);

@@ -190,15 +190,17 @@ impl Store {
 
     /// Delete an object as listed (gone already is fine).
     pub async fn delete_listed(&self, listed: &Listed) -> Result<()> {
-        match self.client.delete(&listed.location).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_error(&self.shown_child(&listed.rel), &e)),
-        }
+        self.delete_at(&listed.location, &listed.rel).await
     }
 
     /// Delete the object `rel` (gone already is fine).
     pub async fn delete(&self, rel: &str) -> Result<()> {
-        match self.client.delete(&self.path(rel)).await {
+        self.delete_at(&self.path(rel), rel).await
+    }
+
+    /// Delete the object at `location`, shown as `rel` (gone already is fine).
+    async fn delete_at(&self, location: &ObjectPath, rel: &str) -> Result<()> {
+        match self.client.delete(location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error(&self.shown_child(rel), &e)),
         }

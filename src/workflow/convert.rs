@@ -146,7 +146,7 @@ pub async fn convert_fetched(
     let mut build = manifest.clone();
     build.output = target.dir.clone();
     let plan_manifest = build.clone();
-    let plan = blocking(move || {
+    let mut plan = blocking(move || {
         Plan::build_scanning(
             &plan_manifest,
             convert_shards(&plan_manifest),
@@ -154,7 +154,6 @@ pub async fn convert_fetched(
         )
     })
     .await?;
-    let mut plan = plan;
     fetched.name_in(&mut plan);
     target.check_plan(&plan)?;
     // The receipts directory first: from now on a killed run leaves an output the same

@@ -23,8 +23,9 @@ pub fn is_store(path: &Path) -> bool {
     store_uri(path.as_os_str()).is_some()
 }
 
-/// A local directory for one task's fetched inputs and built dataset, removed when dropped.
-pub(crate) fn scratch(temp_dir: Option<&Path>) -> Result<tempfile::TempDir> {
+/// A local directory for one task's fetched inputs and built dataset (in `temp_dir`, else
+/// `$TMPDIR`), removed when dropped.
+pub fn scratch(temp_dir: Option<&Path>) -> Result<tempfile::TempDir> {
     let parent = temp_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
     tempfile::Builder::new()
         .prefix("slaf-convert-")

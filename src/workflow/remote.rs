@@ -74,11 +74,14 @@ pub async fn convert_via_stores(
         crate::readers::format::input_metadata(&input.path)?;
     }
     let output_store = is_store(&output).then(|| open(&output)).transpose()?;
-    if let Some(store) = &output_store {
+    let target = match &output_store {
         // Refuse before fetching or converting anything.
-        check_apart(store, manifest.inputs.iter().map(|i| i.path.clone()))?;
-        check_target(store, None, overwrite).await?;
-    }
+        Some(store) => {
+            check_apart(store, manifest.inputs.iter().map(|i| i.path.clone()))?;
+            Some(check_target(store, None, overwrite).await?)
+        }
+        None => None,
+    };
     let scratch = scratch(temp_dir)?;
     let (mut local, fetched) = fetch_inputs(manifest, &scratch.path().join("inputs")).await?;
     let Some(store) = output_store else {
@@ -87,14 +90,14 @@ pub async fn convert_via_stores(
     local.output = scratch.path().join("dataset.slaf");
     // Into a new or unfinished prefix, data files go up while the conversion runs; over a
     // complete dataset (--overwrite) nothing is touched until the new one is built.
-    let early = match store.read(MARKER_FILE).await?.is_none() {
-        true => Some((
+    let early = match target {
+        Some(Target::Open) => Some((
             claim(&store, "").await?,
             EarlyUpload::start(store.clone(), local.output.clone()),
         )),
-        false => None,
+        _ => None,
     };
-    let (report, claimed) = match early {
+    let (mut report, claimed) = match early {
         Some((claimed, upload)) => {
             let converted = convert_fetched(&local, false, &fetched).await;
             let uploaded = upload.finish().await;
@@ -104,7 +107,6 @@ pub async fn convert_via_stores(
         }
         None => (convert_fetched(&local, false, &fetched).await?, None),
     };
-    let mut report = report;
     report.marker = publish(&local.output, &store, overwrite, claimed).await?;
     report.output = PathBuf::from(store.shown());
     Ok(report)
@@ -158,7 +160,7 @@ pub async fn commit_to_store(
         )));
     }
     check_apart(&store, plan.inputs.iter().map(|i| i.path.clone()))?;
-    if let Some(done) = check_target(&store, Some(&plan.plan_hash), true).await? {
+    if let Target::Done(done) = check_target(&store, Some(&plan.plan_hash), true).await? {
         tracing::info!(
             event = "commit.done",
             dataset = store.shown(),
@@ -175,26 +177,32 @@ pub async fn commit_to_store(
     publish(&local.output, &store, true, None).await
 }
 
-/// What is at the target prefix, checked before any work: `Some(marker)` if it holds a
-/// complete dataset of `plan_hash`; an error if it holds a complete dataset that may not be
-/// replaced (`replace` false), or objects that are not a dataset of ours.
-async fn check_target(
-    store: &Store,
-    plan_hash: Option<&str>,
-    replace: bool,
-) -> Result<Option<CompletionMarker>> {
+/// What a target prefix holds, as far as a run may use it.
+enum Target {
+    /// No dataset: empty, or a partial upload of ours (its claim is there).
+    Open,
+    /// A complete dataset (or an unreadable marker) of another plan, which may be replaced.
+    Replaceable,
+    /// A complete dataset of this very plan.
+    Done(CompletionMarker),
+}
+
+/// What is at the target prefix, checked before any work; an error if it holds a complete
+/// dataset that may not be replaced (`replace` false), or objects that are not a dataset of
+/// ours.
+async fn check_target(store: &Store, plan_hash: Option<&str>, replace: bool) -> Result<Target> {
     if let Some(bytes) = store.read(MARKER_FILE).await? {
         // An unreadable marker proves nothing complete: a dataset of ours to replace.
         let marker = serde_json::from_slice::<CompletionMarker>(&bytes).ok();
         if let Some(marker) = marker.filter(|m| plan_hash == Some(m.plan_hash.as_str())) {
-            return Ok(Some(marker));
+            return Ok(Target::Done(marker));
         }
         if !replace {
             return Err(Error::OutputExists {
                 path: PathBuf::from(store.shown()),
             });
         }
-        return Ok(None);
+        return Ok(Target::Replaceable);
     }
     // Ours if our claim is there; otherwise it must be empty (listed no further than one).
     if store.modified(CLAIM_FILE).await?.is_none() && store.holds_other_than(CLAIM_FILE).await? {
@@ -205,7 +213,7 @@ async fn check_target(
                 .into(),
         });
     }
-    Ok(None)
+    Ok(Target::Open)
 }
 
 /// Refuse an output prefix that is, or holds, one of the inputs: publishing deletes what
@@ -259,7 +267,7 @@ async fn publish(
 ) -> Result<CompletionMarker> {
     let marker = read_marker(local)?
         .ok_or_else(|| Error::Internal(format!("{}: built without a marker", local.display())))?;
-    if let Some(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
+    if let Target::Done(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
         return Ok(done);
     }
     let started = std::time::Instant::now();

@@ -12,6 +12,20 @@ SECRET = "slafTESTsecret/KEY+0123456789abcdefgh"
 KEY_ID = "AKIASLAFCONVERTTEST"
 
 
+def wait_for_port(proc, port, log):
+    """Return once the server `proc` accepts connections on `port` (within 60 s); fail with
+    its `log` if it exits or never does."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+    raise AssertionError(f"the server on port {port} did not start: {log.read_text()}")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,15 +65,7 @@ class Moto:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, self.log.read_text()
-                time.sleep(0.1)
-        raise AssertionError(f"moto did not start: {self.log.read_text()}")
+        wait_for_port(self.proc, self.port, self.log)
 
     def stop(self):
         self.proc.terminate()
@@ -112,15 +118,7 @@ class Azurite:
             [str(AZURITE), "--disableTelemetry", "--skipApiVersionCheck", "--silent",
              "--location", str(self.dir), "--blobHost", "127.0.0.1", "--blobPort", str(self.port)],
             stdout=open(self.dir / "log", "ab"), stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                assert self.proc.poll() is None, (self.dir / "log").read_text()
-                time.sleep(0.1)
-        raise AssertionError("azurite did not start")
+        wait_for_port(self.proc, self.port, self.dir / "log")
 
     def env(self):
         env = dict(os.environ)
