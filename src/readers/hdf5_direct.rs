@@ -27,7 +27,7 @@ mod chunk;
 mod decode;
 mod stored;
 
-use self::chunk::{locate_chunk, ChunkBuffers, StoredChunk};
+use self::chunk::{list_chunks, ChunkBuffers, StoredChunk};
 pub use self::decode::Decode;
 use self::decode::{decode_into, unshuffle, Element};
 pub use self::stored::StoredArray;
@@ -39,11 +39,11 @@ use crate::error::{Error, Result};
 enum Storage {
     /// One run of bytes at this file offset.
     Contiguous { addr: u64 },
-    /// Fixed-size chunks, in element order, located on first use (asking the library where
-    /// every chunk of a large dataset lies costs seconds; a shard needs only its own).
+    /// Fixed-size chunks, in element order, listed on first use (or why they cannot be).
     Chunked {
         chunk_len: usize,
-        chunks: Vec<OnceLock<StoredChunk>>,
+        n_chunks: usize,
+        chunks: OnceLock<std::result::Result<Vec<StoredChunk>, String>>,
         /// Positions of the filters in the pipeline (a chunk's mask refers to them).
         deflate: Option<usize>,
         shuffle_at: Option<usize>,
@@ -265,33 +265,31 @@ impl DirectArray {
         Ok(())
     }
 
-    /// Where chunk `c` lies, asked of the library (under its lock) the first time.
+    /// Where chunk `c` lies; the first call lists every chunk (under the library's lock).
     fn chunk(&self, c: usize) -> Result<StoredChunk> {
         let Storage::Chunked {
-            chunks,
             chunk_len,
+            n_chunks,
+            chunks,
             deflate,
             shuffle_at,
-            ..
         } = &self.storage
         else {
             return Err(Error::Internal("chunk of contiguous storage".into()));
         };
-        let cell = &chunks[c];
-        if let Some(chunk) = cell.get() {
-            return Ok(*chunk);
-        }
-        let chunk =
-            locate_chunk(&self.ds, c * chunk_len, *deflate, *shuffle_at).ok_or_else(|| {
-                Error::invalid(
+        let listed = chunks
+            .get_or_init(|| list_chunks(&self.ds, *chunk_len, *n_chunks, *deflate, *shuffle_at));
+        let chunk = match listed {
+            Ok(table) => *table.get(c).ok_or_else(|| {
+                Error::Internal(format!("{}: chunk {c} of {n_chunks}", self.name))
+            })?,
+            Err(problem) => {
+                return Err(Error::invalid(
                     &self.path,
-                    format!(
-                        "{}: cannot locate its chunk at element {}",
-                        self.name,
-                        c * chunk_len
-                    ),
-                )
-            })?;
+                    format!("{}: {problem}", self.name),
+                ))
+            }
+        };
         // The index is the file's word: a chunk must lie inside the file before its size
         // sizes a buffer.
         if chunk.addr != hdf5_sys::h5::HADDR_UNDEF
@@ -312,7 +310,6 @@ impl DirectArray {
                     ),
                 ));
         }
-        let _ = cell.set(chunk);
         Ok(chunk)
     }
 
@@ -427,7 +424,8 @@ fn chunked_storage(
     }
     Ok(Storage::Chunked {
         chunk_len,
-        chunks: (0..n_chunks).map(|_| OnceLock::new()).collect(),
+        n_chunks,
+        chunks: OnceLock::new(),
         deflate,
         shuffle_at: shuffle,
     })

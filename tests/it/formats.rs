@@ -391,6 +391,61 @@ fn test_x_storage_variants() {
     }
 }
 
+/// A chunk of X's `data` that was never written reads as zeros (HDF5's default fill value),
+/// exactly as h5py reads it: the file converts to what the same file with those zeros written
+/// out converts to. The direct reader lists the chunks in one walk of the chunk index, so a
+/// missing chunk is one the walk did not report.
+#[test]
+fn test_unwritten_x_chunk_reads_as_zeros() {
+    let m = sample_matrix(57, 40, 12);
+    let chunk = 16;
+    let dir = tmp();
+    let (sparse, dense) = (at(&dir, "sparse.h5ad"), at(&dir, "dense.h5ad"));
+    for (input, write_hole) in [(&sparse, false), (&dense, true)] {
+        write_h5ad_with(input, &m, Storage::Csr, |file| {
+            let x = file.group("X").unwrap();
+            let mut values: Vec<f32> = x.dataset("data").unwrap().read_raw().unwrap();
+            assert!(
+                values.len() > 3 * chunk,
+                "the matrix spans more than three chunks"
+            );
+            values[chunk..2 * chunk].iter_mut().for_each(|v| *v = 0.0);
+            x.unlink("data").unwrap();
+            let ds = x
+                .new_dataset::<f32>()
+                .chunk(chunk)
+                .deflate(4)
+                .shape(values.len())
+                .create("data")
+                .unwrap();
+            if write_hole {
+                ds.write(&values).unwrap();
+            } else {
+                ds.write_slice(&values[..chunk], ..chunk).unwrap();
+                ds.write_slice(&values[2 * chunk..], 2 * chunk..).unwrap();
+            }
+        });
+    }
+    let stored_chunks = |input: &std::path::Path| {
+        let file = hdf5::File::open(input).unwrap();
+        file.dataset("X/data").unwrap().num_chunks().unwrap()
+    };
+    assert_eq!(
+        stored_chunks(&sparse) + 1,
+        stored_chunks(&dense),
+        "one chunk never written"
+    );
+    for name in ["sparse", "dense"] {
+        convert_ok(
+            &at(&dir, &format!("{name}.h5ad")),
+            &at(&dir, &format!("{name}.slaf")),
+            &[],
+        );
+    }
+    let table = |name: &str| read_table(&at(&dir, name).join("expression.lance"));
+    assert_eq!(table("sparse.slaf"), table("dense.slaf"));
+}
+
 /// convert reads X once: the value type comes from a sample of the values and every value is
 /// checked as it is written. A fraction past the sample makes the shard write float32 from the
 /// start again, and nothing of the first attempt is left in the output.

@@ -1,7 +1,13 @@
-//! One stored chunk of a dataset: where it lies and which filters apply to it (asked of the
-//! library, under its lock), and the per-thread buffers its bytes are read and inflated in.
+//! The stored chunks of a dataset: where each lies and which filters apply to it (listed by
+//! the library, under its lock, in one walk), and the per-thread buffers their bytes are read
+//! and inflated in.
+
+use std::ffi::{c_int, c_uint, c_void};
 
 use hdf5::Dataset;
+use hdf5_sys::h5::{haddr_t, hsize_t, HADDR_UNDEF};
+use hdf5_sys::h5d::H5Dchunk_iter;
+use hdf5_sys::h5p::H5P_DEFAULT;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StoredChunk {
@@ -34,37 +40,82 @@ impl ChunkBuffers {
     }
 }
 
-/// Where the chunk starting at element `first` lies (a B-tree lookup, under the library's
-/// lock); `None` if the library cannot say.
-pub(super) fn locate_chunk(
+/// Where every chunk of a 1-D dataset of `n_chunks` chunks of `chunk_len` elements lies, in
+/// element order, from one walk of the chunk index under the library's lock. Chunks never
+/// written come back at `HADDR_UNDEF`. One walk, because asking chunk by chunk
+/// (`H5Dget_chunk_info_by_coord`) walks the index each time: 16,384 chunks took seconds,
+/// serial under the lock.
+pub(super) fn list_chunks(
     ds: &Dataset,
-    first: usize,
+    chunk_len: usize,
+    n_chunks: usize,
     deflate: Option<usize>,
     shuffle: Option<usize>,
-) -> Option<StoredChunk> {
-    hdf5::sync::sync(|| {
-        let offset = [first as hdf5_sys::h5::hsize_t];
-        let (mut mask, mut addr, mut size) = (0u32, 0u64, 0u64);
-        // SAFETY: valid dataset id, a one-element offset for a 1-D dataset, out-pointers to
-        // locals.
-        let status = unsafe {
-            hdf5_sys::h5d::H5Dget_chunk_info_by_coord(
-                ds.id(),
-                offset.as_ptr(),
-                &mut mask,
-                &mut addr,
-                &mut size,
-            )
-        };
-        if status < 0 {
-            return None;
+) -> Result<Vec<StoredChunk>, String> {
+    struct Walk {
+        chunk_len: u64,
+        chunks: Vec<StoredChunk>,
+        seen: Vec<bool>,
+        deflate: Option<usize>,
+        shuffle: Option<usize>,
+        problem: Option<String>,
+    }
+    unsafe extern "C" fn visit(
+        offset: *const hsize_t,
+        filter_mask: c_uint,
+        addr: haddr_t,
+        size: hsize_t,
+        op_data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: `op_data` is the `Walk` passed to H5Dchunk_iter below, alive and not
+        // otherwise borrowed during the call; `offset` holds one coordinate (1-D dataset).
+        let walk = unsafe { &mut *(op_data as *mut Walk) };
+        let first = unsafe { *offset };
+        let c = (first / walk.chunk_len) as usize;
+        if first % walk.chunk_len != 0 || c >= walk.chunks.len() || walk.seen[c] {
+            walk.problem = Some(format!("the chunk index lists a chunk at element {first}"));
+            return -1;
         }
-        let applies = |position: Option<usize>| position.is_some_and(|p| mask & (1 << p) == 0);
-        Some(StoredChunk {
+        let applies =
+            |position: Option<usize>| position.is_some_and(|p| filter_mask & (1 << p) == 0);
+        walk.seen[c] = true;
+        walk.chunks[c] = StoredChunk {
             addr,
             size,
-            deflated: applies(deflate),
-            shuffled: applies(shuffle),
-        })
-    })
+            deflated: applies(walk.deflate),
+            shuffled: applies(walk.shuffle),
+        };
+        0
+    }
+    let unwritten = StoredChunk {
+        addr: HADDR_UNDEF,
+        size: 0,
+        deflated: false,
+        shuffled: false,
+    };
+    let mut walk = Walk {
+        chunk_len: chunk_len as u64,
+        chunks: vec![unwritten; n_chunks],
+        seen: vec![false; n_chunks],
+        deflate,
+        shuffle,
+        problem: None,
+    };
+    let status = hdf5::sync::sync(|| {
+        // SAFETY: valid dataset id; `visit` matches H5D_chunk_iter_op_t and only touches the
+        // `Walk` it is handed, which outlives the call.
+        unsafe {
+            H5Dchunk_iter(
+                ds.id(),
+                H5P_DEFAULT,
+                Some(visit),
+                &mut walk as *mut Walk as *mut c_void,
+            )
+        }
+    });
+    match (status < 0, walk.problem) {
+        (_, Some(problem)) => Err(problem),
+        (true, None) => Err("the library cannot walk its chunk index".into()),
+        (false, None) => Ok(walk.chunks),
+    }
 }
