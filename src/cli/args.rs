@@ -263,7 +263,7 @@ pub struct ConvertArgs {
     pub pages: Choice<Pages>,
     /// Build scalar indices once the tables are committed: a BTREE on expression's gene ids
     /// makes get_gene_expression about ten times faster, for an index about 2.4 times the
-    /// size of those ids (on the benchmark's 100,000 cells: 25 s and 250-380 MiB of memory to
+    /// size of those ids (on the benchmark's 100,000 cells: 23 s and 250-380 MiB of memory to
     /// build); also BTREEs on the cell and gene id columns and a zone map on expression's
     /// sorted cell ids.
     #[arg(long)]

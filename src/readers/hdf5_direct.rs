@@ -69,7 +69,7 @@ pub struct DirectArray {
 /// scan's block.
 const BLOCK: usize = 1 << 18;
 
-/// Most chunks a dataset may have for its chunk table to be kept here (32 MiB of table).
+/// Most chunks a dataset may have for its chunk table to be kept here (24 MiB of table).
 const MAX_CHUNKS: usize = 1 << 20;
 
 /// Largest chunk read directly (anndata writes chunks of a few hundred KiB).

@@ -436,10 +436,14 @@ fn test_unwritten_x_chunk_reads_as_zeros() {
         "one chunk never written"
     );
     for name in ["sparse", "dense"] {
-        convert_ok(
+        let logs = convert_logged(
             &at(&dir, &format!("{name}.h5ad")),
             &at(&dir, &format!("{name}.slaf")),
             &[],
+        );
+        assert!(
+            !logs.contains("\"event\":\"read.library\""),
+            "{name}: read directly, not by the library: {logs}"
         );
     }
     let table = |name: &str| read_table(&at(&dir, name).join("expression.lance"));
