@@ -1,5 +1,6 @@
 //! Atomic JSON files: a temporary file beside the target, synced, renamed over it, so a
-//! reader (or a killed run) sees the old document or the new one, never half of one.
+//! reader (or a killed run) sees the old document or the new one, never half of one; and the
+//! bytes of such a file, for objects written whole to a store.
 
 use std::io::Write;
 use std::path::Path;
@@ -29,12 +30,20 @@ pub fn write_json(dir: &Path, name: &str, doc: &impl Serialize) -> Result<()> {
         .prefix(&format!(".{name}."))
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
-    let text = serde_json::to_string_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.write_all(b"\n"))
+    let bytes = json_bytes(doc)?;
+    tmp.write_all(&bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(tmp.path(), e))?;
     tmp.persist(&target)
         .map_err(|e| Error::io(&target, e.error))?;
     Ok(())
+}
+
+/// `doc` as the bytes of a JSON file: pretty, newline-terminated (what [`write_json`] writes,
+/// and what goes to an object store as a whole object).
+pub fn json_bytes(doc: &impl Serialize) -> Result<Vec<u8>> {
+    let mut bytes =
+        serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(format!("serialising: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }

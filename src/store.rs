@@ -63,15 +63,9 @@ impl Store {
     pub fn open(uri: &str) -> Result<Store> {
         let named =
             store_uri(uri.as_ref()).ok_or_else(|| Error::Usage(format!("{uri}: not a URI")))?;
+        // The same refusals as where paths are given (credentials, schemes, bucket and key).
+        crate::location::check_path(uri.as_ref(), "object store", true).map_err(Error::Usage)?;
         let shown = named.shown.trim_end_matches('/').to_string();
-        if named.has_credentials {
-            return Err(Error::Usage(format!(
-                "{shown}: refused, the URI carries credentials or a query string; give \
-                 credentials in the store's environment variables"
-            )));
-        }
-        crate::location::check_store_path(&named)
-            .map_err(|what| Error::Usage(format!("{shown}: {what}")))?;
         let url = url::Url::parse(uri).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
         let bucket = url.host_str().unwrap_or_default().to_string();
         let client = client(&named.scheme, uri, &shown)?;
@@ -101,6 +95,11 @@ impl Store {
         rel.split('/')
             .filter(|s| !s.is_empty())
             .fold(self.root.clone(), |p, s| p.join(s))
+    }
+
+    /// The prefix to list under; `None` for a bucket's root.
+    fn prefix(&self) -> Option<&ObjectPath> {
+        (!self.root.as_ref().is_empty()).then_some(&self.root)
     }
 
     /// Where a local copy of this object goes below a directory: `scheme/bucket/key...`,
@@ -144,10 +143,9 @@ impl Store {
 
     /// Every object under the prefix.
     pub async fn list(&self) -> Result<Vec<Listed>> {
-        let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
         let metas: Vec<object_store::ObjectMeta> = self
             .client
-            .list(prefix)
+            .list(self.prefix())
             .try_collect()
             .await
             .map_err(|e| store_error(&self.shown, &e))?;
@@ -167,9 +165,8 @@ impl Store {
 
     /// Whether the prefix holds any object but `except`; lists no further than the first.
     pub async fn holds_other_than(&self, except: &str) -> Result<bool> {
-        let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
         let except = self.path(except);
-        let mut listing = self.client.list(prefix);
+        let mut listing = self.client.list(self.prefix());
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| store_error(&self.shown, &e))?;
             if meta.location != except {
@@ -244,10 +241,10 @@ pub(crate) fn client(scheme: &str, uri: &str, shown: &str) -> Result<Arc<dyn Obj
                     other => other,
                 })?,
         ),
+        // Store::open and Lance's registry let only STORE_SCHEMES through.
         other => {
-            return Err(Error::Usage(format!(
-                "{shown}: {other}:// is not an object store slaf-convert reads or writes \
-                 (s3://, gs://, az://)"
+            return Err(Error::Internal(format!(
+                "{shown}: no client for {other}://"
             )))
         }
     };
@@ -258,22 +255,17 @@ pub(crate) fn client(scheme: &str, uri: &str, shown: &str) -> Result<Arc<dyn Obj
 fn retry_config() -> Result<RetryConfig> {
     let mut retry = RetryConfig::default();
     if let Ok(text) = std::env::var(RETRY_SECONDS_VAR) {
-        let seconds: f64 = text
+        retry.retry_timeout = text
             .trim()
             .parse()
             .ok()
-            .filter(|s: &f64| *s >= 0.0)
+            .and_then(|seconds: f64| Duration::try_from_secs_f64(seconds).ok())
             .ok_or_else(|| {
                 Error::Usage(format!(
                     "{RETRY_SECONDS_VAR}={text}: expected a number of seconds"
                 ))
             })?;
-        retry.retry_timeout = Duration::try_from_secs_f64(seconds).map_err(|_| {
-            Error::Usage(format!(
-                "{RETRY_SECONDS_VAR}={text}: expected a number of seconds"
-            ))
-        })?;
-        if seconds == 0.0 {
+        if retry.retry_timeout.is_zero() {
             retry.max_retries = 0;
         }
     }

@@ -112,7 +112,7 @@ impl Store {
         let object = &meta.location;
         let shown = match *object == self.root {
             true => self.shown.clone(),
-            false => format!("{}/{}", self.shown, object.filename().unwrap_or_default()),
+            false => self.shown_child(object.filename().unwrap_or_default()),
         };
         let got = self
             .client

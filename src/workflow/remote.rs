@@ -27,6 +27,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::json_file::json_bytes;
 use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::store::lance::open_dataset;
 use crate::store::Store;
@@ -130,7 +131,7 @@ async fn claim(store: &Store, plan_hash: &str) -> Result<Claimed> {
             chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
         ),
     };
-    store.write(CLAIM_FILE, to_json(&claim)?).await?;
+    store.write(CLAIM_FILE, json_bytes(&claim)?).await?;
     let at = store
         .modified(CLAIM_FILE)
         .await?
@@ -334,7 +335,7 @@ async fn publish(
     }
     verify_tables(local, store).await?;
     check_claim(store, &claimed.claim).await?;
-    store.write(MARKER_FILE, to_json(&marker)?).await?;
+    store.write(MARKER_FILE, json_bytes(&marker)?).await?;
     // The dataset is complete: a claim left behind only makes a later run treat the prefix
     // as ours, which it is.
     if let Err(e) = store.delete(CLAIM_FILE).await {
@@ -391,10 +392,6 @@ async fn verify_tables(local: &Path, store: &Store) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn to_json(doc: &impl Serialize) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(doc).map_err(|e| Error::Internal(format!("serialising: {e}")))
 }
 
 /// Every file under `root`, as '/'-separated paths relative to it, but the local-only ones.
