@@ -33,15 +33,16 @@ fn keep_freed_buffers() {
 /// Bound what Lance holds while it builds a scalar index (`--create-indices`), unless the
 /// user set these. Lance sorts a column's values for a BTREE in a memory pool of 150 MiB a
 /// core and reads ahead up to 256 MiB on local disk; on 100,000 cells (120 M expression
-/// rows, 2 cores) a `--create-indices` convert peaked at 479-490 MiB with those and at
-/// 249-381 MiB with 32 MiB a core and 32 MiB, in 24.5-26.2 s instead of 28.5-28.8 s
-/// (bench/RESULTS.md). The sort spills to the system's temporary directory sooner. Both
-/// apply to every Lance scan of the process (a widening rewrite at commit, `inspect`), which
-/// read fragments in order and need no more. Set here, before any thread starts, because
-/// Lance reads them from the environment only.
+/// rows, 2 cores) a `--create-indices` convert peaked at 479-490 MiB with those. With the
+/// read-ahead at 32 MiB, a smaller pool is not a lower peak: 32 MiB a core peaked at
+/// 248-381 MiB in 12 runs (the sort spills into more runs to merge), 64 MiB a core at
+/// 222-233 MiB in 5 and 128 MiB a core at 312 MiB (bench/RESULTS.md). Both apply to every Lance scan of
+/// the process (a widening rewrite at commit, `inspect`), which read fragments in order and
+/// need no more. Set here, before any thread starts, because Lance reads them from the
+/// environment only.
 fn bound_lance_buffers() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool = (32u64 << 20) * cores as u64;
+    let pool = (64u64 << 20) * cores as u64;
     for (name, value) in [
         ("LANCE_MEM_POOL_SIZE", pool.to_string()),
         ("LANCE_DEFAULT_IO_BUFFER_SIZE", (32u64 << 20).to_string()),

@@ -97,6 +97,7 @@ pub const DATASET_INDICES: [ScalarIndex; 6] = [
 /// (there is nothing to look up). Each index is a new version of its table; a kill part-way
 /// leaves the tables readable, and the commit that runs again rebuilds them all.
 pub async fn create_indices(output: &Path) -> Result<()> {
+    release_freed_memory();
     for index in DATASET_INDICES {
         let dir = output.join(index.table);
         let uri = dir.to_string_lossy().into_owned();
@@ -136,4 +137,17 @@ pub async fn create_indices(output: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Hand the conversion's freed buffers back to the system before the index build grows the
+/// heap again: the process keeps freed memory for reuse (`main.rs` raises glibc's trim
+/// threshold for the conversion's steady churn), and the index build's sort buffers would
+/// otherwise come on top of it. 100,000 cells: the RSS held after the conversion, 218 MiB,
+/// plus the gene id index's growth put the peak at 253-304 MiB.
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free heap pages to the system; it is thread safe.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
