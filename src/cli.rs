@@ -29,11 +29,19 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Shard(args) => run_shard(args).await,
         Command::Commit(args) => {
             let mut plan = Plan::load(&args.plan)?;
+            let in_store = args.dataset.as_deref().unwrap_or(&plan.output);
             let (location, marker) = match args.dataset.as_deref() {
-                Some(dataset) if fetch::is_store(dataset) => {
+                // Staged shards: committed in a local temporary directory, then uploaded.
+                _ if fetch::is_store(in_store) && args.shards.iter().any(|s| s.is_dir()) => {
                     let temp = args.temp_dir.as_deref();
-                    let marker = remote::commit_to_store(&plan, &args.shards, dataset, temp);
-                    (dataset.to_path_buf(), marker.await?)
+                    let marker = remote::commit_to_store(&plan, &args.shards, in_store, temp);
+                    (in_store.to_path_buf(), marker.await?)
+                }
+                // Shards that wrote into the store: committed there.
+                _ if fetch::is_store(in_store) => {
+                    plan.output = in_store.to_path_buf();
+                    let marker = remote::commit_in_store(&plan, &args.shards);
+                    (plan.output.clone(), marker.await?)
                 }
                 dataset => {
                     if let Some(dataset) = dataset {
@@ -84,7 +92,7 @@ fn path_arguments(command: &Command) -> Vec<(&'static str, &Path, bool)> {
         Command::Plan(a) => vec![
             ("MANIFEST", Some(&a.manifest), false),
             ("--output", Some(&a.output), false),
-            ("--dataset", a.dataset.as_deref(), false),
+            ("--dataset", a.dataset.as_deref(), true),
         ],
         Command::Shard(a) => vec![
             ("PLAN", Some(&a.plan), false),
@@ -115,7 +123,10 @@ fn path_arguments(command: &Command) -> Vec<(&'static str, &Path, bool)> {
 async fn run_plan(args: PlanArgs) -> Result<()> {
     let mut manifest = Manifest::load(&args.manifest)?;
     if let Some(dataset) = args.dataset {
-        manifest.output = std::path::absolute(&dataset).map_err(|e| Error::io(&dataset, e))?;
+        manifest.output = match fetch::is_store(&dataset) {
+            true => dataset,
+            false => std::path::absolute(&dataset).map_err(|e| Error::io(&dataset, e))?,
+        };
     }
     let size = ShardSize {
         cells_per_shard: args.cells_per_shard,

@@ -180,11 +180,21 @@ impl Error {
         }
     }
 
-    /// Shorthand for [`Error::Lance`].
+    /// Shorthand for [`Error::Lance`]; a Lance error caused by an object store's (a table at
+    /// a store URI) is that store's error, classified and worded as the store's own
+    /// ([`Error::Store`]: one line, transient or not).
     #[cfg(feature = "writer")]
     pub fn lance(path: impl Into<PathBuf>, source: lance::Error) -> Self {
+        let path = path.into();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        while let Some(e) = cause {
+            if let Some(store) = e.downcast_ref::<object_store::Error>() {
+                return crate::store::store_error(&path.display().to_string(), store);
+            }
+            cause = e.source();
+        }
         Error::Lance {
-            path: path.into(),
+            path,
             source: Box::new(source),
         }
     }

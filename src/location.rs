@@ -106,8 +106,9 @@ pub fn check_path(path: &Path, role: &str, stores: bool) -> std::result::Result<
         )
     } else if supported {
         format!(
-            "{role} {}: must be a local path here (object stores are read and written by \
-             convert's INPUT and OUTPUT and by commit --dataset); copy the data to a local \
+            "{role} {}: must be a local path here (object stores are read and written where \
+             inputs and datasets are named: convert's INPUT and OUTPUT, a manifest's inputs \
+             and output, plan --dataset, commit --dataset, inspect); copy the data to a local \
              path (a workflow engine can stage it) and name that path",
             uri.shown
         )

@@ -41,9 +41,15 @@ pub fn init(format: LogFormat, verbosity: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    // Our own events at `level`; dependencies (lance, datafusion) only when they warn.
-    let filter = EnvFilter::try_from_env("SLAF_CONVERT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,slaf_convert={level}")));
+    // Our own events at `level`; dependencies (lance, datafusion) only when they warn. But
+    // lance_io's object store module warns each time a store is made through a provider
+    // outside its built-in registry ("Guessing that object store prefix is ..."), which is
+    // how every store URI reaches Lance here (src/store/lance.rs): errors only from it.
+    let filter = EnvFilter::try_from_env("SLAF_CONVERT_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,lance_io::object_store=error,slaf_convert={level}"
+        ))
+    });
     let terminal = std::io::stderr().is_terminal();
     let json = match format {
         LogFormat::Json => true,

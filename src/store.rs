@@ -113,9 +113,19 @@ impl Store {
         path
     }
 
-    /// `rel` as it may be shown.
+    /// `rel` as it may be shown; also the URI Lance opens it by (a URI carries no
+    /// credentials, so what is shown is the URI).
     pub fn shown_child(&self, rel: &str) -> String {
         format!("{}/{rel}", self.shown)
+    }
+
+    /// The prefix `rel` below this one, with the same client.
+    pub fn child(&self, rel: &str) -> Store {
+        Store {
+            root: self.path(rel),
+            shown: self.shown_child(rel.trim_matches('/')),
+            ..self.clone()
+        }
     }
 
     /// The object `rel`, or `None` if there is none.
@@ -163,13 +173,14 @@ impl Store {
             .collect())
     }
 
-    /// Whether the prefix holds any object but `except`; lists no further than the first.
-    pub async fn holds_other_than(&self, except: &str) -> Result<bool> {
-        let except = self.path(except);
+    /// Whether the prefix holds any object but `except` (`None`: any object at all); lists
+    /// no further than the first.
+    pub async fn holds_other_than(&self, except: Option<&str>) -> Result<bool> {
+        let except = except.map(|rel| self.path(rel));
         let mut listing = self.client.list(self.prefix());
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| store_error(&self.shown, &e))?;
-            if meta.location != except {
+            if Some(&meta.location) != except.as_ref() {
                 return Ok(true);
             }
         }

@@ -101,7 +101,8 @@ pub enum Command {
     ///
     /// Examples:
     ///   slaf-convert shard plan.json --index 0 -o shard-0/          (staged)
-    ///   slaf-convert shard plan.json --shard 1-of-4 --shared-target (into the output)
+    ///   slaf-convert shard plan.json --shard 1-of-4 --shared-target (into the output,
+    ///                                                                 a directory or a URI)
     #[command(verbatim_doc_comment)]
     Shard(ShardArgs),
     /// Commit every shard of a plan: one transaction per table, config.json, then the
@@ -140,6 +141,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub print_shards: bool,
     /// The dataset to create, instead of the manifest's `output` (workflow engines name it).
+    /// May be an object store URI (s3://, gs://, az://), as the manifest's `output` may.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
     /// Read every stored value to decide between uint16 and float32 values. By default a
@@ -170,7 +172,9 @@ pub struct ShardArgs {
         required_unless_present = "shared_target"
     )]
     pub output: Option<PathBuf>,
-    /// Shared-target placement: write data files straight into the plan's output.
+    /// Shared-target placement: write data files straight into the plan's output. An output
+    /// at an object store URI is written by Lance in the store itself, the receipt beside it
+    /// (or at --receipt); `commit plan.json` then commits there.
     #[arg(long)]
     pub shared_target: bool,
     /// Where to write the receipt (default: in the shard directory, or under the output).
@@ -190,10 +194,11 @@ pub struct CommitArgs {
     pub plan: PathBuf,
     /// Staged shard directories or receipt files (none: the shared-target receipts).
     pub shards: Vec<PathBuf>,
-    /// Build the dataset here instead of the plan's output (staged shards only; Nextflow
-    /// commits inside its own task directory). May be an object store URI
-    /// (s3://bucket/x.slaf): the dataset is built in --temp-dir, then uploaded, its
-    /// completion marker last.
+    /// Build the dataset here instead of the plan's output (Nextflow commits inside its own
+    /// task directory). May be an object store URI (s3://bucket/x.slaf): staged shard
+    /// directories are committed in --temp-dir, then uploaded, the completion marker last;
+    /// shards that wrote into the store (--shared-target) are committed there, from the
+    /// receipt files given or, given none, those under the dataset.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
     /// Where a dataset bound for an object store is built before its upload (default: the

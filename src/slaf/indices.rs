@@ -12,7 +12,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use lance::dataset::Dataset;
 use lance::index::DatasetIndexExt;
 use lance_index::scalar::ScalarIndexParams;
 use lance_index::IndexType;
@@ -101,7 +100,7 @@ pub async fn create_indices(output: &Path) -> Result<()> {
     for index in DATASET_INDICES {
         let dir = output.join(index.table);
         let uri = dir.to_string_lossy().into_owned();
-        let mut dataset = Dataset::open(&uri)
+        let mut dataset = crate::store::lance::open_dataset(&uri)
             .await
             .map_err(|e| Error::lance(&dir, e))?;
         let rows = dataset

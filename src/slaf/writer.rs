@@ -30,6 +30,7 @@ use lance_file::writer::FileWriterOptions;
 
 use crate::error::{Error, Result};
 use crate::slaf::pieces::owned_pieces;
+use crate::store::lance::session_for;
 
 /// Lance storage version of every table (format_version "0.5").
 pub const STORAGE_VERSION: LanceFileVersion = LanceFileVersion::V2_2;
@@ -73,16 +74,24 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    /// A writer for the table directory `dir` (e.g. `out.slaf/expression.lance`).
+    /// A writer for the table directory `dir` (e.g. `out.slaf/expression.lance`), or the
+    /// table at an object store URI (`s3://bucket/out.slaf/expression.lance`), which Lance
+    /// writes and commits in the store itself.
     pub fn new(dir: &Path, schema: SchemaRef) -> Result<Self> {
         let lance_schema =
             LanceSchema::try_from(schema.as_ref()).map_err(|e| Error::lance(dir, e))?;
+        let uri = dir.to_string_lossy().into_owned();
+        let params = WriteParams {
+            // A table at an object store URI is reached through our clients.
+            session: session_for(&uri),
+            ..write_params()
+        };
         Ok(TableWriter {
             dir: dir.to_path_buf(),
-            uri: dir.to_string_lossy().into_owned(),
+            uri,
             arrow_schema: schema,
             schema: lance_schema,
-            params: write_params(),
+            params,
         })
     }
 
@@ -167,7 +176,11 @@ impl TableWriter {
             initial_bases: None,
         };
         let transaction = Transaction::new(0, operation, None);
-        CommitBuilder::new(self.uri.as_str())
+        let builder = match &self.params.session {
+            Some(session) => CommitBuilder::new(self.uri.as_str()).with_session(session.clone()),
+            None => CommitBuilder::new(self.uri.as_str()),
+        };
+        builder
             .with_storage_format(STORAGE_VERSION)
             .enable_v2_manifest_paths(true)
             .execute(transaction)

@@ -1,6 +1,7 @@
 //! Lance's way into the object stores: an `ObjectStoreProvider` for `s3`, `gs` and `az`
 //! that hands Lance the same clients [`super::Store`] uses (configured from the environment,
-//! with our retry policy), and the [`session`] whose registry holds them. Without it Lance
+//! with our retry policy), the [`session`] whose registry holds them, and the way to open a
+//! dataset (local or in a store) with it. Without it Lance
 //! (built without its own cloud features) has no provider for those schemes.
 
 use std::sync::{Arc, LazyLock};
@@ -56,10 +57,19 @@ pub fn session() -> Arc<Session> {
     SESSION.clone()
 }
 
+/// The session Lance needs for the table at `uri`: ours for a store URI, none (Lance's own,
+/// made per dataset) for a local path.
+pub fn session_for(uri: &str) -> Option<Arc<Session>> {
+    store_uri(uri.as_ref()).map(|_| session())
+}
+
 /// Open the Lance dataset at `uri` (a local path or a store URI).
 pub async fn open_dataset(uri: &str) -> lance::Result<lance::Dataset> {
-    lance::dataset::builder::DatasetBuilder::from_uri(uri)
-        .with_session(session())
-        .load()
-        .await
+    let builder = lance::dataset::builder::DatasetBuilder::from_uri(uri);
+    match session_for(uri) {
+        Some(session) => builder.with_session(session),
+        None => builder,
+    }
+    .load()
+    .await
 }

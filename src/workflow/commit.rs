@@ -12,10 +12,11 @@
 //! tables and rewrites the marker only; a dataset of another plan is rebuilt from this
 //! plan's shards, and the marker always describes the tables beside it.
 
-mod receipts;
-mod state;
-mod widen;
+pub(crate) mod receipts;
+pub(crate) mod state;
+pub(crate) mod widen;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,11 +31,12 @@ use crate::error::{Error, Result};
 use crate::json_file::write_json;
 use crate::pipeline::pairwise::{pairwise_table, pairwise_writer};
 use crate::slaf::config_json::{
-    config_document, write_config, DatasetSummary, MultiFile, SourceFile, CONFIG_FILE, UNS_FILE,
+    config_document, write_config, ConfigJson, DatasetSummary, MultiFile, SourceFile, CONFIG_FILE,
+    UNS_FILE,
 };
 use crate::slaf::schema::{
-    cells_schema, expression_schema, genes_schema, layers_schema, CELLS_TABLE, EXPRESSION_TABLE,
-    GENES_TABLE, LAYERS_TABLE,
+    cells_schema, expression_schema, genes_schema, layers_schema, CellTablesProfile, CELLS_TABLE,
+    EXPRESSION_TABLE, GENES_TABLE, LAYERS_TABLE,
 };
 use crate::slaf::tables::genes_batch;
 use crate::slaf::value_stats::ValueStats;
@@ -43,7 +45,8 @@ use crate::workflow::manifest::check_output_apart;
 use crate::workflow::plan::{Plan, PlannedColumn};
 use crate::workflow::shard::Receipt;
 
-use self::receipts::{collect, tables_hold, Located};
+pub(crate) use self::receipts::Located;
+use self::receipts::{collect, tables_hold};
 pub use self::state::COMMITTED_PLAN_FILE;
 use self::state::{
     adopt, check_ours, clean_tables, committed_plan, record_committed_plan, remove_stale_parts,
@@ -142,23 +145,9 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     // The dataset's value types: wider than the plan's where a shard met a value the plan's
     // guess could not hold; the other shards' fragments are rewritten to match.
     let profile = widen::dataset_profile(plan, &receipts);
-    widen::widen_receipts(plan, &profile, &mut receipts).await?;
-    let widened_plan;
-    let plan = if profile == plan.profile {
-        plan
-    } else {
-        widened_plan = Plan {
-            profile,
-            ..plan.clone()
-        };
-        &widened_plan
-    };
-    // The cells and genes schemas, from the plan's columns, serve the tables and the config.
-    let cells_schema = cells_schema(
-        &PlannedColumn::fields(&plan.obs_columns)?,
-        plan.is_multi_file(),
-    );
-    let genes_schema = genes_schema(&PlannedColumn::fields(&plan.var_columns)?);
+    widen::widen_receipts(plan, &profile, &mut receipts, widen::Records::Local(output)).await?;
+    let plan = &with_profile(plan, profile);
+    let (cells_schema, genes_schema) = table_schemas(plan)?;
     let written = commit_tables(plan, &receipts, &cells_schema, &genes_schema).await?;
     if plan.indices {
         crate::slaf::indices::create_indices(output).await?;
@@ -172,18 +161,55 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     };
     remove_stale_parts(output, &written, uns_written)?;
     clean_tables(output, &plan.plan_hash).await?;
-    let summary = dataset_summary(plan, &receipts, &cells_schema, &genes_schema);
+    record_committed_plan(output, &plan.plan_hash)?;
+    write_config(
+        output,
+        &config_for(plan, &receipts, &cells_schema, &genes_schema),
+    )?;
+    write_marker(plan, rows, started).await
+}
+
+/// `plan` with the dataset's value types `profile` (wider than the plan's where a shard had
+/// to widen).
+pub(crate) fn with_profile(plan: &Plan, profile: CellTablesProfile) -> Cow<'_, Plan> {
+    if profile == plan.profile {
+        Cow::Borrowed(plan)
+    } else {
+        Cow::Owned(Plan {
+            profile,
+            ..plan.clone()
+        })
+    }
+}
+
+/// The cells and genes schemas, from the plan's columns: they serve the tables and the config.
+pub(crate) fn table_schemas(plan: &Plan) -> Result<(SchemaRef, SchemaRef)> {
+    Ok((
+        cells_schema(
+            &PlannedColumn::fields(&plan.obs_columns)?,
+            plan.is_multi_file(),
+        ),
+        genes_schema(&PlannedColumn::fields(&plan.var_columns)?),
+    ))
+}
+
+/// config.json of the dataset committed from `receipts`, created now.
+pub(crate) fn config_for(
+    plan: &Plan,
+    receipts: &[Located],
+    cells_schema: &Schema,
+    genes_schema: &Schema,
+) -> ConfigJson {
+    let summary = dataset_summary(plan, receipts, cells_schema, genes_schema);
     let created_at = chrono::Local::now()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
         .to_string();
-    record_committed_plan(output, &plan.plan_hash)?;
-    write_config(output, &config_document(&summary, &created_at))?;
-    write_marker(plan, rows, started).await
+    config_document(&summary, &created_at)
 }
 
 /// One transaction per table over the receipts' fragments, in dataset order; the genes table
 /// is written whole from the plan. The table directories written.
-async fn commit_tables(
+pub(crate) async fn commit_tables(
     plan: &Plan,
     receipts: &[Located],
     cells_schema: &SchemaRef,
@@ -279,17 +305,32 @@ fn empty_table_strings(schema: &Schema, rows: u64) -> Vec<String> {
 
 async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<CompletionMarker> {
     let output = &plan.output;
-    let mut tables = BTreeMap::new();
-    for table in ALL_TABLES {
-        let dir = output.join(table);
-        if dir.join("_versions").exists() {
-            let ds = lance::Dataset::open(&dir.to_string_lossy())
-                .await
-                .map_err(|e| Error::lance(&dir, e))?;
-            tables.insert(table.to_string(), ds.version().version);
-        }
+    let present = ALL_TABLES
+        .into_iter()
+        .filter(|t| output.join(t).join("_versions").exists());
+    let marker = marker_for(plan, rows, started, present).await?;
+    // Last write of a conversion: its presence means complete.
+    write_json(output, MARKER_FILE, &marker)?;
+    tracing::info!(event = "commit.done", output = %output.display(), n_cells = plan.n_cells, expression_rows = rows, "committed {}", output.display());
+    Ok(marker)
+}
+
+/// The completion marker of `plan`'s dataset, with the version of each of `tables`.
+pub(crate) async fn marker_for(
+    plan: &Plan,
+    rows: u64,
+    started: Instant,
+    tables: impl Iterator<Item = &'static str>,
+) -> Result<CompletionMarker> {
+    let mut versions = BTreeMap::new();
+    for table in tables {
+        let dir = plan.output.join(table);
+        let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
+            .await
+            .map_err(|e| Error::lance(&dir, e))?;
+        versions.insert(table.to_string(), ds.version().version);
     }
-    let marker = CompletionMarker {
+    Ok(CompletionMarker {
         tool: "slaf-convert".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         plan_hash: plan.plan_hash.clone(),
@@ -302,16 +343,12 @@ async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<Comple
                 modified: i.fingerprint.modified,
             })
             .collect(),
-        tables,
+        tables: versions,
         n_cells: plan.n_cells,
         n_genes: plan.n_genes,
         expression_rows: rows,
         seconds: started.elapsed().as_secs_f64(),
-    };
-    // Last write of a conversion: its presence means complete.
-    write_json(output, MARKER_FILE, &marker)?;
-    tracing::info!(event = "commit.done", output = %output.display(), n_cells = plan.n_cells, expression_rows = rows, "committed {}", output.display());
-    Ok(marker)
+    })
 }
 
 /// config.json's `multi_file` block for a plan's inputs.

@@ -302,10 +302,10 @@ impl Manifest {
             path: path.to_path_buf(),
             what: e.to_string(),
         })?;
-        // Inputs may be object store URIs (fetched by each task); the output is a local
-        // directory (`commit --dataset URI` puts a dataset in a store). A URI is no relative
-        // path to resolve against the manifest's directory.
-        let paths = std::iter::once(("output".to_string(), &manifest.output, false)).chain(
+        // Inputs may be object store URIs (fetched by each task), and so may the output
+        // (shards with the shared target write into it). A URI is no relative path to resolve
+        // against the manifest's directory.
+        let paths = std::iter::once(("output".to_string(), &manifest.output, true)).chain(
             (manifest.inputs.iter().enumerate())
                 .map(|(i, input)| (format!("inputs[{i}].path"), &input.path, true)),
         );

@@ -237,7 +237,7 @@ impl Plan {
                 "plan_hash does not match the plan's content (edited by hand?)",
             ));
         }
-        let paths = std::iter::once(("output", &plan.output, false))
+        let paths = std::iter::once(("output", &plan.output, true))
             .chain(plan.inputs.iter().map(|i| ("input", &i.path, true)));
         for (key, p, stores) in paths {
             crate::location::check_path(p, key, stores)

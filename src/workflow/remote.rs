@@ -19,6 +19,9 @@
 //! anything or writing the marker.
 
 mod early_upload;
+mod in_store;
+
+pub use self::in_store::{commit_in_store, prepare_shared_target, SharedTargetMark};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -36,6 +39,7 @@ use crate::workflow::convert::{convert_fetched, ConvertReport};
 use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
+use crate::workflow::shard::SHARED_RECEIPTS_DIR;
 
 use self::early_upload::{EarlyUpload, Uploaded};
 
@@ -205,12 +209,18 @@ async fn check_target(store: &Store, plan_hash: Option<&str>, replace: bool) -> 
         }
         return Ok(Target::Replaceable);
     }
-    // Ours if our claim is there; otherwise it must be empty (listed no further than one).
-    if store.modified(CLAIM_FILE).await?.is_none() && store.holds_other_than(CLAIM_FILE).await? {
+    // Ours if our claim or shards' receipts are there; otherwise it must be empty (listed
+    // no further than one object).
+    let ours = store.modified(CLAIM_FILE).await?.is_some()
+        || store
+            .child(SHARED_RECEIPTS_DIR)
+            .holds_other_than(None)
+            .await?;
+    if !ours && store.holds_other_than(Some(CLAIM_FILE)).await? {
         return Err(Error::OutputNotOurs {
             path: PathBuf::from(store.shown()),
-            what: "holds objects and is not a dataset of slaf-convert's (no completion marker \
-                   or upload claim): name a new or empty prefix"
+            what: "holds objects and is not a dataset of slaf-convert's (no completion marker, \
+                   upload claim or shard receipts): name a new or empty prefix"
                 .into(),
         });
     }

@@ -157,11 +157,16 @@ impl Receipt {
 
     /// Read a receipt file.
     pub fn load(path: &Path) -> Result<Receipt> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Receipts {
+        let bytes = std::fs::read(path).map_err(|e| Error::Receipts {
             path: path.to_path_buf(),
             what: format!("cannot read receipt: {e}"),
         })?;
-        serde_json::from_str(&text).map_err(|e| Error::Receipts {
+        Receipt::parse(&bytes, path)
+    }
+
+    /// A receipt from its bytes (`path`: where they came from, for errors).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Receipt> {
+        serde_json::from_slice(bytes).map_err(|e| Error::Receipts {
             path: path.to_path_buf(),
             what: format!("not a shard receipt: {e}"),
         })
@@ -207,7 +212,17 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         }
         (false, _) => locate(input, task.inputs)?,
     };
-    let (root, _running) = prepare_root(plan, index, placement)?;
+    let in_store = *placement == Placement::SharedTarget && is_store(&plan.output);
+    let (root, _running, store_mark) = match in_store {
+        true => {
+            let mark = crate::workflow::remote::prepare_shared_target(plan, index).await?;
+            (plan.output.clone(), None, Some(mark))
+        }
+        false => {
+            let (root, running) = prepare_root(plan, index, placement)?;
+            (root, running, None)
+        }
+    };
     let receipt_path = match (receipt_path, placement) {
         (Some(p), _) => p.to_path_buf(),
         (None, Placement::Staged { dir }) => dir.join(RECEIPT_FILE),
@@ -301,9 +316,37 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     if *placement == Placement::Discard {
         return Ok((receipt, receipt_path));
     }
-    write_json_file(&receipt_path, &receipt)?;
+    if store_mark.is_some() {
+        // In a store the receipt also goes under the dataset, whatever --receipt says: it
+        // marks the prefix as a dataset in the making (a retry of a shard must find it ours)
+        // and lets `commit plan.json` find every shard there.
+        let beside = shared_receipt_path(&plan.output, &plan.plan_hash, index);
+        if beside != receipt_path {
+            save_receipt(&beside, &receipt).await?;
+        }
+    }
+    save_receipt(&receipt_path, &receipt).await?;
+    if let Some(mark) = store_mark {
+        mark.finish().await?;
+    }
     tracing::info!(event = "shard.done", expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");
     Ok((receipt, receipt_path))
+}
+
+/// Write `receipt` to `path`: a local file (atomically), or an object written whole.
+async fn save_receipt(path: &Path, receipt: &Receipt) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Usage(format!("{}: not a file name", path.display())));
+    };
+    match is_store(path) {
+        true => {
+            let bytes = crate::json_file::json_bytes(receipt)?;
+            crate::workflow::fetch::open(dir)?
+                .write(&name.to_string_lossy(), bytes)
+                .await
+        }
+        false => write_json_file(path, receipt),
+    }
 }
 
 /// Widen the value type of X (`layer` `None`) or of a layer to float32; false if it already

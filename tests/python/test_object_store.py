@@ -1,7 +1,7 @@
 """Object stores in and out, against real protocol servers on 127.0.0.1 started and stopped
 here: S3 (moto in server mode) and Azure Blob (Azurite). For each: convert (h5ad and 10x MTX
-inputs in the bucket, output in the bucket) and plan + staged shards + commit --dataset URI
-give, read back through pylance over the store (and upstream's SLAFArray over S3, the one
+inputs in the bucket, output in the bucket), plan + staged shards + commit --dataset URI, and
+plan + shards writing into the bucket + commit there give, read back through pylance over the store (and upstream's SLAFArray over S3, the one
 object store its reader opens as lance does), exactly the local conversion's tables. Failures
 (missing bucket, server down, wrong credentials, a prefix holding other objects) exit with
 the documented code and leave no marker; the secret key never appears in any output or
@@ -222,10 +222,102 @@ def test_plan_staged_shards_commit_to_the_store(store, tmp_path):
     assert stale not in keys and "workflow/a.slaf/_SLAF_COMPLETE.json" in keys
     assert "workflow/a.slaf/_slaf_convert_upload.json" not in keys
     assert_same(store_tables(store, uri), local_tables(tmp_path / "local.slaf"))
-    # commit --dataset URI wants staged shards.
-    proc = run("commit", d / "plan.json", "--dataset", f"{store.scheme}://out/other.slaf",
-               env=store.env(), check=False)
-    assert proc.returncode == 2 and "staged shards" in proc.stderr
+    # Without shards, commit --dataset URI commits the receipts in the store: there are none.
+    other = f"{store.scheme}://out/other.slaf"
+    proc = run("commit", d / "plan.json", "--dataset", other, env=store.env(), check=False)
+    assert proc.returncode == 68 and "missing receipts for shards" in proc.stderr, proc.stderr
+    assert not store.objects("out", "other.slaf/_SLAF_COMPLETE.json")
+
+
+def workflow_dir(tmp_path, output):
+    d = tmp_path / "wf"
+    d.mkdir()
+    fixtures.write("csr_int_counts", d / "a.h5ad")
+    (d / "m.yaml").write_text(f"output: {output}\ninputs:\n  - path: a.h5ad\n"
+                              "options:\n  chunk_size: 20\nsharding:\n  cells_per_shard: 40\n")
+    return d
+
+
+def test_shards_write_into_the_store_and_commit_there(store, tmp_path, monkeypatch):
+    """The manifest's output is a URI: shards (shared target, reverse order, one retried)
+    write their fragments and receipts into the store with Lance, and commit commits there;
+    nothing of the dataset passes through local disk."""
+    uri = f"{store.scheme}://out/native/a.slaf"
+    d = workflow_dir(tmp_path, uri)
+    monkeypatch.chdir(d)  # where a URI taken for a path would become directories
+    run("plan", d / "m.yaml", "--output", d / "plan.json", env=store.env())
+    plan = json.loads((d / "plan.json").read_text())
+    n = len(plan["shards"])
+    assert n > 1 and plan["output"] == uri
+    for i in reversed(range(n)):
+        run("shard", d / "plan.json", "--index", i, "--shared-target", env=store.env())
+    run("shard", d / "plan.json", "--index", 0, "--shared-target", env=store.env())  # a retry
+    keys = store.objects("out", "native/a.slaf/")
+    receipts = [k for k in keys if "/_slaf_receipts/" in k and k.endswith(".json")]
+    assert len(receipts) == n, keys
+    assert not [k for k in keys if k.endswith(".running")]
+    assert "native/a.slaf/_SLAF_COMPLETE.json" not in keys
+    out = run("commit", d / "plan.json", env=store.env())
+    assert uri in out.stdout
+    run("convert", d / "a.h5ad", tmp_path / "local.slaf", "--chunk-size", "20", env=store.env())
+    local = local_tables(tmp_path / "local.slaf")
+    assert_same(store_tables(store, uri), local)
+    assert sorted(p.name for p in d.iterdir()) == ["a.h5ad", "m.yaml", "plan.json"]
+    # The retried shard's first files were never committed: cleanup removed them.
+    keys = store.objects("out", "native/a.slaf/")
+    data = [k for k in keys if k.startswith("native/a.slaf/expression.lance/data/")]
+    assert len(data) == len(list((tmp_path / "local.slaf" / "expression.lance" / "data")
+                                 .iterdir())), data
+    assert "native/a.slaf/_slaf_convert_upload.json" not in keys
+    first = marker(store, uri)
+    assert first["n_cells"] == len(local["cells"])
+    again = run("commit", d / "plan.json", env=store.env())
+    assert "nothing to do" in again.stderr and marker(store, uri) == first
+    # A commit killed after its claim, before the marker: the re-run completes it.
+    store.delete("out", "native/a.slaf/_SLAF_COMPLETE.json")
+    store.delete("out", "native/a.slaf/config.json")
+    store.put("out", "native/a.slaf/_slaf_convert_upload.json", b"{}")
+    run("commit", d / "plan.json", env=store.env())
+    assert_same(store_tables(store, uri), local)
+    assert "native/a.slaf/_slaf_convert_upload.json" not in store.objects("out", "native/")
+    assert_no_secret_in_bucket(store, "out")
+
+
+def test_shards_into_the_store_with_local_receipts_and_a_server_lost_mid_shard(store,
+                                                                              tmp_path):
+    """What a workflow engine does: plan --dataset URI, each shard's receipt a task output
+    (--receipt), commit given the receipt files. The store goes away mid-shard: exit 75, no
+    receipt; the retried shard and the commit complete the dataset."""
+    s = store.scheme
+    d = workflow_dir(tmp_path, "placeholder.slaf")
+    uri = f"{s}://out/engine/a.slaf"
+    run("plan", d / "m.yaml", "--output", d / "plan.json", "--dataset", uri, env=store.env())
+    n = len(json.loads((d / "plan.json").read_text())["shards"])
+    # A shard of this fixture sends about 17 kB, a third of it before its first data file.
+    proxy = CuttingProxy(store.port, limit=8_000)
+    env = store.env()
+    env["AWS_ENDPOINT_URL" if s == "s3" else "AZURITE_BLOB_STORAGE_URL"] = \
+        f"http://127.0.0.1:{proxy.port}"
+    try:
+        proc = run("shard", d / "plan.json", "--index", 0, "--shared-target",
+                   "--receipt", d / "r0.json", env=env, check=False)
+        assert proc.returncode == 75, proc.stderr
+        assert uri in proc.stderr and not (d / "r0.json").exists()
+        proc = run("commit", d / "plan.json", env=store.env(), check=False)
+        assert proc.returncode == 68, proc.stderr
+        proxy.revive(limit=10**12)
+        for i in range(n):
+            run("shard", d / "plan.json", "--index", i, "--shared-target",
+                "--receipt", d / f"r{i}.json", env=env)
+    finally:
+        proxy.cut()
+    # The receipts are in the store too (a retried shard finds the prefix ours by them).
+    jsons = [k for k in store.objects("out", "engine/") if k.endswith(".json")]
+    assert len(jsons) == n, sorted(k.rsplit("/", 1)[1] for k in jsons)
+    run("commit", d / "plan.json", *[d / f"r{i}.json" for i in range(n)], env=store.env())
+    run("convert", d / "a.h5ad", tmp_path / "local.slaf", "--chunk-size", "20", env=store.env())
+    assert_same(store_tables(store, uri), local_tables(tmp_path / "local.slaf"))
+    assert marker(store, uri)["plan_hash"] == json.loads((d / "plan.json").read_text())["plan_hash"]
 
 
 def test_foreign_prefix_and_missing_bucket_are_refused(store, tmp_path):

@@ -19,9 +19,19 @@ pub struct Located {
 
 /// Find, load and check every shard's receipt.
 pub fn collect(plan: &Plan, sources: &[PathBuf]) -> Result<Vec<Located>> {
-    let mut by_index: BTreeMap<usize, Located> = BTreeMap::new();
+    let mut located = Vec::new();
     for (file, dir) in receipt_files(plan, sources) {
-        let located = check_receipt(plan, &file, dir)?;
+        let found = check_receipt(plan, &file, dir)?;
+        located.push((file, found));
+    }
+    by_shard(plan, located)
+}
+
+/// The checked receipts (each with the file it came from) in shard order: one for every
+/// shard of the plan, no more.
+pub fn by_shard(plan: &Plan, located: Vec<(PathBuf, Located)>) -> Result<Vec<Located>> {
+    let mut by_index: BTreeMap<usize, Located> = BTreeMap::new();
+    for (file, located) in located {
         if by_index.insert(located.receipt.shard, located).is_some() {
             return Err(Error::Receipts {
                 path: file,
@@ -71,11 +81,46 @@ fn receipt_files(plan: &Plan, sources: &[PathBuf]) -> Vec<(PathBuf, Option<PathB
 /// Load one receipt and check it against the plan: its plan, its shard, its row count, and
 /// that every data file it names is there.
 fn check_receipt(plan: &Plan, file: &Path, dir: Option<PathBuf>) -> Result<Located> {
+    let receipt = Receipt::load(file)?;
+    check_against_plan(plan, &receipt, file)?;
+    let staged_dir = match receipt.placement {
+        Placement::Staged { .. } => dir,
+        Placement::SharedTarget | Placement::Discard => None,
+    };
+    if let Some(widened) = super::widen::recorded(plan, &receipt) {
+        // An earlier commit rewrote this shard's fragments (and cleanup took the originals).
+        return Ok(Located {
+            receipt: widened,
+            staged_dir: None,
+        });
+    }
+    let root = staged_dir.as_deref().unwrap_or(&plan.output);
+    if let Some(missing) = receipt.missing_file(root) {
+        return Err(missing_file(file, &receipt, &missing.display()));
+    }
+    Ok(Located {
+        receipt,
+        staged_dir,
+    })
+}
+
+/// The error for a receipt (in `file`) whose data file `missing` is gone.
+pub fn missing_file(file: &Path, receipt: &Receipt, missing: &dyn std::fmt::Display) -> Error {
+    Error::Receipts {
+        path: file.to_path_buf(),
+        what: format!(
+            "shard {}'s data file {missing} is missing (removed since the shard ran?): run the shard again",
+            receipt.shard
+        ),
+    }
+}
+
+/// Check a receipt (read from `file`) against the plan: its plan, its shard, its row count.
+pub fn check_against_plan(plan: &Plan, receipt: &Receipt, file: &Path) -> Result<()> {
     let refuse = |what: String| Error::Receipts {
         path: file.to_path_buf(),
         what,
     };
-    let receipt = Receipt::load(file)?;
     if receipt.plan_hash != plan.plan_hash {
         return Err(refuse(format!(
             "belongs to plan {}, not {}",
@@ -92,29 +137,7 @@ fn check_receipt(plan: &Plan, file: &Path, dir: Option<PathBuf>) -> Result<Locat
             receipt.shard, receipt.rows_written, shard.rows
         )));
     }
-    let staged_dir = match receipt.placement {
-        Placement::Staged { .. } => dir,
-        Placement::SharedTarget | Placement::Discard => None,
-    };
-    if let Some(widened) = super::widen::recorded(plan, &receipt) {
-        // An earlier commit rewrote this shard's fragments (and cleanup took the originals).
-        return Ok(Located {
-            receipt: widened,
-            staged_dir: None,
-        });
-    }
-    let root = staged_dir.as_deref().unwrap_or(&plan.output);
-    if let Some(missing) = receipt.missing_file(root) {
-        return Err(refuse(format!(
-            "shard {}'s data file {} is missing (removed since the shard ran?): run the shard again",
-            receipt.shard,
-            missing.display()
-        )));
-    }
-    Ok(Located {
-        receipt,
-        staged_dir,
-    })
+    Ok(())
 }
 
 /// Whether the tables in `output` hold exactly the data files `receipts` name (the commit
@@ -131,7 +154,7 @@ pub async fn tables_hold(output: &Path, receipts: &[Located]) -> Result<bool> {
         if !dir.join("_versions").exists() {
             return Ok(false);
         }
-        let ds = lance::Dataset::open(&dir.to_string_lossy())
+        let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
             .await
             .map_err(|e| Error::lance(&dir, e))?;
         let held: HashSet<String> = ds

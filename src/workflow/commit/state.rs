@@ -224,7 +224,7 @@ pub async fn clean_tables(output: &Path, plan_hash: &str) -> Result<()> {
         if !dir.join("_versions").exists() {
             continue;
         }
-        let ds = lance::Dataset::open(&dir.to_string_lossy())
+        let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
             .await
             .map_err(|e| Error::lance(&dir, e))?;
         let removed = ds

@@ -9,9 +9,10 @@
 //! the files it replaces), so that a later commit of the same receipts (a re-run after a
 //! kill, or after Snakemake removed the marker) or a resumed `convert` finds the rewritten
 //! files once cleanup has removed the narrow ones ([`recorded`]), instead of failing or
-//! running the shards again for want of them.
+//! running the shards again for want of them. In an object store the records go under the
+//! dataset's prefix the same way ([`Records`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -20,15 +21,16 @@ use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::json_file::write_json_file;
+use crate::json_file::{json_bytes, write_json_file};
 use crate::slaf::pieces::LANCE_BREAK_ROWS;
 use crate::slaf::schema::{
     expression_schema, layers_schema, CellTablesProfile, Pages, EXPRESSION_TABLE, LAYERS_TABLE,
 };
 use crate::slaf::writer::TableWriter;
+use crate::store::Store;
 use crate::values::ValueType;
 use crate::workflow::plan::Plan;
-use crate::workflow::shard::{shared_receipts_dir, Receipt};
+use crate::workflow::shard::{Receipt, SHARED_RECEIPTS_DIR};
 
 use super::receipts::Located;
 
@@ -62,11 +64,33 @@ pub fn dataset_profile(plan: &Plan, receipts: &[Located]) -> CellTablesProfile {
 /// receipt's files and its own files are all in the dataset: what a commit takes in place of
 /// the receipt (whose narrow files cleanup has removed from a shared target).
 pub fn recorded(plan: &Plan, receipt: &Receipt) -> Option<Receipt> {
-    let text = std::fs::read_to_string(record_path(plan, receipt.shard)).ok()?;
-    // Records are written atomically: one that does not parse is not ours, and is ignored.
-    let record = serde_json::from_str::<WidenedRecord>(&text).ok()?;
-    (record.replaces == file_names(receipt) && record.receipt.missing_file(&plan.output).is_none())
-        .then_some(record.receipt)
+    let text = std::fs::read(plan.output.join(record_rel(plan, receipt.shard))).ok()?;
+    record_for(&text, receipt).filter(|r| r.missing_file(&plan.output).is_none())
+}
+
+/// The rewritten receipt a record (its bytes) holds, if it replaces exactly `receipt`'s files.
+pub fn record_for(bytes: &[u8], receipt: &Receipt) -> Option<Receipt> {
+    // Records are written whole: one that does not parse is not ours, and is ignored.
+    let record = serde_json::from_slice::<WidenedRecord>(bytes).ok()?;
+    (record.replaces == file_names(receipt)).then_some(record.receipt)
+}
+
+/// Where the records of rewrites go: under a local dataset, or under a dataset's prefix in
+/// an object store.
+pub enum Records<'a> {
+    /// The local dataset directory.
+    Local(&'a Path),
+    /// The dataset's prefix.
+    Store(&'a Store),
+}
+
+impl Records<'_> {
+    async fn save(&self, rel: &str, record: &WidenedRecord) -> Result<()> {
+        match self {
+            Records::Local(root) => write_json_file(&root.join(rel), record),
+            Records::Store(store) => store.write(rel, json_bytes(record)?).await,
+        }
+    }
 }
 
 /// Rewrite the expression and layers fragments of every receipt whose types differ from
@@ -75,6 +99,7 @@ pub async fn widen_receipts(
     plan: &Plan,
     profile: &CellTablesProfile,
     receipts: &mut [Located],
+    records: Records<'_>,
 ) -> Result<()> {
     let output = &plan.output;
     let narrow: Vec<usize> = (0..receipts.len())
@@ -136,7 +161,9 @@ pub async fn widen_receipts(
             replaces,
             receipt: receipt.clone(),
         };
-        write_json_file(&record_path(plan, record.receipt.shard), &record)?;
+        records
+            .save(&record_rel(plan, record.receipt.shard), &record)
+            .await?;
     }
     Ok(())
 }
@@ -159,7 +186,7 @@ async fn rewrite(
         .commit(fragments.to_vec())
         .await?;
     let uri = dir.to_string_lossy();
-    let dataset = lance::Dataset::open(&uri)
+    let dataset = crate::store::lance::open_dataset(&uri)
         .await
         .map_err(|e| Error::lance(dir, e))?;
     let writer = TableWriter::new(dir, wide.clone())?.with_pages(pages);
@@ -231,8 +258,10 @@ fn file_names(receipt: &Receipt) -> Vec<String> {
         .collect()
 }
 
-fn record_path(plan: &Plan, shard: usize) -> PathBuf {
-    shared_receipts_dir(&plan.output, &plan.plan_hash)
-        .join("widened")
-        .join(format!("shard-{shard:06}.json"))
+/// Where the record of shard `shard`'s rewrite goes, relative to the dataset.
+pub fn record_rel(plan: &Plan, shard: usize) -> String {
+    format!(
+        "{SHARED_RECEIPTS_DIR}/{}/widened/shard-{shard:06}.json",
+        plan.plan_hash
+    )
 }
