@@ -209,14 +209,18 @@ async fn check_target(store: &Store, plan_hash: Option<&str>, replace: bool) -> 
         }
         return Ok(Target::Replaceable);
     }
-    // Ours if our claim or shards' receipts are there; otherwise it must be empty (listed
-    // no further than one object).
+    // Empty (listed no further than one object), or ours: our claim or shards' receipts are
+    // there. Asked in this order, because shards starting together on an empty prefix each
+    // write a mark under the receipts before any data: whoever sees an object sees a mark.
+    if !store.holds_other_than(Some(CLAIM_FILE)).await? {
+        return Ok(Target::Open);
+    }
     let ours = store.modified(CLAIM_FILE).await?.is_some()
         || store
             .child(SHARED_RECEIPTS_DIR)
             .holds_other_than(None)
             .await?;
-    if !ours && store.holds_other_than(Some(CLAIM_FILE)).await? {
+    if !ours {
         return Err(Error::OutputNotOurs {
             path: PathBuf::from(store.shown()),
             what: "holds objects and is not a dataset of slaf-convert's (no completion marker, \

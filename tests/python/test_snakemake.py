@@ -140,3 +140,36 @@ def test_snakemake_manifest_inputs_in_s3(tmp_path):
         assert_same(got, want)
     finally:
         server.stop()
+
+
+def test_snakemake_dataset_in_s3(tmp_path):
+    """dataset_prefix an s3:// URI (moto's S3 server on 127.0.0.1): the shard jobs write into
+    the bucket, commit commits there, and the dataset read back from the bucket equals the
+    one converted locally; nothing of it is written under results/."""
+    from store_servers import Moto
+    from test_object_store import store_tables
+    (tmp_path / "moto").mkdir()
+    server = Moto(tmp_path / "moto")
+    try:
+        server.create_bucket("atlas")
+        manifest = setup_workdir(tmp_path)
+        config = tmp_path / "config" / "config.yaml"
+        config.write_text(config.read_text() + "  dataset_prefix: s3://atlas/slaf/\n")
+        subprocess.run([BIN, "convert", "--manifest", manifest], check=True,
+                       capture_output=True)
+        proc = subprocess.run(
+            [str(SNAKEMAKE), "--snakefile", str(WORKFLOW / "workflow" / "Snakefile"),
+             "--directory", str(tmp_path), "--cores", "2"],
+            capture_output=True, text=True, env=server.env())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        done = tmp_path / "results" / "slaf" / "atlas.committed.txt"
+        assert "s3://atlas/slaf/atlas.slaf: committed 160 cells" in done.read_text()
+        assert not (tmp_path / "results" / "slaf" / "atlas.slaf").exists()
+        assert "slaf/atlas.slaf/_SLAF_COMPLETE.json" in server.objects("atlas", "slaf/")
+        got = store_tables(server, "s3://atlas/slaf/atlas.slaf")
+        for f in got["config"].get("multi_file", {}).get("source_files", []):
+            f.pop("file_path")
+        got["config"].pop("created_at")
+        assert_same(got, tables(tmp_path / "unused.slaf"))
+    finally:
+        server.stop()

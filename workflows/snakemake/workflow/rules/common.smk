@@ -7,6 +7,17 @@ import yaml
 SLAF = config["slaf"]
 # The binary: on PATH in the container; tests point it at a build.
 SLAF_BIN = SLAF.get("binary", "slaf-convert")
+# Where the datasets go: a local directory, or an s3://, gs:// or az:// prefix that shards
+# write into and commit commits in (credentials from the jobs' environment).
+SLAF_PREFIX = str(SLAF.get("dataset_prefix", "results/slaf")).rstrip("/")
+SLAF_IN_STORE = "://" in SLAF_PREFIX
+# What commit leaves locally for Snakemake: the dataset's completion marker, or (a dataset in
+# a store) the line commit prints, written once the marker is in the store.
+SLAF_DONE = (
+    "results/slaf/{dataset}.committed.txt"
+    if SLAF_IN_STORE
+    else os.path.join(SLAF_PREFIX, "{dataset}.slaf", "_SLAF_COMPLETE.json")
+)
 
 
 def slaf_receipts(wc):

@@ -7,7 +7,9 @@
 # commit's only output is the completion marker. A forced re-run of commit (marker deleted)
 # re-checks the tables and rewrites only the marker; after a re-plan it rebuilds the dataset.
 # Plan and shards declare the manifest's inputs; shards read them through --inputs (the
-# manifest's directory), and commit reads none.
+# manifest's directory), and commit reads none. With `dataset_prefix` an object store URI,
+# shards write into the store and commit commits there; commit's output is then the line it
+# prints (results/slaf/NAME.committed.txt), and nothing of the dataset is local.
 
 
 include: "common.smk"
@@ -25,7 +27,7 @@ checkpoint slaf_plan:
         "results/slaf/{dataset}.plan.json",
     params:
         bin=SLAF_BIN,
-        dataset="results/slaf/{dataset}.slaf",
+        dataset=os.path.join(SLAF_PREFIX, "{dataset}.slaf"),
         sharding=SLAF.get("plan_args", ""),
     log:
         "logs/slaf/{dataset}.plan.log",
@@ -67,7 +69,7 @@ rule slaf_commit:
         plan="results/slaf/{dataset}.plan.json",
         receipts=slaf_receipts,
     output:
-        "results/slaf/{dataset}.slaf/_SLAF_COMPLETE.json",
+        SLAF_DONE,
     params:
         bin=SLAF_BIN,
     log:
@@ -81,4 +83,7 @@ rule slaf_commit:
     container:
         SLAF["container"]
     shell:
-        "{params.bin} commit {input.plan} {input.receipts} 2> {log}"
+        # Local: commit writes the output (the marker); in a store, its line is the output.
+        "{params.bin} commit {input.plan} {input.receipts}"
+        + (" > {output}" if SLAF_IN_STORE else "")
+        + " 2> {log}"
