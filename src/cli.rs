@@ -3,7 +3,7 @@
 pub mod args;
 pub mod value_enums;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use slaf_convert::error::{Error, Result};
 use slaf_convert::workflow::convert::{
@@ -11,7 +11,9 @@ use slaf_convert::workflow::convert::{
 };
 use slaf_convert::workflow::manifest::{Manifest, ManifestOptions};
 use slaf_convert::workflow::plan::{Plan, ShardSize};
-use slaf_convert::workflow::shard::{run_shard as run_shard_impl, Placement, ShardTask};
+use slaf_convert::workflow::shard::{
+    run_shard as run_shard_impl, Placement, Receipt, ShardTask, RECEIPT_FILE,
+};
 use slaf_convert::workflow::{fetch, remote};
 
 use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
@@ -32,7 +34,7 @@ pub async fn run(command: Command) -> Result<()> {
             let in_store = args.dataset.as_deref().unwrap_or(&plan.output);
             let (location, marker) = match args.dataset.as_deref() {
                 // Staged shards: committed in a local temporary directory, then uploaded.
-                _ if fetch::is_store(in_store) && args.shards.iter().any(|s| s.is_dir()) => {
+                _ if fetch::is_store(in_store) && any_staged(&args.shards) => {
                     let temp = args.temp_dir.as_deref();
                     let marker = remote::commit_to_store(&plan, &args.shards, in_store, temp);
                     (in_store.to_path_buf(), marker.await?)
@@ -77,6 +79,16 @@ pub async fn run(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Whether any of commit's shard arguments is a staged shard (a directory whose receipt says
+/// its data files are in it); receipts of shards that wrote into the dataset are not.
+fn any_staged(shards: &[PathBuf]) -> bool {
+    shards.iter().filter(|s| s.is_dir()).any(|dir| {
+        let receipt = dir.join(RECEIPT_FILE);
+        // An unreadable receipt is reported by the commit that reads it.
+        Receipt::load(&receipt).map_or(true, |r| matches!(r.placement, Placement::Staged { .. }))
+    })
 }
 
 /// Every path the command was given, with the argument it came in and whether an object

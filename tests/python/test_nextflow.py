@@ -90,7 +90,8 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
         (d / "inputs").mkdir(parents=True)
         shutil.copy(plan_dir / "test.plan.json", d / "test.plan.json")
         shutil.copy(src / "inputs" / "part0.h5ad", d / "inputs" / "part0.h5ad")
-        run_task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}", **common)
+        run_task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}",
+                 placement=f"-o test.shard-{i}-of-{n}", **common)
         shard_dirs.append(d / f"test.shard-{i}-of-{n}")
         assert (shard_dirs[-1] / "receipt.json").exists()
         shutil.rmtree(d / "inputs")
@@ -169,5 +170,68 @@ def test_commit_and_convert_modules_write_to_an_object_store(tmp_path):
         assert proc.returncode == 0, script + proc.stderr
         assert list(convert_dir.iterdir()) == [convert_dir / "part0.h5ad"]
         server.get("results", "convert.slaf/_SLAF_COMPLETE.json")
+    finally:
+        server.stop()
+
+
+def test_modules_build_the_dataset_in_an_object_store(tmp_path):
+    """ext.dataset = 's3://...' on plan, shard and commit: the rendered shard scripts write
+    their fragments into the bucket (moto's S3 server on 127.0.0.1) and emit only their
+    receipts, and commit commits there: nothing of the dataset in any task directory, and
+    the dataset equals the local conversion."""
+    from store_servers import Moto
+    from test_object_store import local_tables, store_tables
+    from test_object_store import assert_same as assert_same_tables
+    server = Moto(tmp_path)
+    try:
+        server.create_bucket("results")
+        env = server.env()
+        uri = "s3://results/native.slaf"
+        src = tmp_path / "src"
+        src.mkdir()
+        files = three_files(src, n=(70,))
+        (src / "m.yaml").write_text(
+            "output: ref.slaf\ninputs:\n  - path: inputs/part0.h5ad\noptions:\n"
+            "  chunk_size: 20\nsharding:\n  shards: 2\n")
+        (src / "inputs").mkdir()
+        shutil.copy(files[0][0], src / "inputs" / "part0.h5ad")
+        subprocess.run([BIN, "convert", "--manifest", src / "m.yaml"], check=True,
+                       capture_output=True)
+        common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2,
+                  "meta.id": "test", "dataset": uri}
+
+        def task(d, name, **values):
+            script = render(name, binary=BIN, **common, **values)
+            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=d,
+                                  capture_output=True, text=True, env=env)
+            assert proc.returncode == 0, script + proc.stderr
+
+        plan_dir = tmp_path / "work" / "plan"
+        (plan_dir / "inputs").mkdir(parents=True)
+        shutil.copy(src / "m.yaml", plan_dir / "m.yaml")
+        shutil.copy(src / "inputs" / "part0.h5ad", plan_dir / "inputs" / "part0.h5ad")
+        task(plan_dir, "plan", manifest="m.yaml")
+        n = int((plan_dir / "test.n_shards").read_text())
+        shard_outputs = []
+        for i in range(1, n + 1):
+            d = tmp_path / "work" / f"shard{i}"
+            (d / "inputs").mkdir(parents=True)
+            shutil.copy(plan_dir / "test.plan.json", d / "test.plan.json")
+            shutil.copy(src / "inputs" / "part0.h5ad", d / "inputs" / "part0.h5ad")
+            out = f"test.shard-{i}-of-{n}"
+            task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}",
+                 placement=f"--shared-target --receipt {out}/receipt.json")
+            assert [p.name for p in (d / out).iterdir()] == ["receipt.json"]
+            shard_outputs.append(d / out)
+        commit_dir = tmp_path / "work" / "commit"
+        (commit_dir / "shards").mkdir(parents=True)
+        for s in shard_outputs:
+            shutil.copytree(s, commit_dir / "shards" / s.name)
+        shutil.copy(plan_dir / "test.plan.json", commit_dir / "test.plan.json")
+        task(commit_dir, "commit", plan="test.plan.json",
+             fragments=" ".join(f"shards/{s.name}" for s in shard_outputs))
+        assert sorted(p.name for p in commit_dir.iterdir()) == ["shards", "test.plan.json"]
+        assert_same_tables(store_tables(server, uri), local_tables(src / "ref.slaf"))
+        assert "native.slaf/_SLAF_COMPLETE.json" in server.objects("results", "native.slaf/")
     finally:
         server.stop()

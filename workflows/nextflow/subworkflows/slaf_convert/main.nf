@@ -33,7 +33,9 @@ workflow SLAF_CONVERT {
     slaf    = SLAFCONVERT_COMMIT.out.slaf    // channel: [ val(meta), path("${prefix}.slaf") ]
     marker  = SLAFCONVERT_COMMIT.out.marker  // channel: [ val(meta), path(_SLAF_COMPLETE.json) ]
     // channel: [ val(meta), val(location) ]: "${prefix}.slaf", or the URI withName:
-    // 'SLAFCONVERT_COMMIT' { ext.dataset = 's3://...' } sends it to (then slaf and marker
-    // stay empty: Nextflow stages none of the dataset).
+    // 'SLAFCONVERT_(PLAN|SHARD|COMMIT)' { ext.dataset = 's3://...' } builds it in (the shards
+    // write into the store, commit commits there; slaf and marker stay empty: Nextflow
+    // stages none of the dataset). ext.dataset on SLAFCONVERT_COMMIT alone uploads the
+    // staged shards' dataset instead.
     dataset = SLAFCONVERT_COMMIT.out.dataset
 }

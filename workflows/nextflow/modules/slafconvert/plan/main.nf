@@ -20,11 +20,14 @@ process SLAFCONVERT_PLAN {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
+    // task.ext.dataset: an s3://, gs:// or az:// URI for the dataset; shards given the same
+    // ext.dataset write into it, and SLAFCONVERT_COMMIT commits there.
+    def dataset = task.ext.dataset ?: "${prefix}.slaf"
     """
     slaf-convert plan \
         ${manifest} \
         -o ${prefix}.plan.json \
-        --dataset ${prefix}.slaf \
+        --dataset ${dataset} \
         --print-shards \
         --threads ${task.cpus} \
         ${args} \

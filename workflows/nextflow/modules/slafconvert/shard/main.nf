@@ -20,12 +20,18 @@ process SLAFCONVERT_SHARD {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
+    // task.ext.dataset, an s3://, gs:// or az:// URI (the one SLAFCONVERT_PLAN got): the plan
+    // names it, so the shard writes its fragments into the store itself and its output holds
+    // only the receipt. Otherwise the fragments are staged in the task directory.
+    def placement = task.ext.dataset ?
+        "--shared-target --receipt ${prefix}.shard-${shard}/receipt.json" :
+        "-o ${prefix}.shard-${shard}"
     """
     slaf-convert shard \
         ${plan} \
         --shard ${shard} \
         --inputs . \
-        -o ${prefix}.shard-${shard} \
+        ${placement} \
         --threads ${task.cpus} \
         ${args}
     """
