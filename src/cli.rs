@@ -215,7 +215,19 @@ async fn run_shard(args: ShardArgs) -> Result<()> {
         inputs: args.inputs.as_deref(),
         fetched: None,
     };
-    let (receipt, path) = run_shard_impl(&plan, &task).await?;
+    // Into a store: the prefix is checked and the shard marked as writing there first.
+    let mark = match task.placement == Placement::SharedTarget && fetch::is_store(&plan.output) {
+        true => Some(remote::prepare_shared_target(&plan, index).await?),
+        false => None,
+    };
+    let ran = run_shard_impl(&plan, &task).await;
+    // Done or failed, the shard no longer writes there (the shard's error comes first).
+    let finished = match mark {
+        Some(mark) => mark.finish().await,
+        None => Ok(()),
+    };
+    let (receipt, path) = ran?;
+    finished?;
     println!(
         "shard {index}: {} cells, {} expression rows; receipt {}",
         receipt.cells_written,

@@ -6,6 +6,11 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "writer")]
+mod store_failure;
+#[cfg(feature = "writer")]
+pub(crate) use self::store_failure::{config_error, store_error};
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -189,7 +194,7 @@ impl Error {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
         while let Some(e) = cause {
             if let Some(store) = e.downcast_ref::<object_store::Error>() {
-                return crate::store::store_error(&path.display().to_string(), store);
+                return store_error(&path.display().to_string(), store);
             }
             cause = e.source();
         }

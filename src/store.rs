@@ -11,7 +11,6 @@
 //! transient (exit 75) unless the store answered for good (not found, denied, bad
 //! credentials, bad configuration).
 
-mod errors;
 pub mod lance;
 mod transfer;
 
@@ -26,9 +25,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use crate::error::{Error, Result};
 use crate::location::store_uri;
 
-use self::errors::config_error;
-pub(crate) use self::errors::store_error;
 pub use self::transfer::DownloadReport;
+use crate::error::config_error;
+pub(crate) use crate::error::store_error;
 
 /// Environment variable: seconds within which a failed request is retried (default 180).
 pub const RETRY_SECONDS_VAR: &str = "SLAF_CONVERT_STORE_RETRY_SECONDS";

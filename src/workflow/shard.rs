@@ -12,12 +12,15 @@
 //! start over writing that part as float32, which its receipt records (`Receipt::profile`;
 //! commit widens the other shards to match).
 
+mod staged;
+
 use std::path::{Path, PathBuf};
 
 use lance::table::format::Fragment;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use self::staged::prepare_staged_dir;
 use crate::cells::{Axis, CellRange, GeneMap};
 use crate::error::{Error, Result};
 use crate::json_file::write_json_file;
@@ -212,16 +215,12 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         }
         (false, _) => locate(input, task.inputs)?,
     };
+    // Into a store, the caller has checked the prefix and marked the shard as writing
+    // ([`crate::workflow::remote::prepare_shared_target`]).
     let in_store = *placement == Placement::SharedTarget && is_store(&plan.output);
-    let (root, _running, store_mark) = match in_store {
-        true => {
-            let mark = crate::workflow::remote::prepare_shared_target(plan, index).await?;
-            (plan.output.clone(), None, Some(mark))
-        }
-        false => {
-            let (root, running) = prepare_root(plan, index, placement)?;
-            (root, running, None)
-        }
+    let (root, _running) = match in_store {
+        true => (plan.output.clone(), None),
+        false => prepare_root(plan, index, placement)?,
     };
     let receipt_path = match (receipt_path, placement) {
         (Some(p), _) => p.to_path_buf(),
@@ -316,7 +315,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     if *placement == Placement::Discard {
         return Ok((receipt, receipt_path));
     }
-    if store_mark.is_some() {
+    if in_store {
         // In a store the receipt also goes under the dataset, whatever --receipt says: it
         // marks the prefix as a dataset in the making (a retry of a shard must find it ours)
         // and lets `commit plan.json` find every shard there.
@@ -326,9 +325,6 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
         }
     }
     save_receipt(&receipt_path, &receipt).await?;
-    if let Some(mark) = store_mark {
-        mark.finish().await?;
-    }
     tracing::info!(event = "shard.done", expression_rows = receipt.rows_written, receipt = %receipt_path.display(), "shard {index} done");
     Ok((receipt, receipt_path))
 }
@@ -463,56 +459,4 @@ pub fn shared_receipts_dir(output: &Path, plan_hash: &str) -> PathBuf {
 /// Default receipt path of a shared-target shard.
 pub fn shared_receipt_path(output: &Path, plan_hash: &str, index: usize) -> PathBuf {
     shared_receipts_dir(output, plan_hash).join(format!("shard-{index:06}.json"))
-}
-
-/// Make `dir` an empty directory tagged as our shard attempt. A directory that holds an
-/// earlier attempt (tagged) is replaced; an empty one is used; anything else is refused, so
-/// `-o .` or `-o ~/data` never deletes what the user put there.
-fn prepare_staged_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        let tagged = dir.join(ATTEMPT_TAG).is_file();
-        let empty = dir.is_dir()
-            && std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .next()
-                .is_none();
-        if tagged {
-            // A retry replaces the earlier attempt entirely; the tag goes last, so a retry
-            // killed while clearing it can still be retried.
-            clear_attempt(dir)?;
-        } else if !empty {
-            return Err(Error::OutputNotOurs {
-                path: dir.to_path_buf(),
-                what: "exists and is not an earlier shard attempt: give a new or empty directory"
-                    .into(),
-            });
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tag = dir.join(ATTEMPT_TAG);
-    if tag.exists() {
-        return Ok(());
-    }
-    std::fs::write(
-        &tag,
-        b"slaf-convert shard attempt: this directory may be replaced\n",
-    )
-    .map_err(|e| Error::io(&tag, e))
-}
-
-/// Remove everything in a tagged attempt directory but the tag.
-fn clear_attempt(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.file_name().is_some_and(|n| n == ATTEMPT_TAG) {
-            continue;
-        }
-        let removed = if path.is_dir() && !path.is_symlink() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        removed.map_err(|e| Error::io(&path, e))?;
-    }
-    Ok(())
 }

@@ -42,15 +42,15 @@ use crate::workflow::shard::{
 const PARALLEL_CHECKS: usize = 16;
 
 /// A shard writing into a dataset's prefix: the object that says so beside its receipt.
-/// [`SharedTargetMark::finish`] removes it; a killed shard leaves it (a commit of another
-/// plan then leaves unreferenced files alone).
+/// [`SharedTargetMark::finish`] removes it when the shard is done or has failed; a killed
+/// shard leaves it (a commit of another plan then leaves unreferenced files alone).
 pub struct SharedTargetMark {
     store: Store,
     rel: String,
 }
 
 impl SharedTargetMark {
-    /// The shard is done (its receipt written) or failed: remove the mark.
+    /// The shard is done (its receipt written) or has failed: remove the mark.
     pub async fn finish(self) -> Result<()> {
         self.store.delete(&self.rel).await
     }

@@ -2,7 +2,7 @@
 //! message (never a request, a signature or a response body beyond those), and whether a
 //! retry of the same command can succeed.
 
-use crate::error::Error;
+use super::Error;
 
 /// The clients' own hosts for credentials when the environment has none.
 const METADATA_HOSTS: [&str; 2] = ["169.254.169.254", "metadata.google.internal"];
@@ -20,7 +20,7 @@ const TRANSIENT_CODES: [&str; 8] = [
 ];
 
 /// A builder's refusal: a missing or malformed setting in the environment.
-pub(super) fn config_error(shown: &str, e: object_store::Error) -> Error {
+pub(crate) fn config_error(shown: &str, e: object_store::Error) -> Error {
     Error::Store {
         uri: shown.to_string(),
         what: format!("the store cannot be configured from the environment: {e}"),
