@@ -209,7 +209,7 @@ fn stored_value_type(plan: &Plan) -> ValueType {
 /// Shards of a one-process conversion, the unit a re-run after a kill keeps: the manifest's
 /// sharding, else 8 of at least [`CONVERT_MIN_SHARD_CELLS`] cells (each shard boundary drains
 /// the writer: about 50 ms, measured).
-fn convert_shards(manifest: &Manifest) -> ShardSize {
+pub(crate) fn convert_shards(manifest: &Manifest) -> ShardSize {
     let s = &manifest.sharding;
     if s.cells_per_shard.is_some() || s.shards.is_some() {
         return ShardSize::default();

@@ -1,15 +1,16 @@
 //! `convert` and `commit` with inputs or outputs in object stores (s3://, gs://, az://).
 //!
 //! Inputs in stores are fetched ([`crate::workflow::fetch`]): once for a whole `convert`.
-//! A dataset bound for a URI is built in a local temporary directory exactly as a local one
-//! (plan, shards, commit, marker), then published to its prefix by [`publish`]: a claim
-//! object first, the tables' data files, then their manifests, stale objects of an earlier
-//! attempt removed, `config.json`, every table opened by Lance in the store and checked
-//! against the build, and the completion marker last, so a reader never sees a marker
-//! before the dataset is whole. `convert` into a new or unfinished prefix claims it
-//! before converting and uploads data files while they are written ([`early_upload`]), so
-//! most of the upload overlaps the conversion. The temporary directory is removed when the
-//! task ends, on failure too.
+//! `convert` into a new or unfinished prefix, shards with the shared target at a URI, and
+//! `commit` of those are built in the store by Lance itself ([`in_store`]). `convert` over
+//! a complete dataset (`--overwrite`) and `commit` of staged shard directories build the
+//! dataset in a local temporary directory exactly as a local one (plan, shards, commit,
+//! marker), then publish it to its prefix ([`publish`]): a claim object first, the tables'
+//! data files, then their manifests, stale objects of an earlier attempt removed,
+//! `config.json`, every table opened by Lance in the store and checked against the build,
+//! and the completion marker last, so a reader never sees a marker before the dataset is
+//! whole, and a complete dataset being replaced stays whole until the new one is uploaded.
+//! The temporary directory is removed when the task ends, on failure too.
 //!
 //! Kill and retry: a publish killed part-way leaves the claim and no marker; the re-run
 //! builds again and publishes over it (objects are rewritten whole; what the new build does
@@ -18,9 +19,9 @@
 //! a time: the last claim wins, and a run whose claim was taken over stops before deleting
 //! anything or writing the marker.
 
-mod early_upload;
 mod in_store;
 
+use self::in_store::convert_in_store;
 pub use self::in_store::{commit_in_store, prepare_shared_target, SharedTargetMark};
 
 use std::collections::BTreeSet;
@@ -40,8 +41,6 @@ use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
 use crate::workflow::shard::SHARED_RECEIPTS_DIR;
-
-use self::early_upload::{EarlyUpload, Uploaded};
 
 /// The object that marks a prefix as being published by slaf-convert.
 pub const CLAIM_FILE: &str = "_slaf_convert_upload.json";
@@ -92,27 +91,14 @@ pub async fn convert_via_stores(
     let Some(store) = output_store else {
         return convert_fetched(&local, overwrite, &fetched).await;
     };
-    local.output = scratch.path().join("dataset.slaf");
-    // Into a new or unfinished prefix, data files go up while the conversion runs; over a
+    // Into a new or unfinished prefix, Lance writes the dataset there itself; over a
     // complete dataset (--overwrite) nothing is touched until the new one is built.
-    let early = match target {
-        Some(Target::Open) => Some((
-            claim(&store, "").await?,
-            EarlyUpload::start(store.clone(), local.output.clone()),
-        )),
-        _ => None,
-    };
-    let (mut report, claimed) = match early {
-        Some((claimed, upload)) => {
-            let converted = convert_fetched(&local, false, &fetched).await;
-            let uploaded = upload.finish().await;
-            // A failed conversion's error comes first; then the upload's.
-            let report = converted?;
-            (report, Some((claimed, uploaded?)))
-        }
-        None => (convert_fetched(&local, false, &fetched).await?, None),
-    };
-    report.marker = publish(&local.output, &store, overwrite, claimed).await?;
+    if let Some(Target::Open) = target {
+        return convert_in_store(&local, &fetched).await;
+    }
+    local.output = scratch.path().join("dataset.slaf");
+    let mut report = convert_fetched(&local, false, &fetched).await?;
+    report.marker = publish(&local.output, &store, overwrite).await?;
     report.output = PathBuf::from(store.shown());
     Ok(report)
 }
@@ -179,7 +165,7 @@ pub async fn commit_to_store(
         ..plan.clone()
     };
     commit(&local, sources).await?;
-    publish(&local.output, &store, true, None).await
+    publish(&local.output, &store, true).await
 }
 
 /// What a target prefix holds, as far as a run may use it.
@@ -272,43 +258,30 @@ async fn check_claim(store: &Store, ours: &Claim) -> Result<()> {
 
 /// Upload the complete dataset built in `local` to `store`, the completion marker last, and
 /// return the marker. A complete dataset of the same plan there is kept as it is; one of
-/// another plan is replaced only if `replace`. `claimed`: this run's claim, written before
-/// the conversion, and the data files uploaded since (skipped here if unchanged).
-async fn publish(
-    local: &Path,
-    store: &Store,
-    replace: bool,
-    claimed: Option<(Claimed, Uploaded)>,
-) -> Result<CompletionMarker> {
+/// another plan is replaced only if `replace`.
+async fn publish(local: &Path, store: &Store, replace: bool) -> Result<CompletionMarker> {
     let marker = read_marker(local)?
         .ok_or_else(|| Error::Internal(format!("{}: built without a marker", local.display())))?;
     if let Target::Done(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
         return Ok(done);
     }
     let started = std::time::Instant::now();
-    let (claimed, uploaded) = match claimed {
-        Some(early) => early,
-        None => (claim(store, &marker.plan_hash).await?, Uploaded::new()),
-    };
+    let claimed = claim(store, &marker.plan_hash).await?;
     // From here the prefix is incomplete: the marker goes first, so no reader trusts it.
     store.delete(MARKER_FILE).await?;
     let files = local_files(local)?;
     let last = [CONFIG_FILE, UNS_FILE, MARKER_FILE];
     // Data files before the manifests that name them, so a listed version is whole.
-    let already = |rel: &str| {
-        let size = std::fs::metadata(local.join(rel)).map(|m| m.len()).ok();
-        size.is_some() && uploaded.get(rel).copied() == size
-    };
     let (manifests, data): (Vec<&String>, Vec<&String>) = files
         .iter()
-        .filter(|f| !last.contains(&f.as_str()) && !already(f))
+        .filter(|f| !last.contains(&f.as_str()))
         .partition(|f| f.contains("/_versions/"));
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(local.join(f)).ok())
         .map(|m| m.len())
         .sum();
-    let mut bytes: u64 = uploaded.values().sum();
+    let mut bytes: u64 = 0;
     let mut reported = std::time::Instant::now();
     for group in [data, manifests] {
         let mut uploads = futures::stream::iter(group)
@@ -336,8 +309,8 @@ async fn publish(
     let keep: BTreeSet<&str> = files.iter().map(String::as_str).collect();
     for stale in store.list().await? {
         let ours = [CLAIM_FILE, MARKER_FILE].contains(&stale.rel.as_str());
-        // Left by an earlier attempt, or uploaded early by this one and since dropped.
-        let old = stale.modified <= claimed.at || uploaded.contains_key(&stale.rel);
+        // Left by an earlier attempt (newer: another run's, which took the claim over).
+        let old = stale.modified <= claimed.at;
         if !keep.contains(stale.rel.as_str()) && !ours && old {
             store.delete_listed(&stale).await?;
         }
@@ -356,15 +329,13 @@ async fn publish(
         tracing::warn!(event = "output.claim_left", output = store.shown(), error = %e, "complete, but the upload claim could not be removed: {e}");
     }
     let seconds = started.elapsed().as_secs_f64();
-    let early = uploaded.len();
     tracing::info!(
         event = "output.uploaded",
         output = store.shown(),
         objects = files.len(),
-        early,
         bytes,
         seconds,
-        "uploaded {} ({} objects, {early} of them while converting; {bytes} bytes, {seconds:.1} s after the conversion)",
+        "uploaded {} ({} objects, {bytes} bytes, {seconds:.1} s after the build)",
         store.shown(),
         files.len()
     );

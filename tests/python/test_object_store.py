@@ -466,12 +466,12 @@ def test_manifest_inputs_in_the_store(store, tmp_path):
     assert [i["path"] for i in m["inputs"]] == [i["path"] for i in plan["inputs"]]
 
 
-def test_store_lost_mid_upload_exits_75_and_the_rerun_completes(store, tmp_path):
+def test_store_lost_mid_conversion_exits_75_and_the_rerun_completes(store, tmp_path):
     s = store.scheme
     src = tmp_path / "a.h5ad"
     fixtures.write("csr_int_counts", src)
     run("convert", src, tmp_path / "local.slaf", env=store.env())
-    # The store goes away once the first objects of the upload are through.
+    # The store goes away once the first data files are through.
     proxy = CuttingProxy(store.port, limit=20_000)
     env = store.env()
     key = "AWS_ENDPOINT_URL" if s == "s3" else "AZURITE_BLOB_STORAGE_URL"
@@ -481,19 +481,21 @@ def test_store_lost_mid_upload_exits_75_and_the_rerun_completes(store, tmp_path)
     assert proc.returncode == 75, proc.stderr
     assert uri in proc.stderr
     keys = store.objects("out", "lost.slaf/")
-    assert "lost.slaf/_slaf_convert_upload.json" in keys  # it died mid-upload ...
+    assert any("/data/" in k for k in keys)  # it died writing data files ...
     assert "lost.slaf/_SLAF_COMPLETE.json" not in keys  # ... and left no marker
     proxy.revive(limit=10**12)
     run("convert", src, uri, env=env)
     assert_same(store_tables(store, uri), local_tables(tmp_path / "local.slaf"))
-    assert "lost.slaf/_slaf_convert_upload.json" not in store.objects("out", "lost.slaf/")
+    keys = store.objects("out", "lost.slaf/")
+    assert "lost.slaf/_slaf_convert_upload.json" not in keys
+    assert not [k for k in keys if k.endswith(".running")]
     proxy.cut()
 
 
-def test_early_uploads_the_commit_dropped_are_deleted(store, tmp_path):
-    """Data files go up while the conversion runs; here the last cell holds 2.5, past the
-    plan's uint16 sample, so the shard restarts as float32 and its first attempt's files
-    (some uploaded already) are not in the dataset: none may be left in the store."""
+def test_files_the_commit_dropped_are_deleted_from_the_store(store, tmp_path):
+    """Lance writes the data files into the store as the conversion runs; here the last cell
+    holds 2.5, past the plan's uint16 sample, so the shard restarts as float32 and its first
+    attempt's files (in the store already) are not in the dataset: none may be left."""
     import anndata as ad
     import lance
     import numpy as np

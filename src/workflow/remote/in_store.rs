@@ -1,5 +1,6 @@
-//! A dataset built in its object store prefix itself: `shard` with the shared target at a
-//! URI writes its fragments there with Lance (and its receipt beside them, unless the task
+//! A dataset built in its object store prefix itself: `convert` into a new or unfinished
+//! prefix runs the steps below in one process; `shard` with the shared target at a URI
+//! writes its fragments there with Lance (and its receipt beside them, unless the task
 //! names a local `--receipt`), and `commit` commits every table there in one Lance
 //! transaction each, then writes `config.json` and, last, the completion marker as whole
 //! objects. Nothing of the dataset passes through local disk.
@@ -22,20 +23,25 @@ use tracing::Instrument;
 use super::{check_apart, check_claim, check_target, claim, Target, CLAIM_FILE};
 use crate::error::{Error, Result};
 use crate::json_file::json_bytes;
+use crate::pipeline::blocking;
+use crate::readers::ValueScan;
 use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::slaf::schema::{CELLSXCELLS_TABLE, GENESXGENES_TABLE, LAYERS_TABLE};
 use crate::store::lance::open_dataset;
 use crate::store::Store;
+use crate::values::ValueType;
 use crate::workflow::commit::receipts::{by_shard, check_against_plan, missing_file};
 use crate::workflow::commit::widen::{self, record_for, record_rel, Records};
 use crate::workflow::commit::{
     commit_tables, config_for, marker_for, table_schemas, with_profile, CompletionMarker, Located,
     MARKER_FILE,
 };
-use crate::workflow::fetch::open;
+use crate::workflow::convert::{convert_shards, ConvertReport};
+use crate::workflow::fetch::{open, FetchedInputs};
+use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
 use crate::workflow::shard::{
-    Placement, Receipt, RECEIPT_FILE, RUNNING_SUFFIX, SHARED_RECEIPTS_DIR,
+    run_shard, Placement, Receipt, ShardTask, RECEIPT_FILE, RUNNING_SUFFIX, SHARED_RECEIPTS_DIR,
 };
 
 /// Data files checked for presence at once.
@@ -74,6 +80,93 @@ pub async fn prepare_shared_target(plan: &Plan, index: usize) -> Result<SharedTa
     );
     store.write(&rel, Vec::new()).await?;
     Ok(SharedTargetMark { store, rel })
+}
+
+/// `convert` of `manifest` (its inputs fetched: `fetched`) into a new or unfinished prefix:
+/// the plan, every shard written into the store, and the commit there. The shards whose
+/// receipts an earlier run left (with all their files) are kept, as a local conversion
+/// resumes.
+pub(super) async fn convert_in_store(
+    manifest: &Manifest,
+    fetched: &FetchedInputs,
+) -> Result<ConvertReport> {
+    let started = Instant::now();
+    let plan_manifest = manifest.clone();
+    let mut plan = blocking(move || {
+        let size = convert_shards(&plan_manifest);
+        Plan::build_scanning(&plan_manifest, size, ValueScan::RowsOnly)
+    })
+    .await?;
+    fetched.name_in(&mut plan);
+    let store = open(&plan.output)?;
+    let mut kept = Vec::new();
+    let mut value_type = plan.profile.value_type;
+    for shard in &plan.shards {
+        let receipt = match finished_shard(&plan, &store, shard.index).await? {
+            Some(receipt) => {
+                kept.push(shard.index);
+                receipt
+            }
+            None => {
+                let mark = prepare_shared_target(&plan, shard.index).await?;
+                let task = ShardTask {
+                    index: shard.index,
+                    placement: Placement::SharedTarget,
+                    receipt: None,
+                    inputs: None,
+                    fetched: Some(fetched),
+                };
+                let ran = run_shard(&plan, &task).await;
+                let finished = mark.finish().await;
+                let (receipt, _) = ran?;
+                finished?;
+                receipt
+            }
+        };
+        if receipt.written_profile(&plan).value_type == ValueType::Float32 {
+            value_type = ValueType::Float32;
+        }
+    }
+    if !kept.is_empty() {
+        tracing::info!(event = "convert.resumed", kept_shards = ?kept, shards = plan.shards.len(), "resumed: kept {} of {} shards an earlier run finished", kept.len(), plan.shards.len());
+    }
+    let marker = commit_in_store(&plan, &[]).await?;
+    tracing::info!(
+        event = "convert.done",
+        output = store.shown(),
+        n_cells = marker.n_cells,
+        n_genes = marker.n_genes,
+        expression_rows = marker.expression_rows,
+        fragments = plan.shards.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "conversion finished"
+    );
+    Ok(ConvertReport {
+        output: PathBuf::from(store.shown()),
+        marker,
+        value_type,
+        shards: plan.shards.len(),
+    })
+}
+
+/// The receipt an earlier run left for shard `index` of `plan`, if it is this plan's and
+/// every data file it names is in the store.
+async fn finished_shard(plan: &Plan, store: &Store, index: usize) -> Result<Option<Receipt>> {
+    let rel = format!("{}/shard-{index:06}.json", receipts_rel(&plan.plan_hash));
+    let Some(bytes) = store.read(&rel).await? else {
+        return Ok(None);
+    };
+    let shown = PathBuf::from(store.shown_child(&rel));
+    let Ok(receipt) = Receipt::parse(&bytes, &shown) else {
+        return Ok(None);
+    };
+    if receipt.shard != index || check_against_plan(plan, &receipt, &shown).is_err() {
+        return Ok(None);
+    }
+    Ok(first_missing(store, &receipt)
+        .await?
+        .is_none()
+        .then_some(receipt))
 }
 
 /// `commit` of `plan` into its output URI from the receipts of shards that wrote there:
