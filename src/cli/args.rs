@@ -228,13 +228,15 @@ pub struct ConvertArgs {
     #[arg(required_unless_present = "manifest")]
     pub input: Option<PathBuf>,
     /// Output directory to create, e.g. out.slaf. Must not be, contain or lie inside INPUT.
-    /// An object store URI (s3://bucket/pbmc.slaf) is built in --temp-dir and uploaded, its
-    /// completion marker last.
+    /// An object store URI (s3://bucket/pbmc.slaf) is written there by Lance, its completion
+    /// marker last (with --overwrite over a complete dataset: built in --temp-dir, then
+    /// uploaded, so the old one stays whole until then).
     #[arg(required_unless_present_any = ["manifest", "read_only"])]
     pub output: Option<PathBuf>,
-    /// Where an input fetched from, or a dataset bound for, an object store is kept while
-    /// converting (default: the system's temporary directory, $TMPDIR). Needs room for the
-    /// input and the dataset; removed afterwards, on failure too.
+    /// Where an input fetched from an object store (and a dataset replacing one there with
+    /// --overwrite) is kept while converting (default: the system's temporary directory,
+    /// $TMPDIR). Needs room for the input (and that dataset); removed afterwards, on failure
+    /// too.
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
     /// Convert every input of a YAML manifest instead (plan + every shard + commit, in this
