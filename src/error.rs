@@ -185,13 +185,17 @@ impl Error {
         }
     }
 
-    /// Shorthand for [`Error::Lance`]; a Lance error caused by an object store's (a table at
-    /// a store URI) is that store's error, classified and worded as the store's own
-    /// ([`Error::Store`]: one line, transient or not).
+    /// Shorthand for [`Error::Lance`]; a Lance error about a table at a store URI that an
+    /// object store's error caused is that store's error, classified and worded as the
+    /// store's own ([`Error::Store`]: one line, transient or not). Lance's own transient
+    /// errors (commit conflicts) stay Lance's.
     #[cfg(feature = "writer")]
     pub fn lance(path: impl Into<PathBuf>, source: lance::Error) -> Self {
         let path = path.into();
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        // Local tables go through object_store's local backend too: its errors stay Lance's.
+        let in_store = crate::location::store_uri(path.as_os_str()).is_some();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> =
+            (in_store && !is_transient(&source)).then_some(&source);
         while let Some(e) = cause {
             if let Some(store) = e.downcast_ref::<object_store::Error>() {
                 return store_error(&path.display().to_string(), store);

@@ -256,6 +256,19 @@ async fn check_claim(store: &Store, ours: &Claim) -> Result<()> {
     }
 }
 
+/// Write the completion marker into `store` while `ours` is the claim there. A run that took
+/// the claim over between the check and the write is rebuilding the dataset: the marker is
+/// taken back (that run writes its own when it is done).
+async fn write_marker(store: &Store, ours: &Claim, marker: &CompletionMarker) -> Result<()> {
+    check_claim(store, ours).await?;
+    store.write(MARKER_FILE, json_bytes(marker)?).await?;
+    if let Err(lost) = check_claim(store, ours).await {
+        store.delete(MARKER_FILE).await?;
+        return Err(lost);
+    }
+    Ok(())
+}
+
 /// Upload the complete dataset built in `local` to `store`, the completion marker last, and
 /// return the marker. A complete dataset of the same plan there is kept as it is; one of
 /// another plan is replaced only if `replace`.
@@ -321,8 +334,7 @@ async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Completio
         }
     }
     verify_tables(local, store).await?;
-    check_claim(store, &claimed.claim).await?;
-    store.write(MARKER_FILE, json_bytes(&marker)?).await?;
+    write_marker(store, &claimed.claim, &marker).await?;
     // The dataset is complete: a claim left behind only makes a later run treat the prefix
     // as ours, which it is.
     if let Err(e) = store.delete(CLAIM_FILE).await {

@@ -41,11 +41,29 @@ def test_module_has_required_parts(name):
         assert "val(shard)" in text
 
 
-def render(name, **values):
-    """The script block as the task's shell would get it."""
+def ext_values(name, ext, values):
+    """The variables the module's `script:` block sets from `task.ext` (`x = task.ext.k ?: "d"`
+    and `x = task.ext.k ? "a" : "b"`), evaluated for `ext` as Groovy would."""
+    block = module(name).split("script:")[1].split('"""')[0]
+
+    def fill(template):
+        return re.sub(r"\$\{([\w.]+)\}", lambda m: str(values[m.group(1)]), template)
+    out = {}
+    for var, key, yes, no in re.findall(
+            r'(?:def )?(\w+) = task\.ext\.(\w+) \?\s*"([^"]*)"\s*:\s*"([^"]*)"', block):
+        out[var] = fill(yes if ext.get(key) else no)
+    for var, key, default in re.findall(r'(?:def )?(\w+) = task\.ext\.(\w+) \?: "([^"]*)"', block):
+        out[var] = ext.get(key) or fill(default)
+    return out
+
+
+def render(name, ext=None, **values):
+    """The script block as the task's shell would get it; `ext`: the task's `task.ext`
+    settings the block reads (values given by name win)."""
     script = module(name).split("script:")[1].split('"""')[1]
     script = script.replace("\\\\\n", "\\\n")
     binary = values.pop("binary")
+    values = {**ext_values(name, ext or {}, values), **values}
 
     def sub(m):
         key = m.group(1)
@@ -70,8 +88,8 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
     (src / "inputs").mkdir()
     shutil.copy(files[0][0], src / "inputs" / "part0.h5ad")
     subprocess.run([BIN, "convert", "--manifest", src / "m.yaml"], check=True, capture_output=True)
-    common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2, "meta.id": "test",
-              "dataset": "test.slaf"}
+    # No task.ext.dataset: plan names test.slaf, shards stage, commit builds test.slaf.
+    common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2, "meta.id": "test"}
 
     plan_dir = tmp_path / "work" / "plan"
     (plan_dir / "inputs").mkdir(parents=True)
@@ -90,8 +108,7 @@ def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
         (d / "inputs").mkdir(parents=True)
         shutil.copy(plan_dir / "test.plan.json", d / "test.plan.json")
         shutil.copy(src / "inputs" / "part0.h5ad", d / "inputs" / "part0.h5ad")
-        run_task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}",
-                 placement=f"-o test.shard-{i}-of-{n}", **common)
+        run_task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}", **common)
         shard_dirs.append(d / f"test.shard-{i}-of-{n}")
         assert (shard_dirs[-1] / "receipt.json").exists()
         shutil.rmtree(d / "inputs")
@@ -152,7 +169,7 @@ def test_commit_and_convert_modules_write_to_an_object_store(tmp_path):
         shutil.copy(tmp_path / "plan.json", commit_dir / "test.plan.json")
         script = render("commit", binary=BIN, plan="test.plan.json",
                         fragments=" ".join(f"shards/{s.name}" for s in shards),
-                        dataset="s3://results/atlas.slaf", **common)
+                        ext={"dataset": "s3://results/atlas.slaf"}, **common)
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=commit_dir,
                               capture_output=True, text=True, env=env)
         assert proc.returncode == 0, script + proc.stderr
@@ -164,7 +181,7 @@ def test_commit_and_convert_modules_write_to_an_object_store(tmp_path):
         convert_dir.mkdir()
         os.symlink(files[0][0], convert_dir / "part0.h5ad")
         script = render("convert", binary=BIN, input="part0.h5ad",
-                        dataset="s3://results/convert.slaf", **common)
+                        ext={"dataset": "s3://results/convert.slaf"}, **common)
         proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=convert_dir,
                               capture_output=True, text=True, env=env)
         assert proc.returncode == 0, script + proc.stderr
@@ -198,10 +215,11 @@ def test_modules_build_the_dataset_in_an_object_store(tmp_path):
         subprocess.run([BIN, "convert", "--manifest", src / "m.yaml"], check=True,
                        capture_output=True)
         common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2,
-                  "meta.id": "test", "dataset": uri}
+                  "meta.id": "test"}
 
         def task(d, name, **values):
-            script = render(name, binary=BIN, **common, **values)
+            # withName: 'SLAFCONVERT_(PLAN|SHARD|COMMIT)' { ext.dataset = uri }
+            script = render(name, binary=BIN, ext={"dataset": uri}, **common, **values)
             proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=d,
                                   capture_output=True, text=True, env=env)
             assert proc.returncode == 0, script + proc.stderr
@@ -219,8 +237,7 @@ def test_modules_build_the_dataset_in_an_object_store(tmp_path):
             shutil.copy(plan_dir / "test.plan.json", d / "test.plan.json")
             shutil.copy(src / "inputs" / "part0.h5ad", d / "inputs" / "part0.h5ad")
             out = f"test.shard-{i}-of-{n}"
-            task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}",
-                 placement=f"--shared-target --receipt {out}/receipt.json")
+            task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}")
             assert [p.name for p in (d / out).iterdir()] == ["receipt.json"]
             shard_outputs.append(d / out)
         commit_dir = tmp_path / "work" / "commit"

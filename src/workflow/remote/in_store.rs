@@ -20,7 +20,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use tracing::Instrument;
 
-use super::{check_apart, check_claim, check_target, claim, Target, CLAIM_FILE};
+use super::{check_apart, check_claim, check_target, claim, write_marker, Target, CLAIM_FILE};
 use crate::error::{Error, Result};
 use crate::json_file::json_bytes;
 use crate::pipeline::blocking;
@@ -43,6 +43,10 @@ use crate::workflow::plan::Plan;
 use crate::workflow::shard::{
     run_shard, Placement, Receipt, ShardTask, RECEIPT_FILE, RUNNING_SUFFIX, SHARED_RECEIPTS_DIR,
 };
+
+/// Suffix of the object a shard leaves beside its receipt when it starts writing into a
+/// store, and never removes.
+const STARTED_SUFFIX: &str = ".started";
 
 /// Data files checked for presence at once.
 const PARALLEL_CHECKS: usize = 16;
@@ -74,10 +78,13 @@ pub async fn prepare_shared_target(plan: &Plan, index: usize) -> Result<SharedTa
     check_apart(&store, plan.inputs.iter().map(|i| i.path.clone()))?;
     // A complete dataset may be replaced by this plan's commit, as a local one is.
     check_target(&store, Some(&plan.plan_hash), true).await?;
-    let rel = format!(
-        "{}/shard-{index:06}{RUNNING_SUFFIX}",
-        receipts_rel(&plan.plan_hash)
-    );
+    let shard = format!("{}/shard-{index:06}", receipts_rel(&plan.plan_hash));
+    // Kept: what makes the prefix ours before any data file is there, so that a retry of a
+    // shard that failed finds it ours (the running mark goes when the shard ends).
+    store
+        .write(&format!("{shard}{STARTED_SUFFIX}"), Vec::new())
+        .await?;
+    let rel = format!("{shard}{RUNNING_SUFFIX}");
     store.write(&rel, Vec::new()).await?;
     Ok(SharedTargetMark { store, rel })
 }
@@ -163,6 +170,14 @@ async fn finished_shard(plan: &Plan, store: &Store, index: usize) -> Result<Opti
     if receipt.shard != index || check_against_plan(plan, &receipt, &shown).is_err() {
         return Ok(None);
     }
+    // An earlier commit may have rewritten its fragments (and cleaned the originals up).
+    if let Some(bytes) = store.read(&record_rel(plan, index)).await? {
+        if let Some(widened) = record_for(&bytes, &receipt) {
+            if first_missing(store, &widened).await?.is_none() {
+                return Ok(Some(widened));
+            }
+        }
+    }
     Ok(first_missing(store, &receipt)
         .await?
         .is_none()
@@ -220,11 +235,18 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     check_claim(&store, &claimed.claim).await?;
     store.write(CONFIG_FILE, json_bytes(&config)?).await?;
     let marker = marker_for(plan, rows, started, written.iter().copied()).await?;
-    check_claim(&store, &claimed.claim).await?;
     // Last write of the commit: its presence means complete.
-    store.write(MARKER_FILE, json_bytes(&marker)?).await?;
+    write_marker(&store, &claimed.claim, &marker).await?;
     if let Err(e) = store.delete(CLAIM_FILE).await {
         tracing::warn!(event = "output.claim_left", output = store.shown(), error = %e, "complete, but the commit's claim could not be removed: {e}");
+    }
+    // Marks killed shards of this plan left: no shard of a committed plan writes any more,
+    // and a mark left would make later commits of other plans leave their garbage.
+    let receipts_dir = store.child(&receipts_rel(&plan.plan_hash));
+    for mark in receipts_dir.list().await? {
+        if mark.rel.ends_with(RUNNING_SUFFIX) {
+            receipts_dir.delete_listed(&mark).await?;
+        }
     }
     tracing::info!(
         event = "commit.done",
