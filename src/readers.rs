@@ -6,6 +6,7 @@
 //! ascending, genes ascending within a cell, a cell never split across batches. Readers know
 //! nothing of Lance or of SLAF's tables: what they hand out is the shared vocabulary of
 //! [`crate::cells`] and [`crate::values`], with obs/var fields named by [`crate::columns`].
+//! A file an input's fetcher left in an object store is read through [`streamed`].
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ mod hdf5_matrix;
 pub(crate) mod hdf5_util;
 mod mtx;
 mod spill;
+pub mod streamed;
 pub mod tenx;
 
 pub use cellranger_h5::CellRangerReader;

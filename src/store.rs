@@ -12,6 +12,7 @@
 //! credentials, bad configuration).
 
 pub mod lance;
+mod stream;
 mod transfer;
 
 use std::path::PathBuf;

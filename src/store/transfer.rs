@@ -1,6 +1,7 @@
 //! Whole objects between a store and local files: an input fetched to a local directory (one
-//! object, or the objects directly under a prefix, as a 10x directory is), and a local file
-//! uploaded (multipart past 10 MiB, in bounded memory).
+//! object, or the objects directly under a prefix, as a 10x directory is; its matrix left in
+//! the store behind a stand-in and streamed, [`super::stream`]), and a local file uploaded
+//! (multipart past 10 MiB, in bounded memory).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,7 +12,16 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 
+use super::stream::ObjectStream;
 use super::{store_error, Store};
+
+/// Objects of a directory input that are streamed from the store, not fetched: a 10x
+/// directory's matrix, which its reader reads in order, twice.
+const STREAMED_NAMES: [&str; 2] = ["matrix.mtx", "matrix.mtx.gz"];
+
+/// The bytes at each end of an object an input's fingerprint reads
+/// (`workflow::plan::input_files`).
+const EDGE: u64 = 64 * 1024;
 
 /// How often a long download logs its progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -49,6 +59,7 @@ impl Store {
             Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => return Err(store_error(&self.shown, &e)),
         };
+        let is_directory = single.is_none();
         let (path, objects) = match single {
             Some(meta) => (dir.join(&name), vec![(meta, dir.join(&name))]),
             None => {
@@ -95,7 +106,11 @@ impl Store {
         tracing::info!(event = "input.fetching", input = %self.shown, objects = objects.len(), "fetching {} to {}", self.shown, path.display());
         let mut bytes = 0;
         for (meta, file) in &objects {
-            bytes += self.fetch_object(meta, file).await?;
+            let name = meta.location.filename().unwrap_or_default();
+            bytes += match is_directory && STREAMED_NAMES.contains(&name) {
+                true => self.stand_in(meta, file).await?,
+                false => self.fetch_object(meta, file).await?,
+            };
         }
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(event = "input.fetched", input = %self.shown, bytes, seconds, "fetched {} ({bytes} bytes in {seconds:.1} s)", self.shown);
@@ -104,6 +119,40 @@ impl Store {
             objects: objects.len(),
             bytes,
         })
+    }
+
+    /// Leave `file` standing in for the object `meta` (a directory's matrix), which readers
+    /// then stream from the store ([`crate::readers::streamed`]): a sparse file of the
+    /// object's size and modification time holding its first and last 64 KiB, which is all
+    /// an input's fingerprint reads, so a plan and its shards see the object's own. The
+    /// bytes fetched.
+    async fn stand_in(&self, meta: &object_store::ObjectMeta, file: &Path) -> Result<u64> {
+        let shown = self.shown_child(meta.location.filename().unwrap_or_default());
+        let size = meta.size;
+        let head = 0..size.min(EDGE);
+        let tail = (size > EDGE).then(|| size - EDGE.min(size - EDGE)..size);
+        let out = std::fs::File::create(file).map_err(|e| Error::io(file, e))?;
+        out.set_len(size).map_err(|e| Error::io(file, e))?;
+        let mut bytes = 0;
+        for range in std::iter::once(head).chain(tail) {
+            let start = range.start;
+            let got = self
+                .client
+                .get_range(&meta.location, range)
+                .await
+                .map_err(|e| store_error(&shown, &e))?;
+            std::os::unix::fs::FileExt::write_all_at(&out, &got, start)
+                .map_err(|e| Error::io(file, e))?;
+            bytes += got.len() as u64;
+        }
+        if let Ok(seconds) = u64::try_from(meta.last_modified.timestamp()) {
+            let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+            out.set_modified(modified).map_err(|e| Error::io(file, e))?;
+        }
+        tracing::info!(event = "input.streaming", input = %shown, bytes = size, "streaming {shown} from the store as it is read, not fetching it");
+        let stream = ObjectStream { uri: shown, size };
+        crate::readers::streamed::stream_instead(file.to_path_buf(), std::sync::Arc::new(stream));
+        Ok(bytes)
     }
 
     /// Stream one object into `file`, which gets the object's modification time (a plan

@@ -3,7 +3,9 @@
 //! An input URI (`convert`'s INPUT, a manifest's input) is fetched into a local temporary
 //! directory (a single object, or the objects directly under a prefix for a 10x directory)
 //! and read from there: HDF5 files are read at random offsets, which the direct chunk
-//! reader does on local files. `plan` scans fetched copies and names the inputs by their
+//! reader does on local files. A 10x directory's matrix is not fetched but streamed from
+//! the store as its reader reads it ([`crate::readers::streamed`]); a stand-in stays in its
+//! place. `plan` scans fetched copies and names the inputs by their
 //! URIs; each shard task fetches its own copy and checks its fingerprint against the plan.
 //! Copies go to `<temp>/<scheme>/<bucket>/<key>`, so inputs of the same name in different
 //! places stay apart; the temporary directory is removed when its guard is dropped (on

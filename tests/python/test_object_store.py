@@ -177,8 +177,28 @@ def test_convert_10x_directory_from_the_store(store, tmp_path):
         store.put("inputs", "tenx/filtered_feature_bc_matrix/", b"")
     run("convert", mtx, tmp_path / "local.slaf", env=store.env())
     s = store.scheme
-    run("convert", f"{s}://inputs/tenx/filtered_feature_bc_matrix", f"{s}://out/tenx.slaf",
-        env=store.env())
+    out = run("convert", f"{s}://inputs/tenx/filtered_feature_bc_matrix", f"{s}://out/tenx.slaf",
+              env=store.env())
+    # The matrix is streamed from the store, not fetched; the TSVs beside it are fetched.
+    events = [json.loads(line) for line in out.stderr.splitlines()]
+    streamed = [e["input"] for e in events if e.get("event") == "input.streaming"]
+    assert streamed == [f"{s}://inputs/tenx/filtered_feature_bc_matrix/matrix.mtx.gz"], streamed
+    fetched = [e for e in events if e.get("event") == "input.fetched"]
+    assert fetched and fetched[0]["bytes"] < (mtx / "matrix.mtx.gz").stat().st_size + 20_000
+    # A plan and its shards (each streaming the matrix again) give the same dataset.
+    (tmp_path / "m.yaml").write_text(
+        f"output: {s}://out/tenx-sharded.slaf\ninputs:\n"
+        f"  - path: {s}://inputs/tenx/filtered_feature_bc_matrix\n"
+        "options:\n  chunk_size: 5\nsharding:\n  cells_per_shard: 10\n")
+    run("plan", tmp_path / "m.yaml", "--output", tmp_path / "plan.json", env=store.env())
+    n = len(json.loads((tmp_path / "plan.json").read_text())["shards"])
+    assert n > 1
+    for i in range(n):
+        run("shard", tmp_path / "plan.json", "--index", i, "--shared-target", env=store.env())
+    run("commit", tmp_path / "plan.json", env=store.env())
+    run("convert", mtx, tmp_path / "local5.slaf", "--chunk-size", "5", env=store.env())
+    assert_same(store_tables(store, f"{s}://out/tenx-sharded.slaf"),
+                local_tables(tmp_path / "local5.slaf"))
     # The directory above it holds no files of its own: the error says what is there.
     proc = run("convert", f"{s}://inputs/tenx", tmp_path / "x.slaf", env=store.env(),
                check=False)
@@ -528,3 +548,33 @@ def test_files_the_commit_dropped_are_deleted_from_the_store(store, tmp_path):
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def test_a_matrix_larger_than_its_stand_in_is_streamed(store, tmp_path):
+    """The local stand-in of a streamed matrix holds only its first and last 64 KiB: a
+    440 kB gzip matrix converts from the store to what it converts to locally only if its
+    reader really reads the store's stream."""
+    import gzip
+    import numpy as np
+    import scipy.io
+    import scipy.sparse as sp
+    d = tmp_path / "big"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    x = sp.random(300, 4000, density=0.1, random_state=1, format="coo")
+    x.data = rng.integers(1, 50, size=x.nnz).astype(float)
+    x = x.tocsc().tocoo()
+    with gzip.open(d / "matrix.mtx.gz", "wb") as f:
+        scipy.io.mmwrite(f, x, field="integer")
+    with gzip.open(d / "barcodes.tsv.gz", "wt") as f:
+        f.writelines(f"C{i:05d}-1\n" for i in range(4000))
+    with gzip.open(d / "features.tsv.gz", "wt") as f:
+        f.writelines(f"G{i}\tgene{i}\tGene Expression\n" for i in range(300))
+    assert (d / "matrix.mtx.gz").stat().st_size > 3 * 64 * 1024
+    for p in d.iterdir():
+        store.put("inputs", f"big/{p.name}", p.read_bytes())
+    run("convert", d, tmp_path / "local.slaf", env=store.env())
+    s = store.scheme
+    out = run("convert", f"{s}://inputs/big", f"{s}://out/big.slaf", env=store.env())
+    assert '"event":"input.streaming"' in out.stderr
+    assert_same(store_tables(store, f"{s}://out/big.slaf"), local_tables(tmp_path / "local.slaf"))

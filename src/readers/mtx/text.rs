@@ -15,8 +15,24 @@ pub(super) enum Field_ {
     Pattern,
 }
 
-/// Open `path` as plain text or gzip, by content.
+/// Open `path` as plain text or gzip, by content; a file streamed from where it is
+/// ([`crate::readers::streamed`]) is read from there.
 pub(super) fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    if let Some(source) = crate::readers::streamed::source(path) {
+        let stream = source.open().map_err(|e| Error::io(path, e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, stream);
+        let gzip = reader
+            .fill_buf()
+            .map_err(|e| Error::io(path, e))?
+            .starts_with(&[0x1f, 0x8b]);
+        return Ok(match gzip {
+            true => Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::bufread::MultiGzDecoder::new(reader),
+            )),
+            false => Box::new(reader),
+        });
+    }
     crate::readers::format::check_kind(path)?;
     let mut f = File::open(path).map_err(|e| Error::InputMissing {
         path: path.to_path_buf(),
