@@ -11,9 +11,12 @@
 //! marker is missing (Snakemake removes outputs before a forced re-run) it re-checks the
 //! tables and rewrites the marker only; a dataset of another plan is rebuilt from this
 //! plan's shards, and the marker always describes the tables beside it.
+//!
+//! This is the commit of a local dataset; one in an object store is committed there by
+//! [`crate::workflow::remote`], from the same receipts, widening and tables.
 
 pub(crate) mod receipts;
-pub(crate) mod state;
+mod state;
 pub(crate) mod widen;
 
 use std::borrow::Cow;

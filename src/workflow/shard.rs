@@ -2,9 +2,10 @@
 //!
 //! Two placements. **Staged**: data files and the receipt go into a task-local directory
 //! (what Nextflow mounts); commit links or copies the files and never changes them.
-//! **Shared target**: data files go straight under the output dataset's tables and only the
-//! receipt is the task's output (by default under `_slaf_receipts/<plan hash>/`, so shards of
-//! different plans never share a receipt). A re-run replaces an earlier attempt: a staged
+//! **Shared target**: data files go straight under the output dataset's tables (a local
+//! directory, or a prefix in an object store that Lance writes into) and only the receipt is
+//! the task's output (by default under `_slaf_receipts/<plan hash>/`, so shards of different
+//! plans never share a receipt; in a store it is written there whatever `--receipt` says). A re-run replaces an earlier attempt: a staged
 //! directory that holds an earlier attempt (its [`ATTEMPT_TAG`]) is cleared first, any other
 //! non-empty directory is refused; in a shared target, the files an attempt left behind are
 //! unreferenced and commit deletes them. The receipt is written last, atomically: a shard
