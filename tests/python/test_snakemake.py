@@ -93,7 +93,7 @@ def test_snakemake_module_import(tmp_path):
         "module slaf:\n"
         f'    snakefile: "{WORKFLOW / "workflow" / "Snakefile"}"\n'
         "    config: config\n\n"
-        "use rule * from slaf as slaf_*\n\n"
+        "use rule * from slaf exclude all as slaf_*\n\n"
         "rule all:\n"
         '    input: "results/slaf/atlas.slaf/_SLAF_COMPLETE.json"\n'
         "    default_target: True\n"
@@ -173,3 +173,17 @@ def test_snakemake_dataset_in_s3(tmp_path):
         assert_same(got, tables(tmp_path / "unused.slaf"))
     finally:
         server.stop()
+
+
+def test_snakemake_config_is_validated(tmp_path):
+    """A misspelt key in the config stops the workflow before any job, naming the key."""
+    setup_workdir(tmp_path)
+    config = tmp_path / "config" / "config.yaml"
+    config.write_text(config.read_text().replace("plan_args:", "plan_arg:"))
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "--snakefile", str(WORKFLOW / "workflow" / "Snakefile"),
+         "--directory", str(tmp_path), "--cores", "1", "--dry-run"],
+        capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "plan_arg" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -3,6 +3,10 @@ import json
 import os
 
 import yaml
+from snakemake.utils import validate
+
+# A misspelt key or a missing manifest map fails here, naming the key, not mid-run.
+validate(config, "../schemas/config.schema.yaml")
 
 SLAF = config["slaf"]
 # The binary: on PATH in the container; tests point it at a build.

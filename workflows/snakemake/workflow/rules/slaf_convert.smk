@@ -15,10 +15,6 @@
 include: "common.smk"
 
 
-wildcard_constraints:
-    shard=r"\d+-of-\d+",
-
-
 checkpoint slaf_plan:
     input:
         manifest=lambda wc: SLAF["datasets"][wc.dataset],
@@ -31,14 +27,17 @@ checkpoint slaf_plan:
         sharding=SLAF.get("plan_args", ""),
     log:
         "logs/slaf/{dataset}.plan.log",
+    threads: 1
     container:
         SLAF["container"]
     shell:
         "{params.bin} plan {input.manifest} -o {output} --dataset {params.dataset}"
-        " {params.sharding} 2> {log}"
+        " --threads {threads} {params.sharding} 2> {log}"
 
 
 rule slaf_shard:
+    wildcard_constraints:
+        shard=r"\d+-of-\d+",
     input:
         plan="results/slaf/{dataset}.plan.json",
         inputs=slaf_manifest_inputs,
@@ -84,6 +83,6 @@ rule slaf_commit:
         SLAF["container"]
     shell:
         # Local: commit writes the output (the marker); in a store, its line is the output.
-        "{params.bin} commit {input.plan} {input.receipts}"
+        "{params.bin} commit {input.plan} {input.receipts} --threads {threads}"
         + (" > {output}" if SLAF_IN_STORE else "")
         + " 2> {log}"
