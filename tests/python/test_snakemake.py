@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from test_workflow import assert_same, tables, three_files
@@ -187,3 +188,28 @@ def test_snakemake_config_is_validated(tmp_path):
     assert proc.returncode != 0
     assert "plan_arg" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_dot_test_config(tmp_path):
+    """The rules' own `.test/` config (the bundled example in 2 shards) runs as documented,
+    `slaf-convert` taken from PATH, in a copy of the workflow beside a copy of examples/."""
+    import shutil
+    shutil.copytree(WORKFLOW, tmp_path / "workflows" / "snakemake")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    here = tmp_path / "workflows" / "snakemake"
+    env = dict(os.environ, PATH=f"{Path(BIN).parent}:{os.environ['PATH']}")
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "--snakefile", "workflow/Snakefile", "--directory", ".test",
+         "--cores", "2"],
+        cwd=here, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = here / ".test" / "results" / "slaf" / "example.slaf"
+    assert (out / "_SLAF_COMPLETE.json").exists()
+    receipts = sorted((here / ".test" / "results" / "slaf" / "example.receipts").iterdir())
+    assert [r.name for r in receipts] == ["1-of-2.json", "2-of-2.json"]
+    subprocess.run([BIN, "convert", tmp_path / "examples" / "pbmc-like.h5ad",
+                    tmp_path / "ref.slaf", "--chunk-size", "100"], check=True,
+                   capture_output=True)
+    got, want = tables(out), tables(tmp_path / "ref.slaf")
+    for t in ["expression", "cells", "genes"]:
+        pd.testing.assert_frame_equal(got[t], want[t])
