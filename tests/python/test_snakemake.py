@@ -1,6 +1,7 @@
 """The Snakemake rules for real: a 3-file manifest in 4 shards with --cores 2 gives what
 `convert` gives; deleting one receipt re-runs only that shard and commit; --lint is clean;
 the rules also work imported as a module."""
+import json
 import os
 import re
 import subprocess
@@ -213,3 +214,39 @@ def test_snakemake_dot_test_config(tmp_path):
     got, want = tables(out), tables(tmp_path / "ref.slaf")
     for t in ["expression", "cells", "genes"]:
         pd.testing.assert_frame_equal(got[t], want[t])
+
+
+def test_snakemake_replan_rebuilds_and_a_failed_shard_is_retried(tmp_path):
+    """Changed manifest options re-run the plan, every shard and commit: the dataset is the
+    new plan's (no file of the old one left). Under --retries 1 a shard that fails once
+    (a wrapper exits 75 on its first call for shard 2) is run again and the dataset is whole."""
+    manifest = setup_workdir(tmp_path)
+    snakemake(tmp_path)
+    out = tmp_path / "results" / "slaf" / "atlas.slaf"
+    first = json.loads((out / "_SLAF_COMPLETE.json").read_text())["plan_hash"]
+    # A re-plan: another chunk size (a manifest option, so another plan hash).
+    manifest.write_text(manifest.read_text().replace("chunk_size: 20", "chunk_size: 10"))
+    wrapper = tmp_path / "flaky-slaf-convert"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = shard ] && echo "$*" | grep -q -- "--shard 2-of-" '
+        f'&& [ ! -e "{tmp_path}/failed-once" ]; then\n'
+        f'  touch "{tmp_path}/failed-once"; echo "transient failure" >&2; exit 75\n'
+        "fi\n"
+        f'exec "{BIN}" "$@"\n')
+    wrapper.chmod(0o755)
+    config = tmp_path / "config" / "config.yaml"
+    config.write_text(config.read_text().replace(f"binary: {BIN}", f"binary: {wrapper}"))
+    proc = snakemake(tmp_path, "--retries", "1")
+    assert (tmp_path / "failed-once").exists(), proc.stdout + proc.stderr
+    marker = json.loads((out / "_SLAF_COMPLETE.json").read_text())
+    plan = json.loads((tmp_path / "results" / "slaf" / "atlas.plan.json").read_text())
+    assert marker["plan_hash"] == plan["plan_hash"] != first
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(manifest.read_text().replace("output: unused.slaf", "output: ref.slaf"))
+    subprocess.run([BIN, "convert", "--manifest", ref], check=True, capture_output=True)
+    assert_same(tables(out), tables(tmp_path / "ref.slaf"))
+    import lance
+    ds = lance.dataset(str(out / "expression.lance"))
+    used = {f.data_files()[0].path for f in ds.get_fragments()}
+    assert set(os.listdir(out / "expression.lance" / "data")) == used  # no orphans
