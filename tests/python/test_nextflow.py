@@ -252,3 +252,20 @@ def test_modules_build_the_dataset_in_an_object_store(tmp_path):
         assert "native.slaf/_SLAF_COMPLETE.json" in server.objects("results", "native.slaf/")
     finally:
         server.stop()
+
+
+def test_example_config_publishes_the_dataset_only():
+    """outdir gets the dataset directory (its marker inside), never the marker on its own."""
+    config = (ROOT / "workflows" / "nextflow" / "nextflow.config").read_text()
+    publish = re.search(r"withName: 'SLAFCONVERT_COMMIT' \{ publishDir = \[(.*?)\] \}", config)
+    assert publish and "pattern: '*.slaf'" in publish.group(1), config
+
+
+def test_one_licence_everywhere():
+    """Cargo.toml's licence is the LICENSE file's, the image label's and every meta.yml's."""
+    cargo = (ROOT / "Cargo.toml").read_text()
+    assert 'license = "Apache-2.0"' in cargo
+    assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
+    assert 'licenses="Apache-2.0"' in (ROOT / "containers" / "Dockerfile").read_text()
+    for meta in (ROOT / "workflows" / "nextflow" / "modules").glob("*/*/meta.yml"):
+        assert 'licence: ["Apache-2.0"]' in meta.read_text(), meta
