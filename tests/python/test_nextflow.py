@@ -33,8 +33,11 @@ def test_module_has_required_parts(name):
     assert "task.ext.args" in text and "task.ext.prefix" in text
     assert "--threads ${task.cpus}" in text
     assert "publishDir" not in text
-    for f in ["meta.yml", "environment.yml", "tests/main.nf.test"]:
+    for f in ["meta.yml", "tests/main.nf.test"]:
         assert (MODULES / name / f).exists(), f
+    # No conda package exists: no conda directive, and conda profiles are refused by name.
+    assert "conda " not in text.split("script:")[0] and not (MODULES / name / "environment.yml").exists()
+    assert "intersect(['conda', 'mamba'])" in text and "does not support Conda" in text
     if name == "plan":
         assert "echo 2 > ${prefix}.n_shards" in text  # stub runs fan out
     if name == "shard":

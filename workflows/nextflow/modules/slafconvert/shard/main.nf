@@ -2,7 +2,6 @@ process SLAFCONVERT_SHARD {
     tag "${meta.id}:${shard}"
     label 'process_low'
 
-    conda "${moduleDir}/environment.yml"
     container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
         'https://ghcr.io/slaf-convert/slaf-convert/sif:0.1.0' :
         'ghcr.io/slaf-convert/slaf-convert:0.1.0' }"
@@ -18,6 +17,11 @@ process SLAFCONVERT_SHARD {
     task.ext.when == null || task.ext.when
 
     script:
+    // No conda package exists yet: refuse -profile conda/mamba with a clear message instead
+    // of a solver failure (nf-core's guard for container-only modules).
+    if (workflow.profile.tokenize(',').intersect(['conda', 'mamba']).size() >= 1) {
+        error "SLAFCONVERT_SHARD does not support Conda yet: use Docker, Singularity or Apptainer (-profile docker|singularity|apptainer)."
+    }
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
     // task.ext.dataset, an s3://, gs:// or az:// URI (the one SLAFCONVERT_PLAN got): the plan
