@@ -1,21 +1,33 @@
 //! An object read as a stream, start to end, by a reader that may run on any thread (a
 //! blocking task, or the plan's scan on the runtime's own thread): a thread of its own, with
-//! its own runtime and client, fetches the object in order and hands its chunks over a
-//! bounded channel ([`CHUNKS_AHEAD`] chunks, so memory stays small whatever the object's
-//! size). Every [`StreamSource::open`] is a new GET from the start.
+//! its own runtime and client, fetches the object in ranged GETs (growing from
+//! [`FIRST_RANGE`] to [`RANGE`] bytes), in order,
+//! each a request of its own (so a slow reader never holds one request open past the
+//! client's timeout), each made only if the object is still the version the stand-in was
+//! made from (its ETag), and hands them over a bounded channel ([`RANGES_AHEAD`] ahead, so
+//! memory stays small whatever the object's size). Every [`StreamSource::open`] starts again
+//! from the first byte. A store's failure reaches the reader as an I/O error carrying the
+//! store's [`Error`], which the reader passes on as it is (exit 75 when transient).
 
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use futures::StreamExt;
-use object_store::ObjectStoreExt;
+use object_store::{GetOptions, GetRange};
 
 use super::{store_error, Store};
 use crate::error::Error;
 use crate::readers::streamed::StreamSource;
 
-/// Chunks fetched ahead of the reader.
-const CHUNKS_AHEAD: usize = 4;
+/// Bytes the first ranged GET asks for; each next asks for 4 times more, up to [`RANGE`]. A
+/// reader that opens the matrix for its header only (and drops it) costs a few hundred KiB,
+/// not [`RANGES_AHEAD`] full ranges.
+const FIRST_RANGE: u64 = 64 << 10;
+
+/// Bytes a ranged GET asks for at most.
+const RANGE: u64 = 4 << 20;
+
+/// Ranges fetched ahead of the reader.
+const RANGES_AHEAD: usize = 2;
 
 /// The object at a URI, streamed (see the module's doc).
 pub(crate) struct ObjectStream {
@@ -23,15 +35,17 @@ pub(crate) struct ObjectStream {
     pub uri: String,
     /// Its size, to tell a stream cut short from the end.
     pub size: u64,
+    /// The version the stand-in was made from, when the store gives one.
+    pub e_tag: Option<String>,
 }
 
 impl StreamSource for ObjectStream {
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
-        let (sender, receiver) = sync_channel(CHUNKS_AHEAD);
-        let uri = self.uri.clone();
+        let (sender, receiver) = sync_channel(RANGES_AHEAD);
+        let (uri, size, e_tag) = (self.uri.clone(), self.size, self.e_tag.clone());
         std::thread::Builder::new()
             .name("slaf-convert-stream".into())
-            .spawn(move || fetch_in_order(&uri, &sender))?;
+            .spawn(move || fetch_in_order(&uri, size, e_tag, &sender))?;
         Ok(Box::new(ChunksRead {
             receiver,
             chunk: Vec::new(),
@@ -43,9 +57,14 @@ impl StreamSource for ObjectStream {
     }
 }
 
-/// Send the object's chunks in order, then end (the sender dropped); a failure is sent as
+/// Send the object's ranges in order, then end (the sender dropped); a failure is sent as
 /// the last item. Stops early once the reader is gone.
-fn fetch_in_order(uri: &str, sender: &SyncSender<std::io::Result<Vec<u8>>>) {
+fn fetch_in_order(
+    uri: &str,
+    size: u64,
+    e_tag: Option<String>,
+    sender: &SyncSender<std::io::Result<Vec<u8>>>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,15 +77,30 @@ fn fetch_in_order(uri: &str, sender: &SyncSender<std::io::Result<Vec<u8>>>) {
     };
     let fetched: crate::error::Result<()> = runtime.block_on(async {
         let store = Store::open(uri)?;
-        let got = store
-            .client
-            .get(&store.root)
+        let (mut start, mut len) = (0, FIRST_RANGE);
+        while start < size {
+            let end = size.min(start + len);
+            len = (len * 4).min(RANGE);
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(start..end)),
+                if_match: e_tag.clone(),
+                ..Default::default()
+            };
+            let bytes = async {
+                store
+                    .client
+                    .get_opts(&store.root, options)
+                    .await?
+                    .bytes()
+                    .await
+            }
             .await
             .map_err(|e| store_error(&store.shown, &e))?;
-        let mut chunks = got.into_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| store_error(&store.shown, &e))?;
-            if sender.send(Ok(Vec::from(chunk))).is_err() {
+            if bytes.is_empty() {
+                break; // shorter than listed: the reader reports the cut
+            }
+            start += bytes.len() as u64;
+            if sender.send(Ok(Vec::from(bytes))).is_err() {
                 break; // the reader stopped reading
             }
         }
@@ -77,7 +111,7 @@ fn fetch_in_order(uri: &str, sender: &SyncSender<std::io::Result<Vec<u8>>>) {
     }
 }
 
-/// A store's error as the reader's I/O error: timed out where a retry can succeed (exit 75).
+/// A store's error as the reader's I/O error, carrying it (see the module's doc).
 fn as_io(e: Error) -> std::io::Error {
     let kind = match e {
         Error::Store {
@@ -85,7 +119,7 @@ fn as_io(e: Error) -> std::io::Error {
         } => std::io::ErrorKind::TimedOut,
         _ => std::io::ErrorKind::Other,
     };
-    std::io::Error::new(kind, e.to_string())
+    std::io::Error::new(kind, e)
 }
 
 /// The reader's side: the chunks as one byte stream.
@@ -105,13 +139,14 @@ impl Read for ChunksRead {
                 Ok(chunk) => (self.chunk, self.at) = (chunk?, 0),
                 Err(_) if self.read == self.size => return Ok(0),
                 Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "{}: the stream ended after {} of {} bytes",
-                            self.uri, self.read, self.size
+                    return Err(as_io(Error::Store {
+                        uri: self.uri.clone(),
+                        what: format!(
+                            "the stream ended after {} of {} bytes: run the same command again",
+                            self.read, self.size
                         ),
-                    ))
+                        transient: true,
+                    }))
                 }
             }
         }

@@ -150,7 +150,11 @@ impl Store {
             out.set_modified(modified).map_err(|e| Error::io(file, e))?;
         }
         tracing::info!(event = "input.streaming", input = %shown, bytes = size, "streaming {shown} from the store as it is read, not fetching it");
-        let stream = ObjectStream { uri: shown, size };
+        let stream = ObjectStream {
+            uri: shown,
+            size,
+            e_tag: meta.e_tag.clone(),
+        };
         crate::readers::streamed::stream_instead(file.to_path_buf(), std::sync::Arc::new(stream));
         Ok(bytes)
     }

@@ -187,7 +187,7 @@ def test_snakemake_config_is_validated(tmp_path):
          "--directory", str(tmp_path), "--cores", "1", "--dry-run"],
         capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "plan_arg" in proc.stdout + proc.stderr
+    assert "'plan_arg' was unexpected" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
 
 

@@ -15,15 +15,33 @@ pub(super) enum Field_ {
     Pattern,
 }
 
+/// A failed read of `path`: the store's own error when the file is streamed from one and the
+/// store failed ([`crate::readers::streamed`]: exit 75 when a retry can succeed), else the
+/// file's content is at fault (`what` says how).
+fn read_error(
+    path: &Path,
+    e: std::io::Error,
+    what: impl FnOnce(&std::io::Error) -> String,
+) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(Ok(failure)) = e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            return *failure;
+        }
+        return Error::Internal(format!("{}: a stream's failure was lost", path.display()));
+    }
+    Error::invalid(path, what(&e))
+}
+
 /// Open `path` as plain text or gzip, by content; a file streamed from where it is
 /// ([`crate::readers::streamed`]) is read from there.
 pub(super) fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     if let Some(source) = crate::readers::streamed::source(path) {
         let stream = source.open().map_err(|e| Error::io(path, e))?;
         let mut reader = BufReader::with_capacity(1 << 20, stream);
+        // The first chunk is a whole ranged GET (64 KiB, or the object): enough to tell gzip.
         let gzip = reader
             .fill_buf()
-            .map_err(|e| Error::io(path, e))?
+            .map_err(|e| read_error(path, e, |e| format!("line 1: {e}")))?
             .starts_with(&[0x1f, 0x8b]);
         return Ok(match gzip {
             true => Box::new(BufReader::with_capacity(
@@ -57,7 +75,7 @@ pub(super) fn read_header(path: &Path) -> Result<(Field_, u64, u64, u64)> {
     let mut banner = String::new();
     reader
         .read_line(&mut banner)
-        .map_err(|e| Error::invalid(path, format!("line 1: {e} (truncated or not gzip?)")))?;
+        .map_err(|e| read_error(path, e, |e| format!("line 1: {e} (truncated or not gzip?)")))?;
     let words: Vec<String> = banner.split_whitespace().map(str::to_lowercase).collect();
     if words.len() < 5 || words[0] != "%%matrixmarket" || words[1] != "matrix" {
         return Err(Error::invalid(
@@ -103,7 +121,7 @@ pub(super) fn read_header(path: &Path) -> Result<(Field_, u64, u64, u64)> {
         line_no += 1;
         let n = reader
             .read_line(&mut line)
-            .map_err(|e| Error::invalid(path, format!("line {line_no}: {e}")))?;
+            .map_err(|e| read_error(path, e, |e| format!("line {line_no}: {e}")))?;
         if n == 0 {
             return Err(Error::invalid(path, "no size line (truncated?)"));
         }
@@ -168,7 +186,7 @@ impl Entries {
             line_no += 1;
             if reader
                 .read_line(&mut line)
-                .map_err(|e| Error::invalid(path, format!("line {line_no}: {e}")))?
+                .map_err(|e| read_error(path, e, |e| format!("line {line_no}: {e}")))?
                 == 0
             {
                 break;
@@ -195,11 +213,11 @@ impl Entries {
         loop {
             self.line.clear();
             self.line_no += 1;
+            let line_no = self.line_no;
             let n = self.reader.read_line(&mut self.line).map_err(|e| {
-                Error::invalid(
-                    &self.path,
-                    format!("line {}: {e} (truncated?)", self.line_no),
-                )
+                read_error(&self.path, e, |e| {
+                    format!("line {line_no}: {e} (truncated?)")
+                })
             })?;
             if n == 0 {
                 if self.seen != self.nnz {
