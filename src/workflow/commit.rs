@@ -16,7 +16,7 @@
 //! [`crate::workflow::remote`], from the same receipts, widening and tables.
 
 pub(crate) mod receipts;
-mod state;
+pub(crate) mod state;
 pub(crate) mod widen;
 
 use std::borrow::Cow;

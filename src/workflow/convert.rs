@@ -172,22 +172,42 @@ pub async fn convert_fetched(
     };
     let value_type = stored_value_type(&plan);
     target.finish()?;
-    tracing::info!(
-        event = "convert.done",
-        output = %output.display(),
-        n_cells = marker.n_cells,
-        n_genes = marker.n_genes,
-        expression_rows = marker.expression_rows,
-        fragments = plan.shards.len(),
-        seconds = started.elapsed().as_secs_f64(),
-        "conversion finished"
-    );
-    Ok(ConvertReport {
+    Ok(ConvertReport::finished(
         output,
         marker,
         value_type,
-        shards: plan.shards.len(),
-    })
+        plan.shards.len(),
+        started,
+    ))
+}
+
+impl ConvertReport {
+    /// The report of a conversion into `output` that took since `started`, logged as
+    /// `convert.done`.
+    pub(crate) fn finished(
+        output: PathBuf,
+        marker: CompletionMarker,
+        value_type: ValueType,
+        shards: usize,
+        started: Instant,
+    ) -> ConvertReport {
+        tracing::info!(
+            event = "convert.done",
+            output = %output.display(),
+            n_cells = marker.n_cells,
+            n_genes = marker.n_genes,
+            expression_rows = marker.expression_rows,
+            fragments = shards,
+            seconds = started.elapsed().as_secs_f64(),
+            "conversion finished"
+        );
+        ConvertReport {
+            output,
+            marker,
+            value_type,
+            shards,
+        }
+    }
 }
 
 /// The dataset's value type: the plan's, or float32 where a shard met a value past the

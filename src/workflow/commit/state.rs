@@ -224,27 +224,35 @@ pub async fn clean_tables(output: &Path, plan_hash: &str) -> Result<()> {
         if !dir.join("_versions").exists() {
             continue;
         }
-        let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
-            .await
-            .map_err(|e| Error::lance(&dir, e))?;
-        let removed = ds
-            .cleanup_old_versions(chrono::TimeDelta::zero(), Some(!others), Some(false))
-            .await
-            .map_err(|e| Error::lance(&dir, e))?;
-        if removed.old_versions > 0 || removed.bytes_removed > 0 {
-            tracing::info!(
-                event = "commit.cleaned",
-                table,
-                old_versions = removed.old_versions,
-                bytes_removed = removed.bytes_removed,
-                "removed {} old versions and {} bytes of unreferenced files from {table}",
-                removed.old_versions,
-                removed.bytes_removed
-            );
-        }
+        clean_table(&dir, table, !others).await?;
         if !others {
             remove_leftovers(&dir.join("data"))?;
         }
+    }
+    Ok(())
+}
+
+/// Leave the table `table` at `dir` (a local directory or a store URI) with its newest
+/// version only: Lance's cleanup deletes older versions, and (`unreferenced`) every data file
+/// no kept version references, however new.
+pub(crate) async fn clean_table(dir: &Path, table: &str, unreferenced: bool) -> Result<()> {
+    let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
+        .await
+        .map_err(|e| Error::lance(dir, e))?;
+    let removed = ds
+        .cleanup_old_versions(chrono::TimeDelta::zero(), Some(unreferenced), Some(false))
+        .await
+        .map_err(|e| Error::lance(dir, e))?;
+    if removed.old_versions > 0 || removed.bytes_removed > 0 {
+        tracing::info!(
+            event = "commit.cleaned",
+            table,
+            old_versions = removed.old_versions,
+            bytes_removed = removed.bytes_removed,
+            "removed {} old versions and {} bytes of unreferenced files from {table}",
+            removed.old_versions,
+            removed.bytes_removed
+        );
     }
     Ok(())
 }

@@ -27,10 +27,10 @@ use crate::pipeline::blocking;
 use crate::readers::ValueScan;
 use crate::slaf::config_json::{CONFIG_FILE, UNS_FILE};
 use crate::slaf::schema::{CELLSXCELLS_TABLE, GENESXGENES_TABLE, LAYERS_TABLE};
-use crate::store::lance::open_dataset;
 use crate::store::Store;
 use crate::values::ValueType;
 use crate::workflow::commit::receipts::{by_shard, check_against_plan, missing_file};
+use crate::workflow::commit::state::clean_table;
 use crate::workflow::commit::widen::{self, record_for, record_rel, Records};
 use crate::workflow::commit::{
     commit_tables, config_for, marker_for, table_schemas, with_profile, CompletionMarker, Located,
@@ -138,22 +138,13 @@ pub(super) async fn convert_in_store(
         tracing::info!(event = "convert.resumed", kept_shards = ?kept, shards = plan.shards.len(), "resumed: kept {} of {} shards an earlier run finished", kept.len(), plan.shards.len());
     }
     let marker = commit_in_store(&plan, &[]).await?;
-    tracing::info!(
-        event = "convert.done",
-        output = store.shown(),
-        n_cells = marker.n_cells,
-        n_genes = marker.n_genes,
-        expression_rows = marker.expression_rows,
-        fragments = plan.shards.len(),
-        seconds = started.elapsed().as_secs_f64(),
-        "conversion finished"
-    );
-    Ok(ConvertReport {
-        output: PathBuf::from(store.shown()),
+    Ok(ConvertReport::finished(
+        PathBuf::from(store.shown()),
         marker,
         value_type,
-        shards: plan.shards.len(),
-    })
+        plan.shards.len(),
+        started,
+    ))
 }
 
 /// The receipt an earlier run left for shard `index` of `plan`, if it is this plan's and
@@ -372,23 +363,7 @@ async fn clean_tables(plan: &Plan, store: &Store, tables: &[&str]) -> Result<()>
         tracing::warn!(event = "commit.cleanup_deferred", "shards of another plan are writing into this dataset: unreferenced files are left to a later commit");
     }
     for table in tables {
-        let uri = store.shown_child(table);
-        let ds = open_dataset(&uri)
-            .await
-            .map_err(|e| Error::lance(Path::new(&uri), e))?;
-        let removed = ds
-            .cleanup_old_versions(chrono::TimeDelta::zero(), Some(!others), Some(false))
-            .await
-            .map_err(|e| Error::lance(Path::new(&uri), e))?;
-        tracing::info!(
-            event = "commit.cleaned",
-            table,
-            old_versions = removed.old_versions,
-            bytes_removed = removed.bytes_removed,
-            "removed {} old versions and {} bytes of unreferenced files from {table}",
-            removed.old_versions,
-            removed.bytes_removed
-        );
+        clean_table(Path::new(&store.shown_child(table)), table, !others).await?;
     }
     Ok(())
 }
