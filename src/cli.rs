@@ -154,7 +154,12 @@ async fn run_plan(args: PlanArgs) -> Result<()> {
     // Inputs in object stores are scanned from copies fetched for the plan alone (removed
     // afterwards); the plan names them by their URIs, and each shard fetches its own.
     let scratch = fetch::scratch(None)?;
-    let (local, fetched) = fetch::fetch_inputs(&manifest, scratch.path()).await?;
+    // The rows-only scan reads an HDF5 input's indptr and a sample: it is read in the store.
+    let hdf5 = match values {
+        ValueScan::Full => fetch::Hdf5Inputs::Fetched,
+        ValueScan::RowsOnly => fetch::Hdf5Inputs::InPlace,
+    };
+    let (local, fetched) = fetch::fetch_inputs(&manifest, scratch.path(), hdf5).await?;
     let mut plan = Plan::build_scanning(&local, size, values)?;
     fetched.name_in(&mut plan);
     plan.save(&args.output)?;

@@ -6,7 +6,8 @@
 //! ascending, genes ascending within a cell, a cell never split across batches. Readers know
 //! nothing of Lance or of SLAF's tables: what they hand out is the shared vocabulary of
 //! [`crate::cells`] and [`crate::values`], with obs/var fields named by [`crate::columns`].
-//! A file an input's fetcher left in an object store is read through [`streamed`].
+//! A file an input's fetcher left in an object store is read through [`streamed`] (read in
+//! order) or [`ranged`] (read at offsets).
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ mod hdf5_direct;
 mod hdf5_matrix;
 pub(crate) mod hdf5_util;
 mod mtx;
+pub mod ranged;
 mod spill;
 pub mod streamed;
 pub mod tenx;
@@ -163,6 +165,14 @@ pub trait InputReader: Send {
 
 /// Open `path` with the reader for its format (given, or detected from the content).
 pub fn open(path: &Path, options: &ReadOptions) -> Result<Box<dyn InputReader>> {
+    let opened = open_format(path, options);
+    match ranged::source(path) {
+        Some(source) => ranged::opened(opened, source),
+        None => opened,
+    }
+}
+
+fn open_format(path: &Path, options: &ReadOptions) -> Result<Box<dyn InputReader>> {
     format::check_kind(path)?;
     let format = match options.format {
         Some(f) => f,

@@ -12,6 +12,7 @@
 //! credentials, bad configuration).
 
 pub mod lance;
+mod ranged;
 mod stream;
 mod transfer;
 

@@ -3,7 +3,8 @@
 //! The HDF5 library serialises every call behind one global lock, decompression included, so
 //! reading a gzip'd matrix through it keeps one core busy inflating while the other waits.
 //! Here the library is asked only where each chunk lies (under its lock, once per dataset);
-//! the chunks' bytes are then read with positioned reads and inflated with libdeflate on
+//! the chunks' bytes are then read with positioned reads (of the local file, or of the object
+//! in a store it stands in for: [`crate::readers::ranged`]) and inflated with libdeflate on
 //! rayon's pool, and the little-endian elements are decoded in Rust.
 //!
 //! Handled: contiguous storage, and chunked storage whose filters are any of deflate and
@@ -12,9 +13,7 @@
 //! blocks, a user-defined fill value) returns `Err(reason)` from [`DirectArray::open`], and
 //! the caller reads through the library.
 
-use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -33,6 +32,7 @@ use self::decode::{decode_into, unshuffle, Element};
 pub use self::stored::StoredArray;
 use super::hdf5_util as h5;
 use crate::error::{Error, Result};
+use crate::readers::ranged::RandomAccess;
 
 /// Where the elements are.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ enum Storage {
 pub struct DirectArray {
     path: PathBuf,
     name: String,
-    file: Arc<File>,
+    file: Arc<RandomAccess>,
     /// The file's size at open: every chunk must lie inside it.
     file_len: u64,
     element: Element,
@@ -72,6 +72,10 @@ const BLOCK: usize = 1 << 18;
 /// Most chunks a dataset may have for its chunk table to be kept here (24 MiB of table).
 const MAX_CHUNKS: usize = 1 << 20;
 
+/// The address of a chunk read by a lookup (its bytes are at hand; where they lie is the
+/// library's to know).
+const LOOKED_UP: u64 = hdf5_sys::h5::HADDR_UNDEF - 1;
+
 /// Largest chunk read directly (anndata writes chunks of a few hundred KiB).
 const MAX_CHUNK_BYTES: usize = 64 << 20;
 
@@ -80,7 +84,7 @@ impl DirectArray {
     /// needs the library.
     pub fn open(
         path: &Path,
-        file: &Arc<File>,
+        file: &Arc<RandomAccess>,
         ds: &Dataset,
     ) -> Result<std::result::Result<Self, String>> {
         let name = ds.name();
@@ -124,7 +128,7 @@ impl DirectArray {
             Ok(storage) => storage,
             Err(reason) => return Ok(Err(reason)),
         };
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let file_len = file.len(path)?;
         Ok(Ok(DirectArray {
             path: path.to_path_buf(),
             name,
@@ -258,7 +262,15 @@ impl DirectArray {
                 let c = at / chunk_len;
                 let skip = at - c * chunk_len;
                 let chunk_bytes = chunk_len * size;
-                let bytes = self.chunk_bytes(buf, &self.chunk(c)?, chunk_bytes, shuffle)?;
+                let chunk = match self.looked_up(buf, c) {
+                    Some(chunk) => chunk,
+                    None => {
+                        let chunk = self.chunk(c)?;
+                        self.read_stored(buf, &chunk)?;
+                        chunk
+                    }
+                };
+                let bytes = self.chunk_bytes(buf, &chunk, c * chunk_len, chunk_bytes, shuffle)?;
                 decode_into(&bytes[skip * size..], self.element, piece);
             }
         }
@@ -313,23 +325,36 @@ impl DirectArray {
         Ok(chunk)
     }
 
-    /// The plain bytes of one chunk (read, inflated, unshuffled), in `buf`.
+    /// Read the stored bytes of `chunk` (located by the index walk) into `buf.raw`.
+    fn read_stored(&self, buf: &mut ChunkBuffers, chunk: &StoredChunk) -> Result<()> {
+        if chunk.addr == hdf5_sys::h5::HADDR_UNDEF {
+            return Ok(());
+        }
+        buf.raw.resize(chunk.size as usize, 0);
+        self.file
+            .read_exact_at(&mut buf.raw, chunk.addr)
+            .map_err(|e| self.io_error(e))
+    }
+
+    /// The plain bytes of one chunk (its stored bytes in `buf.raw`, inflated, unshuffled),
+    /// in `buf`.
     fn chunk_bytes<'b>(
         &self,
         buf: &'b mut ChunkBuffers,
         chunk: &StoredChunk,
+        first: usize,
         chunk_bytes: usize,
         shuffle: bool,
     ) -> Result<&'b [u8]> {
+        let place = match chunk.addr {
+            LOOKED_UP => format!("chunk at element {first}"),
+            addr => format!("chunk at element {first} (byte {addr})"),
+        };
         if chunk.addr == hdf5_sys::h5::HADDR_UNDEF {
             buf.inflated.clear();
             buf.inflated.resize(chunk_bytes, 0);
             return Ok(&buf.inflated);
         }
-        buf.raw.resize(chunk.size as usize, 0);
-        self.file
-            .read_exact_at(&mut buf.raw, chunk.addr)
-            .map_err(|e| self.io_error(e))?;
         let plain: &[u8] = if chunk.deflated {
             buf.inflated.resize(chunk_bytes, 0);
             let n = buf
@@ -338,18 +363,15 @@ impl DirectArray {
                 .map_err(|e| {
                     Error::invalid(
                         &self.path,
-                        format!(
-                            "{}: chunk at byte {} does not inflate: {e:?}",
-                            self.name, chunk.addr
-                        ),
+                        format!("{}: {place} does not inflate: {e:?}", self.name),
                     )
                 })?;
             if n != chunk_bytes {
                 return Err(Error::invalid(
                     &self.path,
                     format!(
-                        "{}: chunk at byte {} inflates to {n} bytes, expected {chunk_bytes}",
-                        self.name, chunk.addr
+                        "{}: {place} inflates to {n} bytes, expected {chunk_bytes}",
+                        self.name
                     ),
                 ));
             }
@@ -358,9 +380,8 @@ impl DirectArray {
             return Err(Error::invalid(
                 &self.path,
                 format!(
-                    "{}: chunk at byte {} holds {} bytes, expected {chunk_bytes}",
+                    "{}: {place} holds {} bytes, expected {chunk_bytes}",
                     self.name,
-                    chunk.addr,
                     buf.raw.len()
                 ),
             ));

@@ -71,7 +71,7 @@ impl Compressed {
             ));
         }
         // The same file opened once more for the direct reads of the three arrays.
-        let file = Arc::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+        let file = Arc::new(crate::readers::ranged::RandomAccess::open(path)?);
         let c = Compressed {
             data: StoredArray::open(path, &file, data)?,
             indices: StoredArray::open(path, &file, indices)?,

@@ -2,7 +2,8 @@
 //!
 //! Every function takes the input path so that an HDF5 failure becomes one
 //! [`Error::InvalidInput`] naming the file and the object inside it; this is the one place
-//! where `hdf5::Error` is translated.
+//! where `hdf5::Error` is translated. A file standing in for an object in a store is opened
+//! through the driver in `ranged_driver`.
 
 use std::ops::Range;
 use std::path::Path;
@@ -15,6 +16,9 @@ use crate::error::{Error, Result};
 mod compound;
 mod encoding;
 mod limits;
+mod ranged_driver;
+
+pub(crate) use ranged_driver::as_chunk_data;
 mod strings;
 pub use compound::{compound_fields, read_field, read_field_bools, read_field_strings};
 pub use encoding::{encoding_type, sparse_encoding};
@@ -62,7 +66,11 @@ pub fn open_file(path: &Path) -> Result<InputFile> {
     // HDF5 prints its own error stack to stderr; our message replaces it.
     hdf5::silence_errors(true);
     let reading = crate::crash_report::reading_hdf5(path);
-    let file = hdf5::File::open(path).map_err(|e| {
+    let opened = match crate::readers::ranged::source(path) {
+        Some(_) => ranged_driver::open(path),
+        None => hdf5::File::open(path),
+    };
+    let file = opened.map_err(|e| {
         let text = e.to_string();
         let what = if text.contains("signature") || text.contains("not an HDF5") {
             "not an HDF5 file (or truncated): cannot open".to_string()

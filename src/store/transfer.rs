@@ -1,7 +1,8 @@
 //! Whole objects between a store and local files: an input fetched to a local directory (one
-//! object, or the objects directly under a prefix, as a 10x directory is; its matrix left in
-//! the store behind a stand-in and streamed, [`super::stream`]), and a local file uploaded
-//! (multipart past 10 MiB, in bounded memory).
+//! object, or the objects directly under a prefix, as a 10x directory is), and a local file
+//! uploaded (multipart past 10 MiB, in bounded memory). Two kinds of input object stay in the
+//! store behind a local stand-in: a 10x directory's matrix, streamed ([`super::stream`]), and
+//! an HDF5 file, read at offsets ([`super::ranged`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,12 +13,16 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 
+use super::ranged::ObjectRanges;
 use super::stream::ObjectStream;
 use super::{store_error, Store};
 
 /// Objects of a directory input that are streamed from the store, not fetched: a 10x
 /// directory's matrix, which its reader reads in order, twice.
 const STREAMED_NAMES: [&str; 2] = ["matrix.mtx", "matrix.mtx.gz"];
+
+/// The first bytes of an HDF5 file (with no user block, as every h5ad and Cell Ranger file).
+const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 /// The bytes at each end of an object an input's fingerprint reads
 /// (`workflow::plan::input_files`).
@@ -49,7 +54,8 @@ impl Store {
     /// Fetch the object at the prefix into `dir` under its own name; if there is no such
     /// object, every object directly under the prefix into `dir/<name>/` (a directory input).
     /// Logs `input.fetching` before and `input.fetched` after, with bytes and seconds.
-    pub async fn download(&self, dir: &Path) -> Result<DownloadReport> {
+    /// An HDF5 object is left in the store ([`Store::single_object`]) when `hdf5_in_place`.
+    pub async fn download(&self, dir: &Path, hdf5_in_place: bool) -> Result<DownloadReport> {
         let name = self
             .name()
             .ok_or_else(|| Error::Usage(format!("{}: names a bucket, not an input", self.shown)))?;
@@ -107,8 +113,10 @@ impl Store {
         let mut bytes = 0;
         for (meta, file) in &objects {
             let name = meta.location.filename().unwrap_or_default();
-            bytes += match is_directory && STREAMED_NAMES.contains(&name) {
-                true => self.stand_in(meta, file).await?,
+            bytes += match is_directory {
+                true if STREAMED_NAMES.contains(&name) => self.stream_in_place(meta, file).await?,
+                true => self.fetch_object(meta, file).await?,
+                false if hdf5_in_place => self.single_object(meta, file).await?,
                 false => self.fetch_object(meta, file).await?,
             };
         }
@@ -121,34 +129,49 @@ impl Store {
         })
     }
 
-    /// Leave `file` standing in for the object `meta` (a directory's matrix), which readers
-    /// then stream from the store ([`crate::readers::streamed`]): a sparse file of the
-    /// object's size and modification time holding its first and last 64 KiB, which is all
-    /// an input's fingerprint reads, so a plan and its shards see the object's own. The
-    /// bytes fetched.
-    async fn stand_in(&self, meta: &object_store::ObjectMeta, file: &Path) -> Result<u64> {
-        let shown = self.shown_child(meta.location.filename().unwrap_or_default());
+    /// Leave `file` standing in for the object `meta`: a sparse file of the object's size and
+    /// modification time holding its first and last 64 KiB, which is all an input's
+    /// fingerprint reads, so a plan and its shards see the object's own. Its first bytes, and
+    /// the bytes fetched.
+    async fn stand_in(
+        &self,
+        meta: &object_store::ObjectMeta,
+        file: &Path,
+        shown: &str,
+    ) -> Result<(bytes::Bytes, u64)> {
         let size = meta.size;
         let head = 0..size.min(EDGE);
         let tail = (size > EDGE).then(|| size - EDGE.min(size - EDGE)..size);
         let out = std::fs::File::create(file).map_err(|e| Error::io(file, e))?;
         out.set_len(size).map_err(|e| Error::io(file, e))?;
-        let mut bytes = 0;
+        let (mut first, mut bytes) = (bytes::Bytes::new(), 0);
         for range in std::iter::once(head).chain(tail) {
             let start = range.start;
             let got = self
                 .client
                 .get_range(&meta.location, range)
                 .await
-                .map_err(|e| store_error(&shown, &e))?;
+                .map_err(|e| store_error(shown, &e))?;
             std::os::unix::fs::FileExt::write_all_at(&out, &got, start)
                 .map_err(|e| Error::io(file, e))?;
             bytes += got.len() as u64;
+            if start == 0 {
+                first = got;
+            }
         }
         if let Ok(seconds) = u64::try_from(meta.last_modified.timestamp()) {
             let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
             out.set_modified(modified).map_err(|e| Error::io(file, e))?;
         }
+        Ok((first, bytes))
+    }
+
+    /// A directory's matrix: left in the store behind a stand-in, and streamed by its reader
+    /// ([`crate::readers::streamed`]). The bytes fetched.
+    async fn stream_in_place(&self, meta: &object_store::ObjectMeta, file: &Path) -> Result<u64> {
+        let shown = self.shown_child(meta.location.filename().unwrap_or_default());
+        let (_, bytes) = self.stand_in(meta, file, &shown).await?;
+        let size = meta.size;
         tracing::info!(event = "input.streaming", input = %shown, bytes = size, "streaming {shown} from the store as it is read, not fetching it");
         let stream = ObjectStream {
             uri: shown,
@@ -156,6 +179,24 @@ impl Store {
             e_tag: meta.e_tag.clone(),
         };
         crate::readers::streamed::stream_instead(file.to_path_buf(), std::sync::Arc::new(stream));
+        Ok(bytes)
+    }
+
+    /// A single-object input: an HDF5 file (`.h5ad`, Cell Ranger `.h5`) is left in the store
+    /// behind a stand-in and read at the offsets its reader asks for
+    /// ([`crate::readers::ranged`]), so a shard fetches the metadata and its own cell range,
+    /// not the file; anything else is fetched whole. The bytes fetched.
+    async fn single_object(&self, meta: &object_store::ObjectMeta, file: &Path) -> Result<u64> {
+        let shown = self.shown.clone();
+        let (head, bytes) = self.stand_in(meta, file, &shown).await?;
+        if !head.starts_with(HDF5_SIGNATURE) {
+            return self.fetch_object(meta, file).await;
+        }
+        let size = meta.size;
+        tracing::info!(event = "input.in_place", input = %shown, bytes = size, "reading {shown} in place, in ranged requests, not fetching it");
+        let ranges = ObjectRanges::new(shown, size, meta.e_tag.clone(), head)
+            .map_err(|e| Error::io(file, e))?;
+        crate::readers::ranged::read_instead(file.to_path_buf(), std::sync::Arc::new(ranges));
         Ok(bytes)
     }
 

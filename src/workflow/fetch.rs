@@ -2,10 +2,11 @@
 //!
 //! An input URI (`convert`'s INPUT, a manifest's input) is fetched into a local temporary
 //! directory (a single object, or the objects directly under a prefix for a 10x directory)
-//! and read from there: HDF5 files are read at random offsets, which the direct chunk
-//! reader does on local files. A 10x directory's matrix is not fetched but streamed from
-//! the store as its reader reads it ([`crate::readers::streamed`]); a stand-in stays in its
-//! place. `plan` scans fetched copies and names the inputs by their
+//! and read from there, except where reading it in the store costs less: an HDF5 file read
+//! by a task that needs part of it ([`Hdf5Inputs::InPlace`]: a shard, a plan) is read at the
+//! offsets its reader asks for ([`crate::readers::ranged`]), and a 10x directory's matrix is
+//! streamed from the store as its reader reads it ([`crate::readers::streamed`]); a stand-in
+//! stays in the place of each. `plan` scans fetched copies and names the inputs by their
 //! URIs; each shard task fetches its own copy and checks its fingerprint against the plan.
 //! Copies go to `<temp>/<scheme>/<bucket>/<key>`, so inputs of the same name in different
 //! places stay apart; the temporary directory is removed when its guard is dropped (on
@@ -18,6 +19,18 @@ use crate::location::store_uri;
 use crate::store::Store;
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::{source_names, Plan};
+
+/// How an HDF5 input in a store (`.h5ad`, Cell Ranger `.h5`) reaches its reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hdf5Inputs {
+    /// Fetched whole, one download: for a task that reads every byte (`convert`, a plan's
+    /// full value pass), where one stream beats hundreds of ranged requests.
+    Fetched,
+    /// Left in the store and read at the offsets the reader asks for
+    /// ([`crate::readers::ranged`]): for a task that reads part of the file (a shard's cell
+    /// range, a plan's indptr and sample).
+    InPlace,
+}
 
 /// `path` is a URI, not a local path (the checks where paths are given let only s3://, gs://
 /// and az:// through, and [`Store::open`] refuses any other).
@@ -82,14 +95,18 @@ impl FetchedInputs {
 
 /// `manifest` with each input URI replaced by a local copy fetched into
 /// `dir/<scheme>/<bucket>/<key>`, and the copies.
-pub async fn fetch_inputs(manifest: &Manifest, dir: &Path) -> Result<(Manifest, FetchedInputs)> {
+pub async fn fetch_inputs(
+    manifest: &Manifest,
+    dir: &Path,
+    hdf5: Hdf5Inputs,
+) -> Result<(Manifest, FetchedInputs)> {
     let mut local = manifest.clone();
     let mut fetched = FetchedInputs::default();
     for input in &mut local.inputs {
         if !is_store(&input.path) {
             continue;
         }
-        let copy = fetch_to(&input.path, dir).await?;
+        let copy = fetch_to(&input.path, dir, hdf5).await?;
         let uri = std::mem::replace(&mut input.path, copy.clone());
         fetched.copies.push((copy, uri));
     }
@@ -97,20 +114,21 @@ pub async fn fetch_inputs(manifest: &Manifest, dir: &Path) -> Result<(Manifest, 
 }
 
 /// Fetch the input `uri` into `dir/<scheme>/<bucket>/<key>`; the local copy's path.
-async fn fetch_to(uri: &Path, dir: &Path) -> Result<PathBuf> {
+async fn fetch_to(uri: &Path, dir: &Path, hdf5: Hdf5Inputs) -> Result<PathBuf> {
     let store = open(uri)?;
     // scheme://bucket/a/b/name: the copy goes to dir/scheme/bucket/a/b/name, so inputs of
     // the same name in different places stay apart and keep telling names.
     let local = dir.join(store.local_path());
     let parent = local.parent().unwrap_or(dir).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    Ok(store.download(&parent).await?.path)
+    let in_place = hdf5 == Hdf5Inputs::InPlace;
+    Ok(store.download(&parent, in_place).await?.path)
 }
 
 /// A task's own copy of the input `uri`, in a temporary directory (under `$TMPDIR`) that is
 /// removed when the returned guard is dropped.
-pub async fn fetch_for_task(uri: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
+pub async fn fetch_for_task(uri: &Path, hdf5: Hdf5Inputs) -> Result<(tempfile::TempDir, PathBuf)> {
     let dir = scratch(None)?;
-    let path = fetch_to(uri, dir.path()).await?;
+    let path = fetch_to(uri, dir.path(), hdf5).await?;
     Ok((dir, path))
 }

@@ -37,7 +37,7 @@ use crate::store::lance::open_dataset;
 use crate::store::Store;
 use crate::workflow::commit::{commit, read_marker, CompletionMarker, MARKER_FILE};
 use crate::workflow::convert::{convert_fetched, ConvertReport};
-use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch};
+use crate::workflow::fetch::{fetch_inputs, is_store, open, scratch, Hdf5Inputs};
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::Plan;
 use crate::workflow::shard::SHARED_RECEIPTS_DIR;
@@ -87,7 +87,9 @@ pub async fn convert_via_stores(
         None => None,
     };
     let scratch = scratch(temp_dir)?;
-    let (mut local, fetched) = fetch_inputs(manifest, &scratch.path().join("inputs")).await?;
+    let inputs = scratch.path().join("inputs");
+    // convert reads every byte of its inputs: one download each beats ranged reads.
+    let (mut local, fetched) = fetch_inputs(manifest, &inputs, Hdf5Inputs::Fetched).await?;
     let Some(store) = output_store else {
         return convert_fetched(&local, overwrite, &fetched).await;
     };

@@ -34,7 +34,7 @@ use crate::slaf::schema::{
 };
 use crate::slaf::value_stats::ValueStats;
 use crate::values::ValueType;
-use crate::workflow::fetch::{fetch_for_task, is_store, FetchedInputs};
+use crate::workflow::fetch::{fetch_for_task, is_store, FetchedInputs, Hdf5Inputs};
 use crate::workflow::plan::{
     check_planned, locate, Plan, PlannedColumn, PlannedInput, PlannedShard,
 };
@@ -210,7 +210,7 @@ async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt
     let input_path = match (is_store(&input.path), fetched) {
         (true, Some(copy)) => check_planned(input, copy.to_path_buf())?,
         (true, None) => {
-            let (dir, copy) = fetch_for_task(&input.path).await?;
+            let (dir, copy) = fetch_for_task(&input.path, Hdf5Inputs::InPlace).await?;
             _fetched_here = dir;
             check_planned(input, copy)?
         }

@@ -578,3 +578,79 @@ def test_a_matrix_larger_than_its_stand_in_is_streamed(store, tmp_path):
     out = run("convert", f"{s}://inputs/big", f"{s}://out/big.slaf", env=store.env())
     assert '"event":"input.streaming"' in out.stderr
     assert_same(store_tables(store, f"{s}://out/big.slaf"), local_tables(tmp_path / "local.slaf"))
+
+
+def _gzip_h5ad(path, cells, genes=1500):
+    """A gzip-chunked h5ad: its chunks and their index spread over the file."""
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+    rng = np.random.default_rng(3)
+    x = sp.random(cells, genes, density=0.15, random_state=3, format="csr", dtype=np.float32)
+    x.data = rng.integers(1, 30, size=x.nnz).astype(np.float32)
+    ad.AnnData(X=x).write_h5ad(path, compression="gzip")
+
+
+def test_an_h5ad_in_the_store_is_read_in_place_and_a_shard_reads_its_own_cells(store, tmp_path):
+    """An HDF5 input is not fetched: its reader reads the object at offsets (ranged GETs), so
+    each of 4 shards of a 39 MB file fetches its quarter of the matrix and little more (a
+    whole fetch would be the file each), and the dataset equals the local conversion's."""
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+    s = store.scheme
+    rng = np.random.default_rng(3)
+    x = sp.random(16000, 2000, density=0.15, random_state=3, format="csr", dtype=np.float32)
+    x.data = rng.integers(1, 30, size=x.nnz).astype(np.float32)
+    src = tmp_path / "big.h5ad"
+    ad.AnnData(X=x).write_h5ad(src)
+    size = src.stat().st_size
+    assert size > 35_000_000
+    store.put("inputs", "inplace/big.h5ad", src.read_bytes())
+    run("convert", src, tmp_path / "local.slaf", "--chunk-size", "500", env=store.env())
+    (tmp_path / "m.yaml").write_text(
+        f"output: {s}://out/inplace.slaf\ninputs:\n  - path: {s}://inputs/inplace/big.h5ad\n"
+        "options:\n  chunk_size: 500\nsharding:\n  cells_per_shard: 4000\n")
+    run("plan", tmp_path / "m.yaml", "--output", tmp_path / "plan.json", env=store.env())
+    fetched = []
+    for i in reversed(range(4)):
+        out = run("shard", tmp_path / "plan.json", "--index", i, "--shared-target",
+                  env=store.env())
+        events = [json.loads(line) for line in out.stderr.splitlines()]
+        assert [e for e in events if e.get("event") == "input.in_place"], out.stderr
+        ranged = [e for e in events if e.get("event") == "input.ranged"]
+        assert ranged and all(e["size"] == size for e in ranged)
+        fetched.append(ranged[-1]["bytes"])
+    assert all(b < 0.5 * size for b in fetched), (fetched, size)
+    assert sum(fetched) < 2 * size, (fetched, size)
+    run("commit", tmp_path / "plan.json", env=store.env())
+    assert_same(store_tables(store, f"{s}://out/inplace.slaf"),
+                local_tables(tmp_path / "local.slaf"))
+
+
+def test_store_lost_while_a_shard_reads_an_h5ad_in_place_exits_75_and_the_rerun_completes(
+        store, tmp_path):
+    s = store.scheme
+    src = tmp_path / "gz.h5ad"
+    _gzip_h5ad(src, cells=12000)
+    store.put("inputs", "lost-input/gz.h5ad", src.read_bytes())
+    run("convert", src, tmp_path / "local.slaf", env=store.env())
+    uri = f"{s}://inputs/lost-input/gz.h5ad"
+    out = tmp_path / "out.slaf"
+    (tmp_path / "m.yaml").write_text(f"output: {out}\ninputs:\n  - path: {uri}\n")
+    run("plan", tmp_path / "m.yaml", "--output", tmp_path / "plan.json", env=store.env())
+    # The store goes away after a few requests: while the shard reads the file.
+    proxy = CuttingProxy(store.port, limit=8_000)
+    env = dict(store.env(), SLAF_CONVERT_STORE_RETRY_SECONDS="2")
+    key = "AWS_ENDPOINT_URL" if s == "s3" else "AZURITE_BLOB_STORAGE_URL"
+    env[key] = f"http://127.0.0.1:{proxy.port}"
+    proc = run("shard", tmp_path / "plan.json", "--index", 0, "--shared-target", env=env,
+               check=False)
+    assert proc.returncode == 75, proc.stderr
+    assert uri in proc.stderr.splitlines()[-1], proc.stderr
+    assert not (out / "_SLAF_COMPLETE.json").exists()
+    proxy.revive(limit=10**12)
+    run("shard", tmp_path / "plan.json", "--index", 0, "--shared-target", env=env)
+    run("commit", tmp_path / "plan.json", env=env)
+    assert_same(local_tables(out), local_tables(tmp_path / "local.slaf"))
+    proxy.cut()

@@ -1,13 +1,17 @@
 //! The stored chunks of a dataset: where each lies and which filters apply to it (listed by
-//! the library, under its lock, in one walk), and the per-thread buffers their bytes are read
-//! and inflated in.
+//! the library, under its lock, in one walk; or, for a file in a store, each chunk looked up
+//! and read by the library on its own), and the per-thread buffers their bytes are read and
+//! inflated in.
 
 use std::ffi::{c_int, c_uint, c_void};
 
 use hdf5::Dataset;
 use hdf5_sys::h5::{haddr_t, hsize_t, HADDR_UNDEF};
-use hdf5_sys::h5d::H5Dchunk_iter;
+use hdf5_sys::h5d::{H5Dchunk_iter, H5Dread_chunk2};
 use hdf5_sys::h5p::H5P_DEFAULT;
+
+use super::{Storage, LOOKED_UP};
+use crate::readers::ranged::RandomAccess;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StoredChunk {
@@ -125,5 +129,97 @@ pub(super) fn list_chunks(
         (_, Some(problem)) => Err(problem),
         (true, None) => Err("the library cannot walk its chunk index".into()),
         (false, None) => Ok(walk.chunks),
+    }
+}
+
+/// The stored bytes of the chunk that starts at element `first`, read through the library
+/// after a lookup of that chunk alone in the index, into `raw` (at most `max_bytes`), with
+/// whether deflate and shuffle apply to it; `None` when the index has no written chunk there
+/// (or cannot be looked up so: the caller walks the index instead).
+///
+/// For a file read at offsets from a store ([`crate::readers::ranged`]): walking the whole
+/// index ([`list_chunks`]) reads every index node of the file, scattered over it, one request
+/// each and in turn, where a shard needs only the nodes over its own chunks.
+pub(super) fn read_looked_up(
+    ds: &Dataset,
+    first: u64,
+    deflate: Option<usize>,
+    shuffle: Option<usize>,
+    max_bytes: usize,
+    raw: &mut Vec<u8>,
+) -> Option<(bool, bool)> {
+    let offset: hsize_t = first;
+    let mut filters: u32 = 0;
+    let read = |raw: &mut Vec<u8>, filters: &mut u32| -> Option<usize> {
+        let mut size = raw.len();
+        crate::readers::hdf5_util::as_chunk_data(|| {
+            hdf5::sync::sync(|| {
+                // SAFETY: a valid dataset id, a 1-D offset, and `raw` holding `size` writable
+                // bytes; the library writes only when the chunk fits, and reports its size.
+                unsafe {
+                    H5Dread_chunk2(
+                        ds.id(),
+                        H5P_DEFAULT,
+                        &offset,
+                        filters,
+                        raw.as_mut_ptr().cast(),
+                        &mut size,
+                    )
+                }
+            })
+        })
+        .ge(&0)
+        .then_some(size)
+    };
+    let fits = raw.len();
+    let size = read(raw, &mut filters)?;
+    if size == 0 || size > max_bytes {
+        return None;
+    }
+    if size > fits {
+        raw.resize(size, 0);
+        read(raw, &mut filters)?;
+    }
+    raw.truncate(size);
+    let applies = |position: Option<usize>| position.is_some_and(|p| filters & (1 << p) == 0);
+    Some((applies(deflate), applies(shuffle)))
+}
+
+impl super::DirectArray {
+    /// Chunk `c` of a file read from a store, its stored bytes read into `buf.raw` after a
+    /// lookup of it alone ([`chunk::read_looked_up`]); `None` for a local file, and for a
+    /// chunk the lookup does not find (the whole index is walked then, as for a local file).
+    pub(super) fn looked_up(&self, buf: &mut ChunkBuffers, c: usize) -> Option<StoredChunk> {
+        let Storage::Chunked {
+            chunk_len,
+            deflate,
+            shuffle_at,
+            ..
+        } = &self.storage
+        else {
+            return None;
+        };
+        if !matches!(*self.file, RandomAccess::Ranged(_)) {
+            return None;
+        }
+        // Deflate's worst case adds a little to a chunk; a larger claim is the index's to
+        // answer for, in the walk.
+        let plain = chunk_len * self.element.size();
+        let max_bytes = (plain + plain / 64 + 1024).min(self.file_len as usize);
+        let first = (c * chunk_len) as u64;
+        let (deflated, shuffled) = read_looked_up(
+            &self.ds,
+            first,
+            *deflate,
+            *shuffle_at,
+            max_bytes,
+            &mut buf.raw,
+        )?;
+        Some(StoredChunk {
+            addr: LOOKED_UP,
+            size: buf.raw.len() as u64,
+            deflated,
+            shuffled,
+        })
     }
 }

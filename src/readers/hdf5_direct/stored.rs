@@ -1,7 +1,6 @@
 //! [`StoredArray`]: one 1-D numeric dataset, read by [`DirectArray`] where its storage
 //! allows and through the HDF5 library otherwise.
 
-use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use hdf5::Dataset;
 use super::super::hdf5_util as h5;
 use super::DirectArray;
 use crate::error::Result;
+use crate::readers::ranged::RandomAccess;
 
 /// A 1-D numeric dataset, read directly where its storage allows and through the HDF5
 /// library otherwise.
@@ -26,7 +26,7 @@ pub enum StoredArray {
 impl StoredArray {
     /// Open `ds` of the file at `path` (`file`: the same file opened for positioned reads).
     /// A storage the direct reader does not handle is logged once and read by the library.
-    pub fn open(path: &Path, file: &Arc<File>, ds: Dataset) -> Result<Self> {
+    pub fn open(path: &Path, file: &Arc<RandomAccess>, ds: Dataset) -> Result<Self> {
         Ok(match DirectArray::open(path, file, &ds)? {
             Ok(direct) => StoredArray::Direct(direct, ds),
             Err(reason) => {
