@@ -10,6 +10,8 @@
 //! store's [`Error`], which the reader passes on as it is (exit 75 when transient).
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use object_store::{GetOptions, GetRange};
@@ -43,9 +45,11 @@ impl StreamSource for ObjectStream {
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
         let (sender, receiver) = sync_channel(RANGES_AHEAD);
         let (uri, size, e_tag) = (self.uri.clone(), self.size, self.e_tag.clone());
+        let fetched = Arc::new(AtomicU64::new(0));
+        let counted = fetched.clone();
         std::thread::Builder::new()
             .name("slaf-convert-stream".into())
-            .spawn(move || fetch_in_order(&uri, size, e_tag, &sender))?;
+            .spawn(move || fetch_in_order(&uri, size, e_tag, &sender, &counted))?;
         Ok(Box::new(ChunksRead {
             receiver,
             chunk: Vec::new(),
@@ -53,6 +57,7 @@ impl StreamSource for ObjectStream {
             read: 0,
             size: self.size,
             uri: self.uri.clone(),
+            fetched,
         }))
     }
 }
@@ -64,6 +69,7 @@ fn fetch_in_order(
     size: u64,
     e_tag: Option<String>,
     sender: &SyncSender<std::io::Result<Vec<u8>>>,
+    fetched: &AtomicU64,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,6 +106,7 @@ fn fetch_in_order(
                 break; // shorter than listed: the reader reports the cut
             }
             start += bytes.len() as u64;
+            fetched.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             if sender.send(Ok(Vec::from(bytes))).is_err() {
                 break; // the reader stopped reading
             }
@@ -130,6 +137,18 @@ struct ChunksRead {
     read: u64,
     size: u64,
     uri: String,
+    /// Bytes the fetching thread has fetched.
+    fetched: Arc<AtomicU64>,
+}
+
+impl Drop for ChunksRead {
+    /// What this pass over the object cost: a reader that stops early (a shard at the end
+    /// of its cells) leaves the rest unfetched, but for the ranges already on their way.
+    fn drop(&mut self) {
+        let (uri, size, read) = (&self.uri, self.size, self.read);
+        let bytes = self.fetched.load(Ordering::Relaxed);
+        tracing::info!(event = "input.streamed", input = %uri, bytes, read, size, "streamed {bytes} of {size} bytes of {uri} ({read} read)");
+    }
 }
 
 impl Read for ChunksRead {
