@@ -151,8 +151,9 @@ async fn run_plan(args: PlanArgs) -> Result<()> {
     } else {
         ValueScan::RowsOnly
     };
-    // Inputs in object stores are scanned from copies fetched for the plan alone (removed
-    // afterwards); the plan names them by their URIs, and each shard fetches its own.
+    // Inputs in object stores are scanned from copies fetched (or stand-ins made) for the
+    // plan alone, removed afterwards; the plan names them by their URIs, and each shard
+    // reaches its own.
     let scratch = fetch::scratch(None)?;
     // The rows-only scan reads an HDF5 input's indptr and a sample: it is read in the store.
     let hdf5 = match values {

@@ -17,7 +17,7 @@
 //!   calls lets a waiter in within about a millisecond.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,26 @@ pub fn install() {
     }
 }
 
+/// Reads waiting on an object store now (`store_wait`).
+static STORE_WAITS: AtomicUsize = AtomicUsize::new(0);
+
+/// While the guard lives, a call into the HDF5 library is waiting on an object store (its
+/// driver reading a file in a store), not looping: the watchdog leaves it to the store's
+/// retry limit, which ends it as the store's error.
+pub fn store_wait() -> StoreWaitGuard {
+    STORE_WAITS.fetch_add(1, Ordering::AcqRel);
+    StoreWaitGuard(())
+}
+
+/// See [`store_wait`].
+pub struct StoreWaitGuard(());
+
+impl Drop for StoreWaitGuard {
+    fn drop(&mut self) {
+        STORE_WAITS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Start the watchdog thread: when one call into the HDF5 library runs longer than `limit`
 /// while an input is open, print the one-line error naming the file and exit with 65.
 ///
@@ -161,7 +181,8 @@ pub fn watch_hdf5_calls(limit: Duration) {
                     continue;
                 }
                 let took = tried.elapsed();
-                held = match took > step * 5 {
+                held = match took > step * 5 || STORE_WAITS.load(Ordering::Acquire) > 0 {
+                    // Stopped, or waiting on a store: the store's own retry limit ends that.
                     true => Duration::ZERO,
                     false => held + took,
                 };

@@ -124,9 +124,10 @@ pub enum Command {
 /// Arguments of `plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// The YAML manifest. Its inputs may be object store URIs (s3://, gs://, az://): each is
-    /// fetched to $TMPDIR to be scanned, and the plan names it by its URI (each shard then
-    /// fetches its own copy).
+    /// The YAML manifest. Its inputs may be object store URIs (s3://, gs://, az://): an HDF5
+    /// file is read where it is (fetched to $TMPDIR with --read-all-values), a 10x directory's
+    /// TSVs are fetched and its matrix streamed; the plan names each input by its URI, and each
+    /// shard reads its own the same way.
     pub manifest: PathBuf,
     /// Where to write the plan.
     #[arg(short, long, default_value = "plan.json")]

@@ -262,7 +262,7 @@ impl DirectArray {
                 let c = at / chunk_len;
                 let skip = at - c * chunk_len;
                 let chunk_bytes = chunk_len * size;
-                let chunk = match self.looked_up(buf, c) {
+                let chunk = match self.looked_up(buf, c)? {
                     Some(chunk) => chunk,
                     None => {
                         let chunk = self.chunk(c)?;
@@ -321,6 +321,21 @@ impl DirectArray {
                         self.file_len
                     ),
                 ));
+        }
+        // Deflate's worst case adds a little to a chunk: a larger claim would size a buffer.
+        let plain = chunk_len * self.element.size();
+        if chunk.addr != hdf5_sys::h5::HADDR_UNDEF
+            && chunk.size > (plain + plain / 64 + 1024) as u64
+        {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "{}: its chunk at element {} claims {} stored bytes for {plain} bytes of elements",
+                    self.name,
+                    c * chunk_len,
+                    chunk.size
+                ),
+            ));
         }
         Ok(chunk)
     }

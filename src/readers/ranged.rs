@@ -44,6 +44,8 @@ pub trait RangeSource: Send + Sync {
     fn failure(&self) -> Option<Error>;
     /// What has been fetched so far.
     fn fetched(&self) -> Fetched;
+    /// Drop what is held for later reads (a reader is done with the file).
+    fn release(&self);
 }
 
 /// What a [`RangeSource`] has fetched.
@@ -125,7 +127,8 @@ pub(super) struct Ranged {
 
 impl Drop for Ranged {
     /// What reading the file has fetched, so far in this process (a reader opened again adds
-    /// to it): what a shard's cell range cost.
+    /// to it): what a shard's cell range cost. The blocks held for it are let go: a plan
+    /// reads its inputs one after another.
     fn drop(&mut self) {
         let Fetched {
             uri,
@@ -134,6 +137,7 @@ impl Drop for Ranged {
         } = self.source.fetched();
         let size = self.source.size();
         tracing::info!(event = "input.ranged", input = %uri, bytes, requests, size, "read {bytes} of {size} bytes of {uri} in {requests} ranged requests");
+        self.source.release();
     }
 }
 

@@ -5,8 +5,11 @@
 //!
 //! Metadata (HDF5's object headers, B-tree nodes, heaps) lies scattered in small pieces, so it
 //! is fetched in [`METADATA_BLOCK`]s; data runs long, so it is fetched in [`DATA_BLOCK`]s.
-//! Once two blocks in a row are read, the next few ([`DATA_AHEAD`], [`METADATA_AHEAD`]) are
-//! requested ahead of the reader; a read on its own costs its block alone. The cache holds
+//! Once a read's block follows one already asked for, the next few ([`DATA_AHEAD`],
+//! [`METADATA_AHEAD`]) are requested ahead of the reader; a read on its own costs its block
+//! alone. A reader's wait on a block counts as a wait on the store for the HDF5 watchdog
+//! ([`crate::crash_report::store_wait`]): the client's retry limit ends it, as the store's
+//! error. The first failure (or the first final one) is the one a run ends with. The cache holds
 //! at most [`CACHE_BYTES`], oldest block out first, so memory stays small whatever the
 //! object's size; what a shard fetches is what its cell range touches, plus the blocks around.
 
@@ -57,7 +60,9 @@ struct Cache {
 impl Cache {
     fn insert(&mut self, key: Key, bytes: Bytes) {
         self.held += bytes.len();
-        self.slots.insert(key, Slot::Ready(bytes));
+        if let Some(Slot::Ready(old)) = self.slots.insert(key, Slot::Ready(bytes)) {
+            self.held -= old.len();
+        }
         self.order.push_back(key);
         while self.held > CACHE_BYTES {
             let Some(old) = self.order.pop_front() else {
@@ -144,6 +149,7 @@ impl ObjectRanges {
             match cache.slots.get(&key) {
                 Some(Slot::Ready(bytes)) => return Ok(bytes.clone()),
                 Some(Slot::Loading) => {
+                    let _waiting = crate::crash_report::store_wait();
                     cache = self
                         .shared
                         .arrived
@@ -210,13 +216,10 @@ impl RangeSource for ObjectRanges {
             let skip = (at - index * block) as usize;
             let n = (bytes.len().saturating_sub(skip) as u64).min(end - at) as usize;
             if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "{}: shorter than its listed {} bytes",
-                        self.shared.uri, self.shared.size
-                    ),
-                ));
+                // Cut short: a retry can read it whole (or see that it changed).
+                let what = format!("shorter than its listed {} bytes", self.shared.size);
+                self.shared.record(what, true);
+                return Err(self.failed_read());
             }
             let to = (at - offset) as usize;
             buf[to..to + n].copy_from_slice(&bytes[skip..skip + n]);
@@ -236,6 +239,13 @@ impl RangeSource for ObjectRanges {
             what,
             transient,
         })
+    }
+
+    fn release(&self) {
+        let mut cache = self.shared.lock();
+        cache.slots.retain(|_, slot| matches!(slot, Slot::Loading));
+        cache.order.clear();
+        cache.held = 0;
     }
 
     fn fetched(&self) -> Fetched {
@@ -264,13 +274,32 @@ impl Shared {
         failure.is_some()
     }
 
+    /// Keep the failure a run ends with: the first, unless a later one is final where the
+    /// first was transient (a changed object stays changed whatever a retry does).
     fn record(&self, what: String, transient: bool) {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        *failure = Some((what, transient));
+        if failure
+            .as_ref()
+            .is_none_or(|(_, first)| *first && !transient)
+        {
+            *failure = Some((what, transient));
+        }
     }
 
     /// Fetch block `key` and hand it to the waiters (or its failure).
     async fn fetch(&self, store: &Store, key: Key) {
+        /// Fails the block if the fetch ends without handing it over (it panicked).
+        struct Pending<'a>(&'a Shared, Key, bool);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.record("a read stopped unfinished".into(), true);
+                    self.0.lock().slots.insert(self.1, Slot::Failed);
+                    self.0.arrived.notify_all();
+                }
+            }
+        }
+        let mut pending = Pending(self, key, false);
         let block = block_size(key.0);
         let start = key.1 * block;
         let end = self.size.min(start + block);
@@ -315,6 +344,7 @@ impl Shared {
             }
         }
         drop(cache);
+        pending.2 = true;
         self.arrived.notify_all();
     }
 }

@@ -6,8 +6,8 @@
 //! by a task that needs part of it ([`Hdf5Inputs::InPlace`]: a shard, a plan) is read at the
 //! offsets its reader asks for ([`crate::readers::ranged`]), and a 10x directory's matrix is
 //! streamed from the store as its reader reads it ([`crate::readers::streamed`]); a stand-in
-//! stays in the place of each. `plan` scans fetched copies and names the inputs by their
-//! URIs; each shard task fetches its own copy and checks its fingerprint against the plan.
+//! stays in the place of each. `plan` scans these and names the inputs by their URIs; each
+//! shard task reaches its own the same way and checks its fingerprint against the plan.
 //! Copies go to `<temp>/<scheme>/<bucket>/<key>`, so inputs of the same name in different
 //! places stay apart; the temporary directory is removed when its guard is dropped (on
 //! failure too).
@@ -72,7 +72,7 @@ impl FetchedInputs {
     /// A plan built from these copies, made to name those inputs by their URIs (paths and
     /// source names; the copies carry their objects' modification times): the plan, its hash
     /// (recomputed), and the config and marker made from it do not depend on where or when
-    /// they were fetched, and a shard task without the copies fetches its own.
+    /// they were fetched, and a shard task without the copies reaches its own.
     pub fn name_in(&self, plan: &mut Plan) {
         if self.copies.is_empty() {
             return;

@@ -11,6 +11,7 @@ use hdf5_sys::h5d::{H5Dchunk_iter, H5Dread_chunk2};
 use hdf5_sys::h5p::H5P_DEFAULT;
 
 use super::{Storage, LOOKED_UP};
+use crate::error::Error;
 use crate::readers::ranged::RandomAccess;
 
 #[derive(Debug, Clone, Copy)]
@@ -133,9 +134,10 @@ pub(super) fn list_chunks(
 }
 
 /// The stored bytes of the chunk that starts at element `first`, read through the library
-/// after a lookup of that chunk alone in the index, into `raw` (at most `max_bytes`), with
-/// whether deflate and shuffle apply to it; `None` when the index has no written chunk there
-/// (or cannot be looked up so: the caller walks the index instead).
+/// after a lookup of that chunk alone in the index, into `raw`, with whether deflate and
+/// shuffle apply to it; `Ok(None)` when the index has no written chunk there (or cannot be
+/// looked up so: the caller walks the index instead), an error when the index claims more
+/// than `max_bytes` for it.
 ///
 /// For a file read at offsets from a store ([`crate::readers::ranged`]): walking the whole
 /// index ([`list_chunks`]) reads every index node of the file, scattered over it, one request
@@ -147,7 +149,7 @@ pub(super) fn read_looked_up(
     shuffle: Option<usize>,
     max_bytes: usize,
     raw: &mut Vec<u8>,
-) -> Option<(bool, bool)> {
+) -> Result<Option<(bool, bool)>, String> {
     let offset: hsize_t = first;
     let mut filters: u32 = 0;
     let read = |raw: &mut Vec<u8>, filters: &mut u32| -> Option<usize> {
@@ -171,25 +173,34 @@ pub(super) fn read_looked_up(
         .ge(&0)
         .then_some(size)
     };
-    let fits = raw.len();
-    let size = read(raw, &mut filters)?;
-    if size == 0 || size > max_bytes {
-        return None;
+    // Room for the largest plausible chunk, so one call reads it: the library reads only
+    // into a buffer it fits, and says the size either way.
+    raw.resize(max_bytes, 0);
+    let Some(size) = read(raw, &mut filters) else {
+        return Ok(None);
+    };
+    if size > max_bytes {
+        return Err(format!(
+            "the chunk at element {first} claims {size} stored bytes, more than it can hold"
+        ));
     }
-    if size > fits {
-        raw.resize(size, 0);
-        read(raw, &mut filters)?;
+    if size == 0 {
+        return Ok(None);
     }
     raw.truncate(size);
     let applies = |position: Option<usize>| position.is_some_and(|p| filters & (1 << p) == 0);
-    Some((applies(deflate), applies(shuffle)))
+    Ok(Some((applies(deflate), applies(shuffle))))
 }
 
 impl super::DirectArray {
     /// Chunk `c` of a file read from a store, its stored bytes read into `buf.raw` after a
-    /// lookup of it alone ([`chunk::read_looked_up`]); `None` for a local file, and for a
-    /// chunk the lookup does not find (the whole index is walked then, as for a local file).
-    pub(super) fn looked_up(&self, buf: &mut ChunkBuffers, c: usize) -> Option<StoredChunk> {
+    /// lookup of it alone ([`read_looked_up`]); `None` for a local file, and for a chunk the
+    /// lookup does not find (the whole index is walked then, as for a local file).
+    pub(super) fn looked_up(
+        &self,
+        buf: &mut ChunkBuffers,
+        c: usize,
+    ) -> crate::error::Result<Option<StoredChunk>> {
         let Storage::Chunked {
             chunk_len,
             deflate,
@@ -197,29 +208,29 @@ impl super::DirectArray {
             ..
         } = &self.storage
         else {
-            return None;
+            return Ok(None);
         };
         if !matches!(*self.file, RandomAccess::Ranged(_)) {
-            return None;
+            return Ok(None);
         }
-        // Deflate's worst case adds a little to a chunk; a larger claim is the index's to
-        // answer for, in the walk.
+        // Deflate's worst case adds a little to a chunk.
         let plain = chunk_len * self.element.size();
         let max_bytes = (plain + plain / 64 + 1024).min(self.file_len as usize);
         let first = (c * chunk_len) as u64;
-        let (deflated, shuffled) = read_looked_up(
+        let looked_up = read_looked_up(
             &self.ds,
             first,
             *deflate,
             *shuffle_at,
             max_bytes,
             &mut buf.raw,
-        )?;
-        Some(StoredChunk {
+        )
+        .map_err(|what| Error::invalid(&self.path, format!("{}: {what}", self.name)))?;
+        Ok(looked_up.map(|(deflated, shuffled)| StoredChunk {
             addr: LOOKED_UP,
             size: buf.raw.len() as u64,
             deflated,
             shuffled,
-        })
+        }))
     }
 }
