@@ -9,7 +9,9 @@
 //! A file an input's fetcher left in an object store is read through [`streamed`] (read in
 //! order) or [`ranged`] (read at offsets).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Field;
@@ -160,6 +162,36 @@ pub trait InputReader: Send {
     /// Unstructured annotations as strict JSON, if any.
     fn uns(&mut self) -> Result<Option<serde_json::Value>> {
         Ok(None)
+    }
+}
+
+/// The local stand-ins of objects left in a store, each with the source its reader reads
+/// instead ([`streamed`], [`ranged`]). An entry lives as long as the process: a stand-in's
+/// path lies in a temporary directory of its own, never reused.
+pub struct StandIns<S: ?Sized>(Mutex<BTreeMap<PathBuf, Arc<S>>>);
+
+impl<S: ?Sized> StandIns<S> {
+    /// No stand-ins.
+    pub const fn new() -> Self {
+        StandIns(Mutex::new(BTreeMap::new()))
+    }
+
+    /// Read `path` from `source` instead of from local disk.
+    pub fn insert(&self, path: PathBuf, source: Arc<S>) {
+        let mut sources = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sources.insert(path, source);
+    }
+
+    /// The source registered for `path`, if any.
+    pub fn get(&self, path: &Path) -> Option<Arc<S>> {
+        let sources = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        sources.get(path).cloned()
+    }
+}
+
+impl<S: ?Sized> Default for StandIns<S> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

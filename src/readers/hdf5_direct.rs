@@ -322,10 +322,10 @@ impl DirectArray {
                     ),
                 ));
         }
-        // Deflate's worst case adds a little to a chunk: a larger claim would size a buffer.
+        // A larger claim would size a buffer.
         let plain = chunk_len * self.element.size();
         if chunk.addr != hdf5_sys::h5::HADDR_UNDEF
-            && chunk.size > (plain + plain / 64 + 1024) as u64
+            && chunk.size > self.max_stored(*chunk_len) as u64
         {
             return Err(Error::invalid(
                 &self.path,
@@ -338,6 +338,13 @@ impl DirectArray {
             ));
         }
         Ok(chunk)
+    }
+
+    /// Most bytes a chunk of `chunk_len` elements can store: deflate's worst case adds a
+    /// little to the plain bytes.
+    fn max_stored(&self, chunk_len: usize) -> usize {
+        let plain = chunk_len * self.element.size();
+        plain + plain / 64 + 1024
     }
 
     /// Read the stored bytes of `chunk` (located by the index walk) into `buf.raw`.
@@ -361,7 +368,8 @@ impl DirectArray {
         chunk_bytes: usize,
         shuffle: bool,
     ) -> Result<&'b [u8]> {
-        let place = match chunk.addr {
+        // Named in errors only: formatted when one happens, not for every chunk.
+        let place = || match chunk.addr {
             LOOKED_UP => format!("chunk at element {first}"),
             addr => format!("chunk at element {first} (byte {addr})"),
         };
@@ -378,15 +386,16 @@ impl DirectArray {
                 .map_err(|e| {
                     Error::invalid(
                         &self.path,
-                        format!("{}: {place} does not inflate: {e:?}", self.name),
+                        format!("{}: {} does not inflate: {e:?}", self.name, place()),
                     )
                 })?;
             if n != chunk_bytes {
                 return Err(Error::invalid(
                     &self.path,
                     format!(
-                        "{}: {place} inflates to {n} bytes, expected {chunk_bytes}",
-                        self.name
+                        "{}: {} inflates to {n} bytes, expected {chunk_bytes}",
+                        self.name,
+                        place()
                     ),
                 ));
             }
@@ -395,8 +404,9 @@ impl DirectArray {
             return Err(Error::invalid(
                 &self.path,
                 format!(
-                    "{}: {place} holds {} bytes, expected {chunk_bytes}",
+                    "{}: {} holds {} bytes, expected {chunk_bytes}",
                     self.name,
+                    place(),
                     buf.raw.len()
                 ),
             ));

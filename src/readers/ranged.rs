@@ -11,16 +11,15 @@
 //! short read (the HDF5 library, for one, knows nothing of stores); [`Ranged`] puts the
 //! store's own error back in its place, so a transient failure still exits 75.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Field;
 
-use super::{InputLayout, InputReader, MatrixScan, ValueScan};
+use super::{InputLayout, InputReader, MatrixScan, StandIns, ValueScan};
 use crate::cells::{Axis, CellBatch, CellEntries, CellRange, InputParts};
 use crate::error::{Error, Result};
 
@@ -59,20 +58,16 @@ pub struct Fetched {
     pub requests: u64,
 }
 
-type Registry = Mutex<HashMap<PathBuf, Arc<dyn RangeSource>>>;
-
-static RANGED: LazyLock<Registry> = LazyLock::new(Default::default);
+static RANGED: StandIns<dyn RangeSource> = StandIns::new();
 
 /// Read `path` from `source` instead of from local disk.
 pub fn read_instead(path: PathBuf, source: Arc<dyn RangeSource>) {
-    let mut ranged = RANGED.lock().unwrap_or_else(|e| e.into_inner());
-    ranged.insert(path, source);
+    RANGED.insert(path, source);
 }
 
 /// The source registered for `path`, if any.
 pub fn source(path: &Path) -> Option<Arc<dyn RangeSource>> {
-    let ranged = RANGED.lock().unwrap_or_else(|e| e.into_inner());
-    ranged.get(path).cloned()
+    RANGED.get(path)
 }
 
 /// A file read at offsets: from local disk, or from its registered source.

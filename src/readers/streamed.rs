@@ -6,10 +6,11 @@
 //! lives as long as the process: a placeholder's path lies in a temporary directory of its
 //! own, never reused.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
+
+use super::StandIns;
 
 /// Where a streamed file's bytes come from.
 pub trait StreamSource: Send + Sync {
@@ -17,18 +18,14 @@ pub trait StreamSource: Send + Sync {
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>>;
 }
 
-type Registry = Mutex<HashMap<PathBuf, Arc<dyn StreamSource>>>;
-
-static STREAMED: LazyLock<Registry> = LazyLock::new(Default::default);
+static STREAMED: StandIns<dyn StreamSource> = StandIns::new();
 
 /// Read `path` from `source` instead of from local disk.
 pub fn stream_instead(path: PathBuf, source: Arc<dyn StreamSource>) {
-    let mut streamed = STREAMED.lock().unwrap_or_else(|e| e.into_inner());
-    streamed.insert(path, source);
+    STREAMED.insert(path, source);
 }
 
 /// The stream registered for `path`, if any.
 pub fn source(path: &Path) -> Option<Arc<dyn StreamSource>> {
-    let streamed = STREAMED.lock().unwrap_or_else(|e| e.into_inner());
-    streamed.get(path).cloned()
+    STREAMED.get(path)
 }

@@ -18,10 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use object_store::{GetOptions, GetRange};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use super::{store_error, Store};
+use super::Store;
 use crate::error::Error;
 use crate::readers::ranged::{Fetched, RangeSource, Reading};
 
@@ -303,38 +302,23 @@ impl Shared {
         let block = block_size(key.0);
         let start = key.1 * block;
         let end = self.size.min(start + block);
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(start..end)),
-            if_match: self.e_tag.clone(),
-            ..Default::default()
-        };
         self.requests.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(input = %self.uri, start, end, metadata = (key.0 == Reading::Metadata), "ranged GET");
-        let got = async {
-            store
-                .client
-                .get_opts(&store.root, options)
-                .await?
-                .bytes()
-                .await
-        };
-        let slot = match got.await {
+        let slot = match store.get_range_of(start..end, self.e_tag.clone()).await {
             Ok(bytes) => {
                 self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 Ok(bytes)
             }
-            Err(e) => match store_error(&store.shown, &e) {
-                Error::Store {
-                    what, transient, ..
-                } => {
-                    self.record(what, transient);
-                    Err(())
-                }
-                other => {
-                    self.record(other.to_string(), false);
-                    Err(())
-                }
-            },
+            Err(Error::Store {
+                what, transient, ..
+            }) => {
+                self.record(what, transient);
+                Err(())
+            }
+            Err(other) => {
+                self.record(other.to_string(), false);
+                Err(())
+            }
         };
         let mut cache = self.lock();
         match slot {

@@ -87,21 +87,7 @@ fn fetch_in_order(
         while start < size {
             let end = size.min(start + len);
             len = (len * 4).min(RANGE);
-            let options = GetOptions {
-                range: Some(GetRange::Bounded(start..end)),
-                if_match: e_tag.clone(),
-                ..Default::default()
-            };
-            let bytes = async {
-                store
-                    .client
-                    .get_opts(&store.root, options)
-                    .await?
-                    .bytes()
-                    .await
-            }
-            .await
-            .map_err(|e| store_error(&store.shown, &e))?;
+            let bytes = store.get_range_of(start..end, e_tag.clone()).await?;
             if bytes.is_empty() {
                 break; // shorter than listed: the reader reports the cut
             }
@@ -115,6 +101,30 @@ fn fetch_in_order(
     });
     if let Err(e) = fetched {
         let _ = sender.send(Err(as_io(e)));
+    }
+}
+
+impl Store {
+    /// Bytes `range` of the object at the prefix, only if it is still version `e_tag` (when
+    /// the store gave one): a stand-in's object read later must be the one it stands in for.
+    pub(super) async fn get_range_of(
+        &self,
+        range: std::ops::Range<u64>,
+        e_tag: Option<String>,
+    ) -> crate::error::Result<bytes::Bytes> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            if_match: e_tag,
+            ..Default::default()
+        };
+        let got = async {
+            self.client
+                .get_opts(&self.root, options)
+                .await?
+                .bytes()
+                .await
+        };
+        got.await.map_err(|e| store_error(&self.shown, &e))
     }
 }
 

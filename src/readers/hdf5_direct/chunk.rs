@@ -213,9 +213,7 @@ impl super::DirectArray {
         if !matches!(*self.file, RandomAccess::Ranged(_)) {
             return Ok(None);
         }
-        // Deflate's worst case adds a little to a chunk.
-        let plain = chunk_len * self.element.size();
-        let max_bytes = (plain + plain / 64 + 1024).min(self.file_len as usize);
+        let max_bytes = self.max_stored(*chunk_len).min(self.file_len as usize);
         let first = (c * chunk_len) as u64;
         let looked_up = read_looked_up(
             &self.ds,
