@@ -8,7 +8,9 @@
 #   with --python:   the interop venv ($SLAF_CONVERT_VENV, default ~/.cache/slaf-convert/venv)
 #                    with upstream's reader (slafdb 0.5.2) and anndata, from tests/python/requirements.txt;
 #                    and Azurite, the Azure Blob emulator the object-store tests start, from npm
-#                    into ~/.cache/slaf-convert/azurite (Node.js and npm from Debian if missing).
+#                    into ~/.cache/slaf-convert/azurite (Node.js and npm from Debian if missing);
+#                    and what the image test builds and runs the container with: buildah,
+#                    podman, runc and mmdebstrap (the base image from Debian's packages).
 # Safe to rerun: skips what is already there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +23,9 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${1:-}" = "--python" ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+  for tool in buildah podman runc mmdebstrap; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+  done
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need[*]}" >&2

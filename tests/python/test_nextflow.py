@@ -29,7 +29,9 @@ def test_module_has_required_parts(name):
     assert 'eval("slaf-convert --version' in text
     assert "task.ext.when == null || task.ext.when" in text
     assert "stub:" in text and "echo ${args}" in text
-    assert "workflow.containerEngine in ['singularity', 'apptainer']" in text
+    # One image reference (README, Snakemake config, every module): Singularity/Apptainer
+    # pull it as docker://, a local SIF replaces it by withName.
+    assert "container 'ghcr.io/slaf-convert/slaf-convert:0.1.0'" in text
     assert "task.ext.args" in text and "task.ext.prefix" in text
     assert "--threads ${task.cpus}" in text
     assert "publishDir" not in text
@@ -82,59 +84,109 @@ def run_task(workdir, name, **values):
     return proc
 
 
+class Executor:
+    """Runs rendered module scripts as a Nextflow executor stages them: each task in a new
+    directory that holds only its declared inputs (symlinks, as the local executor makes;
+    nothing else of the host's files), its declared outputs carried out to where later tasks
+    are staged from, and the task directory then removed, as on a cloud executor, where a
+    later task never sees an earlier one's directory."""
+
+    def __init__(self, root):
+        self.root = root
+        self.count = 0
+
+    def run(self, name, staged, outputs, **values):
+        self.count += 1
+        d = self.root / "work" / f"{self.count:02d}-{name}"
+        d.mkdir(parents=True)
+        for rel, src in staged.items():
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(src, d / rel)
+        run_task(d, name, **values)
+        kept = self.root / "outputs" / d.name
+        kept.mkdir(parents=True)
+        for o in outputs:
+            shutil.move(d / o, kept / o)
+        shutil.rmtree(d)
+        return [kept / o for o in outputs]
+
+
+def stage_list(files):
+    """`path(inputs, stageAs: 'inputs/?/*')`: each item in a directory numbered by its place
+    in the list, under its own name (Nextflow's TaskInputResolver.expandWildcards)."""
+    return {f"inputs/{i}/{f.name}": f for i, f in enumerate(files, 1)}
+
+
+def two_samples(d):
+    """Two 10x MTX directories of the same name, different cells (as Cell Ranger names
+    every sample's output)."""
+    from tenx_fixtures import write_mtx
+    dirs = []
+    for k, sample in enumerate(["sampleA", "sampleB"]):
+        out = d / sample / "filtered_feature_bc_matrix"
+        write_mtx(out, seed=k, gz=False)
+        barcodes = (out / "barcodes.tsv").read_text().replace("-1\n", f"-{k + 1}\n")
+        (out / "barcodes.tsv").write_text(barcodes)
+        dirs.append(out)
+    return dirs
+
+
 def test_rendered_scripts_chain_plan_shards_commit(tmp_path):
+    """plan -> 2 shards -> commit, each task staged alone; two inputs of the same name."""
     src = tmp_path / "src"
     src.mkdir()
-    files = three_files(src, n=(70,))
-    (src / "m.yaml").write_text(
-        "output: ref.slaf\ninputs:\n  - path: inputs/part0.h5ad\noptions:\n  chunk_size: 20\nsharding:\n  shards: 2\n")
-    (src / "inputs").mkdir()
-    shutil.copy(files[0][0], src / "inputs" / "part0.h5ad")
-    subprocess.run([BIN, "convert", "--manifest", src / "m.yaml"], check=True, capture_output=True)
+    inputs = two_samples(src)
+    manifest = src / "m.yaml"
+    manifest.write_text(
+        "output: ref.slaf\ninputs:\n"
+        "  - path: inputs/1/filtered_feature_bc_matrix\n"
+        "  - path: inputs/2/filtered_feature_bc_matrix\n"
+        "options:\n  chunk_size: 10\nsharding:\n  shards: 2\n")
+    # The reference: convert in one process, the inputs laid out as the tasks see them.
+    ref = tmp_path / "ref"
+    for rel, f in stage_list(inputs).items():
+        (ref / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(f, ref / rel)
+    shutil.copy(manifest, ref / "m.yaml")
+    subprocess.run([BIN, "convert", "--manifest", ref / "m.yaml"], check=True, capture_output=True)
     # No task.ext.dataset: plan names test.slaf, shards stage, commit builds test.slaf.
     common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2, "meta.id": "test"}
+    nf = Executor(tmp_path)
 
-    plan_dir = tmp_path / "work" / "plan"
-    (plan_dir / "inputs").mkdir(parents=True)
-    os.symlink(src / "m.yaml", plan_dir / "m.yaml")
-    os.symlink(src / "inputs" / "part0.h5ad", plan_dir / "inputs" / "part0.h5ad")
-    run_task(plan_dir, "plan", manifest="m.yaml", **common)
-    n = int((plan_dir / "test.n_shards").read_text())
+    plan, n_shards = nf.run("plan", {"m.yaml": manifest, **stage_list(inputs)},
+                            ["test.plan.json", "test.n_shards"], manifest="m.yaml", **common)
+    n = int(n_shards.read_text())
     assert n == 2
-
-    # A task sees only what the engine staged for it: the plan task's inputs are gone, each
-    # shard gets a copy of the plan and of the inputs (inputs/*), and nothing else.
-    shutil.rmtree(plan_dir / "inputs")
-    shard_dirs = []
+    shards = []
     for i in range(1, n + 1):
-        d = tmp_path / "work" / f"shard{i}"
-        (d / "inputs").mkdir(parents=True)
-        shutil.copy(plan_dir / "test.plan.json", d / "test.plan.json")
-        shutil.copy(src / "inputs" / "part0.h5ad", d / "inputs" / "part0.h5ad")
-        run_task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}", **common)
-        shard_dirs.append(d / f"test.shard-{i}-of-{n}")
-        assert (shard_dirs[-1] / "receipt.json").exists()
-        shutil.rmtree(d / "inputs")
-    staged_input = tmp_path / "staged-input.h5ad"
-    shutil.move(src / "inputs" / "part0.h5ad", staged_input)  # commit reads no input
-
-    commit_dir = tmp_path / "work" / "commit"
-    (commit_dir / "shards").mkdir(parents=True)
-    for s in shard_dirs:
-        os.symlink(s, commit_dir / "shards" / s.name)
-    shutil.copy(plan_dir / "test.plan.json", commit_dir / "test.plan.json")
-    fragments = " ".join(f"shards/{s.name}" for s in shard_dirs)
-    run_task(commit_dir, "commit", plan="test.plan.json", fragments=fragments, **common)
-    out = commit_dir / "test.slaf"
+        [out] = nf.run("shard", {"test.plan.json": plan, **stage_list(inputs)},
+                       [f"test.shard-{i}-of-{n}"], plan="test.plan.json", shard=f"{i}-of-{n}", **common)
+        assert (out / "receipt.json").exists()
+        shards.append(out)
+    # Commit reads no input: they are gone before it runs.
+    shutil.move(src / "sampleA", tmp_path / "moved-sampleA")
+    shutil.move(src / "sampleB", tmp_path / "moved-sampleB")
+    staged = {"test.plan.json": plan, **{f"shards/{s.name}": s for s in shards}}
+    [out] = nf.run("commit", staged, ["test.slaf"], plan="test.plan.json",
+                   fragments=" ".join(f"shards/{s.name}" for s in shards), **common)
     assert (out / "_SLAF_COMPLETE.json").exists()
-    assert not (plan_dir / "test.slaf").exists()  # commit builds inside its own task directory
-    assert_same(tables(out), tables(src / "ref.slaf"))
+    assert_same(tables(out), tables(ref / "ref.slaf"))
+    # Only what the tasks declared is left: the task directories are gone.
+    assert not any((tmp_path / "work").iterdir())
 
-    convert_dir = tmp_path / "work" / "convert"
-    convert_dir.mkdir()
-    os.symlink(staged_input, convert_dir / "part0.h5ad")
-    run_task(convert_dir, "convert", input="part0.h5ad", **common)
-    assert (convert_dir / "test.slaf" / "_SLAF_COMPLETE.json").exists()
+    (tmp_path / "single").mkdir()
+    input_file = three_files(tmp_path / "single", n=(40,))[0][0]
+    [out] = nf.run("convert", {"part0.h5ad": input_file}, ["test.slaf"], input="part0.h5ad", **common)
+    assert (out / "_SLAF_COMPLETE.json").exists()
+
+
+def test_inputs_of_the_same_name_stage_apart():
+    """The plan and shard modules stage inputs numbered (inputs/1/NAME, inputs/2/NAME): with
+    'inputs/*' two 10x directories of one name collide; the example manifest names them so."""
+    for name in ["plan", "shard"]:
+        assert "path(inputs, stageAs: 'inputs/?/*')" in module(name), name
+    example = (ROOT / "workflows" / "nextflow" / "example.manifest.yaml").read_text()
+    assert "path: inputs/1/pbmc-like.h5ad" in example
 
 
 def test_commit_and_convert_modules_write_to_an_object_store(tmp_path):
@@ -211,10 +263,10 @@ def test_modules_build_the_dataset_in_an_object_store(tmp_path):
         src.mkdir()
         files = three_files(src, n=(70,))
         (src / "m.yaml").write_text(
-            "output: ref.slaf\ninputs:\n  - path: inputs/part0.h5ad\noptions:\n"
+            "output: ref.slaf\ninputs:\n  - path: inputs/1/part0.h5ad\noptions:\n"
             "  chunk_size: 20\nsharding:\n  shards: 2\n")
-        (src / "inputs").mkdir()
-        shutil.copy(files[0][0], src / "inputs" / "part0.h5ad")
+        (src / "inputs" / "1").mkdir(parents=True)
+        shutil.copy(files[0][0], src / "inputs" / "1" / "part0.h5ad")
         subprocess.run([BIN, "convert", "--manifest", src / "m.yaml"], check=True,
                        capture_output=True)
         common = {"prefix": "test", "args": "--log-format json", "task.cpus": 2,
@@ -228,17 +280,17 @@ def test_modules_build_the_dataset_in_an_object_store(tmp_path):
             assert proc.returncode == 0, script + proc.stderr
 
         plan_dir = tmp_path / "work" / "plan"
-        (plan_dir / "inputs").mkdir(parents=True)
+        (plan_dir / "inputs" / "1").mkdir(parents=True)
         shutil.copy(src / "m.yaml", plan_dir / "m.yaml")
-        shutil.copy(src / "inputs" / "part0.h5ad", plan_dir / "inputs" / "part0.h5ad")
+        shutil.copy(src / "inputs" / "1" / "part0.h5ad", plan_dir / "inputs" / "1" / "part0.h5ad")
         task(plan_dir, "plan", manifest="m.yaml")
         n = int((plan_dir / "test.n_shards").read_text())
         shard_outputs = []
         for i in range(1, n + 1):
             d = tmp_path / "work" / f"shard{i}"
-            (d / "inputs").mkdir(parents=True)
+            (d / "inputs" / "1").mkdir(parents=True)
             shutil.copy(plan_dir / "test.plan.json", d / "test.plan.json")
-            shutil.copy(src / "inputs" / "part0.h5ad", d / "inputs" / "part0.h5ad")
+            shutil.copy(src / "inputs" / "1" / "part0.h5ad", d / "inputs" / "1" / "part0.h5ad")
             out = f"test.shard-{i}-of-{n}"
             task(d, "shard", plan="test.plan.json", shard=f"{i}-of-{n}")
             assert [p.name for p in (d / out).iterdir()] == ["receipt.json"]

@@ -87,6 +87,13 @@ def test_snakemake_lint(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_snakemake_rules_are_snakefmt_clean():
+    """The Snakefile and rules as snakefmt formats them (the Snakemake catalog's check)."""
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "--diff", str(WORKFLOW)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_snakemake_module_import(tmp_path):
     setup_workdir(tmp_path)
     snakefile = tmp_path / "Snakefile"

@@ -11,7 +11,7 @@ workflow SLAF_CONVERT {
     main:
     SLAFCONVERT_PLAN(ch_manifest)
 
-    // Each shard task gets the plan and the inputs staged as the plan task had them (inputs/*):
+    // Each shard task gets the plan and the inputs staged as the plan task had them (inputs/N/NAME):
     // `shard --inputs .` reads them there, never through the plan task's directory.
     ch_shards = SLAFCONVERT_PLAN.out.plan
         .join(ch_manifest.map { meta, _manifest, inputs -> [ meta, inputs ] }, failOnMismatch: true)

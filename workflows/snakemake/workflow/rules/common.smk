@@ -28,7 +28,9 @@ def slaf_receipts(wc):
     """One receipt per shard, once the plan exists (re-evaluated after the checkpoint)."""
     with checkpoints.slaf_plan.get(**wc).output[0].open() as f:
         n = len(json.load(f)["shards"])
-    return [f"results/slaf/{wc.dataset}.receipts/{i}-of-{n}.json" for i in range(1, n + 1)]
+    return [
+        f"results/slaf/{wc.dataset}.receipts/{i}-of-{n}.json" for i in range(1, n + 1)
+    ]
 
 
 def slaf_manifest_dir(wc):
@@ -42,5 +44,8 @@ def slaf_manifest_inputs(wc):
     fetched by slaf-convert itself (credentials from the job's environment)."""
     with open(SLAF["datasets"][wc.dataset]) as f:
         doc = yaml.safe_load(f)
-    return [os.path.join(slaf_manifest_dir(wc), i["path"]) for i in doc["inputs"]
-            if "://" not in str(i["path"])]
+    return [
+        os.path.join(slaf_manifest_dir(wc), i["path"])
+        for i in doc["inputs"]
+        if "://" not in str(i["path"])
+    ]

@@ -21,42 +21,42 @@ checkpoint slaf_plan:
         inputs=slaf_manifest_inputs,
     output:
         "results/slaf/{dataset}.plan.json",
+    log:
+        "logs/slaf/{dataset}.plan.log",
+    container:
+        SLAF["container"]
+    threads: 1
     params:
         bin=SLAF_BIN,
         dataset=os.path.join(SLAF_PREFIX, "{dataset}.slaf"),
         sharding=SLAF.get("plan_args", ""),
-    log:
-        "logs/slaf/{dataset}.plan.log",
-    threads: 1
-    container:
-        SLAF["container"]
     shell:
         "{params.bin} plan {input.manifest} -o {output} --dataset {params.dataset}"
         " --threads {threads} {params.sharding} 2> {log}"
 
 
 rule slaf_shard:
-    wildcard_constraints:
-        shard=r"\d+-of-\d+",
     input:
         plan="results/slaf/{dataset}.plan.json",
         inputs=slaf_manifest_inputs,
     output:
         "results/slaf/{dataset}.receipts/{shard}.json",
-    params:
-        bin=SLAF_BIN,
-        inputs_dir=slaf_manifest_dir,
-        extra=SLAF.get("extra", ""),
     log:
         "logs/slaf/{dataset}.shard.{shard}.log",
     benchmark:
         "benchmarks/slaf/{dataset}.shard.{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d+-of-\d+",
+    container:
+        SLAF["container"]
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 1024 * attempt,
         runtime=60,
-    container:
-        SLAF["container"]
+    params:
+        bin=SLAF_BIN,
+        inputs_dir=slaf_manifest_dir,
+        extra=SLAF.get("extra", ""),
     shell:
         "{params.bin} shard {input.plan} --shard {wildcards.shard} --shared-target"
         " --inputs {params.inputs_dir} --receipt {output} --threads {threads}"
@@ -69,18 +69,18 @@ rule slaf_commit:
         receipts=slaf_receipts,
     output:
         SLAF_DONE,
-    params:
-        bin=SLAF_BIN,
     log:
         "logs/slaf/{dataset}.commit.log",
     benchmark:
         "benchmarks/slaf/{dataset}.commit.tsv"
+    container:
+        SLAF["container"]
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 2048 * attempt,
         runtime=60,
-    container:
-        SLAF["container"]
+    params:
+        bin=SLAF_BIN,
     shell:
         # Local: commit writes the output (the marker); in a store, its line is the output.
         "{params.bin} commit {input.plan} {input.receipts} --threads {threads}"

@@ -2,9 +2,9 @@ process SLAFCONVERT_CONVERT {
     tag "$meta.id"
     label 'process_medium'
 
-    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
-        'https://ghcr.io/slaf-convert/slaf-convert/sif:0.1.0' :
-        'ghcr.io/slaf-convert/slaf-convert:0.1.0' }"
+    // One image for every engine: Singularity and Apptainer pull it as docker://; a local SIF
+    // replaces it with withName: 'SLAFCONVERT_.*' { container = '/path/to/slaf-convert_0.1.0.sif' }.
+    container 'ghcr.io/slaf-convert/slaf-convert:0.1.0'
 
     input:
     tuple val(meta), path(input)

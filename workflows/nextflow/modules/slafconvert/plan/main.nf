@@ -2,12 +2,12 @@ process SLAFCONVERT_PLAN {
     tag "$meta.id"
     label 'process_single'
 
-    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container ?
-        'https://ghcr.io/slaf-convert/slaf-convert/sif:0.1.0' :
-        'ghcr.io/slaf-convert/slaf-convert:0.1.0' }"
+    // One image for every engine: Singularity and Apptainer pull it as docker://; a local SIF
+    // replaces it with withName: 'SLAFCONVERT_.*' { container = '/path/to/slaf-convert_0.1.0.sif' }.
+    container 'ghcr.io/slaf-convert/slaf-convert:0.1.0'
 
     input:
-    tuple val(meta), path(manifest), path(inputs, stageAs: 'inputs/*')
+    tuple val(meta), path(manifest), path(inputs, stageAs: 'inputs/?/*')
 
     output:
     tuple val(meta), path("${prefix}.plan.json"), eval("cat ${prefix}.n_shards"), emit: plan
