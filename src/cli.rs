@@ -78,6 +78,45 @@ pub async fn run(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Compact(args) => {
+            let tables = slaf_convert::compact::compact(
+                &args.dataset,
+                args.target_rows,
+                args.remove_old_versions,
+            )
+            .await?;
+            for t in tables {
+                println!(
+                    "{}: {}: {} -> {} fragments (version {})",
+                    args.dataset.display(),
+                    t.table,
+                    t.fragments_before,
+                    t.fragments_after,
+                    t.version
+                );
+            }
+            Ok(())
+        }
+        Command::Validate(args) => {
+            let report = slaf_convert::validate::validate(&args.dataset).await?;
+            if args.json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                println!("{text}");
+            } else {
+                print!("{}", slaf_convert::validate::describe(&report));
+            }
+            if report.ok {
+                return Ok(());
+            }
+            Err(Error::invalid(
+                &args.dataset,
+                format!(
+                    "{} kinds of violation (listed above)",
+                    report.violations.len()
+                ),
+            ))
+        }
     }
 }
 
@@ -125,6 +164,8 @@ fn path_arguments(command: &Command) -> Vec<(&'static str, &Path, bool)> {
         )
         .collect(),
         Command::Inspect(a) => vec![("DATASET", Some(&a.dataset), true)],
+        Command::Validate(a) => vec![("DATASET", Some(&a.dataset), false)],
+        Command::Compact(a) => vec![("DATASET", Some(&a.dataset), false)],
         Command::Schema { .. } => Vec::new(),
     };
     (given.into_iter())

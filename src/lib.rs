@@ -39,6 +39,8 @@
 
 pub mod cells;
 pub mod columns;
+#[cfg(feature = "writer")]
+pub mod compact;
 pub mod crash_report;
 pub mod error;
 pub mod json_file;
@@ -50,6 +52,8 @@ pub mod readers;
 pub mod slaf;
 #[cfg(feature = "writer")]
 pub mod store;
+#[cfg(feature = "writer")]
+pub mod validate;
 pub mod values;
 pub mod workflow;
 

@@ -90,6 +90,28 @@ pub enum Command {
     ///   slaf-convert inspect pbmc.slaf --rows 3
     #[command(verbatim_doc_comment)]
     Inspect(InspectArgs),
+    /// Check a finished .slaf dataset's invariants and report every violation: the tables
+    /// config.json names exist; cell and gene ids run 0..n-1 and names are unique;
+    /// expression is grouped by cell with genes ascending and no cell split across
+    /// fragments; cell_start_index is each cell's first row (upstream's multi-file
+    /// conversions restart it per file, defect B2); config.json's counts, statistics and
+    /// multi_file block equal the data; the completion marker describes these tables and the
+    /// plan they hold. Exit 0 when valid, 65 with violations. Works on upstream's datasets.
+    ///
+    /// Example:
+    ///   slaf-convert validate pbmc.slaf --json
+    #[command(verbatim_doc_comment)]
+    Validate(ValidateArgs),
+    /// Compact a finished dataset's tables into fewer, larger fragments: adjacent whole
+    /// fragments are joined up to --target-rows rows, so no cell is split across fragments
+    /// and row order is kept; scalar indices are remapped in the same commit. The marker is
+    /// rewritten with the new table versions. The versions before stay readable unless
+    /// --remove-old-versions. Safe to kill and re-run.
+    ///
+    /// Example:
+    ///   slaf-convert compact atlas.slaf --target-rows 20000000 --remove-old-versions
+    #[command(verbatim_doc_comment)]
+    Compact(CompactArgs),
     /// Plan a sharded conversion from a YAML manifest: open every input, fix the schema, cut
     /// the cells into shards, write plan.json.
     ///
@@ -217,6 +239,31 @@ pub struct InspectArgs {
     /// Rows to show per table.
     #[arg(long, default_value_t = 5)]
     pub rows: usize,
+}
+
+/// Arguments of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A local .slaf directory.
+    pub dataset: PathBuf,
+    /// Print the report as one JSON object ({dataset, ok, violations: [{code, place,
+    /// message, count, examples}], warnings: [...]}) instead of a line per kind of
+    /// violation or warning.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// A local .slaf directory, complete (with its _SLAF_COMPLETE.json).
+    pub dataset: PathBuf,
+    /// Rows a compacted fragment may hold at most (a fragment already larger stays as it is).
+    #[arg(long, default_value_t = slaf_convert::compact::DEFAULT_TARGET_ROWS)]
+    pub target_rows: u64,
+    /// Delete the tables' versions from before the compaction (and the files only they use).
+    #[arg(long)]
+    pub remove_old_versions: bool,
 }
 
 /// Arguments of `convert`.

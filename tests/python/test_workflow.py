@@ -50,7 +50,11 @@ def manifest(d, files, out="out.slaf", chunk=20, per_shard=40):
 
 
 def tables(root):
+    """The dataset's tables and config, read back; first checked by `validate`, which must
+    find nothing wrong with any dataset the tests compare."""
     import lance
+    check = subprocess.run([BIN, "validate", str(root)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
     out = {}
     for t in ["expression", "cells", "genes"]:
         out[t] = lance.dataset(str(root / f"{t}.lance")).to_table().to_pandas()
