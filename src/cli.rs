@@ -6,10 +6,11 @@ pub mod value_enums;
 use std::path::{Path, PathBuf};
 
 use slaf_convert::error::{Error, Result};
+use slaf_convert::workflow::commit::append;
 use slaf_convert::workflow::convert::{
     convert_manifest, read_only, single_input_manifest, ConvertOptions,
 };
-use slaf_convert::workflow::manifest::{Manifest, ManifestOptions};
+use slaf_convert::workflow::manifest::{Manifest, ManifestOptions, Mode};
 use slaf_convert::workflow::plan::{Plan, ShardSize};
 use slaf_convert::workflow::shard::{
     run_shard as run_shard_impl, Placement, Receipt, ShardTask, RECEIPT_FILE,
@@ -32,6 +33,11 @@ pub async fn run(command: Command) -> Result<()> {
         Command::Commit(args) => {
             let mut plan = Plan::load(&args.plan)?;
             let in_store = args.dataset.as_deref().unwrap_or(&plan.output);
+            if plan.append.is_some() && fetch::is_store(in_store) {
+                return Err(Error::Usage(
+                    "an append commits into a local dataset, not an object store URI".into(),
+                ));
+            }
             let (location, marker) = match args.dataset.as_deref() {
                 // Staged shards: committed in a local temporary directory, then uploaded.
                 _ if fetch::is_store(in_store) && any_staged(&args.shards) => {
@@ -51,6 +57,11 @@ pub async fn run(command: Command) -> Result<()> {
                         // part of it.
                         plan.output =
                             std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
+                        if let Some(base) = &mut plan.append {
+                            // The dataset appended to is the one named here; commit checks
+                            // it is the one the plan saw.
+                            base.dataset = plan.output.clone();
+                        }
                     }
                     let marker = slaf_convert::workflow::commit::commit(&plan, &args.shards);
                     (plan.output.clone(), marker.await?)
@@ -202,7 +213,11 @@ async fn run_plan(args: PlanArgs) -> Result<()> {
         ValueScan::RowsOnly => fetch::Hdf5Inputs::InPlace,
     };
     let (local, fetched) = fetch::fetch_inputs(&manifest, scratch.path(), hdf5).await?;
-    let mut plan = Plan::build_scanning(&local, size, values)?;
+    let existing = match local.mode {
+        Mode::Append => Some(append::read_existing(&local.output).await?),
+        Mode::Create => None,
+    };
+    let mut plan = Plan::build_onto(&local, size, values, existing.as_ref())?;
     fetched.name_in(&mut plan);
     plan.save(&args.output)?;
     tracing::info!(event = "plan.done", plan_hash = %plan.plan_hash, shards = plan.shards.len(), n_cells = plan.n_cells, "planned {} shards", plan.shards.len());
@@ -332,11 +347,19 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let manifest = match (&args.manifest, &args.input, &args.output) {
+    let mut manifest = match (&args.manifest, &args.input, &args.output) {
         (Some(m), _, _) => Manifest::load(m)?,
         (None, Some(input), Some(output)) => single_input_manifest(input, output, &options)?,
         _ => return Err(Error::Usage("give INPUT OUTPUT or --manifest".into())),
     };
+    if args.append {
+        manifest.mode = Mode::Append;
+    }
+    if manifest.mode == Mode::Append && fetch::is_store(&manifest.output) {
+        return Err(Error::Usage(
+            "--append works on a local dataset (or a mounted bucket), not an object store URI: append locally, then upload".into(),
+        ));
+    }
     let stores = std::iter::once(&manifest.output)
         .chain(manifest.inputs.iter().map(|i| &i.path))
         .any(|p| fetch::is_store(p));

@@ -77,6 +77,15 @@ pub enum Error {
         /// Why it is refused.
         what: String,
     },
+    /// The dataset an append was planned against changed before the append committed
+    /// (another append or conversion came first): retry from the plan.
+    #[error("{}: {what}", path.display())]
+    DatasetMoved {
+        /// The dataset.
+        path: PathBuf,
+        /// What changed.
+        what: String,
+    },
     /// Invalid arguments that clap could not catch (for example a chunk size of zero).
     #[error("{0}")]
     Usage(String),
@@ -220,6 +229,7 @@ impl Error {
             }
             Error::InputMissing { .. } => exit_code::INPUT_MISSING,
             Error::OutputExists { .. } | Error::OutputNotOurs { .. } => exit_code::OUTPUT_EXISTS,
+            Error::DatasetMoved { .. } => exit_code::TRANSIENT,
             #[cfg(feature = "writer")]
             Error::Lance { source, .. } if is_transient(source) => exit_code::TRANSIENT,
             #[cfg(feature = "writer")]
@@ -284,6 +294,7 @@ pub mod exit_code {
     pub const IO: u8 = 74;
     /// A transient storage failure (commit conflict, timeout, an object store's 5xx or
     /// throttling after its retries, a connection that failed): the same command may be
-    /// retried as it is.
+    /// retried as it is. Also an append whose dataset changed after it was planned: plan
+    /// again (`convert --append` does so itself when re-run).
     pub const TRANSIENT: u8 = 75;
 }

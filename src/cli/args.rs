@@ -17,7 +17,8 @@ Exit codes:
   64  invalid manifest (names the key and its line)
   65  invalid, corrupt or unsupported input (names the file and the object)
   66  input file missing or unreadable
-  67  inputs that cannot be combined (genes, obs column types, layers differ)
+  67  inputs that cannot be combined (genes, obs column types, layers differ), or appended
+      (values the dataset's uint16 cannot hold, an input it already holds)
   68  shard receipts missing or not matching the plan (lists the shard indices)
   70  internal error (a bug: please report it)
   73  output exists (pass --overwrite), or is a path slaf-convert will not write to (an
@@ -25,7 +26,8 @@ Exit codes:
   74  I/O error writing the output, or an object store refused a request (credentials,
       permissions, missing bucket)
   75  transient storage failure (commit conflict, timeout, an object store's 5xx, throttling
-      or lost connection after its retries): retry the same command
+      or lost connection after its retries): retry the same command; also an append whose
+      dataset changed after it was planned (plan again)
 None of these is 104, 130-145 or 175, which nf-core's base config retries.
 
 Object stores: convert's INPUT and OUTPUT and commit's --dataset may be s3://bucket/path,
@@ -299,6 +301,15 @@ pub struct ConvertArgs {
     /// OUTPUT left by a killed conversion is resumed, keeping the shards that finished.)
     #[arg(long)]
     pub overwrite: bool,
+    /// Add INPUT's cells (or the manifest's inputs') to the complete dataset OUTPUT instead of
+    /// creating one: new cell ids and start indices follow the dataset's, genes are matched
+    /// by name (the dataset's must be the input's; a manifest's `options.genes: union` adds
+    /// new ones at the end), and the dataset's value and id types, compression and parts are
+    /// kept; its expression is never rewritten. Readers see the dataset as it was until the
+    /// append is complete (built in OUTPUT.slaf-convert-append, then swapped in); a killed
+    /// append is resumed by the same command, and one that already finished does nothing.
+    #[arg(long, conflicts_with_all = ["overwrite", "read_only"])]
+    pub append: bool,
     /// Read and decode every value and build every record batch exactly as a conversion
     /// does, then drop them: nothing is written and OUTPUT is not needed. bench/ measures
     /// conversions against this floor.

@@ -53,7 +53,7 @@ pub struct MultiFile {
 }
 
 /// One entry of `multi_file.source_files`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct SourceFile {
     /// The input's path.
     pub file_path: String,

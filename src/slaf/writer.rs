@@ -114,6 +114,11 @@ impl TableWriter {
         }
     }
 
+    /// The table's directory (or URI).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The table's Arrow schema.
     pub fn schema(&self) -> &SchemaRef {
         &self.arrow_schema
@@ -183,6 +188,29 @@ impl TableWriter {
         builder
             .with_storage_format(STORAGE_VERSION)
             .enable_v2_manifest_paths(true)
+            .execute(transaction)
+            .await
+            .map_err(|e| Error::lance(&self.dir, e))?;
+        Ok(())
+    }
+
+    /// Add `fragments` after the table's own, in the given order, in one Append transaction
+    /// read at the table's current version (nothing to do for none). The caller keeps
+    /// others from writing the table meanwhile: Lance would rebase a concurrent Append, not
+    /// refuse it.
+    pub async fn append(&self, fragments: Vec<Fragment>) -> Result<()> {
+        if fragments.is_empty() {
+            return Ok(());
+        }
+        let current = crate::store::lance::open_dataset(&self.uri)
+            .await
+            .map_err(|e| Error::lance(&self.dir, e))?;
+        let transaction = Transaction::new(
+            current.version().version,
+            Operation::Append { fragments },
+            None,
+        );
+        CommitBuilder::new(std::sync::Arc::new(current))
             .execute(transaction)
             .await
             .map_err(|e| Error::lance(&self.dir, e))?;

@@ -15,6 +15,7 @@
 //! This is the commit of a local dataset; one in an object store is committed there by
 //! [`crate::workflow::remote`], from the same receipts, widening and tables.
 
+pub mod append;
 pub(crate) mod receipts;
 pub(crate) mod state;
 pub(crate) mod widen;
@@ -45,6 +46,8 @@ use crate::slaf::tables::genes_batch;
 use crate::slaf::value_stats::ValueStats;
 use crate::slaf::writer::TableWriter;
 use crate::workflow::manifest::check_output_apart;
+use crate::workflow::plan::append::DatasetRecord;
+pub use crate::workflow::plan::append::MarkerInput;
 use crate::workflow::plan::{Plan, PlannedColumn};
 use crate::workflow::shard::Receipt;
 
@@ -81,17 +84,10 @@ pub struct CompletionMarker {
     pub expression_rows: u64,
     /// Seconds the commit took.
     pub seconds: f64,
-}
-
-/// An input as the marker records it.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct MarkerInput {
-    /// Path.
-    pub path: PathBuf,
-    /// Size in bytes (a directory: the sum of its files), when planned.
-    pub bytes: u64,
-    /// Modification time, seconds since the epoch, when planned.
-    pub modified: u64,
+    /// What the dataset holds, for a later append (types, columns, parts, inputs, value
+    /// statistics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetRecord>,
 }
 
 /// The completion marker of the dataset `output`, if it has one.
@@ -117,6 +113,9 @@ pub async fn commit(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker
 
 async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMarker> {
     let started = Instant::now();
+    if let Some(base) = &plan.append {
+        return append::commit(plan, base, sources, started).await;
+    }
     let output = &plan.output;
     check_output_apart(output, plan.inputs.iter().map(|i| i.path.as_path()))?;
     check_ours(output)?;
@@ -137,7 +136,9 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         // This plan's tables, made of these receipts' files, and its config are in place;
         // only the marker is missing. (A shard re-run since then has other files: rebuilt.)
         clean_tables(output, &plan.plan_hash).await?;
-        return write_marker(plan, rows, started).await;
+        // The types the tables hold (wider than the plan's where a shard widened).
+        let plan = &with_profile(plan, widen::dataset_profile(plan, &receipts));
+        return write_marker(plan, &receipts, rows, started).await;
     }
     start_rebuild(output)?;
     for r in &receipts {
@@ -169,7 +170,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         output,
         &config_for(plan, &receipts, &cells_schema, &genes_schema),
     )?;
-    write_marker(plan, rows, started).await
+    write_marker(plan, &receipts, rows, started).await
 }
 
 /// `plan` with the dataset's value types `profile` (wider than the plan's where a shard had
@@ -277,18 +278,14 @@ fn dataset_summary(
     cells_schema: &Schema,
     genes_schema: &Schema,
 ) -> DatasetSummary {
-    let mut stats = ValueStats::default();
-    for s in receipts.iter().flat_map(|r| &r.receipt.fragment_stats) {
-        stats.merge(s);
-    }
     DatasetSummary {
         n_cells: plan.n_cells,
         n_genes: plan.n_genes,
-        stats,
+        stats: dataset_stats(plan, receipts),
         compact_ids: plan.profile.ids.gene == DataType::UInt16,
         empty_obs_strings: empty_table_strings(cells_schema, plan.n_cells),
         empty_var_strings: empty_table_strings(genes_schema, plan.n_genes),
-        parts: plan.parts.clone(),
+        parts: dataset_parts(plan).clone(),
         multi_file: plan.is_multi_file().then(|| multi_file(plan)),
     }
 }
@@ -306,12 +303,18 @@ fn empty_table_strings(schema: &Schema, rows: u64) -> Vec<String> {
         .collect()
 }
 
-async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<CompletionMarker> {
+/// Write the completion marker of `plan`'s dataset (`rows` expression rows in all), last.
+pub(crate) async fn write_marker(
+    plan: &Plan,
+    receipts: &[Located],
+    rows: u64,
+    started: Instant,
+) -> Result<CompletionMarker> {
     let output = &plan.output;
     let present = ALL_TABLES
         .into_iter()
         .filter(|t| output.join(t).join("_versions").exists());
-    let marker = marker_for(plan, rows, started, present).await?;
+    let marker = marker_for(plan, receipts, rows, started, present).await?;
     // Last write of a conversion: its presence means complete.
     write_json(output, MARKER_FILE, &marker)?;
     tracing::info!(event = "commit.done", output = %output.display(), n_cells = plan.n_cells, expression_rows = rows, "committed {}", output.display());
@@ -321,6 +324,7 @@ async fn write_marker(plan: &Plan, rows: u64, started: Instant) -> Result<Comple
 /// The completion marker of `plan`'s dataset, with the version of each of `tables`.
 pub(crate) async fn marker_for(
     plan: &Plan,
+    receipts: &[Located],
     rows: u64,
     started: Instant,
     tables: impl Iterator<Item = &'static str>,
@@ -337,37 +341,73 @@ pub(crate) async fn marker_for(
         tool: "slaf-convert".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         plan_hash: plan.plan_hash.clone(),
-        inputs: plan
-            .inputs
-            .iter()
-            .map(|i| MarkerInput {
+        inputs: (plan.append.iter().flat_map(|b| b.inputs.iter().cloned()))
+            .chain(plan.inputs.iter().map(|i| MarkerInput {
                 path: i.path.clone(),
                 bytes: i.fingerprint.bytes,
                 modified: i.fingerprint.modified,
-            })
+                content: Some(i.fingerprint.content.clone()),
+            }))
             .collect(),
         tables: versions,
         n_cells: plan.n_cells,
         n_genes: plan.n_genes,
         expression_rows: rows,
         seconds: started.elapsed().as_secs_f64(),
+        dataset: Some(dataset_record(plan, receipts)),
     })
+}
+
+/// What the marker records of the dataset committed from `plan` and `receipts`.
+fn dataset_record(plan: &Plan, receipts: &[Located]) -> DatasetRecord {
+    DatasetRecord {
+        chunk_size: plan.chunk_size,
+        profile: plan.profile.clone(),
+        obs_columns: plan.obs_columns.clone(),
+        var_columns: plan.var_columns.clone(),
+        parts: dataset_parts(plan).clone(),
+        source_file_column: plan.is_multi_file(),
+        source_files: multi_file(plan).source_files,
+        stats: dataset_stats(plan, receipts),
+        indices: plan.indices,
+    }
+}
+
+/// The parts the dataset holds: the plan's, or for an append the dataset's own (with the
+/// obsp and varp its shards do not write).
+fn dataset_parts(plan: &Plan) -> &crate::cells::InputParts {
+    plan.append
+        .as_ref()
+        .map_or(&plan.parts, |b| &b.record.parts)
+}
+
+/// The statistics of every stored value: the receipts' fragments merged in dataset order,
+/// after the appended dataset's own (the same fold as converting everything at once).
+fn dataset_stats(plan: &Plan, receipts: &[Located]) -> ValueStats {
+    let mut stats = plan
+        .append
+        .as_ref()
+        .map_or_else(ValueStats::default, |b| b.record.stats);
+    for s in receipts.iter().flat_map(|r| &r.receipt.fragment_stats) {
+        stats.merge(s);
+    }
+    stats
 }
 
 /// config.json's `multi_file` block for a plan's inputs.
 fn multi_file(plan: &Plan) -> MultiFile {
+    let source_files: Vec<SourceFile> = (plan.append.iter())
+        .flat_map(|b| b.record.source_files.iter().cloned())
+        .chain(plan.inputs.iter().map(|i| SourceFile {
+            file_path: i.path.display().to_string(),
+            file_name: i.source_name.clone(),
+            n_cells: i.n_cells,
+            cell_offset: i.cell_offset,
+        }))
+        .collect();
     MultiFile {
-        source_files: plan
-            .inputs
-            .iter()
-            .map(|i| SourceFile {
-                file_path: i.path.display().to_string(),
-                file_name: i.source_name.clone(),
-                n_cells: i.n_cells,
-                cell_offset: i.cell_offset,
-            })
-            .collect(),
-        total_files: plan.inputs.len() as u64,
+        total_files: source_files.len() as u64,
         total_cells_from_files: plan.n_cells,
+        source_files,
     }
 }

@@ -13,6 +13,8 @@
 //! written. Every value is checked against the guess as it is written; a value that does not
 //! fit (a fraction after a million counts) restarts the conversion from an exact plan.
 
+mod append;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -20,11 +22,12 @@ use crate::error::{Error, Result};
 use crate::pipeline::blocking;
 use crate::readers::{ReadOptions, ValueScan};
 use crate::values::ValueType;
+use crate::workflow::commit::state::exchange;
 use crate::workflow::commit::{
     commit, read_marker, recorded_widening, CompletionMarker, MARKER_FILE,
 };
 use crate::workflow::fetch::FetchedInputs;
-use crate::workflow::manifest::{Manifest, ManifestInput, ManifestOptions, Sharding};
+use crate::workflow::manifest::{Manifest, ManifestInput, ManifestOptions, Mode, Sharding};
 use crate::workflow::plan::{Plan, ShardSize};
 use crate::workflow::shard::{
     run_shard, shared_receipt_path, Placement, Receipt, ShardTask, SHARED_RECEIPTS_DIR,
@@ -79,6 +82,7 @@ pub fn single_input_manifest(
     }
     Ok(Manifest {
         output: output.to_path_buf(),
+        mode: Mode::Create,
         inputs: vec![ManifestInput::reading(input, &options.read)],
         options: options.dataset.clone(),
         sharding: Sharding::default(),
@@ -142,6 +146,9 @@ pub async fn convert_fetched(
     let started = Instant::now();
     let output = manifest.output.clone();
     manifest.check_output_apart()?;
+    if manifest.mode == Mode::Append {
+        return append::convert_append(manifest, fetched, started).await;
+    }
     let target = BuildTarget::choose(&output, overwrite)?;
     let mut build = manifest.clone();
     build.output = target.dir.clone();
@@ -383,39 +390,4 @@ impl BuildTarget {
 
 fn is_empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
-}
-
-/// Swap `new` and `old` in one step where the filesystem can (Linux `RENAME_EXCHANGE`), else
-/// in two renames; afterwards `old` holds the new dataset and `new` the old one.
-fn exchange(new: &Path, old: &Path) -> Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
-        if let (Some(a), Some(b)) = (c(new), c(old)) {
-            // SAFETY: two valid NUL-terminated paths; renameat2 reads them and nothing else.
-            let rc = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    a.as_ptr(),
-                    libc::AT_FDCWD,
-                    b.as_ptr(),
-                    libc::RENAME_EXCHANGE,
-                )
-            };
-            if rc == 0 {
-                return Ok(());
-            }
-        }
-    }
-    let mut aside = old.as_os_str().to_owned();
-    aside.push(format!(".DELETING-{}", std::process::id()));
-    let aside = PathBuf::from(aside);
-    std::fs::rename(old, &aside).map_err(|e| Error::io(old, e))?;
-    if let Err(e) = std::fs::rename(new, old) {
-        // Put the old output back: it stays as it was.
-        let _ = std::fs::rename(&aside, old);
-        return Err(Error::io(new, e));
-    }
-    std::fs::rename(&aside, new).map_err(|e| Error::io(&aside, e))
 }

@@ -6,6 +6,7 @@
 //!
 //! ```yaml
 //! output: atlas.slaf
+//! mode: create              # or append: add the inputs' cells to the dataset at output
 //! inputs:
 //!   - path: batch1.h5ad
 //!   - path: filtered_feature_bc_matrix/
@@ -36,8 +37,12 @@ use crate::slaf::schema::{Compression, IdTypes, Pages};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// The dataset to create (a directory path; relative to the manifest).
+    /// The dataset to create, or to append to (a directory path; relative to the manifest).
     pub output: PathBuf,
+    /// `create` (default) a dataset, or `append` the inputs' cells to the complete dataset
+    /// at `output`.
+    #[serde(default)]
+    pub mode: Mode,
     /// Inputs, in the order their cells are numbered.
     pub inputs: Vec<ManifestInput>,
     /// Conversion options.
@@ -166,6 +171,21 @@ impl Default for ManifestOptions {
             indices: false,
         }
     }
+}
+
+/// `mode`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Create the dataset (or replace it, with `convert --overwrite`).
+    #[default]
+    Create,
+    /// Add the inputs' cells after the dataset's own: new ids, global start indices, the
+    /// dataset's genes (with `options.genes: union`, new genes get new ids at the end) and
+    /// stored value types. Readers see the dataset as it was until the append commits.
+    Append,
 }
 
 /// `options.genes`.
@@ -348,6 +368,14 @@ impl Manifest {
         };
         if self.inputs.is_empty() {
             return Err(bad("inputs: at least one input is needed"));
+        }
+        if self.mode == Mode::Append {
+            if self.options.genes == GenesMode::Intersection {
+                return Err(bad("options.genes: intersection cannot append (it would drop genes from the dataset's expression, which an append never rewrites); use exact or union"));
+            }
+            if crate::location::store_uri(self.output.as_os_str()).is_some() {
+                return Err(bad("mode: append works on a local dataset (or a mounted bucket), not an object store URI: append locally, then upload"));
+            }
         }
         if self.options.chunk_size == 0 {
             return Err(bad("options.chunk_size: must be at least 1"));

@@ -11,6 +11,7 @@
 //! reads only what its engine staged. `plan_hash` (blake3 of the plan without the hash) is
 //! checked by every later step. How genes, obs columns and names are decided: [`dataset`].
 
+pub mod append;
 mod build;
 mod dataset;
 mod input_files;
@@ -88,6 +89,11 @@ pub struct Plan {
     pub inputs: Vec<PlannedInput>,
     /// Shards in cell order.
     pub shards: Vec<PlannedShard>,
+    /// The dataset this plan appends to (manifest `mode: append`): `inputs` are the new
+    /// inputs, whose cells and rows follow its own, and `n_cells`, `genes` and the columns
+    /// describe the dataset after the append.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<append::AppendBase>,
 }
 
 /// A column of the dataset: its name and Arrow type.
@@ -189,6 +195,11 @@ impl Plan {
         Self::build_scanning(manifest, size, ValueScan::Full)
     }
 
+    /// [`Plan::build_scanning`] of a manifest that creates a dataset.
+    pub fn build_scanning(manifest: &Manifest, size: ShardSize, values: ValueScan) -> Result<Plan> {
+        Self::build_onto(manifest, size, values, None)
+    }
+
     /// The var columns of `genes.lance` (see [`Plan::var_table`]); `path` names the plan.
     pub fn var_batch(&self, path: &Path) -> Result<arrow::array::RecordBatch> {
         let fields = PlannedColumn::fields(&self.var_columns)?;
@@ -202,7 +213,13 @@ impl Plan {
 
     /// Whether the dataset combines several inputs (`source_file` column, `multi_file` block).
     pub fn is_multi_file(&self) -> bool {
-        self.inputs.len() > 1
+        self.inputs.len() > 1 || self.append.is_some()
+    }
+
+    /// Expression rows of the dataset once committed (an append's and the dataset's).
+    pub fn total_rows(&self) -> u64 {
+        let base = self.append.as_ref().map_or(0, |b| b.expression_rows);
+        base + self.inputs.iter().map(|i| i.rows).sum::<u64>()
     }
 
     /// blake3 of the plan with an empty `plan_hash`.

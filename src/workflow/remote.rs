@@ -159,7 +159,7 @@ pub async fn commit_to_store(
             dataset = store.shown(),
             "already committed: nothing to do"
         );
-        return Ok(done);
+        return Ok(*done);
     }
     let scratch = scratch(temp_dir)?;
     let local = Plan {
@@ -177,7 +177,7 @@ enum Target {
     /// A complete dataset (or an unreadable marker) of another plan, which may be replaced.
     Replaceable,
     /// A complete dataset of this very plan.
-    Done(CompletionMarker),
+    Done(Box<CompletionMarker>),
 }
 
 /// What is at the target prefix, checked before any work; an error if it holds a complete
@@ -188,7 +188,7 @@ async fn check_target(store: &Store, plan_hash: Option<&str>, replace: bool) -> 
         // An unreadable marker proves nothing complete: a dataset of ours to replace.
         let marker = serde_json::from_slice::<CompletionMarker>(&bytes).ok();
         if let Some(marker) = marker.filter(|m| plan_hash == Some(m.plan_hash.as_str())) {
-            return Ok(Target::Done(marker));
+            return Ok(Target::Done(Box::new(marker)));
         }
         if !replace {
             return Err(Error::OutputExists {
@@ -278,7 +278,7 @@ async fn publish(local: &Path, store: &Store, replace: bool) -> Result<Completio
     let marker = read_marker(local)?
         .ok_or_else(|| Error::Internal(format!("{}: built without a marker", local.display())))?;
     if let Target::Done(done) = check_target(store, Some(&marker.plan_hash), replace).await? {
-        return Ok(done);
+        return Ok(*done);
     }
     let started = std::time::Instant::now();
     let claimed = claim(store, &marker.plan_hash).await?;

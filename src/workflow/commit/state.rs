@@ -1,6 +1,7 @@
 //! What makes a commit safe to repeat, kill and run twice at once: the dataset's lock, the
 //! record of the plan its tables were built from, read-only adoption of staged data files,
-//! and the cleanup that leaves each table with only its newest version's files.
+//! the cleanup that leaves each table with only its newest version's files, and the one-step
+//! swap ([`exchange`]) that puts a dataset built beside another in its place.
 
 use std::fs::File;
 use std::io::Write;
@@ -298,6 +299,41 @@ fn remove_leftovers(data: &Path) -> Result<()> {
 fn is_staging_name(name: &str) -> bool {
     name.rsplit_once('#')
         .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Swap `new` and `old` in one step where the filesystem can (Linux `RENAME_EXCHANGE`), else
+/// in two renames; afterwards `old` holds the new dataset and `new` the old one.
+pub fn exchange(new: &Path, old: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
+        if let (Some(a), Some(b)) = (c(new), c(old)) {
+            // SAFETY: two valid NUL-terminated paths; renameat2 reads them and nothing else.
+            let rc = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    a.as_ptr(),
+                    libc::AT_FDCWD,
+                    b.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+        }
+    }
+    let mut aside = old.as_os_str().to_owned();
+    aside.push(format!(".DELETING-{}", std::process::id()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(old, &aside).map_err(|e| Error::io(old, e))?;
+    if let Err(e) = std::fs::rename(new, old) {
+        // Put the old output back: it stays as it was.
+        let _ = std::fs::rename(&aside, old);
+        return Err(Error::io(new, e));
+    }
+    std::fs::rename(&aside, new).map_err(|e| Error::io(&aside, e))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use arrow::datatypes::Field;
 
+use super::append::Existing;
 use super::dataset::{dataset_genes, dataset_obs, kept_row_offsets, source_names, InputMeta};
 use super::var_table::{self, InputVar};
 use super::{
@@ -21,33 +22,103 @@ use crate::workflow::manifest::{Manifest, ManifestOptions, Sharding};
 impl Plan {
     /// [`Plan::build`], reading as much of the values as `values` says: with
     /// [`ValueScan::RowsOnly`] a CSR input's values are not read at all (`convert` reads X
-    /// once, when it writes it).
-    pub fn build_scanning(manifest: &Manifest, size: ShardSize, values: ValueScan) -> Result<Plan> {
+    /// once, when it writes it). With `existing` (manifest `mode: append`) the plan appends
+    /// the inputs to that dataset: its genes, columns and types lead, and the new cells and
+    /// rows follow its own.
+    pub fn build_onto(
+        manifest: &Manifest,
+        size: ShardSize,
+        values: ValueScan,
+        existing: Option<&Existing>,
+    ) -> Result<Plan> {
         let options = &manifest.options;
-        let multi_file = manifest.inputs.len() > 1;
+        let multi_file = manifest.inputs.len() > 1 || existing.is_some();
         let mut metas = open_inputs(manifest)?;
         let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
-        let genes = dataset_genes(&paths, &metas, options.genes)?;
-        let obs = dataset_obs(&paths, &metas, options.missing_obs_columns)?;
-        check_combinable(&paths, &metas, &obs, multi_file)?;
-        let parts = selected_parts(&metas, options, &obs, multi_file);
-        let (obs, var) = selected_columns(&metas[0], options, obs);
-        let scanned = scan_inputs(manifest, &paths, &mut metas, &genes, &obs, values)?;
-        let n_cells = scanned.n_cells;
-        let n_genes = genes.len() as u64;
-        let per_shard = shard_cells(size, &manifest.sharding, n_cells, options.chunk_size);
-        let shards = cut_shards(&scanned.inputs, &scanned.row_offsets, per_shard);
-        let var_columns: Vec<PlannedColumn> =
-            var.iter().map(PlannedColumn::of).collect::<Result<_>>()?;
-        let var_inputs: Vec<InputVar> = paths
+        // An appended dataset leads, as a first input would.
+        let lead: Vec<&Path> = existing
+            .map(|e| e.base.dataset.as_path())
+            .into_iter()
+            .collect();
+        let all_paths: Vec<&Path> = lead.iter().copied().chain(paths.iter().copied()).collect();
+        let existing_obs = existing.map(Existing::obs_fields).transpose()?;
+        if let Some(existing) = existing {
+            for (path, meta) in paths.iter().zip(&metas) {
+                existing.check_not_held(path, &meta.fingerprint)?;
+                existing.check_obs(path, meta.obs(), &meta.parts().obsm)?;
+                existing.check_layers(path, meta.parts())?;
+            }
+        }
+        let gene_lists: Vec<&[String]> = (existing.map(|e| e.genes.as_slice()).into_iter())
+            .chain(metas.iter().map(|m| m.genes.as_slice()))
+            .collect();
+        let genes = dataset_genes(&all_paths, &gene_lists, options.genes)?;
+        // Appending, an input's columns are the dataset's it has (`check_obs` refused others).
+        let kept_obs: Vec<Vec<Field>> = metas
             .iter()
-            .zip(&metas)
-            .map(|(&path, meta)| InputVar {
-                path,
-                var: &meta.var,
-                names: &meta.genes,
+            .map(|m| match &existing_obs {
+                Some(have) => (m.obs().iter())
+                    .filter(|f| have.iter().any(|g| g.name() == f.name()))
+                    .cloned()
+                    .collect(),
+                None => m.obs().to_vec(),
             })
             .collect();
+        let obs_lists: Vec<&[Field]> = (existing_obs.as_deref().into_iter())
+            .chain(kept_obs.iter().map(Vec::as_slice))
+            .collect();
+        let obs = dataset_obs(&all_paths, &obs_lists, options.missing_obs_columns)?;
+        if existing.is_none() {
+            check_combinable(&paths, &metas, &obs, multi_file)?;
+        }
+        let (parts, obs, var) = match existing {
+            None => {
+                let parts = selected_parts(&metas, options, &obs, multi_file);
+                let (obs, var) = selected_columns(&metas[0], options, obs);
+                (parts, obs, var)
+            }
+            Some(e) => {
+                // The dataset's own; obsp and varp stay as they are (new inputs add none).
+                let mut parts = e.base.record.parts.clone();
+                parts.obsp.clear();
+                parts.varp.clear();
+                (
+                    parts,
+                    obs,
+                    PlannedColumn::fields(&e.base.record.var_columns)?,
+                )
+            }
+        };
+        // Exact types where the dataset stores uint16: a value it cannot hold is refused
+        // here, naming its input, before anything is written.
+        let narrow = existing.is_some_and(|e| {
+            let p = &e.base.record.profile;
+            p.value_type == ValueType::UInt16 || p.layer_types.contains(&ValueType::UInt16)
+        });
+        let values = if narrow { ValueScan::Full } else { values };
+        let scanned = scan_inputs(manifest, &paths, &mut metas, &genes, &obs, values, existing)?;
+        let n_cells = scanned.n_cells;
+        let n_genes = genes.len() as u64;
+        if let Some(e) = existing {
+            e.check_ids(n_cells, n_genes)?;
+        }
+        let per_shard = shard_cells(size, &manifest.sharding, n_cells, options.chunk_size);
+        let row_base = existing.map_or(0, |e| e.base.expression_rows);
+        let shards = cut_shards(&scanned.inputs, &scanned.row_offsets, per_shard, row_base);
+        let var_columns: Vec<PlannedColumn> =
+            var.iter().map(PlannedColumn::of).collect::<Result<_>>()?;
+        let var_inputs: Vec<InputVar> = (existing.map(|e| InputVar {
+            path: e.base.dataset.as_path(),
+            var: &e.var,
+            names: &e.genes,
+        }))
+        .into_iter()
+        .chain(paths.iter().zip(&metas).map(|(&path, meta)| InputVar {
+            path,
+            var: &meta.var,
+            names: &meta.genes,
+        }))
+        .collect();
         let var_batch =
             var_table::dataset_var(&genes, &PlannedColumn::fields(&var_columns)?, &var_inputs)?;
         let uns = options.uns && !multi_file;
@@ -55,19 +126,9 @@ impl Plan {
             true => metas[0].reader.uns()?,
             false => None,
         };
-        let mut plan = Plan {
-            format_version: PLAN_FORMAT,
-            plan_hash: String::new(),
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            output: manifest.output.clone(),
-            chunk_size: options.chunk_size,
-            compact_ids: options.id_types == IdTypes::Compact,
-            n_cells,
-            n_genes,
-            genes,
-            obs_columns: obs.iter().map(PlannedColumn::of).collect::<Result<_>>()?,
-            var_columns,
-            profile: CellTablesProfile {
+        let profile = match existing {
+            Some(e) => e.base.record.profile.clone(),
+            None => CellTablesProfile {
                 value_type: scanned.value_type,
                 layer_types: match options.layers {
                     true => scanned.layer_types,
@@ -77,14 +138,32 @@ impl Plan {
                 compression: options.compression,
                 pages: options.pages,
             },
+        };
+        let mut plan = Plan {
+            format_version: PLAN_FORMAT,
+            plan_hash: String::new(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            output: manifest.output.clone(),
+            chunk_size: options.chunk_size,
+            n_cells,
+            n_genes,
+            genes,
+            obs_columns: obs.iter().map(PlannedColumn::of).collect::<Result<_>>()?,
+            var_columns,
+            compact_ids: match existing {
+                Some(e) => e.base.record.profile.ids.cell == arrow::datatypes::DataType::UInt32,
+                None => options.id_types == IdTypes::Compact,
+            },
+            profile,
             types_guessed: scanned.types_guessed,
             parts,
             uns,
-            indices: options.indices,
+            indices: options.indices || existing.is_some_and(|e| e.base.record.indices),
             var_table: var_table::encode(&var_batch)?,
             uns_document,
             inputs: scanned.inputs,
             shards,
+            append: existing.map(|e| e.base.clone()),
         };
         plan.plan_hash = plan.content_hash();
         Ok(plan)
@@ -236,6 +315,7 @@ fn scan_inputs(
     genes: &[String],
     obs: &[Field],
     values: ValueScan,
+    existing: Option<&Existing>,
 ) -> Result<ScannedInputs> {
     let source_names = source_names(paths);
     let mut scanned = ScannedInputs {
@@ -244,7 +324,7 @@ fn scan_inputs(
         value_type: ValueType::UInt16,
         layer_types: Vec::new(),
         types_guessed: false,
-        n_cells: 0,
+        n_cells: existing.map_or(0, |e| e.base.n_cells),
     };
     for (i, (input, meta)) in manifest.inputs.iter().zip(metas.iter_mut()).enumerate() {
         let mut read = input.read_options();
@@ -257,6 +337,9 @@ fn scan_inputs(
         if let Some(map) = map.as_ref().filter(|m| m.dropped() > 0) {
             // Dropped genes change every cell's row count: count what is kept.
             scan.row_offsets = kept_row_offsets(reader.as_mut(), map, manifest.options.chunk_size)?;
+        }
+        if let Some(e) = existing {
+            e.check_value_types(&input.path, scan.value_type, &scan.layer_types)?;
         }
         tracing::info!(event = "input.scanned", input = %input.path.display(), n_cells = reader.layout().n_cells, expression_rows = scan.total_rows(), "scanned {}: {} cells, {} expression rows", input.path.display(), reader.layout().n_cells, scan.total_rows());
         if i == 0 {
@@ -297,15 +380,15 @@ fn scan_inputs(
     Ok(scanned)
 }
 
-/// Shards of at most `per_shard` cells, never spanning two inputs; an input without cells
-/// still gets one (it writes the varp rows).
+/// Shards of at most `per_shard` cells, never spanning two inputs, their rows numbered from
+/// `row_base`; an input without cells still gets one (it writes the varp rows).
 fn cut_shards(
     inputs: &[PlannedInput],
     row_offsets: &[Vec<u64>],
     per_shard: u64,
+    mut row_base: u64,
 ) -> Vec<PlannedShard> {
     let mut shards = Vec::new();
-    let mut row_base = 0u64;
     for (i, input) in inputs.iter().enumerate() {
         let mut ranges: Vec<CellRange> =
             CellRange::new(0, input.n_cells).split(per_shard).collect();

@@ -40,19 +40,20 @@ impl InputMeta {
 /// The dataset's genes, checked against `mode`.
 pub(super) fn dataset_genes(
     paths: &[&Path],
-    metas: &[InputMeta],
+    gene_lists: &[&[String]],
     mode: GenesMode,
 ) -> Result<Vec<String>> {
-    let first = &metas[0].genes;
-    let mut genes = first.clone();
+    let first = gene_lists[0];
+    let metas = gene_lists;
+    let mut genes = first.to_vec();
     match mode {
         GenesMode::Exact => {
             let set0: HashSet<&str> = first.iter().map(String::as_str).collect();
             for (path, meta) in paths.iter().zip(metas).skip(1) {
-                if &meta.genes == first {
+                if *meta == first {
                     continue;
                 }
-                let set: HashSet<&str> = meta.genes.iter().map(String::as_str).collect();
+                let set: HashSet<&str> = meta.iter().map(String::as_str).collect();
                 let missing: Vec<&str> = first
                     .iter()
                     .map(String::as_str)
@@ -60,7 +61,6 @@ pub(super) fn dataset_genes(
                     .take(3)
                     .collect();
                 let extra: Vec<&str> = meta
-                    .genes
                     .iter()
                     .map(String::as_str)
                     .filter(|g| !set0.contains(g))
@@ -72,7 +72,7 @@ pub(super) fn dataset_genes(
                         what: format!(
                             "has different genes than {} ({} vs {} genes; e.g. missing {missing:?}, extra {extra:?}); set options.genes to union or intersection to combine them",
                             paths[0].display(),
-                            meta.genes.len(),
+                            meta.len(),
                             first.len()
                         ),
                     });
@@ -82,7 +82,7 @@ pub(super) fn dataset_genes(
         GenesMode::Union => {
             let mut seen: HashSet<String> = genes.iter().cloned().collect();
             for meta in &metas[1..] {
-                for g in &meta.genes {
+                for g in meta.iter() {
                     if seen.insert(g.clone()) {
                         genes.push(g.clone());
                     }
@@ -91,11 +91,11 @@ pub(super) fn dataset_genes(
         }
         GenesMode::Intersection => {
             for meta in &metas[1..] {
-                let set: HashSet<&str> = meta.genes.iter().map(String::as_str).collect();
+                let set: HashSet<&str> = meta.iter().map(String::as_str).collect();
                 genes.retain(|g| set.contains(g.as_str()));
             }
             for (path, meta) in paths.iter().zip(metas) {
-                let dropped = meta.genes.len() - genes.len().min(meta.genes.len());
+                let dropped = meta.len() - genes.len().min(meta.len());
                 if dropped > 0 {
                     tracing::warn!(event = "genes.dropped", input = %path.display(), dropped, "{}: {dropped} genes are not in every input and are left out", path.display());
                 }
@@ -118,13 +118,13 @@ pub(super) fn dataset_genes(
 /// inputs have. Types must agree wherever a column appears.
 pub(super) fn dataset_obs(
     paths: &[&Path],
-    metas: &[InputMeta],
+    metas: &[&[Field]],
     missing: MissingObsColumns,
 ) -> Result<Vec<Field>> {
-    let mut obs: Vec<Field> = metas[0].obs().to_vec();
+    let mut obs: Vec<Field> = metas[0].to_vec();
     let mut owner: Vec<usize> = vec![0; obs.len()];
     for (i, meta) in metas.iter().enumerate().skip(1) {
-        for f in meta.obs() {
+        for f in meta.iter() {
             match obs.iter().position(|g| g.name() == f.name()) {
                 Some(k) if obs[k].data_type() != f.data_type() => {
                     return Err(Error::IncompatibleInputs {
@@ -150,7 +150,7 @@ pub(super) fn dataset_obs(
         for (i, meta) in metas.iter().enumerate() {
             if let Some(f) = obs
                 .iter()
-                .find(|f| !meta.obs().iter().any(|g| g.name() == f.name()))
+                .find(|f| !meta.iter().any(|g| g.name() == f.name()))
             {
                 let k = obs.iter().position(|g| g.name() == f.name()).unwrap_or(0);
                 return Err(Error::IncompatibleInputs {

@@ -193,7 +193,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
             dataset = store.shown(),
             "already committed: nothing to do"
         );
-        return Ok(done);
+        return Ok(*done);
     }
     // Receipts are read and checked before anything is written: a commit refused for want
     // of a shard leaves the prefix as it was.
@@ -225,7 +225,7 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
     let config = config_for(plan, &receipts, &cells_schema, &genes_schema);
     check_claim(&store, &claimed.claim).await?;
     store.write(CONFIG_FILE, json_bytes(&config)?).await?;
-    let marker = marker_for(plan, rows, started, written.iter().copied()).await?;
+    let marker = marker_for(plan, &receipts, rows, started, written.iter().copied()).await?;
     // Last write of the commit: its presence means complete.
     write_marker(&store, &claimed.claim, &marker).await?;
     if let Err(e) = store.delete(CLAIM_FILE).await {

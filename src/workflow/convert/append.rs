@@ -1,0 +1,111 @@
+//! `convert --append`: the one-process append. Plans the inputs onto the dataset, stages
+//! the shards in the append's working directory ([`crate::workflow::commit::append`]) and
+//! commits, which swaps the appended copy in. A re-run after a kill keeps the shards that
+//! finished; one after the append finished has nothing to do.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::{convert_shards, ConvertReport};
+use crate::error::{Error, Result};
+use crate::pipeline::blocking;
+use crate::readers::ValueScan;
+use crate::workflow::commit::append;
+use crate::workflow::commit::{commit, read_marker, CompletionMarker};
+use crate::workflow::fetch::FetchedInputs;
+use crate::workflow::manifest::Manifest;
+use crate::workflow::plan::{Fingerprint, Plan};
+use crate::workflow::shard::{run_shard, Placement, Receipt, ShardTask, RECEIPT_FILE};
+
+/// Append the inputs of `manifest` (mode append) to the dataset at its output.
+pub(super) async fn convert_append(
+    manifest: &Manifest,
+    fetched: &FetchedInputs,
+    started: Instant,
+) -> Result<ConvertReport> {
+    let live = std::path::absolute(&manifest.output).map_err(|e| Error::io(&manifest.output, e))?;
+    let work = append::work_dir(&live);
+    let existing = append::read_existing(&live).await?;
+    let contents = (manifest.inputs.iter())
+        .map(|i| Fingerprint::of(&i.path).map(|f| f.content))
+        .collect::<Result<Vec<_>>>()?;
+    if append::already_appended(&existing, &contents) {
+        // A kill after the swap may have left the replaced dataset beside it.
+        append::remove_work_dir(&work)?;
+        let marker = read_marker(&live)?.ok_or_else(|| Error::Internal("marker gone".into()))?;
+        tracing::info!(event = "append.done", output = %live.display(), "{} already holds these inputs (appended by plan {}): nothing to do", live.display(), marker.plan_hash);
+        let value_type = existing.base.record.profile.value_type;
+        return Ok(ConvertReport::finished(
+            live, marker, value_type, 0, started,
+        ));
+    }
+    let mut build = manifest.clone();
+    build.output = live.clone();
+    let plan_manifest = build.clone();
+    let mut plan = blocking(move || {
+        Plan::build_onto(
+            &plan_manifest,
+            convert_shards(&plan_manifest),
+            ValueScan::RowsOnly,
+            Some(&existing),
+        )
+    })
+    .await?;
+    fetched.name_in(&mut plan);
+    append::make_work_dir(&work)?;
+    let value_type = plan.profile.value_type;
+    let marker = match stage_and_commit(&plan, &work, fetched).await {
+        Ok(marker) => marker,
+        Err(e) => {
+            // Our working directory; the dataset itself was never touched.
+            if let Err(cleanup) = append::remove_work_dir(&work) {
+                tracing::warn!(event = "convert.cleanup_failed", output = %work.display(), error = %cleanup, "could not remove {}: {cleanup}", work.display());
+            }
+            return Err(e);
+        }
+    };
+    Ok(ConvertReport::finished(
+        live,
+        marker,
+        value_type,
+        plan.shards.len(),
+        started,
+    ))
+}
+
+/// Run every shard of the append `plan` staged under `work` that has no finished attempt
+/// there, then commit them.
+async fn stage_and_commit(
+    plan: &Plan,
+    work: &Path,
+    fetched: &FetchedInputs,
+) -> Result<CompletionMarker> {
+    let mut dirs = Vec::with_capacity(plan.shards.len());
+    let mut kept = Vec::new();
+    for shard in &plan.shards {
+        let dir = append::staged_shard_dir(work, &plan.plan_hash, shard.index);
+        let finished = Receipt::load(&dir.join(RECEIPT_FILE)).is_ok_and(|r| {
+            r.plan_hash == plan.plan_hash
+                && r.shard == shard.index
+                && r.rows_written == shard.rows
+                && r.missing_file(&dir).is_none()
+        });
+        if finished {
+            kept.push(shard.index);
+        } else {
+            let task = ShardTask {
+                index: shard.index,
+                placement: Placement::Staged { dir: dir.clone() },
+                receipt: None,
+                inputs: None,
+                fetched: Some(fetched),
+            };
+            run_shard(plan, &task).await?;
+        }
+        dirs.push(dir);
+    }
+    if !kept.is_empty() {
+        tracing::info!(event = "convert.resumed", kept_shards = ?kept, shards = plan.shards.len(), "resumed: kept {} of {} shards an earlier run finished", kept.len(), plan.shards.len());
+    }
+    commit(plan, &dirs).await
+}
