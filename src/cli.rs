@@ -355,6 +355,9 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
     if args.append {
         manifest.mode = Mode::Append;
     }
+    if args.widen_stored_values {
+        manifest.options.widen_stored_values = true;
+    }
     if manifest.mode == Mode::Append && fetch::is_store(&manifest.output) {
         return Err(Error::Usage(
             "--append works on a local dataset (or a mounted bucket), not an object store URI: append locally, then upload".into(),

@@ -310,6 +310,11 @@ pub struct ConvertArgs {
     /// append is resumed by the same command, and one that already finished does nothing.
     #[arg(long, conflicts_with_all = ["overwrite", "read_only"])]
     pub append: bool,
+    /// With --append: where the dataset stores counts as uint16 and the input holds other
+    /// values (fractions), rewrite the dataset's stored values as float32 (every one, once)
+    /// instead of refusing the input (exit 67).
+    #[arg(long, requires = "append")]
+    pub widen_stored_values: bool,
     /// Read and decode every value and build every record batch exactly as a conversion
     /// does, then drop them: nothing is written and OUTPUT is not needed. bench/ measures
     /// conversions against this floor.

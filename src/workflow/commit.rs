@@ -370,6 +370,10 @@ fn dataset_record(plan: &Plan, receipts: &[Located]) -> DatasetRecord {
         source_files: multi_file(plan).source_files,
         stats: dataset_stats(plan, receipts),
         indices: plan.indices,
+        appended_inputs: match plan.append {
+            Some(_) => plan.inputs.len() as u64,
+            None => 0,
+        },
     }
 }
 

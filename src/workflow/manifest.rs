@@ -20,6 +20,7 @@
 //!   layers: true            # also obsm, varm, obsp, varp, uns
 //!   compression: none       # or lz4 / zstd (gene ids and values)
 //!   indices: false          # true: scalar indices, built at commit
+//!   widen_stored_values: false  # append: rewrite a uint16 dataset as float32 if needed
 //! sharding:
 //!   cells_per_shard: 100000
 //! ```
@@ -151,6 +152,10 @@ pub struct ManifestOptions {
     /// Build scalar indices at commit (`slaf::indices`): gene queries about ten times
     /// faster, for an index about 2.4 times the size of expression's gene ids.
     pub indices: bool,
+    /// `mode: append` only: where the dataset stores values as uint16 and an input holds
+    /// others (fractions), rewrite the dataset's expression (or that layer) as float32
+    /// instead of refusing the input. Rewrites every stored value once.
+    pub widen_stored_values: bool,
 }
 
 impl Default for ManifestOptions {
@@ -169,6 +174,7 @@ impl Default for ManifestOptions {
             compression: Compression::default(),
             pages: Pages::default(),
             indices: false,
+            widen_stored_values: false,
         }
     }
 }

@@ -202,6 +202,12 @@ pub async fn run_shard(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt, Pa
 
 async fn run_shard_in_span(plan: &Plan, task: &ShardTask<'_>) -> Result<(Receipt, PathBuf)> {
     let (index, placement, receipt_path) = (task.index, &task.placement, task.receipt);
+    if plan.append.is_some() && *placement == Placement::SharedTarget {
+        // Its files would sit in the dataset before the commit, and stay there if killed.
+        return Err(Error::Usage(
+            "an append's shards are staged (shard -o DIR): the dataset stays as it was until the append commits".into(),
+        ));
+    }
     let shard = plan.shard(index)?.clone();
     let input = &plan.inputs[shard.input];
     // An input in an object store: this task's own copy, kept until the shard is done.

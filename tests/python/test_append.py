@@ -95,21 +95,24 @@ def test_append_as_workflow_shards_equals_one_manifest(tmp_path, reference):
     files = three_files(tmp_path)
     out = tmp_path / "out.slaf"
     run("convert", "--manifest", manifest(tmp_path, files[:1]))
-    # B: staged shards in any order, one retried; C: shards into the dataset itself.
-    for names, staged in [(["part1.h5ad"], True), (["part2.h5ad"], False)]:
+    # B, then C: staged shards in any order, one retried.
+    for names in [["part1.h5ad"], ["part2.h5ad"]]:
         m = append_manifest(tmp_path, names, per_shard=20)
         plan = tmp_path / "plan.json"
         n = int(run("plan", m, "-o", plan, "--print-shards").stdout)
         assert n >= 3
         order = list(range(n))
         random.Random(n).shuffle(order)
-        before = tables(out)
+        before, before_files = tables(out), tree(out)
+        # Shards into the dataset itself would change it before the commit: refused.
+        proc = run("shard", plan, "--index", 0, "--shared-target", check=False)
+        assert proc.returncode == 2 and "staged" in proc.stderr
         for i in order + [order[0]]:
-            where = ["-o", tmp_path / f"s{i}"] if staged else ["--shared-target"]
-            run("shard", plan, "--index", i, *where)
-        # Until the commit, readers see the dataset as it was.
+            run("shard", plan, "--index", i, "-o", tmp_path / f"s{i}")
+        # Until the commit, readers see the dataset as it was, file for file.
         assert_same(tables(out), before)
-        shards = [tmp_path / f"s{i}" for i in range(n)] if staged else []
+        assert tree(out) == before_files
+        shards = [tmp_path / f"s{i}" for i in range(n)]
         run("commit", plan, *shards)
         run("commit", plan, *shards)  # again: already appended, nothing to do
         for i in range(n):
@@ -187,6 +190,31 @@ def test_refusals_leave_the_dataset_as_it_was(tmp_path):
     cells = lance.dataset(str(out / "cells.lance")).to_table().to_pandas()
     assert list(cells["source_file"].unique()) == ["part0.h5ad", "part2.h5ad", "part1.h5ad"]
     assert list(cells["cell_integer_id"]) == list(range(75))
+
+
+def test_widen_stored_values_rewrites_to_float32(tmp_path):
+    """With the explicit option, a fractional input turns a uint16 dataset into float32:
+    the same as converting both at once."""
+    import anndata as ad
+    files = three_files(tmp_path, n=(30, 20))
+    a = ad.read_h5ad(files[1][0])
+    a.X = a.X.astype(np.float32)
+    a.X.data[3] = 0.5
+    a.write_h5ad(tmp_path / "frac.h5ad")
+    (tmp_path / "both.yaml").write_text(
+        "output: ref.slaf\ninputs:\n  - path: part0.h5ad\n  - path: frac.h5ad\n"
+        "options:\n  chunk_size: 20\n")
+    run("convert", "--manifest", tmp_path / "both.yaml")
+    out = tmp_path / "out.slaf"
+    run("convert", files[0][0], out, "--chunk-size", 20)
+    assert lance.dataset(str(out / "expression.lance")).schema.field("value").type == "uint16"
+    proc = run("convert", tmp_path / "frac.h5ad", out, "--append", "--chunk-size", 20,
+               "--widen-stored-values")
+    assert "float32" in proc.stderr
+    assert lance.dataset(str(out / "expression.lance")).schema.field("value").type == "float"
+    assert_same(tables(out), tables(tmp_path / "ref.slaf"))
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["dataset"]["profile"]["value_type"] == "Float32"
 
 
 # ---- kills ------------------------------------------------------------------------------

@@ -15,9 +15,12 @@
 //! Commit checks, under the dataset's commit lock, that the dataset is still the one the
 //! plan extends (its marker's plan and table versions): Lance would rebase one Append on
 //! another, so the check is ours; a dataset that moved is exit 75, "plan again".
-//! Expression and layers are never rewritten. `cells.lance` is rewritten once, when a
-//! single-input dataset gets its `source_file` column; `genes.lance` (small) when
-//! `genes: union` adds genes.
+//! Expression and layers are only appended to, unless `options.widen_stored_values` lets
+//! new values turn their uint16 into float32 (then rewritten once). `cells.lance` is
+//! rewritten once, when a single-input dataset gets its `source_file` column;
+//! `genes.lance` (small) when `genes: union` adds genes.
+
+mod work;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,41 +31,27 @@ use arrow::datatypes::{Schema, SchemaRef};
 use futures::TryStreamExt;
 use lance::table::format::Fragment;
 
-use super::state::{
-    adopt, clean_tables, exchange, record_committed_plan, CommitLock, COMMITTED_PLAN_FILE,
-};
+pub use self::work::{abandon, staged_shard_dir, work_dir, WORK_SUFFIX};
+pub(crate) use self::work::{make_copy, make_work_dir, remove_work_dir};
+use super::state::{adopt, clean_tables, exchange_at_once, record_committed_plan, CommitLock};
 use crate::columns;
 use crate::error::{Error, Result};
-use crate::slaf::config_json::{write_config, CONFIG_FILE};
+use crate::slaf::config_json::write_config;
 use crate::slaf::schema::{
-    expression_schema, layers_schema, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE, LAYERS_TABLE,
+    expression_schema, layers_schema, Pages, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE,
+    LAYERS_TABLE,
 };
 use crate::slaf::tables::genes_batch;
 use crate::slaf::writer::TableWriter;
 use crate::workflow::commit::receipts::collect as collect_receipts;
+use crate::workflow::commit::widen::rewrite_table;
 use crate::workflow::commit::{
-    config_for, read_marker, table_schemas, write_marker, CompletionMarker, Located, MARKER_FILE,
+    config_for, read_marker, table_schemas, write_marker, CompletionMarker, Located,
 };
 use crate::workflow::manifest::check_output_apart;
 use crate::workflow::plan::append::{AppendBase, Existing};
-use crate::workflow::plan::{Plan, PlannedColumn};
-use crate::workflow::shard::{Receipt, SHARED_RECEIPTS_DIR};
-
-/// Suffix of the working copy an append is built in, beside the dataset.
-pub const WORK_SUFFIX: &str = ".slaf-convert-append";
-/// File that marks a working directory as ours (removed with it).
-const WORK_TAG: &str = ".slaf-convert-append";
-/// The copy of the dataset inside the working directory.
-const COPY_DIR: &str = "dataset";
-/// `convert --append`'s staged shards inside the working directory.
-const SHARDS_DIR: &str = "shards";
-
-/// The working copy of `dataset` an append builds in.
-pub fn work_dir(dataset: &Path) -> PathBuf {
-    let mut name = dataset.as_os_str().to_owned();
-    name.push(WORK_SUFFIX);
-    PathBuf::from(name)
-}
+use crate::workflow::plan::{Fingerprint, Plan, PlannedColumn};
+use crate::workflow::shard::Receipt;
 
 /// Open the complete dataset at `dataset` for appending: its marker's record, and its genes
 /// with their var columns.
@@ -162,6 +151,12 @@ pub(crate) async fn commit(
 ) -> Result<CompletionMarker> {
     let live = &base.dataset;
     check_output_apart(live, plan.inputs.iter().map(|i| i.path.as_path()))?;
+    if !live.is_dir() {
+        return Err(Error::InputMissing {
+            path: live.clone(),
+            what: "the dataset to append to is gone".into(),
+        });
+    }
     let _lock = CommitLock::acquire(live).await?;
     let work = work_dir(live);
     match read_marker(live)? {
@@ -203,6 +198,7 @@ pub(crate) async fn commit(
             adopt(dir, &building, &r.receipt)?;
         }
     }
+    check_versions(&building, base).await?;
     let plan_there = Plan {
         output: building.clone(),
         ..plan.clone()
@@ -226,11 +222,40 @@ pub(crate) async fn commit(
         started,
     )
     .await?;
-    // The one step readers see: the dataset with the new cells replaces the old.
-    exchange(&building, live)?;
-    std::fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    // The one step readers see: the dataset with the new cells replaces the old. Two renames
+    // would leave a moment without a dataset, which a kill could make permanent: refused.
+    exchange_at_once(&building, live).map_err(|e| Error::OutputNotOurs {
+        path: live.clone(),
+        what: format!(
+            "cannot swap in the appended dataset in one step ({e}): an append needs a filesystem with renameat2 RENAME_EXCHANGE (local disks; not NFS or FUSE mounts); {} holds the complete result",
+            building.display()
+        ),
+    })?;
+    if let Err(e) = std::fs::remove_dir_all(&work) {
+        tracing::warn!(event = "convert.cleanup_failed", output = %work.display(), error = %e, "appended; could not remove {}: {e}", work.display());
+    }
     tracing::info!(event = "append.done", output = %live.display(), n_cells = plan.n_cells, added_cells = plan.n_cells - base.n_cells, "appended {} cells to {}", plan.n_cells - base.n_cells, live.display());
     Ok(marker)
+}
+
+/// Refuse a dataset whose tables moved past the versions its marker names (a Lance write
+/// that left the marker alone): the append was planned against those versions.
+async fn check_versions(copy: &Path, base: &AppendBase) -> Result<()> {
+    for (table, &planned) in &base.tables {
+        let dir = copy.join(table);
+        let now = crate::store::lance::open_dataset(&dir.to_string_lossy())
+            .await
+            .map_err(|e| Error::lance(&dir, e))?
+            .version()
+            .version;
+        if now != planned {
+            return Err(Error::DatasetMoved {
+                path: base.dataset.join(table),
+                what: format!("at version {now}, where the append was planned against version {planned} (its marker's): plan the append again"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Add the receipts' fragments to the tables of the working copy `plan.output`.
@@ -248,29 +273,51 @@ async fn append_tables(
             .flat_map(|r| pick(&r.receipt).iter().cloned())
             .collect()
     };
+    // The version of each table the plan saw (its marker's): Lance would rebase an Append
+    // onto a later one, so a table written since (marker or not) is refused.
+    let version = |table: &str| {
+        base.tables
+            .get(table)
+            .copied()
+            .ok_or_else(|| Error::DatasetMoved {
+                path: base.dataset.clone(),
+                what: format!("its marker names no version of {table}: plan the append again"),
+            })
+    };
     let p = &plan.profile;
-    TableWriter::new(
-        &output.join(EXPRESSION_TABLE),
-        expression_schema(p.ids.clone(), p.value_type, p.compression),
-    )?
-    .append(concat(|r| &r.expression))
+    let stored = &base.record.profile;
+    add_fragments(
+        TableWriter::new(
+            &output.join(EXPRESSION_TABLE),
+            expression_schema(p.ids.clone(), p.value_type, p.compression),
+        )?,
+        concat(|r| &r.expression),
+        (p.value_type != stored.value_type, p.pages),
+        version(EXPRESSION_TABLE)?,
+    )
     .await?;
     if !plan.parts.layers.is_empty() {
-        TableWriter::new(
-            &output.join(LAYERS_TABLE),
-            layers_schema(&p.ids, &plan.parts.layers, &p.layer_types, p.compression),
-        )?
-        .append(concat(|r| &r.layers))
+        add_fragments(
+            TableWriter::new(
+                &output.join(LAYERS_TABLE),
+                layers_schema(&p.ids, &plan.parts.layers, &p.layer_types, p.compression),
+            )?,
+            concat(|r| &r.layers),
+            (p.layer_types != stored.layer_types, Pages::Lance),
+            version(LAYERS_TABLE)?,
+        )
         .await?;
     }
     let cells = TableWriter::new(&output.join(CELLS_TABLE), cells_schema.clone())?;
     if base.record.source_file_column {
-        cells.append(concat(|r| &r.cells)).await?;
+        cells
+            .append(concat(|r| &r.cells), version(CELLS_TABLE)?)
+            .await?;
     } else {
         // A single input's cells get its name, as a conversion of several inputs gives them.
         let name =
             (base.record.source_files.first()).map_or(String::new(), |s| s.file_name.clone());
-        let mut fragments = with_source_file(&cells, &name, plan.chunk_size).await?;
+        let mut fragments = with_source_file(&cells, &name, base.record.chunk_size).await?;
         fragments.extend(concat(|r| &r.cells));
         cells.commit(fragments).await?;
     }
@@ -282,6 +329,24 @@ async fn append_tables(
             .await?;
     }
     Ok(())
+}
+
+/// Add `fragments` to `table` (at `read_version`): appended, or (`widen`: the table's stored
+/// values are narrower than `table`'s schema, as `options.widen_stored_values` allows) after
+/// the table's own fragments rewritten in its schema (`pages`), as one Overwrite.
+async fn add_fragments(
+    table: TableWriter,
+    fragments: Vec<Fragment>,
+    (widen, pages): (bool, Pages),
+    read_version: u64,
+) -> Result<()> {
+    if !widen {
+        return table.append(fragments, read_version).await;
+    }
+    tracing::info!(event = "append.widened", table = %table.dir().display(), "rewriting {}'s stored values as float32", table.dir().display());
+    let mut all = rewrite_table(table.dir(), table.schema(), pages).await?;
+    all.extend(fragments);
+    table.commit(all).await
 }
 
 /// The rows of the cells table `cells` (which has no `source_file` column) rewritten as
@@ -328,104 +393,22 @@ async fn with_source_file(
     Ok(fragments)
 }
 
-/// The working directory `work` (created and tagged if new: ours to remove), with a fresh
-/// copy of the dataset `live` in it to append in: directories and small files copied,
-/// immutable data files (Lance's `data/`, `_indices/`, `_deletions/`) hard-linked; without
-/// its marker, commit record, config and receipts. Returns the copy.
-pub(crate) fn make_copy(live: &Path, work: &Path) -> Result<PathBuf> {
-    make_work_dir(work)?;
-    let copy = work.join(COPY_DIR);
-    if copy.exists() {
-        std::fs::remove_dir_all(&copy).map_err(|e| Error::io(&copy, e))?;
-    }
-    std::fs::create_dir(&copy).map_err(|e| Error::io(&copy, e))?;
-    // The lock file is copied (empty): the dataset keeps one after the swap, so a later
-    // commit that fails leaves no new file behind.
-    let skip = [
-        MARKER_FILE,
-        COMMITTED_PLAN_FILE,
-        SHARED_RECEIPTS_DIR,
-        CONFIG_FILE,
-    ];
-    for entry in std::fs::read_dir(live).map_err(|e| Error::io(live, e))? {
-        let entry = entry.map_err(|e| Error::io(live, e))?;
-        let name = entry.file_name();
-        if skip.iter().any(|s| name == *s) {
-            continue;
-        }
-        copy_tree(&entry.path(), &copy.join(&name), false)?;
-    }
-    Ok(copy)
-}
-
-/// Create the working directory `work` and its tag, or find it ours; anything else there is
-/// refused.
-pub(crate) fn make_work_dir(work: &Path) -> Result<()> {
-    if work.exists() && !work.join(WORK_TAG).is_file() {
-        return Err(Error::OutputNotOurs {
-            path: work.to_path_buf(),
-            what: "an append builds here, and it holds something else: move it away".into(),
-        });
-    }
-    std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
-    let tag = work.join(WORK_TAG);
-    if !tag.exists() {
-        std::fs::write(
-            &tag,
-            b"slaf-convert append in progress: removed when it ends\n",
-        )
-        .map_err(|e| Error::io(&tag, e))?;
-    }
-    Ok(())
-}
-
-/// Where `convert --append` stages shard `index` of plan `plan_hash`.
-pub fn staged_shard_dir(work: &Path, plan_hash: &str, index: usize) -> PathBuf {
-    work.join(SHARDS_DIR)
-        .join(plan_hash)
-        .join(format!("shard-{index:06}"))
-}
-
-/// Copy `from` to `to`: directories recursively, files under an immutable Lance directory
-/// (`immutable`) linked, others copied.
-fn copy_tree(from: &Path, to: &Path, immutable: bool) -> Result<()> {
-    let meta = std::fs::metadata(from).map_err(|e| Error::io(from, e))?;
-    if meta.is_dir() {
-        std::fs::create_dir(to).map_err(|e| Error::io(to, e))?;
-        for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-            let entry = entry.map_err(|e| Error::io(from, e))?;
-            let name = entry.file_name();
-            let linked = immutable
-                || ["data", "_indices", "_deletions"]
-                    .iter()
-                    .any(|d| name == *d);
-            copy_tree(&entry.path(), &to.join(&name), linked)?;
-        }
-        return Ok(());
-    }
-    if immutable && std::fs::hard_link(from, to).is_ok() {
-        return Ok(());
-    }
-    std::fs::copy(from, to).map_err(|e| Error::io(to, e))?;
-    Ok(())
-}
-
-/// Remove the working directory `work` if it is ours (tagged).
-pub(crate) fn remove_work_dir(work: &Path) -> Result<()> {
-    if work.join(WORK_TAG).is_file() {
-        std::fs::remove_dir_all(work).map_err(|e| Error::io(work, e))?;
-    }
-    Ok(())
-}
-
-/// Whether `contents` (the inputs' content fingerprints, in order) are the last inputs
-/// `existing`'s marker lists, after others: the append they ask for is done (a retry after
-/// the swap). Inputs that are the whole dataset were converted, not appended: refused later.
-pub fn already_appended(existing: &Existing, contents: &[String]) -> bool {
-    let inputs = &existing.base.inputs;
-    contents.len() < inputs.len()
-        && inputs[inputs.len() - contents.len()..]
+/// Whether `inputs` (paths and fingerprints, in order) are the ones the dataset's last append
+/// added, in the same order: the append they ask for is done (a retry after the swap).
+/// Inputs a conversion took are not: appending them again is refused when planning.
+pub fn already_appended(existing: &Existing, inputs: &[(PathBuf, Fingerprint)]) -> bool {
+    let held = &existing.base.inputs;
+    let added = existing.base.record.appended_inputs as usize;
+    let same_path =
+        |a: &Path, b: &Path| a == b || std::path::absolute(a).ok() == std::path::absolute(b).ok();
+    added == inputs.len()
+        && added <= held.len()
+        && held[held.len() - added..]
             .iter()
-            .zip(contents)
-            .all(|(i, c)| i.content.as_deref() == Some(c.as_str()))
+            .zip(inputs)
+            .all(|(h, (path, f))| {
+                same_path(&h.path, path)
+                    && h.bytes == f.bytes
+                    && h.content.as_deref() == Some(f.content.as_str())
+            })
 }

@@ -46,7 +46,7 @@ impl CommitLock {
     pub async fn acquire(output: &Path) -> Result<CommitLock> {
         std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
         let path = output.join(LOCK_FILE);
-        blocking(move || {
+        blocking(move || loop {
             let file = File::options()
                 .create(true)
                 .truncate(false)
@@ -62,11 +62,25 @@ impl CommitLock {
                 Err(std::fs::TryLockError::Error(e)) => {
                     // Some shared filesystems (Lustre without flock, FUSE mounts) have none.
                     tracing::warn!(event = "commit.unlocked", lock = %path.display(), error = %e, "file locks do not work on {} ({e}): run one commit of a dataset at a time", path.display());
+                    return Ok(CommitLock { _file: file });
                 }
             }
-            Ok(CommitLock { _file: file })
+            // An append swaps the whole dataset, lock file included, while others wait on the
+            // old one: the lock held must be the file at the path now, else take that one.
+            if same_file(&file, &path) {
+                return Ok(CommitLock { _file: file });
+            }
         })
         .await
+    }
+}
+
+/// Whether the open `file` is the file at `path` (device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -304,25 +318,10 @@ fn is_staging_name(name: &str) -> bool {
 /// Swap `new` and `old` in one step where the filesystem can (Linux `RENAME_EXCHANGE`), else
 /// in two renames; afterwards `old` holds the new dataset and `new` the old one.
 pub fn exchange(new: &Path, old: &Path) -> Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
-        if let (Some(a), Some(b)) = (c(new), c(old)) {
-            // SAFETY: two valid NUL-terminated paths; renameat2 reads them and nothing else.
-            let rc = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    a.as_ptr(),
-                    libc::AT_FDCWD,
-                    b.as_ptr(),
-                    libc::RENAME_EXCHANGE,
-                )
-            };
-            if rc == 0 {
-                return Ok(());
-            }
-        }
+    match exchange_at_once(new, old) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::io(old, e)),
+        Err(_) => {}
     }
     let mut aside = old.as_os_str().to_owned();
     aside.push(format!(".DELETING-{}", std::process::id()));
@@ -334,6 +333,39 @@ pub fn exchange(new: &Path, old: &Path) -> Result<()> {
         return Err(Error::io(new, e));
     }
     std::fs::rename(&aside, new).map_err(|e| Error::io(&aside, e))
+}
+
+/// Swap `new` and `old` in one step (Linux `renameat2(RENAME_EXCHANGE)`), or fail as the
+/// system does (unsupported by the filesystem: `EINVAL`).
+pub fn exchange_at_once(new: &Path, old: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        };
+        let (a, b) = (c(new)?, c(old)?);
+        // SAFETY: two valid NUL-terminated paths; renameat2 reads them and nothing else.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        match rc {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (new, old);
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
 }
 
 #[cfg(test)]

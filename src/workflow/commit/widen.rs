@@ -185,12 +185,32 @@ async fn rewrite(
     TableWriter::new(dir, narrow)?
         .commit(fragments.to_vec())
         .await?;
+    let rewritten = rewrite_table(dir, wide, pages).await?;
+    let rows = |f: &[Fragment]| f.iter().map(|f| f.physical_rows).collect::<Vec<_>>();
+    if rows(&rewritten) != rows(fragments) {
+        return Err(Error::Internal(format!(
+            "{}: rewrote fragments of {:?} rows from fragments of {:?}",
+            dir.display(),
+            rows(&rewritten),
+            rows(fragments)
+        )));
+    }
+    Ok(rewritten)
+}
+
+/// Every fragment of the committed table at `dir`, in order, rewritten as an uncommitted
+/// fragment of `wide` (the same rows and boundaries, each column cast).
+pub(crate) async fn rewrite_table(
+    dir: &Path,
+    wide: &SchemaRef,
+    pages: Pages,
+) -> Result<Vec<Fragment>> {
     let uri = dir.to_string_lossy();
     let dataset = crate::store::lance::open_dataset(&uri)
         .await
         .map_err(|e| Error::lance(dir, e))?;
     let writer = TableWriter::new(dir, wide.clone())?.with_pages(pages);
-    let mut rewritten = Vec::with_capacity(fragments.len());
+    let mut rewritten = Vec::new();
     for fragment in dataset.get_fragments() {
         let mut scanner = fragment.scan();
         scanner.batch_size(LANCE_BREAK_ROWS);
@@ -220,15 +240,6 @@ async fn rewrite(
             .await
             .map_err(|e| Error::Internal(format!("Lance writer task: {e}")))??;
         rewritten.extend(written);
-    }
-    let rows = |f: &[Fragment]| f.iter().map(|f| f.physical_rows).collect::<Vec<_>>();
-    if rows(&rewritten) != rows(fragments) {
-        return Err(Error::Internal(format!(
-            "{}: rewrote fragments of {:?} rows from fragments of {:?}",
-            dir.display(),
-            rows(&rewritten),
-            rows(fragments)
-        )));
     }
     Ok(rewritten)
 }

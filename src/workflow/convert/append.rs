@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::blocking;
 use crate::readers::ValueScan;
 use crate::workflow::commit::append;
+use crate::workflow::commit::state::CommitLock;
 use crate::workflow::commit::{commit, read_marker, CompletionMarker};
 use crate::workflow::fetch::FetchedInputs;
 use crate::workflow::manifest::Manifest;
@@ -26,11 +27,13 @@ pub(super) async fn convert_append(
     let live = std::path::absolute(&manifest.output).map_err(|e| Error::io(&manifest.output, e))?;
     let work = append::work_dir(&live);
     let existing = append::read_existing(&live).await?;
-    let contents = (manifest.inputs.iter())
-        .map(|i| Fingerprint::of(&i.path).map(|f| f.content))
+    let inputs = (manifest.inputs.iter())
+        .map(|i| Fingerprint::of(&i.path).map(|f| (i.path.clone(), f)))
         .collect::<Result<Vec<_>>>()?;
-    if append::already_appended(&existing, &contents) {
-        // A kill after the swap may have left the replaced dataset beside it.
+    if append::already_appended(&existing, &inputs) {
+        // A kill after the swap may have left the replaced dataset beside it: removed under
+        // the dataset's lock, never while a commit builds there.
+        let _lock = CommitLock::acquire(&live).await?;
         append::remove_work_dir(&work)?;
         let marker = read_marker(&live)?.ok_or_else(|| Error::Internal("marker gone".into()))?;
         tracing::info!(event = "append.done", output = %live.display(), "{} already holds these inputs (appended by plan {}): nothing to do", live.display(), marker.plan_hash);
@@ -57,8 +60,10 @@ pub(super) async fn convert_append(
     let marker = match stage_and_commit(&plan, &work, fetched).await {
         Ok(marker) => marker,
         Err(e) => {
-            // Our working directory; the dataset itself was never touched.
-            if let Err(cleanup) = append::remove_work_dir(&work) {
+            // This run's shards go; the dataset itself was never touched. The working
+            // directory goes too once nothing else is staged there (under the lock: a commit
+            // may be building its copy there).
+            if let Err(cleanup) = append::abandon(&live, &work, &plan.plan_hash).await {
                 tracing::warn!(event = "convert.cleanup_failed", output = %work.display(), error = %cleanup, "could not remove {}: {cleanup}", work.display());
             }
             return Err(e);

@@ -1,10 +1,13 @@
 //! What a plan knows of the dataset it appends to (manifest `mode: append`): the dataset as
 //! its completion marker describes it ([`DatasetRecord`], [`AppendBase`]), and the checks
 //! that decide whether new inputs can join it without rewriting its expression: the stored
-//! value and id types hold the new cells, no obs column is new, no input is appended twice.
+//! value types hold the new values (unless `options.widen_stored_values` lets them be
+//! rewritten), the id types number the new cells, no obs column is new, no input is
+//! appended twice.
 //!
 //! Reading the dataset (Lance) and committing the append are the writer's
-//! (`workflow::append`); this module is data and rules only, so plans load without Lance.
+//! (`workflow::commit::append`); this module is data and rules only, so plans load without
+//! Lance.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +48,10 @@ pub struct DatasetRecord {
     /// Whether the dataset has scalar indices (an append rebuilds them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub indices: bool,
+    /// How many of the marker's inputs (the last ones) the commit that wrote it appended
+    /// (0: it converted them): a retried append of those has nothing to do.
+    #[serde(default)]
+    pub appended_inputs: u64,
 }
 
 /// An input as the completion marker records it.
@@ -180,8 +187,8 @@ impl Existing {
         })
     }
 
-    /// Refuse values the dataset's stored types cannot hold (fractional values into uint16):
-    /// its expression is never rewritten.
+    /// Refuse values the dataset's stored types cannot hold (fractional values into uint16),
+    /// without `options.widen_stored_values`.
     pub fn check_value_types(
         &self,
         path: &Path,
@@ -203,7 +210,7 @@ impl Existing {
             Some(part) => Err(Error::IncompatibleInputs {
                 path: path.to_path_buf(),
                 what: format!(
-                    "{part} holds values that are not integers in 0..=65535, but {} stores {part} as uint16: convert the inputs together instead (an append never rewrites stored values)",
+                    "{part} holds values that are not integers in 0..=65535, but {} stores {part} as uint16: set options.widen_stored_values (convert --widen-stored-values) to rewrite its values as float32",
                     self.base.dataset.display()
                 ),
             }),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use arrow::datatypes::Field;
 
-use super::append::Existing;
+use super::append::{AppendBase, Existing};
 use super::dataset::{dataset_genes, dataset_obs, kept_row_offsets, source_names, InputMeta};
 use super::var_table::{self, InputVar};
 use super::{
@@ -127,7 +127,7 @@ impl Plan {
             false => None,
         };
         let profile = match existing {
-            Some(e) => e.base.record.profile.clone(),
+            Some(e) => widened(&e.base, &scanned),
             None => CellTablesProfile {
                 value_type: scanned.value_type,
                 layer_types: match options.layers {
@@ -338,7 +338,7 @@ fn scan_inputs(
             // Dropped genes change every cell's row count: count what is kept.
             scan.row_offsets = kept_row_offsets(reader.as_mut(), map, manifest.options.chunk_size)?;
         }
-        if let Some(e) = existing {
+        if let Some(e) = existing.filter(|_| !manifest.options.widen_stored_values) {
             e.check_value_types(&input.path, scan.value_type, &scan.layer_types)?;
         }
         tracing::info!(event = "input.scanned", input = %input.path.display(), n_cells = reader.layout().n_cells, expression_rows = scan.total_rows(), "scanned {}: {} cells, {} expression rows", input.path.display(), reader.layout().n_cells, scan.total_rows());
@@ -409,6 +409,20 @@ fn cut_shards(
         row_base += input.rows;
     }
     shards
+}
+
+/// The appended dataset's types, widened where the new inputs' values need it (allowed by
+/// `options.widen_stored_values`; refused while scanning otherwise).
+fn widened(base: &AppendBase, scanned: &ScannedInputs) -> CellTablesProfile {
+    let mut profile = base.record.profile.clone();
+    profile.value_type = widest(profile.value_type, scanned.value_type);
+    for (t, s) in profile.layer_types.iter_mut().zip(&scanned.layer_types) {
+        *t = widest(*t, *s);
+    }
+    if profile != base.record.profile {
+        tracing::warn!(event = "append.widened", value_type = ?profile.value_type, "{}: the new inputs hold values its uint16 cannot: its stored values are rewritten as float32 (options.widen_stored_values)", base.dataset.display());
+    }
+    profile
 }
 
 /// The narrower type only when both are narrow.

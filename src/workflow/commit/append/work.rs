@@ -1,0 +1,134 @@
+//! The working directory of an append, beside the dataset (`NAME.slaf-convert-append`,
+//! ours by its tag): the fresh copy of the dataset a commit appends in (`dataset/`: small
+//! files copied, Lance's immutable data files hard-linked) and `convert --append`'s staged
+//! shards (`shards/<plan hash>/`).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::slaf::config_json::CONFIG_FILE;
+use crate::workflow::commit::state::{CommitLock, COMMITTED_PLAN_FILE};
+use crate::workflow::commit::MARKER_FILE;
+use crate::workflow::shard::SHARED_RECEIPTS_DIR;
+
+/// Suffix of the working copy an append is built in, beside the dataset.
+pub const WORK_SUFFIX: &str = ".slaf-convert-append";
+/// File that marks a working directory as ours (removed with it).
+pub(super) const WORK_TAG: &str = ".slaf-convert-append";
+/// The copy of the dataset inside the working directory.
+const COPY_DIR: &str = "dataset";
+/// `convert --append`'s staged shards inside the working directory.
+const SHARDS_DIR: &str = "shards";
+
+/// The working copy of `dataset` an append builds in.
+pub fn work_dir(dataset: &Path) -> PathBuf {
+    let mut name = dataset.as_os_str().to_owned();
+    name.push(WORK_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// The working directory `work` (created and tagged if new: ours to remove), with a fresh
+/// copy of the dataset `live` in it to append in: directories and small files copied,
+/// immutable data files (Lance's `data/`, `_indices/`, `_deletions/`) hard-linked; without
+/// its marker, commit record, config and receipts. Returns the copy.
+pub(crate) fn make_copy(live: &Path, work: &Path) -> Result<PathBuf> {
+    make_work_dir(work)?;
+    let copy = work.join(COPY_DIR);
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy).map_err(|e| Error::io(&copy, e))?;
+    }
+    std::fs::create_dir(&copy).map_err(|e| Error::io(&copy, e))?;
+    // The lock file is copied (empty): the dataset keeps one after the swap, so a later
+    // commit that fails leaves no new file behind.
+    let skip = [
+        MARKER_FILE,
+        COMMITTED_PLAN_FILE,
+        SHARED_RECEIPTS_DIR,
+        CONFIG_FILE,
+    ];
+    for entry in std::fs::read_dir(live).map_err(|e| Error::io(live, e))? {
+        let entry = entry.map_err(|e| Error::io(live, e))?;
+        let name = entry.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        copy_tree(&entry.path(), &copy.join(&name), false)?;
+    }
+    Ok(copy)
+}
+
+/// Create the working directory `work` and its tag, or find it ours; anything else there is
+/// refused.
+pub(crate) fn make_work_dir(work: &Path) -> Result<()> {
+    if work.exists() && !work.join(WORK_TAG).is_file() {
+        return Err(Error::OutputNotOurs {
+            path: work.to_path_buf(),
+            what: "an append builds here, and it holds something else: move it away".into(),
+        });
+    }
+    std::fs::create_dir_all(work).map_err(|e| Error::io(work, e))?;
+    let tag = work.join(WORK_TAG);
+    if !tag.exists() {
+        std::fs::write(
+            &tag,
+            b"slaf-convert append in progress: removed when it ends\n",
+        )
+        .map_err(|e| Error::io(&tag, e))?;
+    }
+    Ok(())
+}
+
+/// Where `convert --append` stages shard `index` of plan `plan_hash`.
+pub fn staged_shard_dir(work: &Path, plan_hash: &str, index: usize) -> PathBuf {
+    work.join(SHARDS_DIR)
+        .join(plan_hash)
+        .join(format!("shard-{index:06}"))
+}
+
+/// Copy `from` to `to`: directories recursively, files under an immutable Lance directory
+/// (`immutable`) linked, others copied.
+fn copy_tree(from: &Path, to: &Path, immutable: bool) -> Result<()> {
+    let meta = std::fs::metadata(from).map_err(|e| Error::io(from, e))?;
+    if meta.is_dir() {
+        std::fs::create_dir(to).map_err(|e| Error::io(to, e))?;
+        for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+            let entry = entry.map_err(|e| Error::io(from, e))?;
+            let name = entry.file_name();
+            let linked = immutable
+                || ["data", "_indices", "_deletions"]
+                    .iter()
+                    .any(|d| name == *d);
+            copy_tree(&entry.path(), &to.join(&name), linked)?;
+        }
+        return Ok(());
+    }
+    if immutable && std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to).map_err(|e| Error::io(to, e))?;
+    Ok(())
+}
+
+/// After a failed `convert --append` of plan `plan_hash`: remove its staged shards, and the
+/// working directory `work` of the dataset `live` if no other plan's shards are there.
+pub async fn abandon(live: &Path, work: &Path, plan_hash: &str) -> Result<()> {
+    let shards = work.join(SHARDS_DIR);
+    let mine = shards.join(plan_hash);
+    if mine.exists() {
+        std::fs::remove_dir_all(&mine).map_err(|e| Error::io(&mine, e))?;
+    }
+    let _lock = CommitLock::acquire(live).await?;
+    let others = std::fs::read_dir(&shards).is_ok_and(|mut d| d.next().is_some());
+    if !others {
+        remove_work_dir(work)?;
+    }
+    Ok(())
+}
+
+/// Remove the working directory `work` if it is ours (tagged).
+pub(crate) fn remove_work_dir(work: &Path) -> Result<()> {
+    if work.join(WORK_TAG).is_file() {
+        std::fs::remove_dir_all(work).map_err(|e| Error::io(work, e))?;
+    }
+    Ok(())
+}
