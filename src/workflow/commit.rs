@@ -220,12 +220,7 @@ pub(crate) async fn commit_tables(
     genes_schema: &SchemaRef,
 ) -> Result<Vec<&'static str>> {
     let output = &plan.output;
-    let concat = |pick: fn(&Receipt) -> &Vec<Fragment>| -> Vec<Fragment> {
-        receipts
-            .iter()
-            .flat_map(|r| pick(&r.receipt).iter().cloned())
-            .collect()
-    };
+    let concat = |pick| fragments_of(receipts, pick);
     let p = &plan.profile;
     let mut written = vec![EXPRESSION_TABLE, CELLS_TABLE, GENES_TABLE];
     let expression = TableWriter::new(
@@ -268,6 +263,17 @@ pub(crate) async fn commit_tables(
         written.push(pairwise_table(axis).0);
     }
     Ok(written)
+}
+
+/// One table's fragments of every receipt (`pick`), in receipt (= dataset) order.
+pub(crate) fn fragments_of(
+    receipts: &[Located],
+    pick: fn(&Receipt) -> &Vec<Fragment>,
+) -> Vec<Fragment> {
+    receipts
+        .iter()
+        .flat_map(|r| pick(&r.receipt).iter().cloned())
+        .collect()
 }
 
 /// What config.json says of the committed dataset: counts, the value statistics merged

@@ -8,18 +8,15 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
-import time
 
 import lance
 import numpy as np
 import pytest
 
+from test_resilience import kill_at, timed
 from test_workflow import (assert_same, dense_from_dataset, expected_dense, gene_files, manifest,
                            run, tables, three_files, GENES)
 
-BIN = os.environ.get("SLAF_CONVERT_BIN")
 MARKER = "_SLAF_COMPLETE.json"
 KILL_POINTS = int(os.environ.get("SLAF_KILL_POINTS", "12"))
 
@@ -218,25 +215,6 @@ def test_widen_stored_values_rewrites_to_float32(tmp_path):
 
 
 # ---- kills ------------------------------------------------------------------------------
-
-def kill_at(args, cwd, delay):
-    proc = subprocess.Popen([BIN, *map(str, args)], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        return True
-    return False
-
-
-def timed(args, cwd):
-    started = time.monotonic()
-    proc = subprocess.run([BIN, *map(str, args)], cwd=cwd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return time.monotonic() - started
-
 
 @pytest.fixture(scope="module")
 def kill_inputs(tmp_path_factory):

@@ -46,12 +46,11 @@ use crate::slaf::writer::TableWriter;
 use crate::workflow::commit::receipts::collect as collect_receipts;
 use crate::workflow::commit::widen::rewrite_table;
 use crate::workflow::commit::{
-    config_for, read_marker, table_schemas, write_marker, CompletionMarker, Located,
+    config_for, fragments_of, read_marker, table_schemas, write_marker, CompletionMarker, Located,
 };
 use crate::workflow::manifest::check_output_apart;
 use crate::workflow::plan::append::{AppendBase, Existing};
 use crate::workflow::plan::{Fingerprint, Plan, PlannedColumn};
-use crate::workflow::shard::Receipt;
 
 /// Open the complete dataset at `dataset` for appending: its marker's record, and its genes
 /// with their var columns.
@@ -267,12 +266,7 @@ async fn append_tables(
     genes_schema: &SchemaRef,
 ) -> Result<()> {
     let output = &plan.output;
-    let concat = |pick: fn(&Receipt) -> &Vec<Fragment>| -> Vec<Fragment> {
-        receipts
-            .iter()
-            .flat_map(|r| pick(&r.receipt).iter().cloned())
-            .collect()
-    };
+    let concat = |pick| fragments_of(receipts, pick);
     // The version of each table the plan saw (its marker's): Lance would rebase an Append
     // onto a later one, so a table written since (marker or not) is refused.
     let version = |table: &str| {

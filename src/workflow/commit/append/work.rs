@@ -57,10 +57,12 @@ pub(crate) fn make_copy(live: &Path, work: &Path) -> Result<PathBuf> {
     Ok(copy)
 }
 
-/// Create the working directory `work` and its tag, or find it ours; anything else there is
-/// refused.
+/// Create the working directory `work` and its tag, or find it ours (tagged, or empty);
+/// anything else there is refused.
 pub(crate) fn make_work_dir(work: &Path) -> Result<()> {
-    if work.exists() && !work.join(WORK_TAG).is_file() {
+    // Empty: made by a run killed before it wrote the tag (nothing there to lose).
+    let empty = std::fs::read_dir(work).is_ok_and(|mut d| d.next().is_none());
+    if work.exists() && !empty && !work.join(WORK_TAG).is_file() {
         return Err(Error::OutputNotOurs {
             path: work.to_path_buf(),
             what: "an append builds here, and it holds something else: move it away".into(),
@@ -125,10 +127,12 @@ pub async fn abandon(live: &Path, work: &Path, plan_hash: &str) -> Result<()> {
     Ok(())
 }
 
-/// Remove the working directory `work` if it is ours (tagged).
+/// Remove the working directory `work` if it is ours (tagged, or empty).
 pub(crate) fn remove_work_dir(work: &Path) -> Result<()> {
     if work.join(WORK_TAG).is_file() {
         std::fs::remove_dir_all(work).map_err(|e| Error::io(work, e))?;
+    } else if std::fs::read_dir(work).is_ok_and(|mut d| d.next().is_none()) {
+        std::fs::remove_dir(work).map_err(|e| Error::io(work, e))?;
     }
     Ok(())
 }
