@@ -230,7 +230,7 @@ pub(crate) async fn commit(
             building.display()
         ),
     })?;
-    if let Err(e) = std::fs::remove_dir_all(&work) {
+    if let Err(e) = remove_work_dir(&work) {
         tracing::warn!(event = "convert.cleanup_failed", output = %work.display(), error = %e, "appended; could not remove {}: {e}", work.display());
     }
     tracing::info!(event = "append.done", output = %live.display(), n_cells = plan.n_cells, added_cells = plan.n_cells - base.n_cells, "appended {} cells to {}", plan.n_cells - base.n_cells, live.display());

@@ -129,9 +129,23 @@ pub async fn abandon(live: &Path, work: &Path, plan_hash: &str) -> Result<()> {
 
 /// Remove the working directory `work` if it is ours (tagged, or empty).
 pub(crate) fn remove_work_dir(work: &Path) -> Result<()> {
-    if work.join(WORK_TAG).is_file() {
-        std::fs::remove_dir_all(work).map_err(|e| Error::io(work, e))?;
-    } else if std::fs::read_dir(work).is_ok_and(|mut d| d.next().is_none()) {
+    let tag = work.join(WORK_TAG);
+    if tag.is_file() {
+        // The tag goes last: a kill part-way leaves a directory still known as ours.
+        for entry in std::fs::read_dir(work).map_err(|e| Error::io(work, e))? {
+            let path = entry.map_err(|e| Error::io(work, e))?.path();
+            if path == tag {
+                continue;
+            }
+            let removed = match path.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            removed.map_err(|e| Error::io(&path, e))?;
+        }
+        std::fs::remove_file(&tag).map_err(|e| Error::io(&tag, e))?;
+    }
+    if std::fs::read_dir(work).is_ok_and(|mut d| d.next().is_none()) {
         std::fs::remove_dir(work).map_err(|e| Error::io(work, e))?;
     }
     Ok(())
