@@ -164,6 +164,13 @@ def test_refusals_leave_the_dataset_as_it_was(tmp_path):
     # An input the dataset already holds.
     proc = run("convert", files[0][0], out, "--append", check=False)
     assert proc.returncode == 67 and "already in" in proc.stderr
+    # genes: intersection would drop genes from stored expression: refused, in a manifest
+    # (64) and when --append turns a manifest into an append (2).
+    m = append_manifest(tmp_path, ["part1.h5ad"], extra="  genes: intersection\n")
+    assert run("convert", "--manifest", m, check=False).returncode == 64
+    m.write_text(m.read_text().replace("mode: append\n", ""))
+    proc = run("convert", "--manifest", m, "--append", check=False)
+    assert proc.returncode == 2 and "intersection" in proc.stderr
     # No dataset, or one without a marker.
     proc = run("convert", files[1][0], tmp_path / "none.slaf", "--append", check=False)
     assert proc.returncode == 66, proc.stderr

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::readers::{self, ValueScan};
 use crate::slaf::schema::{expression_id_types, CellTablesProfile, IdTypes};
 use crate::values::ValueType;
-use crate::workflow::manifest::{Manifest, ManifestOptions, Sharding};
+use crate::workflow::manifest::{GenesMode, Manifest, ManifestOptions, Sharding};
 
 impl Plan {
     /// [`Plan::build`], reading as much of the values as `values` says: with
@@ -32,6 +32,10 @@ impl Plan {
         existing: Option<&Existing>,
     ) -> Result<Plan> {
         let options = &manifest.options;
+        if existing.is_some() && options.genes == GenesMode::Intersection {
+            // A manifest says so when loaded; `convert --manifest M --append` gets here.
+            return Err(Error::Usage("options.genes: intersection cannot append (it would drop genes from the dataset's expression); use exact or union".into()));
+        }
         let multi_file = manifest.inputs.len() > 1 || existing.is_some();
         let mut metas = open_inputs(manifest)?;
         let paths: Vec<&Path> = manifest.inputs.iter().map(|i| i.path.as_path()).collect();
