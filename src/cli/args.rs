@@ -115,7 +115,9 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Compact(CompactArgs),
     /// Plan a sharded conversion from a YAML manifest: open every input, fix the schema, cut
-    /// the cells into shards, write plan.json.
+    /// the cells into shards, write plan.json. With `mode: append` in the manifest, plan
+    /// adding the inputs to the complete dataset at its `output` (shards then staged with -o;
+    /// commit checks the dataset has not changed since).
     ///
     /// Example:
     ///   slaf-convert plan manifest.yaml -o plan.json --cells-per-shard 100000 --print-shards
@@ -165,8 +167,9 @@ pub struct PlanArgs {
     /// Print the shard count on stdout (for workflow engines).
     #[arg(long)]
     pub print_shards: bool,
-    /// The dataset to create, instead of the manifest's `output` (workflow engines name it).
-    /// May be an object store URI (s3://, gs://, az://), as the manifest's `output` may.
+    /// The dataset to create (or, with `mode: append`, to append to), instead of the
+    /// manifest's `output` (workflow engines name it). May be an object store URI (s3://,
+    /// gs://, az://), as the manifest's `output` may, except for an append.
     #[arg(long)]
     pub dataset: Option<PathBuf>,
     /// Read every stored value to decide between uint16 and float32 values. By default a
