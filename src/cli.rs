@@ -360,7 +360,7 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
     }
     if manifest.mode == Mode::Append && fetch::is_store(&manifest.output) {
         return Err(Error::Usage(
-            "--append works on a local dataset (or a mounted bucket), not an object store URI: append locally, then upload".into(),
+            "--append works on a local dataset, not an object store URI: append locally, then upload".into(),
         ));
     }
     let stores = std::iter::once(&manifest.output)

@@ -12,6 +12,9 @@
 //! tables and rewrites the marker only; a dataset of another plan is rebuilt from this
 //! plan's shards, and the marker always describes the tables beside it.
 //!
+//! A plan that appends to a complete dataset is committed by [`append`] instead: Append
+//! transactions in a copy beside the dataset, swapped in whole.
+//!
 //! This is the commit of a local dataset; one in an object store is committed there by
 //! [`crate::workflow::remote`], from the same receipts, widening and tables.
 

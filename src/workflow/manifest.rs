@@ -380,7 +380,7 @@ impl Manifest {
                 return Err(bad("options.genes: intersection cannot append (it would drop genes from the dataset's expression, which an append never rewrites); use exact or union"));
             }
             if crate::location::store_uri(self.output.as_os_str()).is_some() {
-                return Err(bad("mode: append works on a local dataset (or a mounted bucket), not an object store URI: append locally, then upload"));
+                return Err(bad("mode: append works on a local dataset, not an object store URI: append locally, then upload"));
             }
         }
         if self.options.chunk_size == 0 {

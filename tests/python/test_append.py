@@ -196,6 +196,20 @@ def test_refusals_leave_the_dataset_as_it_was(tmp_path):
     assert list(cells["cell_integer_id"]) == list(range(75))
 
 
+def test_append_through_a_link_keeps_the_link(tmp_path):
+    """A dataset named through a symbolic link: the directory it names is appended to, and
+    the link stays a link."""
+    files = three_files(tmp_path, n=(30, 20))
+    real = tmp_path / "real.slaf"
+    run("convert", files[0][0], real, "--chunk-size", 20)
+    link = tmp_path / "link.slaf"
+    link.symlink_to(real)
+    run("convert", files[1][0], link, "--append", "--chunk-size", 20)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads((real / MARKER).read_text())["n_cells"] == 50
+    assert not (tmp_path / "real.slaf.slaf-convert-append").exists()
+
+
 def test_widen_stored_values_rewrites_to_float32(tmp_path):
     """With the explicit option, a fractional input turns a uint16 dataset into float32:
     the same as converting both at once."""

@@ -32,7 +32,7 @@ use futures::TryStreamExt;
 use lance::table::format::Fragment;
 
 pub use self::work::{abandon, staged_shard_dir, work_dir, WORK_SUFFIX};
-pub(crate) use self::work::{make_copy, make_work_dir, remove_work_dir};
+pub(crate) use self::work::{make_copy, make_work_dir, release_work_dir};
 use super::state::{adopt, clean_tables, exchange_at_once, record_committed_plan, CommitLock};
 use crate::columns;
 use crate::error::{Error, Result};
@@ -103,7 +103,8 @@ pub async fn read_existing(dataset: &Path) -> Result<Existing> {
         )));
     }
     let var = var_columns(&all, &record.var_columns).map_err(|e| bad(e.to_string()))?;
-    let dataset = std::path::absolute(dataset).map_err(|e| Error::io(dataset, e))?;
+    // The directory itself, not a link to it: the swap replaces what the path names.
+    let dataset = dataset.canonicalize().map_err(|e| Error::io(dataset, e))?;
     Ok(Existing {
         base: AppendBase {
             dataset,
@@ -161,7 +162,7 @@ pub(crate) async fn commit(
     match read_marker(live)? {
         Some(m) if m.plan_hash == plan.plan_hash => {
             // Appended; a kill after the swap may have left the replaced dataset beside it.
-            remove_work_dir(&work)?;
+            release_work_dir(&work, &plan.plan_hash)?;
             tracing::info!(event = "commit.done", "already appended: nothing to do");
             return Ok(m);
         }
@@ -185,7 +186,7 @@ pub(crate) async fn commit(
         return Err(Error::IncompatibleInputs {
             path: input.path.clone(),
             what: format!(
-                "holds values that {} cannot store as uint16 (an append never rewrites stored values)",
+                "holds values that {} stores as uint16 and this plan did not widen: plan the append again",
                 live.display()
             ),
         });
@@ -221,16 +222,19 @@ pub(crate) async fn commit(
         started,
     )
     .await?;
+    // The copy's lock file becomes the dataset's: held from before the swap until the
+    // working directory is cleaned, so no commit starts in between.
+    let _swapped_lock = CommitLock::acquire(&building).await?;
     // The one step readers see: the dataset with the new cells replaces the old. Two renames
-    // would leave a moment without a dataset, which a kill could make permanent: refused.
+    // would leave a moment without a dataset, which a kill could make permanent: refused
+    // (make_copy checked the filesystem can).
     exchange_at_once(&building, live).map_err(|e| Error::OutputNotOurs {
         path: live.clone(),
         what: format!(
-            "cannot swap in the appended dataset in one step ({e}): an append needs a filesystem with renameat2 RENAME_EXCHANGE (local disks; not NFS or FUSE mounts); {} holds the complete result",
-            building.display()
+            "cannot swap in the appended dataset in one step ({e}): nothing was appended"
         ),
     })?;
-    if let Err(e) = remove_work_dir(&work) {
+    if let Err(e) = release_work_dir(&work, &plan.plan_hash) {
         tracing::warn!(event = "convert.cleanup_failed", output = %work.display(), error = %e, "appended; could not remove {}: {e}", work.display());
     }
     tracing::info!(event = "append.done", output = %live.display(), n_cells = plan.n_cells, added_cells = plan.n_cells - base.n_cells, "appended {} cells to {}", plan.n_cells - base.n_cells, live.display());
@@ -393,8 +397,13 @@ async fn with_source_file(
 pub fn already_appended(existing: &Existing, inputs: &[(PathBuf, Fingerprint)]) -> bool {
     let held = &existing.base.inputs;
     let added = existing.base.record.appended_inputs as usize;
-    let same_path =
-        |a: &Path, b: &Path| a == b || std::path::absolute(a).ok() == std::path::absolute(b).ok();
+    // An input in an object store is recorded by its URI and read here from a fetched copy:
+    // its size and content fingerprint name it.
+    let same_path = |a: &Path, b: &Path| {
+        a == b
+            || std::path::absolute(a).ok() == std::path::absolute(b).ok()
+            || crate::location::store_uri(a.as_os_str()).is_some()
+    };
     added == inputs.len()
         && added <= held.len()
         && held[held.len() - added..]

@@ -1,7 +1,8 @@
 //! What makes a commit safe to repeat, kill and run twice at once: the dataset's lock, the
 //! record of the plan its tables were built from, read-only adoption of staged data files,
-//! the cleanup that leaves each table with only its newest version's files, and the one-step
-//! swap ([`exchange`]) that puts a dataset built beside another in its place.
+//! the cleanup that leaves each table with only its newest version's files, and the swap
+//! that puts a dataset built beside another in its place ([`exchange_at_once`], or
+//! [`exchange`], which falls back to two renames where the filesystem cannot).
 
 use std::fs::File;
 use std::io::Write;
@@ -36,6 +37,8 @@ pub const ALL_TABLES: [&str; 6] = [
 ];
 
 /// Holds the dataset's commit lock until dropped (the kernel releases it if we are killed).
+/// The lock is the file at the dataset's path when taken; an append's swap brings a new one,
+/// which the appending commit takes before the swap.
 pub struct CommitLock {
     _file: File,
 }

@@ -24,9 +24,9 @@ pub(super) async fn convert_append(
     fetched: &FetchedInputs,
     started: Instant,
 ) -> Result<ConvertReport> {
-    let live = std::path::absolute(&manifest.output).map_err(|e| Error::io(&manifest.output, e))?;
+    let existing = append::read_existing(&manifest.output).await?;
+    let live = existing.base.dataset.clone();
     let work = append::work_dir(&live);
-    let existing = append::read_existing(&live).await?;
     let inputs = (manifest.inputs.iter())
         .map(|i| Fingerprint::of(&i.path).map(|f| (i.path.clone(), f)))
         .collect::<Result<Vec<_>>>()?;
@@ -34,8 +34,8 @@ pub(super) async fn convert_append(
         // A kill after the swap may have left the replaced dataset beside it: removed under
         // the dataset's lock, never while a commit builds there.
         let _lock = CommitLock::acquire(&live).await?;
-        append::remove_work_dir(&work)?;
         let marker = read_marker(&live)?.ok_or_else(|| Error::Internal("marker gone".into()))?;
+        append::release_work_dir(&work, &marker.plan_hash)?;
         tracing::info!(event = "append.done", output = %live.display(), "{} already holds these inputs (appended by plan {}): nothing to do", live.display(), marker.plan_hash);
         let value_type = existing.base.record.profile.value_type;
         return Ok(ConvertReport::finished(
@@ -60,9 +60,8 @@ pub(super) async fn convert_append(
     let marker = match stage_and_commit(&plan, &work, fetched).await {
         Ok(marker) => marker,
         Err(e) => {
-            // This run's shards go; the dataset itself was never touched. The working
-            // directory goes too once nothing else is staged there (under the lock: a commit
-            // may be building its copy there).
+            // This run's shards and copy go (the dataset's tables, config and marker were
+            // never touched); the working directory too once nothing else is staged there.
             if let Err(cleanup) = append::abandon(&live, &work, &plan.plan_hash).await {
                 tracing::warn!(event = "convert.cleanup_failed", output = %work.display(), error = %cleanup, "could not remove {}: {cleanup}", work.display());
             }

@@ -108,7 +108,7 @@ impl Existing {
     }
 
     /// Refuse new inputs that hold no new cells for it: an input it already holds
-    /// (same path, size and content), which a retried append would otherwise add twice.
+    /// (same size and content fingerprint), which a retried append would otherwise add twice.
     pub fn check_not_held(&self, path: &Path, fingerprint: &Fingerprint) -> Result<()> {
         let held = self.base.inputs.iter().find(|i| {
             i.bytes == fingerprint.bytes

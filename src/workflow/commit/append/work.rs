@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::slaf::config_json::CONFIG_FILE;
-use crate::workflow::commit::state::{CommitLock, COMMITTED_PLAN_FILE};
+use crate::workflow::commit::state::{exchange_at_once, CommitLock, COMMITTED_PLAN_FILE};
 use crate::workflow::commit::MARKER_FILE;
 use crate::workflow::shard::SHARED_RECEIPTS_DIR;
 
@@ -33,6 +33,7 @@ pub fn work_dir(dataset: &Path) -> PathBuf {
 /// its marker, commit record, config and receipts. Returns the copy.
 pub(crate) fn make_copy(live: &Path, work: &Path) -> Result<PathBuf> {
     make_work_dir(work)?;
+    check_swappable(work)?;
     let copy = work.join(COPY_DIR);
     if copy.exists() {
         std::fs::remove_dir_all(&copy).map_err(|e| Error::io(&copy, e))?;
@@ -111,24 +112,57 @@ fn copy_tree(from: &Path, to: &Path, immutable: bool) -> Result<()> {
     Ok(())
 }
 
-/// After a failed `convert --append` of plan `plan_hash`: remove its staged shards, and the
-/// working directory `work` of the dataset `live` if no other plan's shards are there.
+/// After a failed `convert --append` of plan `plan_hash`: what it left in the working
+/// directory `work` of the dataset `live` goes ([`release_work_dir`], under the lock).
 pub async fn abandon(live: &Path, work: &Path, plan_hash: &str) -> Result<()> {
-    let shards = work.join(SHARDS_DIR);
-    let mine = shards.join(plan_hash);
-    if mine.exists() {
-        std::fs::remove_dir_all(&mine).map_err(|e| Error::io(&mine, e))?;
-    }
     let _lock = CommitLock::acquire(live).await?;
-    let others = std::fs::read_dir(&shards).is_ok_and(|mut d| d.next().is_some());
-    if !others {
-        remove_work_dir(work)?;
+    release_work_dir(work, plan_hash)
+}
+
+/// What an append of plan `plan_hash` leaves in the working directory `work` once it is
+/// done or abandoned: the copy (after the swap, the replaced dataset) and the plan's staged
+/// shards; the directory itself once no other plan's shards are staged there. Called under
+/// the dataset's lock.
+pub(crate) fn release_work_dir(work: &Path, plan_hash: &str) -> Result<()> {
+    if !work.join(WORK_TAG).is_file() {
+        return remove_work_dir(work); // at most an empty directory of a killed start
     }
-    Ok(())
+    let shards = work.join(SHARDS_DIR);
+    for dir in [work.join(COPY_DIR), shards.join(plan_hash)] {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    if std::fs::read_dir(&shards).is_ok_and(|mut d| d.next().is_none()) {
+        std::fs::remove_dir(&shards).map_err(|e| Error::io(&shards, e))?;
+    }
+    if shards.exists() {
+        return Ok(()); // another plan's shards, staged by a convert --append still running
+    }
+    remove_work_dir(work)
+}
+
+/// Whether this filesystem swaps two directories in one step (`RENAME_EXCHANGE`), tried on
+/// two empty ones inside `work` before an append copies anything.
+fn check_swappable(work: &Path) -> Result<()> {
+    let (a, b) = (work.join(".swap-probe-a"), work.join(".swap-probe-b"));
+    for d in [&a, &b] {
+        if !d.exists() {
+            std::fs::create_dir(d).map_err(|e| Error::io(d, e))?;
+        }
+    }
+    let swapped = exchange_at_once(&a, &b);
+    for d in [&a, &b] {
+        std::fs::remove_dir(d).map_err(|e| Error::io(d, e))?;
+    }
+    swapped.map_err(|e| Error::OutputNotOurs {
+        path: work.to_path_buf(),
+        what: format!("this filesystem cannot swap two directories in one step ({e}): an append needs renameat2 RENAME_EXCHANGE (local disks; not NFS or FUSE mounts)"),
+    })
 }
 
 /// Remove the working directory `work` if it is ours (tagged, or empty).
-pub(crate) fn remove_work_dir(work: &Path) -> Result<()> {
+fn remove_work_dir(work: &Path) -> Result<()> {
     let tag = work.join(WORK_TAG);
     if tag.is_file() {
         // The tag goes last: a kill part-way leaves a directory still known as ours.
