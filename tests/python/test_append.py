@@ -117,6 +117,29 @@ def test_append_as_workflow_shards_equals_one_manifest(tmp_path, reference):
     assert_same(tables(out), ref)
 
 
+def test_two_commits_of_one_append_at_once(tmp_path, reference):
+    """Two commits of the same append started together (an engine's duplicate task): one
+    appends, the other waits on the dataset's lock, which the swap replaces, then finds the
+    work done; both succeed and the dataset holds the append once."""
+    files = three_files(tmp_path)
+    out = tmp_path / "out.slaf"
+    run("convert", "--manifest", manifest(tmp_path, files[:1]))
+    m = append_manifest(tmp_path, ["part1.h5ad", "part2.h5ad"], per_shard=20)
+    plan = tmp_path / "plan.json"
+    n = int(run("plan", m, "-o", plan, "--print-shards").stdout)
+    for i in range(n):
+        run("shard", plan, "--index", i, "-o", tmp_path / f"s{i}")
+    import subprocess
+    args = [os.environ["SLAF_CONVERT_BIN"], "commit", str(plan), *[str(tmp_path / f"s{i}") for i in range(n)]]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert_same(tables(out), reference[2])
+    assert not (tmp_path / "out.slaf.slaf-convert-append").exists()
+
+
 def test_append_union_adds_genes_at_the_end(tmp_path):
     second = GENES[3:] + ["NEW0", "NEW1", "NEW2"]
     random.Random(3).shuffle(second)
