@@ -88,11 +88,11 @@ fi
 build "${args[@]}" -t "$tag" -f "$root/containers/Dockerfile" "$context"
 
 if [ "$engine" = buildah ]; then
-  # The unpacked size, as `docker images` reports it.
+  # The unpacked size, as `docker images` reports it ("296 MB").
   size="$("${buildah[@]}" images --json "$tag" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["size"])')"
   if [ -n "$archive" ]; then rm -f "$archive"; "${buildah[@]}" push -q "$tag" "docker-archive:$archive:$tag"; fi
 else
-  size="$(docker image inspect --format '{{.Size}}' "$tag")"
+  size="$(docker image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1 / 1e6}')"
   if [ -n "$archive" ]; then docker save -o "$archive" "$tag"; fi
 fi
-echo "$tag ${size:-?} bytes${archive:+, archive $archive}"
+echo "$tag ${size:-?}${archive:+, archive $archive}"
