@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::json_file::write_json;
-use crate::store::lance::open_dataset;
+
 use crate::workflow::commit::state::{clean_table, CommitLock, ALL_TABLES};
 use crate::workflow::commit::{read_marker, MARKER_FILE};
 
@@ -137,16 +137,12 @@ pub async fn compact(
         if !path.join("_versions").exists() {
             continue;
         }
-        let mut ds = open_dataset(&path.to_string_lossy())
-            .await
-            .map_err(|e| Error::lance(&path, e))?;
+        let mut ds = crate::store::lance::open_table(&path).await?;
         let before = ds.fragments().len();
         compact_files_with_planner(&mut ds, None, &planner)
             .await
             .map_err(|e| Error::lance(&path, e))?;
-        let ds = open_dataset(&path.to_string_lossy())
-            .await
-            .map_err(|e| Error::lance(&path, e))?;
+        let ds = crate::store::lance::open_table(&path).await?;
         let version = ds.version().version;
         tracing::info!(
             event = "compact.table",

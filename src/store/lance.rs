@@ -73,3 +73,11 @@ pub async fn open_dataset(uri: &str) -> lance::Result<lance::Dataset> {
     .load()
     .await
 }
+
+/// [`open_dataset`] of the table at `dir` (a local directory or a store URI), its error
+/// naming that table.
+pub async fn open_table(dir: &std::path::Path) -> crate::error::Result<lance::Dataset> {
+    open_dataset(&dir.to_string_lossy())
+        .await
+        .map_err(|e| crate::error::Error::lance(dir, e))
+}

@@ -341,9 +341,7 @@ pub(crate) async fn marker_for(
     let mut versions = BTreeMap::new();
     for table in tables {
         let dir = plan.output.join(table);
-        let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
-            .await
-            .map_err(|e| Error::lance(&dir, e))?;
+        let ds = crate::store::lance::open_table(&dir).await?;
         versions.insert(table.to_string(), ds.version().version);
     }
     Ok(CompletionMarker {

@@ -254,34 +254,65 @@ pub const CONVERT_MIN_SHARD_CELLS: u64 = 100_000;
 /// Run every shard of `plan` into its output (shared target) that has no receipt there yet,
 /// then commit.
 async fn write_all_shards(plan: &Plan, fetched: &FetchedInputs) -> Result<CompletionMarker> {
-    let mut receipts = Vec::with_capacity(plan.shards.len());
+    run_unfinished_shards(plan, fetched, |index| {
+        let receipt = shared_receipt_path(&plan.output, &plan.plan_hash, index);
+        ShardSlot {
+            placement: Placement::SharedTarget,
+            files: plan.output.clone(),
+            source: receipt.clone(),
+            receipt,
+        }
+    })
+    .await
+}
+
+/// Where one shard of a one-process run writes.
+struct ShardSlot {
+    /// Where its data files go.
+    placement: Placement,
+    /// Its receipt.
+    receipt: PathBuf,
+    /// The root its receipt's data files lie under.
+    files: PathBuf,
+    /// What commit is given for it (the receipt, or the staged directory).
+    source: PathBuf,
+}
+
+/// Run every shard of `plan` that has no finished attempt in its slot (`slot` of its index),
+/// keeping the others (a re-run after a kill), then commit them all.
+async fn run_unfinished_shards(
+    plan: &Plan,
+    fetched: &FetchedInputs,
+    slot: impl Fn(usize) -> ShardSlot,
+) -> Result<CompletionMarker> {
+    let mut sources = Vec::with_capacity(plan.shards.len());
     let mut kept = Vec::new();
     for shard in &plan.shards {
-        let path = shared_receipt_path(&plan.output, &plan.plan_hash, shard.index);
-        let finished = Receipt::load(&path).is_ok_and(|r| {
+        let slot = slot(shard.index);
+        let finished = Receipt::load(&slot.receipt).is_ok_and(|r| {
             r.plan_hash == plan.plan_hash
                 && r.shard == shard.index
                 && r.rows_written == shard.rows
-                && (r.missing_file(&plan.output).is_none() || recorded_widening(plan, &r).is_some())
+                && (r.missing_file(&slot.files).is_none() || recorded_widening(plan, &r).is_some())
         });
         if finished {
             kept.push(shard.index);
         } else {
             let task = ShardTask {
                 index: shard.index,
-                placement: Placement::SharedTarget,
-                receipt: Some(&path),
+                placement: slot.placement,
+                receipt: Some(&slot.receipt),
                 inputs: None,
                 fetched: Some(fetched),
             };
             run_shard(plan, &task).await?;
         }
-        receipts.push(path);
+        sources.push(slot.source);
     }
     if !kept.is_empty() {
         tracing::info!(event = "convert.resumed", kept_shards = ?kept, shards = plan.shards.len(), "resumed: kept {} of {} shards an earlier run finished", kept.len(), plan.shards.len());
     }
-    commit(plan, &receipts).await
+    commit(plan, &sources).await
 }
 
 /// Where a conversion builds its dataset.

@@ -72,20 +72,12 @@ pub async fn read_existing(dataset: &Path) -> Result<Existing> {
         not_appendable("its marker does not record what an append needs (written by an earlier slaf-convert): convert it again")
     })?;
     let dir = dataset.join(GENES_TABLE);
-    let table = crate::store::lance::open_dataset(&dir.to_string_lossy())
-        .await
-        .map_err(|e| Error::lance(&dir, e))?;
-    let batches: Vec<RecordBatch> = table
+    let all = crate::store::lance::open_table(&dir)
+        .await?
         .scan()
-        .try_into_stream()
-        .await
-        .map_err(|e| Error::lance(&dir, e))?
-        .try_collect()
+        .try_into_batch()
         .await
         .map_err(|e| Error::lance(&dir, e))?;
-    let schema: Schema = table.schema().into();
-    let all = arrow::compute::concat_batches(&Arc::new(schema), &batches)
-        .map_err(|e| Error::Internal(format!("genes table: {e}")))?;
     let bad = |what: String| Error::invalid(&dir, what);
     let ids = all
         .column_by_name(columns::GENE_ID)
@@ -246,9 +238,8 @@ pub(crate) async fn commit(
 async fn check_versions(copy: &Path, base: &AppendBase) -> Result<()> {
     for (table, &planned) in &base.tables {
         let dir = copy.join(table);
-        let now = crate::store::lance::open_dataset(&dir.to_string_lossy())
-            .await
-            .map_err(|e| Error::lance(&dir, e))?
+        let now = crate::store::lance::open_table(&dir)
+            .await?
             .version()
             .version;
         if now != planned {
@@ -355,9 +346,7 @@ async fn with_source_file(
     chunk_size: u64,
 ) -> Result<Vec<Fragment>> {
     let dir = cells.dir().to_path_buf();
-    let table = crate::store::lance::open_dataset(&dir.to_string_lossy())
-        .await
-        .map_err(|e| Error::lance(&dir, e))?;
+    let table = crate::store::lance::open_table(&dir).await?;
     let mut scan = table.scan();
     scan.batch_size(chunk_size.clamp(1, 1 << 20) as usize);
     let mut stream = scan

@@ -154,9 +154,7 @@ pub async fn tables_hold(output: &Path, receipts: &[Located]) -> Result<bool> {
         if !dir.join("_versions").exists() {
             return Ok(false);
         }
-        let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
-            .await
-            .map_err(|e| Error::lance(&dir, e))?;
+        let ds = crate::store::lance::open_table(&dir).await?;
         let held: HashSet<String> = ds
             .get_fragments()
             .iter()

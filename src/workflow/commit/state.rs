@@ -254,9 +254,7 @@ pub async fn clean_tables(output: &Path, plan_hash: &str) -> Result<()> {
 /// version only: Lance's cleanup deletes older versions, and (`unreferenced`) every data file
 /// no kept version references, however new.
 pub(crate) async fn clean_table(dir: &Path, table: &str, unreferenced: bool) -> Result<()> {
-    let ds = crate::store::lance::open_dataset(&dir.to_string_lossy())
-        .await
-        .map_err(|e| Error::lance(dir, e))?;
+    let ds = crate::store::lance::open_table(dir).await?;
     let removed = ds
         .cleanup_old_versions(chrono::TimeDelta::zero(), Some(unreferenced), Some(false))
         .await

@@ -6,17 +6,17 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::{convert_shards, ConvertReport};
+use super::{convert_shards, run_unfinished_shards, ConvertReport, ShardSlot};
 use crate::error::{Error, Result};
 use crate::pipeline::blocking;
 use crate::readers::ValueScan;
 use crate::workflow::commit::append;
 use crate::workflow::commit::state::CommitLock;
-use crate::workflow::commit::{commit, read_marker, CompletionMarker};
+use crate::workflow::commit::{read_marker, CompletionMarker};
 use crate::workflow::fetch::FetchedInputs;
 use crate::workflow::manifest::Manifest;
 use crate::workflow::plan::{Fingerprint, Plan};
-use crate::workflow::shard::{run_shard, Placement, Receipt, ShardTask, RECEIPT_FILE};
+use crate::workflow::shard::{Placement, RECEIPT_FILE};
 
 /// Append the inputs of `manifest` (mode append) to the dataset at its output.
 pub(super) async fn convert_append(
@@ -84,32 +84,14 @@ async fn stage_and_commit(
     work: &Path,
     fetched: &FetchedInputs,
 ) -> Result<CompletionMarker> {
-    let mut dirs = Vec::with_capacity(plan.shards.len());
-    let mut kept = Vec::new();
-    for shard in &plan.shards {
-        let dir = append::staged_shard_dir(work, &plan.plan_hash, shard.index);
-        let finished = Receipt::load(&dir.join(RECEIPT_FILE)).is_ok_and(|r| {
-            r.plan_hash == plan.plan_hash
-                && r.shard == shard.index
-                && r.rows_written == shard.rows
-                && r.missing_file(&dir).is_none()
-        });
-        if finished {
-            kept.push(shard.index);
-        } else {
-            let task = ShardTask {
-                index: shard.index,
-                placement: Placement::Staged { dir: dir.clone() },
-                receipt: None,
-                inputs: None,
-                fetched: Some(fetched),
-            };
-            run_shard(plan, &task).await?;
+    run_unfinished_shards(plan, fetched, |index| {
+        let dir = append::staged_shard_dir(work, &plan.plan_hash, index);
+        ShardSlot {
+            placement: Placement::Staged { dir: dir.clone() },
+            receipt: dir.join(RECEIPT_FILE),
+            files: dir.clone(),
+            source: dir,
         }
-        dirs.push(dir);
-    }
-    if !kept.is_empty() {
-        tracing::info!(event = "convert.resumed", kept_shards = ?kept, shards = plan.shards.len(), "resumed: kept {} of {} shards an earlier run finished", kept.len(), plan.shards.len());
-    }
-    commit(plan, &dirs).await
+    })
+    .await
 }
