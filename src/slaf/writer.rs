@@ -195,23 +195,19 @@ impl TableWriter {
     }
 
     /// Add `fragments` after the table's own, in the given order, in one Append transaction
-    /// read at `read_version` (nothing to do for none). A table that has moved past that
-    /// version is refused ([`Error::DatasetMoved`]): Lance would rebase the Append onto it.
-    pub async fn append(&self, fragments: Vec<Fragment>, read_version: u64) -> Result<()> {
+    /// read at the table's current version (nothing to do for none). Lance would rebase it
+    /// onto a concurrent Append rather than refuse it: the caller pins the version
+    /// (`commit::append` checks every table under the dataset's lock, in a private copy).
+    pub async fn append(&self, fragments: Vec<Fragment>) -> Result<()> {
         if fragments.is_empty() {
             return Ok(());
         }
-        let current = crate::store::lance::open_dataset(&self.uri)
-            .await
-            .map_err(|e| Error::lance(&self.dir, e))?;
-        let now = current.version().version;
-        if now != read_version {
-            return Err(Error::DatasetMoved {
-                path: self.dir.clone(),
-                what: format!("at version {now}, where the append was planned against version {read_version}: plan the append again"),
-            });
-        }
-        let transaction = Transaction::new(read_version, Operation::Append { fragments }, None);
+        let current = crate::store::lance::open_table(&self.dir).await?;
+        let transaction = Transaction::new(
+            current.version().version,
+            Operation::Append { fragments },
+            None,
+        );
         CommitBuilder::new(std::sync::Arc::new(current))
             .execute(transaction)
             .await

@@ -167,13 +167,34 @@ async fn commit_in_span(plan: &Plan, sources: &[PathBuf]) -> Result<CompletionMa
         _ => false,
     };
     remove_stale_parts(output, &written, uns_written)?;
+    seal(
+        plan,
+        &receipts,
+        (&cells_schema, &genes_schema),
+        rows,
+        started,
+    )
+    .await
+}
+
+/// The end of every local commit, in this order: each table left with its newest version
+/// only, the record of the plan the tables hold, `config.json`, and last the marker
+/// (`rows` expression rows in all).
+pub(crate) async fn seal(
+    plan: &Plan,
+    receipts: &[Located],
+    (cells_schema, genes_schema): (&Schema, &Schema),
+    rows: u64,
+    started: Instant,
+) -> Result<CompletionMarker> {
+    let output = &plan.output;
     clean_tables(output, &plan.plan_hash).await?;
     record_committed_plan(output, &plan.plan_hash)?;
     write_config(
         output,
-        &config_for(plan, &receipts, &cells_schema, &genes_schema),
+        &config_for(plan, receipts, cells_schema, genes_schema),
     )?;
-    write_marker(plan, &receipts, rows, started).await
+    write_marker(plan, receipts, rows, started).await
 }
 
 /// `plan` with the dataset's value types `profile` (wider than the plan's where a shard had
@@ -313,7 +334,7 @@ fn empty_table_strings(schema: &Schema, rows: u64) -> Vec<String> {
 }
 
 /// Write the completion marker of `plan`'s dataset (`rows` expression rows in all), last.
-pub(crate) async fn write_marker(
+async fn write_marker(
     plan: &Plan,
     receipts: &[Located],
     rows: u64,

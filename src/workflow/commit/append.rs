@@ -33,10 +33,9 @@ use lance::table::format::Fragment;
 
 pub use self::work::{abandon, staged_shard_dir, work_dir, WORK_SUFFIX};
 pub(crate) use self::work::{make_copy, make_work_dir, release_work_dir};
-use super::state::{adopt, clean_tables, exchange_at_once, record_committed_plan, CommitLock};
+use super::state::{adopt, exchange_at_once, CommitLock};
 use crate::columns;
 use crate::error::{Error, Result};
-use crate::slaf::config_json::write_config;
 use crate::slaf::schema::{
     expression_schema, layers_schema, Pages, CELLS_TABLE, EXPRESSION_TABLE, GENES_TABLE,
     LAYERS_TABLE,
@@ -46,7 +45,7 @@ use crate::slaf::writer::TableWriter;
 use crate::workflow::commit::receipts::collect as collect_receipts;
 use crate::workflow::commit::widen::rewrite_table;
 use crate::workflow::commit::{
-    config_for, fragments_of, read_marker, table_schemas, write_marker, CompletionMarker, Located,
+    fragments_of, read_marker, seal, table_schemas, CompletionMarker, Located,
 };
 use crate::workflow::manifest::check_output_apart;
 use crate::workflow::plan::append::{AppendBase, Existing};
@@ -200,16 +199,11 @@ pub(crate) async fn commit(
     if plan.indices {
         crate::slaf::indices::create_indices(&building).await?;
     }
-    clean_tables(&building, &plan.plan_hash).await?;
-    record_committed_plan(&building, &plan.plan_hash)?;
-    write_config(
-        &building,
-        &config_for(&plan_there, &receipts, &cells_schema, &genes_schema),
-    )?;
     let new_rows: u64 = receipts.iter().map(|r| r.receipt.rows_written).sum();
-    let marker = write_marker(
+    let marker = seal(
         &plan_there,
         &receipts,
+        (&cells_schema, &genes_schema),
         base.expression_rows + new_rows,
         started,
     )
@@ -252,7 +246,8 @@ async fn check_versions(copy: &Path, base: &AppendBase) -> Result<()> {
     Ok(())
 }
 
-/// Add the receipts' fragments to the tables of the working copy `plan.output`.
+/// Add the receipts' fragments to the tables of the working copy `plan.output`, whose
+/// versions [`check_versions`] found the planned ones.
 async fn append_tables(
     plan: &Plan,
     base: &AppendBase,
@@ -262,17 +257,6 @@ async fn append_tables(
 ) -> Result<()> {
     let output = &plan.output;
     let concat = |pick| fragments_of(receipts, pick);
-    // The version of each table the plan saw (its marker's): Lance would rebase an Append
-    // onto a later one, so a table written since (marker or not) is refused.
-    let version = |table: &str| {
-        base.tables
-            .get(table)
-            .copied()
-            .ok_or_else(|| Error::DatasetMoved {
-                path: base.dataset.clone(),
-                what: format!("its marker names no version of {table}: plan the append again"),
-            })
-    };
     let p = &plan.profile;
     let stored = &base.record.profile;
     add_fragments(
@@ -282,7 +266,6 @@ async fn append_tables(
         )?,
         concat(|r| &r.expression),
         (p.value_type != stored.value_type, p.pages),
-        version(EXPRESSION_TABLE)?,
     )
     .await?;
     if !plan.parts.layers.is_empty() {
@@ -293,15 +276,12 @@ async fn append_tables(
             )?,
             concat(|r| &r.layers),
             (p.layer_types != stored.layer_types, Pages::Lance),
-            version(LAYERS_TABLE)?,
         )
         .await?;
     }
     let cells = TableWriter::new(&output.join(CELLS_TABLE), cells_schema.clone())?;
     if base.record.source_file_column {
-        cells
-            .append(concat(|r| &r.cells), version(CELLS_TABLE)?)
-            .await?;
+        cells.append(concat(|r| &r.cells)).await?;
     } else {
         // A single input's cells get its name, as a conversion of several inputs gives them.
         let name =
@@ -320,17 +300,16 @@ async fn append_tables(
     Ok(())
 }
 
-/// Add `fragments` to `table` (at `read_version`): appended, or (`widen`: the table's stored
+/// Add `fragments` to `table`: appended, or (`widen`: the table's stored
 /// values are narrower than `table`'s schema, as `options.widen_stored_values` allows) after
 /// the table's own fragments rewritten in its schema (`pages`), as one Overwrite.
 async fn add_fragments(
     table: TableWriter,
     fragments: Vec<Fragment>,
     (widen, pages): (bool, Pages),
-    read_version: u64,
 ) -> Result<()> {
     if !widen {
-        return table.append(fragments, read_version).await;
+        return table.append(fragments).await;
     }
     tracing::info!(event = "append.widened", table = %table.dir().display(), "rewriting {}'s stored values as float32", table.dir().display());
     let mut all = rewrite_table(table.dir(), table.schema(), pages).await?;
