@@ -11,7 +11,7 @@ use crate::workflow::commit::state::{exchange_at_once, CommitLock, COMMITTED_PLA
 use crate::workflow::commit::MARKER_FILE;
 use crate::workflow::shard::SHARED_RECEIPTS_DIR;
 
-/// Suffix of the working copy an append is built in, beside the dataset.
+/// Suffix of the working directory an append builds in, beside the dataset.
 pub const WORK_SUFFIX: &str = ".slaf-convert-append";
 /// File that marks a working directory as ours (removed with it).
 pub(super) const WORK_TAG: &str = ".slaf-convert-append";
@@ -20,7 +20,7 @@ const COPY_DIR: &str = "dataset";
 /// `convert --append`'s staged shards inside the working directory.
 const SHARDS_DIR: &str = "shards";
 
-/// The working copy of `dataset` an append builds in.
+/// The working directory of an append to `dataset`, beside it.
 pub fn work_dir(dataset: &Path) -> PathBuf {
     let mut name = dataset.as_os_str().to_owned();
     name.push(WORK_SUFFIX);
