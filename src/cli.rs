@@ -19,7 +19,7 @@ use slaf_convert::workflow::{fetch, remote};
 
 use self::args::{Command, ConvertArgs, PlanArgs, ShardArgs};
 use slaf_convert::readers::tenx::TenxOptions;
-use slaf_convert::readers::{ReadOptions, ValueScan};
+use slaf_convert::readers::{ReadOptions, SomaOptions, ValueScan};
 
 /// Run the parsed command.
 pub async fn run(command: Command) -> Result<()> {
@@ -319,6 +319,12 @@ async fn run_convert(args: ConvertArgs) -> Result<()> {
                 feature_types: args.feature_types.clone(),
                 genome: args.genome.clone(),
                 cells_sorted: None,
+            },
+            soma: SomaOptions {
+                measurement: args.measurement.clone(),
+                x_layer: args.x_layer.clone(),
+                obs_id_column: args.obs_id_column.clone(),
+                var_id_column: args.var_id_column.clone(),
             },
         },
     };

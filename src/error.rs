@@ -38,6 +38,14 @@ pub enum Error {
         /// Why it could not be opened.
         what: String,
     },
+    /// A library an input needs at run time is not there (libtiledb for TileDB-SOMA).
+    #[error("{}: {what}", path.display())]
+    LibraryMissing {
+        /// The input that needs it.
+        path: PathBuf,
+        /// Which library, where it was looked for, and how to provide it.
+        what: String,
+    },
     /// The manifest is not valid (syntax, unknown key, bad value).
     #[error("{}: {what}", path.display())]
     Manifest {
@@ -228,6 +236,7 @@ impl Error {
                 exit_code::INVALID_INPUT
             }
             Error::InputMissing { .. } => exit_code::INPUT_MISSING,
+            Error::LibraryMissing { .. } => exit_code::UNAVAILABLE,
             Error::OutputExists { .. } | Error::OutputNotOurs { .. } => exit_code::OUTPUT_EXISTS,
             Error::DatasetMoved { .. } => exit_code::TRANSIENT,
             #[cfg(feature = "writer")]
@@ -284,6 +293,8 @@ pub mod exit_code {
     pub const INCOMPATIBLE_INPUTS: u8 = 67;
     /// Shard receipts missing or not matching the plan.
     pub const RECEIPTS: u8 = 68;
+    /// A library the input needs at run time is not there (libtiledb, for TileDB-SOMA).
+    pub const UNAVAILABLE: u8 = 69;
     /// A bug in slaf-convert.
     pub const INTERNAL: u8 = 70;
     /// The output exists and `--overwrite` was not given, or is a path slaf-convert will not

@@ -59,6 +59,9 @@ fn main() -> ExitCode {
     slaf_convert::crash_report::install();
     let cli = Cli::parse();
     logging::init(cli.log_format.0, cli.verbose, cli.quiet);
+    if let Some(library) = cli.libtiledb.clone() {
+        slaf_convert::readers::soma::tiledb::set_library_path(library);
+    }
     if cli.hdf5_timeout > 0 {
         slaf_convert::crash_report::watch_hdf5_calls(std::time::Duration::from_secs(
             cli.hdf5_timeout,

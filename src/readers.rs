@@ -28,6 +28,7 @@ mod hdf5_matrix;
 pub(crate) mod hdf5_util;
 mod mtx;
 pub mod ranged;
+pub mod soma;
 mod spill;
 pub mod streamed;
 pub mod tenx;
@@ -36,6 +37,7 @@ pub use cellranger_h5::CellRangerReader;
 pub use format::InputFormat;
 pub use h5ad::H5adReader;
 pub use mtx::MtxReader;
+pub use soma::{SomaOptions, SomaReader};
 
 /// What an opened input holds.
 #[derive(Debug, Clone)]
@@ -81,6 +83,9 @@ pub struct ReadOptions {
     pub raw: RawMode,
     /// Gene naming and feature selection (10x inputs).
     pub tenx: tenx::TenxOptions,
+    /// Measurement, X layer and id columns (TileDB-SOMA inputs).
+    #[serde(skip_serializing_if = "SomaOptions::is_default")]
+    pub soma: SomaOptions,
 }
 
 /// How much of the stored values [`InputReader::scan`] reads.
@@ -113,6 +118,15 @@ impl MatrixScan {
     pub fn total_rows(&self) -> u64 {
         self.row_offsets.last().copied().unwrap_or(0)
     }
+}
+
+/// The type of an obsm/varm vector column: `FixedSizeList<float32>[dim]`, what upstream writes.
+pub fn vector_type(dim: usize) -> arrow::datatypes::DataType {
+    use arrow::datatypes::DataType;
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dim as i32,
+    )
 }
 
 /// An obs batch with no columns and `rows` rows, for inputs whose cells have only a name.
@@ -220,5 +234,6 @@ fn open_format(path: &Path, options: &ReadOptions) -> Result<Box<dyn InputReader
         InputFormat::H5ad => Box::new(H5adReader::open(path, options)?),
         InputFormat::TenxMtx => Box::new(MtxReader::open(path, &options.tenx)?),
         InputFormat::TenxH5 => Box::new(CellRangerReader::open(path, &options.tenx)?),
+        InputFormat::Soma => Box::new(SomaReader::open(path, &options.soma)?),
     })
 }

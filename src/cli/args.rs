@@ -20,6 +20,7 @@ Exit codes:
   67  inputs that cannot be combined (genes, obs column types, layers differ), or appended
       (values the dataset's uint16 cannot hold, an input it already holds)
   68  shard receipts missing or not matching the plan (lists the shard indices)
+  69  a library the input needs is not there (libtiledb, for a TileDB-SOMA experiment)
   70  internal error (a bug: please report it)
   73  output exists (pass --overwrite), or is a path slaf-convert will not write to (an
       input, inside an input, or a shard directory that holds something else)
@@ -68,6 +69,17 @@ pub struct Cli {
     /// honest call takes seconds. Raise it only for a file system that stalls that long.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 600)]
     pub hdf5_timeout: u64,
+    /// The TileDB library file that TileDB-SOMA inputs are read with (libtiledb 2.26 or
+    /// later; `pip install tiledbsoma` ships one as
+    /// site-packages/tiledbsoma.libs/libtiledb-*.so.2.30). Default: libtiledb.so wherever the
+    /// system's loader finds it. Only SOMA inputs need it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "SLAF_CONVERT_LIBTILEDB"
+    )]
+    pub libtiledb: Option<PathBuf>,
 }
 
 /// Subcommands.
@@ -275,7 +287,8 @@ pub struct CompactArgs {
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
     /// Input: an AnnData .h5ad (X as CSR, CSC or dense; layers, obsm, varm, obsp, varp and uns
-    /// are converted too), a 10x MTX directory, or a Cell Ranger .h5 (v2 or v3). The format is
+    /// are converted too), a 10x MTX directory, a Cell Ranger .h5 (v2 or v3), or a TileDB-SOMA
+    /// experiment directory (one measurement; needs libtiledb, see --libtiledb). The format is
     /// detected from the content. An object store URI (s3://bucket/pbmc.h5ad, or the prefix
     /// of a 10x directory) is fetched to --temp-dir first.
     #[arg(required_unless_present = "manifest")]
@@ -362,4 +375,17 @@ pub struct ConvertArgs {
     /// Cell Ranger v2 .h5 with several genomes: the genome group to read.
     #[arg(long)]
     pub genome: Option<String>,
+    /// TileDB-SOMA: the measurement to read (ms/<NAME>; default RNA).
+    #[arg(long, value_name = "NAME")]
+    pub measurement: Option<String>,
+    /// TileDB-SOMA: the X layer stored as the expression (default data); the measurement's
+    /// other X layers become layers.
+    #[arg(long, value_name = "NAME")]
+    pub x_layer: Option<String>,
+    /// TileDB-SOMA: the obs column naming the cells (cell_id; default obs_id).
+    #[arg(long, value_name = "COLUMN")]
+    pub obs_id_column: Option<String>,
+    /// TileDB-SOMA: the var column naming the genes (gene_id; default var_id).
+    #[arg(long, value_name = "COLUMN")]
+    pub var_id_column: Option<String>,
 }

@@ -43,6 +43,7 @@ choices!(InputFormat {
     InputFormat::H5ad => "h5ad": "AnnData .h5ad",
     InputFormat::TenxMtx => "10x-mtx": "10x Genomics MTX directory",
     InputFormat::TenxH5 => "10x-h5": "Cell Ranger feature-barcode matrix .h5 (v2 or v3)",
+    InputFormat::Soma => "tiledb-soma": "TileDB-SOMA experiment directory (needs libtiledb: --libtiledb)",
 });
 
 choices!(RawMode {

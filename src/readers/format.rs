@@ -2,7 +2,7 @@
 //!
 //! An HDF5 file holding `/X` is AnnData whatever its extension (an h5ad saved as `.h5`); one
 //! holding `/matrix` or a genome group with a matrix is Cell Ranger; a directory with
-//! `matrix.mtx[.gz]` is a 10x MTX directory. `--format` overrides detection.
+//! `matrix.mtx[.gz]` is a 10x MTX directory, one that is a TileDB group a SOMA experiment. `--format` overrides detection.
 
 use std::io::Read;
 use std::path::Path;
@@ -23,9 +23,12 @@ pub enum InputFormat {
     /// Cell Ranger feature-barcode matrix `.h5` (v2 or v3).
     #[serde(rename = "10x-h5")]
     TenxH5,
+    /// TileDB-SOMA experiment (a directory; read with libtiledb).
+    #[serde(rename = "tiledb-soma")]
+    Soma,
 }
 
-const SUPPORTED: &str = "supported: AnnData .h5ad, 10x MTX directory (matrix.mtx[.gz] + barcodes + features/genes), Cell Ranger .h5 (v2, v3)";
+const SUPPORTED: &str = "supported: AnnData .h5ad, 10x MTX directory (matrix.mtx[.gz] + barcodes + features/genes), Cell Ranger .h5 (v2, v3), TileDB-SOMA experiment directory";
 
 /// HDF5's signature, at offset 0 or a power-of-two userblock offset from 512.
 fn is_hdf5(path: &Path) -> bool {
@@ -85,9 +88,12 @@ pub fn detect(path: &Path) -> Result<InputFormat> {
         {
             return Ok(InputFormat::TenxMtx);
         }
+        if crate::readers::soma::is_tiledb_group(path) {
+            return Ok(InputFormat::Soma);
+        }
         return Err(Error::invalid(
             path,
-            format!("directory without matrix.mtx[.gz]: cannot tell its format ({SUPPORTED})"),
+            format!("directory with neither matrix.mtx[.gz] nor a TileDB group: cannot tell its format ({SUPPORTED})"),
         ));
     }
     if !is_hdf5(path) {

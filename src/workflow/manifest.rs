@@ -12,6 +12,9 @@
 //!   - path: filtered_feature_bc_matrix/
 //!     format: 10x-mtx
 //!     feature_types: ["Gene Expression"]
+//!   - path: census_subset/      # a TileDB-SOMA experiment (needs libtiledb)
+//!     measurement: RNA
+//!     x_layer: raw
 //! options:
 //!   chunk_size: 5000
 //!   id_types: int32
@@ -31,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::readers::tenx::{TenxOptions, VarNames};
-use crate::readers::{InputFormat, RawMode, ReadOptions};
+use crate::readers::{InputFormat, RawMode, ReadOptions, SomaOptions};
 use crate::slaf::schema::{Compression, IdTypes, Pages};
 
 /// A conversion manifest.
@@ -64,7 +67,7 @@ pub struct Manifest {
 pub struct ManifestInput {
     /// File or directory (relative to the manifest).
     pub path: PathBuf,
-    /// `h5ad`, `10x-mtx` or `10x-h5`; detected from the content when absent.
+    /// `h5ad`, `10x-mtx`, `10x-h5` or `tiledb-soma`; detected from the content when absent.
     #[serde(default)]
     pub format: Option<InputFormat>,
     /// AnnData raw: `ignore` (default) or `as-layer`.
@@ -82,6 +85,18 @@ pub struct ManifestInput {
     /// Cell Ranger v2: the genome group.
     #[serde(default)]
     pub genome: Option<String>,
+    /// TileDB-SOMA: the measurement (default `RNA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurement: Option<String>,
+    /// TileDB-SOMA: the X layer stored as the expression (default `data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_layer: Option<String>,
+    /// TileDB-SOMA: the obs column naming the cells (default `obs_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obs_id_column: Option<String>,
+    /// TileDB-SOMA: the var column naming the genes (default `var_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub var_id_column: Option<String>,
 }
 
 impl ManifestInput {
@@ -96,6 +111,10 @@ impl ManifestInput {
             make_unique: read.tenx.make_unique,
             feature_types: read.tenx.feature_types.clone(),
             genome: read.tenx.genome.clone(),
+            measurement: read.soma.measurement.clone(),
+            x_layer: read.soma.x_layer.clone(),
+            obs_id_column: read.soma.obs_id_column.clone(),
+            var_id_column: read.soma.var_id_column.clone(),
         }
     }
 
@@ -110,6 +129,12 @@ impl ManifestInput {
                 feature_types: self.feature_types.clone(),
                 genome: self.genome.clone(),
                 cells_sorted: None,
+            },
+            soma: SomaOptions {
+                measurement: self.measurement.clone(),
+                x_layer: self.x_layer.clone(),
+                obs_id_column: self.obs_id_column.clone(),
+                var_id_column: self.var_id_column.clone(),
             },
         }
     }

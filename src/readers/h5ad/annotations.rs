@@ -262,13 +262,7 @@ impl VectorColumn {
     }
 }
 
-/// `FixedSizeList<float32>[dim]`, the type upstream writes for obsm/varm.
-pub fn vector_type(dim: usize) -> DataType {
-    DataType::FixedSizeList(
-        Arc::new(Field::new("item", DataType::Float32, true)),
-        dim as i32,
-    )
-}
+pub use crate::readers::vector_type;
 
 fn densify(entries: &CellEntries, dim: usize) -> Vec<f32> {
     let mut out = vec![0f32; entries.n_cells() * dim];

@@ -1,0 +1,200 @@
+//! SOMA sparse N-d arrays of two dimensions (X layers, obsm/varm, obsp/varp): a range of
+//! rows read as cell-major entries, a full pass for row counts and the value type, and
+//! rows read as dense vectors (obsm/varm).
+//!
+//! Dimension 0 holds the rows' `soma_joinid`s and is mapped to positions through the
+//! dataframe's [`JoinIds`]; dimension 1 likewise for X and pairwise matrices, and is the
+//! vector component for obsm/varm. An entry whose joinid the dataframe does not hold is
+//! refused, never dropped.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, FixedSizeListArray, Float32Array};
+use arrow::datatypes::{DataType, Field};
+
+use super::frame::JoinIds;
+use super::tiledb::array::Array;
+use super::tiledb::query::{self, ColumnData, Read, Values};
+use super::tiledb::Context;
+use crate::cells::{CellEntries, CellRange};
+use crate::error::{Error, Result};
+use crate::values::ValueTypeProbe;
+
+const DIM0: &str = "soma_dim_0";
+const DIM1: &str = "soma_dim_1";
+const DATA: &str = "soma_data";
+/// Entries a read buffer holds (three columns of 8 bytes at most: 24 MiB).
+const READ_ENTRIES: usize = 1 << 20;
+
+/// One sparse array.
+pub struct SparseArray {
+    array: Array,
+    /// Its extent along dimension 1 (columns), from its shape.
+    pub n_cols: u64,
+}
+
+impl SparseArray {
+    /// Open the array at `uri`, checking it is a 2-d SOMA sparse array of numbers.
+    pub fn open(ctx: &Arc<Context>, uri: &str, object: &str) -> Result<SparseArray> {
+        let array = Array::open(ctx, uri, object)?;
+        let input = &ctx.input;
+        let dims: Vec<&str> = array.dims.iter().map(|d| d.name.as_str()).collect();
+        if !array.sparse || dims != [DIM0, DIM1] {
+            return Err(Error::invalid(input, format!("{object}: a {} array with dimensions [{}]: only 2-d sparse arrays (soma_dim_0, soma_dim_1) are read", if array.sparse { "sparse" } else { "dense" }, dims.join(", "))));
+        }
+        match array.attr(DATA) {
+            Some(a) if Values::decode(a.datatype, &[]).is_some() && a.categories.is_none() => {}
+            _ => {
+                return Err(Error::invalid(
+                    input,
+                    format!("{object}: no numeric {DATA} attribute"),
+                ))
+            }
+        }
+        let (lo, hi) = array.extent(1)?;
+        let n_cols = u64::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0);
+        Ok(SparseArray { array, n_cols })
+    }
+
+    /// What messages call it.
+    pub fn object(&self) -> &str {
+        &self.array.object
+    }
+
+    fn input(&self) -> &std::path::Path {
+        &self.array.ctx.input
+    }
+
+    /// Every entry, a buffer at a time, as (row joinids, column joinids, values).
+    fn each(
+        &self,
+        ranges: &[(u32, i64, i64)],
+        mut f: impl FnMut(&[i64], &[i64], &Values) -> Result<()>,
+    ) -> Result<()> {
+        let (input, object) = (self.input(), self.object());
+        query::read(
+            &self.array,
+            &Read {
+                columns: &[DIM0, DIM1, DATA],
+                ranges,
+                cells: READ_ENTRIES,
+            },
+            |chunk: &[ColumnData]| {
+                let (Values::I64(rows), Values::I64(cols)) = (
+                    chunk[0].values(input, object)?,
+                    chunk[1].values(input, object)?,
+                ) else {
+                    return Err(Error::invalid(
+                        input,
+                        format!("{object}: dimensions are not int64"),
+                    ));
+                };
+                f(&rows, &cols, &chunk[2].values(input, object)?)
+            },
+        )
+    }
+
+    /// One full pass: entries per row (`counts`, when given, indexed by row position) and
+    /// every value into `probe`; the number of values float32 changes.
+    pub fn scan(
+        &self,
+        rows: &JoinIds,
+        cols: &JoinIds,
+        mut counts: Option<&mut [u64]>,
+        probe: &mut ValueTypeProbe,
+    ) -> Result<()> {
+        self.each(&[], |r, c, values| {
+            for (&row, &col) in r.iter().zip(c) {
+                let pos = self.position(rows, row, "row")?;
+                self.position(cols, col, "column")?;
+                if let Some(counts) = counts.as_deref_mut() {
+                    counts[pos as usize] += 1;
+                }
+            }
+            probe.observe(&values.to_f64());
+            Ok(())
+        })
+    }
+
+    fn position(&self, ids: &JoinIds, joinid: i64, what: &str) -> Result<u64> {
+        ids.position(joinid).ok_or_else(|| {
+            Error::invalid(self.input(), format!("{}: an entry in {what} soma_joinid {joinid}, which the dataframe does not hold", self.object()))
+        })
+    }
+
+    /// The entries of rows `range` (positions), cell-major, columns as positions of `cols`
+    /// ascending within each row.
+    pub fn read_rows(
+        &self,
+        range: CellRange,
+        rows: &JoinIds,
+        cols: &JoinIds,
+    ) -> Result<CellEntries> {
+        let n = range.len() as usize;
+        let mut triplets: Vec<(u32, u32, f32)> = Vec::new();
+        if n > 0 {
+            let (lo, hi) = rows.span(range);
+            self.each(&[(0, lo, hi)], |r, c, values| {
+                let values = values.to_f64();
+                for ((&row, &col), &v) in r.iter().zip(c).zip(&values) {
+                    let pos = self.position(rows, row, "row")? - range.start;
+                    let col = self.position(cols, col, "column")?;
+                    let col = u32::try_from(col).map_err(|_| {
+                        Error::invalid(
+                            self.input(),
+                            format!("{}: over 2^32 columns", self.object()),
+                        )
+                    })?;
+                    triplets.push((pos as u32, col, v as f32));
+                }
+                Ok(())
+            })?;
+        }
+        triplets.sort_unstable_by_key(|t| (t.0, t.1));
+        let mut entries = CellEntries::with_capacity(n, triplets.len());
+        let mut next = 0usize;
+        for cell in 0..n as u32 {
+            while next < triplets.len() && triplets[next].0 == cell {
+                entries.genes.push(triplets[next].1);
+                entries.values.push(triplets[next].2);
+                next += 1;
+            }
+            entries.offsets.push(entries.genes.len() as u64);
+        }
+        Ok(entries)
+    }
+
+    /// Rows `range` as vectors of `dim` float32 components (absent entries are 0).
+    pub fn read_vectors(&self, range: CellRange, rows: &JoinIds, dim: usize) -> Result<ArrayRef> {
+        let n = range.len() as usize;
+        let mut flat = vec![0f32; n * dim];
+        if n > 0 {
+            let (lo, hi) = rows.span(range);
+            self.each(&[(0, lo, hi)], |r, c, values| {
+                let values = values.to_f64();
+                for ((&row, &col), &v) in r.iter().zip(c).zip(&values) {
+                    let pos = (self.position(rows, row, "row")? - range.start) as usize;
+                    let col = usize::try_from(col)
+                        .ok()
+                        .filter(|&c| c < dim)
+                        .ok_or_else(|| {
+                            Error::invalid(
+                                self.input(),
+                                format!(
+                                    "{}: an entry in column {col}, beyond its {dim} columns",
+                                    self.object()
+                                ),
+                            )
+                        })?;
+                    flat[pos * dim + col] = v as f32;
+                }
+                Ok(())
+            })?;
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        let list =
+            FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(flat)), None)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Arc::new(list))
+    }
+}

@@ -1,0 +1,313 @@
+//! The TileDB C library (`libtiledb`), loaded at run time: where it is looked for, the table
+//! of the C API functions the SOMA reader calls, and a context that turns the library's
+//! errors into messages.
+//!
+//! Loaded, not linked, so that slaf-convert builds and reads every other format without
+//! TileDB; only a SOMA input needs it. The path comes from `--libtiledb` /
+//! `SLAF_CONVERT_LIBTILEDB`, else the system's loader is asked for `libtiledb.so` and the
+//! versioned names of releases with the API used here (2.26 onwards: enumerations, current
+//! domains, `tiledb_group_get_member_by_index_v2`). Declarations: TileDB 2.30's C headers.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+pub mod array;
+pub mod query;
+
+/// Environment variable naming the library file.
+pub const LIBRARY_VARIABLE: &str = "SLAF_CONVERT_LIBTILEDB";
+
+/// Return codes of the C API.
+const TILEDB_OK: i32 = 0;
+
+/// Opaque handles.
+pub type Ctx = c_void;
+/// `tiledb_string_t`.
+pub type TdbString = c_void;
+
+/// `tiledb_range_t` of an ndrectangle.
+#[repr(C)]
+pub struct TdbRange {
+    /// Lower bound.
+    pub min: *const c_void,
+    /// Its size in bytes.
+    pub min_size: u64,
+    /// Upper bound.
+    pub max: *const c_void,
+    /// Its size in bytes.
+    pub max_size: u64,
+}
+
+macro_rules! c_api {
+    ($($name:ident: fn($($arg:ty),*) $(-> $ret:ty)?;)*) => {
+        /// The C API functions the SOMA reader calls, resolved once from the library.
+        #[allow(missing_docs)]
+        pub struct Api {
+            _library: libloading::Library,
+            $(pub $name: unsafe extern "C" fn($($arg),*) $(-> $ret)?,)*
+        }
+
+        impl Api {
+            /// Resolve every function, naming the first one missing.
+            ///
+            /// # Safety
+            /// `library` must be libtiledb: the symbols are taken to have the declared types.
+            unsafe fn resolve(library: libloading::Library) -> std::result::Result<Api, String> {
+                $(
+                    let $name = *library
+                        .get::<unsafe extern "C" fn($($arg),*) $(-> $ret)?>(
+                            concat!("tiledb_", stringify!($name), "\0").as_bytes(),
+                        )
+                        .map_err(|e| format!("it lacks tiledb_{} ({e}): TileDB 2.26 or later is needed", stringify!($name)))?;
+                )*
+                Ok(Api { _library: library, $($name,)* })
+            }
+        }
+    };
+}
+
+type P = *mut c_void;
+type PP = *mut *mut c_void;
+
+c_api! {
+    version: fn(*mut i32, *mut i32, *mut i32);
+    ctx_alloc: fn(P, PP) -> i32;
+    ctx_free: fn(PP);
+    ctx_get_last_error: fn(P, PP) -> i32;
+    error_message: fn(P, *mut *const c_char) -> i32;
+    error_free: fn(PP);
+    object_type: fn(P, *const c_char, *mut i32) -> i32;
+    group_alloc: fn(P, *const c_char, PP) -> i32;
+    group_open: fn(P, P, i32) -> i32;
+    group_close: fn(P, P) -> i32;
+    group_free: fn(PP);
+    group_get_member_count: fn(P, P, *mut u64) -> i32;
+    group_get_member_by_index_v2: fn(P, P, u64, PP, *mut i32, PP) -> i32;
+    group_get_metadata: fn(P, P, *const c_char, *mut i32, *mut u32, *mut *const c_void) -> i32;
+    string_view: fn(P, *mut *const c_char, *mut usize) -> i32;
+    string_free: fn(PP) -> i32;
+    array_alloc: fn(P, *const c_char, PP) -> i32;
+    array_open: fn(P, P, i32) -> i32;
+    array_close: fn(P, P) -> i32;
+    array_free: fn(PP);
+    array_get_schema: fn(P, P, PP) -> i32;
+    array_get_metadata: fn(P, P, *const c_char, *mut i32, *mut u32, *mut *const c_void) -> i32;
+    array_get_enumeration: fn(P, P, *const c_char, PP) -> i32;
+    array_schema_free: fn(PP);
+    array_schema_get_array_type: fn(P, P, *mut i32) -> i32;
+    array_schema_get_domain: fn(P, P, PP) -> i32;
+    array_schema_get_attribute_num: fn(P, P, *mut u32) -> i32;
+    array_schema_get_attribute_from_index: fn(P, P, u32, PP) -> i32;
+    array_schema_get_allows_dups: fn(P, P, *mut c_int) -> i32;
+    array_schema_get_current_domain: fn(P, P, PP) -> i32;
+    domain_free: fn(PP);
+    domain_get_ndim: fn(P, P, *mut u32) -> i32;
+    domain_get_dimension_from_index: fn(P, P, u32, PP) -> i32;
+    dimension_free: fn(PP);
+    dimension_get_name: fn(P, P, *mut *const c_char) -> i32;
+    dimension_get_type: fn(P, P, *mut i32) -> i32;
+    dimension_get_domain: fn(P, P, *mut *const c_void) -> i32;
+    attribute_free: fn(PP);
+    attribute_get_name: fn(P, P, *mut *const c_char) -> i32;
+    attribute_get_type: fn(P, P, *mut i32) -> i32;
+    attribute_get_cell_val_num: fn(P, P, *mut u32) -> i32;
+    attribute_get_nullable: fn(P, P, *mut u8) -> i32;
+    attribute_get_enumeration_name: fn(P, P, PP) -> i32;
+    enumeration_free: fn(PP);
+    enumeration_get_type: fn(P, P, *mut i32) -> i32;
+    enumeration_get_cell_val_num: fn(P, P, *mut u32) -> i32;
+    enumeration_get_data: fn(P, P, *mut *const c_void, *mut u64) -> i32;
+    enumeration_get_offsets: fn(P, P, *mut *const c_void, *mut u64) -> i32;
+    current_domain_free: fn(PP) -> i32;
+    current_domain_get_is_empty: fn(P, P, *mut u32) -> i32;
+    current_domain_get_ndrectangle: fn(P, P, PP) -> i32;
+    ndrectangle_free: fn(PP) -> i32;
+    ndrectangle_get_range: fn(P, P, u32, *mut TdbRange) -> i32;
+    subarray_alloc: fn(P, P, PP) -> i32;
+    subarray_free: fn(PP);
+    subarray_add_range: fn(P, P, u32, *const c_void, *const c_void, *const c_void) -> i32;
+    query_alloc: fn(P, P, i32, PP) -> i32;
+    query_free: fn(PP);
+    query_set_layout: fn(P, P, i32) -> i32;
+    query_set_subarray_t: fn(P, P, P) -> i32;
+    query_set_data_buffer: fn(P, P, *const c_char, P, *mut u64) -> i32;
+    query_set_offsets_buffer: fn(P, P, *const c_char, *mut u64, *mut u64) -> i32;
+    query_set_validity_buffer: fn(P, P, *const c_char, *mut u8, *mut u64) -> i32;
+    query_submit: fn(P, P) -> i32;
+    query_get_status: fn(P, P, *mut i32) -> i32;
+}
+
+/// Where `--libtiledb` said the library is (set once, by the command line).
+static LIBRARY_PATH: OnceLock<PathBuf> = OnceLock::new();
+/// The library, loaded on first use; the error says what was tried.
+static API: OnceLock<std::result::Result<Api, String>> = OnceLock::new();
+
+/// Use the library at `path` (the command line's `--libtiledb`, which also reads
+/// [`LIBRARY_VARIABLE`]); must be called before the first SOMA input is opened.
+pub fn set_library_path(path: PathBuf) {
+    let _ = LIBRARY_PATH.set(path);
+}
+
+/// Names the system's loader is asked for when no path is given, newest first.
+const SONAMES: &[&str] = &[
+    "libtiledb.so",
+    "libtiledb.so.2.30",
+    "libtiledb.so.2.29",
+    "libtiledb.so.2.28",
+    "libtiledb.so.2.27",
+    "libtiledb.so.2.26",
+];
+
+fn load() -> std::result::Result<Api, String> {
+    let given = LIBRARY_PATH
+        .get()
+        .cloned()
+        .or_else(|| std::env::var_os(LIBRARY_VARIABLE).map(PathBuf::from));
+    let candidates: Vec<PathBuf> = match given {
+        Some(path) => vec![path],
+        None => SONAMES.iter().map(PathBuf::from).collect(),
+    };
+    let mut last_error = String::new();
+    for candidate in &candidates {
+        // SAFETY: loading runs the library's initialisers; libtiledb's only set up its own
+        // state. The symbols are checked by name, and their types are TileDB's C API.
+        match unsafe { libloading::Library::new(candidate) } {
+            Ok(library) => {
+                return unsafe { Api::resolve(library) }
+                    .map_err(|e| format!("{} was loaded but {e}", candidate.display()))
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    let tried = if candidates.len() == 1 {
+        last_error
+    } else {
+        "the system's loader finds no libtiledb.so, nor libtiledb.so.2.26 to 2.30".into()
+    };
+    Err(format!(
+        "it needs the TileDB library (libtiledb 2.26 or later), which could not be loaded ({tried}): give its path with --libtiledb PATH or {LIBRARY_VARIABLE}=PATH (`pip install tiledbsoma` ships one as site-packages/tiledbsoma.libs/libtiledb-*.so.2.30)"
+    ))
+}
+
+/// The loaded library, or [`Error::LibraryMissing`] naming `input`.
+pub fn api(input: &Path) -> Result<&'static Api> {
+    API.get_or_init(load)
+        .as_ref()
+        .map_err(|what| Error::LibraryMissing {
+            path: input.to_path_buf(),
+            what: format!("a TileDB-SOMA experiment: {what}"),
+        })
+}
+
+/// A TileDB context, with the input it reads for messages.
+pub struct Context {
+    /// The function table.
+    pub api: &'static Api,
+    ctx: *mut c_void,
+    /// The experiment being read.
+    pub input: PathBuf,
+}
+
+// SAFETY: a TileDB context is thread-safe (the library's documentation); the handle is only
+// freed on drop.
+unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
+
+impl Context {
+    /// A context with TileDB's default configuration.
+    pub fn new(input: &Path) -> Result<Context> {
+        let api = api(input)?;
+        let mut ctx = std::ptr::null_mut();
+        // SAFETY: a null config asks for the default; `ctx` receives a new handle.
+        let rc = unsafe { (api.ctx_alloc)(std::ptr::null_mut(), &mut ctx) };
+        if rc != TILEDB_OK || ctx.is_null() {
+            return Err(Error::invalid(
+                input,
+                "libtiledb could not create a context",
+            ));
+        }
+        Ok(Context {
+            api,
+            ctx,
+            input: input.to_path_buf(),
+        })
+    }
+
+    /// The raw handle.
+    pub fn raw(&self) -> *mut c_void {
+        self.ctx
+    }
+
+    /// The library's version, for logs.
+    pub fn version(&self) -> String {
+        let (mut major, mut minor, mut patch) = (0, 0, 0);
+        // SAFETY: three out-parameters.
+        unsafe { (self.api.version)(&mut major, &mut minor, &mut patch) };
+        format!("{major}.{minor}.{patch}")
+    }
+
+    /// `Ok` if `rc` is success, else the library's last error about `object`.
+    pub fn check(&self, rc: i32, object: &str, doing: &str) -> Result<()> {
+        if rc == TILEDB_OK {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            &self.input,
+            format!("{object}: {doing}: {}", self.last_error()),
+        ))
+    }
+
+    fn last_error(&self) -> String {
+        let mut err = std::ptr::null_mut();
+        // SAFETY: `err` receives a new error handle or null; the message is owned by it and
+        // copied before it is freed.
+        unsafe {
+            if (self.api.ctx_get_last_error)(self.ctx, &mut err) != TILEDB_OK || err.is_null() {
+                return "libtiledb gave no message".into();
+            }
+            let mut msg: *const c_char = std::ptr::null();
+            (self.api.error_message)(err, &mut msg);
+            let text = if msg.is_null() {
+                "libtiledb gave no message".into()
+            } else {
+                CStr::from_ptr(msg).to_string_lossy().into_owned()
+            };
+            (self.api.error_free)(&mut err);
+            text
+        }
+    }
+
+    /// A C string of `s`, refused if it holds a NUL byte.
+    pub fn c_string(&self, s: &str) -> Result<CString> {
+        CString::new(s).map_err(|_| Error::invalid(&self.input, format!("'{s}': a NUL byte")))
+    }
+
+    /// The text of a `tiledb_string_t`, which is freed.
+    ///
+    /// # Safety
+    /// `s` must be a string handle the library returned, or null.
+    pub unsafe fn take_string(&self, mut s: *mut c_void) -> Option<String> {
+        if s.is_null() {
+            return None;
+        }
+        let (mut data, mut len): (*const c_char, usize) = (std::ptr::null(), 0);
+        (self.api.string_view)(s, &mut data, &mut len);
+        let text = if data.is_null() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(std::slice::from_raw_parts(data as *const u8, len)).into_owned()
+        };
+        (self.api.string_free)(&mut s);
+        Some(text)
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from ctx_alloc and is freed once.
+        unsafe { (self.api.ctx_free)(&mut self.ctx) };
+    }
+}

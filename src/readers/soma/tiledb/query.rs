@@ -1,0 +1,462 @@
+//! Read queries on a sparse array: the cells of some columns within int64 ranges of its
+//! dimensions, handed out a buffer's worth at a time (TileDB's incomplete reads), in no
+//! particular order (callers sort: TileDB's row-major order on sparse arrays is served by
+//! its legacy reader, which buffers far more).
+
+use std::ffi::c_void;
+use std::path::Path;
+
+use super::array::{Array, Datatype};
+use crate::error::{Error, Result};
+
+const TILEDB_READ: i32 = 0;
+const TILEDB_UNORDERED: i32 = 3;
+const TILEDB_FAILED: i32 = 0;
+const TILEDB_COMPLETED: i32 = 1;
+const TILEDB_INCOMPLETE: i32 = 3;
+/// A buffer is never grown beyond this (a single string longer is refused).
+const MAX_BUFFER: usize = 1 << 30;
+
+/// One column's results of one submit.
+#[derive(Debug, Default)]
+pub struct ColumnData {
+    /// Values, or the bytes of the strings.
+    pub data: Vec<u8>,
+    /// Byte offsets of each string (variable-length columns).
+    pub offsets: Vec<u64>,
+    /// 1 where the cell is valid (nullable columns).
+    pub validity: Vec<u8>,
+    datatype: Option<Datatype>,
+    var: bool,
+    nullable: bool,
+}
+
+impl ColumnData {
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        if self.var {
+            self.offsets.len()
+        } else {
+            self.data.len() / self.datatype.map_or(8, Datatype::size)
+        }
+    }
+
+    /// The values of a fixed-size column.
+    pub fn values(&self, input: &Path, object: &str) -> Result<Values> {
+        let datatype = self.datatype.unwrap_or(Datatype::Int64);
+        Values::decode(datatype, &self.data).ok_or_else(|| {
+            Error::invalid(
+                input,
+                format!("{object}: cells of type {datatype:?} cannot be read"),
+            )
+        })
+    }
+
+    /// The strings of a variable-length column.
+    pub fn strings(&self, input: &Path, object: &str) -> Result<Vec<String>> {
+        split_strings(&self.data, &self.offsets, input, object)
+    }
+
+    /// Per cell, whether it is valid (`None`: not nullable).
+    pub fn valid(&self) -> Option<Vec<bool>> {
+        self.nullable
+            .then(|| self.validity.iter().map(|&v| v != 0).collect())
+    }
+}
+
+/// Cells of one type, copied out of a buffer.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub enum Values {
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+}
+
+macro_rules! decode {
+    ($bytes:expr, $t:ty) => {
+        $bytes
+            .chunks_exact(std::mem::size_of::<$t>())
+            .map(|c| <$t>::from_ne_bytes(c.try_into().expect("chunk of the type's size")))
+            .collect()
+    };
+}
+
+macro_rules! each {
+    ($values:expr, $v:ident => $body:expr) => {
+        match $values {
+            Values::I8($v) => $body,
+            Values::I16($v) => $body,
+            Values::I32($v) => $body,
+            Values::I64($v) => $body,
+            Values::U8($v) => $body,
+            Values::U16($v) => $body,
+            Values::U32($v) => $body,
+            Values::U64($v) => $body,
+            Values::F32($v) => $body,
+            Values::F64($v) => $body,
+            Values::Bool($v) => $body,
+        }
+    };
+}
+
+impl Values {
+    /// `bytes` as cells of `datatype` (`None` for types that are not numbers or booleans).
+    pub fn decode(datatype: Datatype, bytes: &[u8]) -> Option<Values> {
+        Some(match datatype {
+            Datatype::Int8 => Values::I8(decode!(bytes, i8)),
+            Datatype::Int16 => Values::I16(decode!(bytes, i16)),
+            Datatype::Int32 => Values::I32(decode!(bytes, i32)),
+            Datatype::Int64 => Values::I64(decode!(bytes, i64)),
+            Datatype::UInt8 => Values::U8(bytes.to_vec()),
+            Datatype::UInt16 => Values::U16(decode!(bytes, u16)),
+            Datatype::UInt32 => Values::U32(decode!(bytes, u32)),
+            Datatype::UInt64 => Values::U64(decode!(bytes, u64)),
+            Datatype::Float32 => Values::F32(decode!(bytes, f32)),
+            Datatype::Float64 => Values::F64(decode!(bytes, f64)),
+            Datatype::Bool => Values::Bool(bytes.iter().map(|&b| b != 0).collect()),
+            Datatype::String | Datatype::Other(_) => return None,
+        })
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        each!(self, v => v.len())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Cell `i` as text (a category's label).
+    pub fn text(&self, i: usize) -> String {
+        each!(self, v => v[i].to_string())
+    }
+
+    /// Cell `i` as an index (a category code); `None` if negative or not an integer.
+    pub fn index(&self, i: usize) -> Option<usize> {
+        match self {
+            Values::I8(v) => usize::try_from(v[i]).ok(),
+            Values::I16(v) => usize::try_from(v[i]).ok(),
+            Values::I32(v) => usize::try_from(v[i]).ok(),
+            Values::I64(v) => usize::try_from(v[i]).ok(),
+            Values::U8(v) => Some(v[i] as usize),
+            Values::U16(v) => Some(v[i] as usize),
+            Values::U32(v) => usize::try_from(v[i]).ok(),
+            Values::U64(v) => usize::try_from(v[i]).ok(),
+            Values::F32(_) | Values::F64(_) | Values::Bool(_) => None,
+        }
+    }
+
+    /// Every cell as f64 (exact for every type but 64-bit integers beyond 2^53).
+    pub fn to_f64(&self) -> Vec<f64> {
+        match self {
+            Values::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
+            Values::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            Values::U64(v) => v.iter().map(|&x| x as f64).collect(),
+            Values::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Values::I16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Values::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Values::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Values::U16(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Values::U32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Values::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Values::F64(v) => v.clone(),
+        }
+    }
+}
+
+/// The strings of `bytes` starting at `starts` (each ends where the next starts), as UTF-8.
+pub fn split_strings(
+    bytes: &[u8],
+    starts: &[u64],
+    input: &Path,
+    object: &str,
+) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(starts.len());
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(bytes.len() as u64);
+        let slice = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(s, e)| bytes.get(s..e))
+            .ok_or_else(|| {
+                Error::invalid(input, format!("{object}: string offsets out of order"))
+            })?;
+        let text = std::str::from_utf8(slice)
+            .map_err(|_| Error::invalid(input, format!("{object}: string {i} is not UTF-8")))?;
+        out.push(text.to_string());
+    }
+    Ok(out)
+}
+
+/// What a read asks for.
+pub struct Read<'a> {
+    /// Column names (dimensions or attributes), in the order results are handed out.
+    pub columns: &'a [&'a str],
+    /// Inclusive int64 ranges per dimension index; dimensions not listed are read whole.
+    pub ranges: &'a [(u32, i64, i64)],
+    /// Cells a buffer holds at first.
+    pub cells: usize,
+}
+
+struct Buffer {
+    name: std::ffi::CString,
+    column: ColumnData,
+    data_cap: usize,
+    cells_cap: usize,
+    sizes: Box<[u64; 3]>,
+}
+
+/// Run `read` on `array`, handing each submit's results to `sink`, columns in `read`'s order.
+pub fn read(
+    array: &Array,
+    read: &Read,
+    mut sink: impl FnMut(&[ColumnData]) -> Result<()>,
+) -> Result<()> {
+    let (ctx, api, object) = (&*array.ctx, array.ctx.api, array.object.as_str());
+    let mut buffers = Vec::with_capacity(read.columns.len());
+    for &name in read.columns {
+        let (datatype, var, nullable) = match array.attr(name) {
+            Some(a) => (a.datatype, a.var, a.nullable),
+            None if array.dims.iter().any(|d| d.name == name) => (Datatype::Int64, false, false),
+            None => {
+                return Err(Error::invalid(
+                    &ctx.input,
+                    format!("{object}: no column '{name}'"),
+                ))
+            }
+        };
+        let cells = read.cells.max(1);
+        let data_cap = if var {
+            cells * 16
+        } else {
+            cells * datatype.size()
+        };
+        buffers.push(Buffer {
+            name: ctx.c_string(name)?,
+            column: ColumnData {
+                datatype: Some(datatype),
+                var,
+                nullable,
+                ..Default::default()
+            },
+            data_cap,
+            cells_cap: cells,
+            sizes: Box::new([0; 3]),
+        });
+    }
+    let mut query = std::ptr::null_mut();
+    // SAFETY: the query and subarray are created, used and freed here; every buffer and size
+    // the query holds a pointer to lives in `buffers` (boxed sizes, vectors not resized while
+    // the query may write them) until the query is freed.
+    unsafe {
+        ctx.check(
+            (api.query_alloc)(ctx.raw(), array.handle, TILEDB_READ, &mut query),
+            object,
+            "starting a read",
+        )?;
+        let result = (|| {
+            ctx.check(
+                (api.query_set_layout)(ctx.raw(), query, TILEDB_UNORDERED),
+                object,
+                "starting a read",
+            )?;
+            if !read.ranges.is_empty() {
+                let mut sub = std::ptr::null_mut();
+                ctx.check(
+                    (api.subarray_alloc)(ctx.raw(), array.handle, &mut sub),
+                    object,
+                    "starting a read",
+                )?;
+                let mut rc = 0;
+                for &(dim, lo, hi) in read.ranges {
+                    rc |= (api.subarray_add_range)(
+                        ctx.raw(),
+                        sub,
+                        dim,
+                        &lo as *const i64 as *const c_void,
+                        &hi as *const i64 as *const c_void,
+                        std::ptr::null(),
+                    );
+                }
+                if rc == 0 {
+                    rc = (api.query_set_subarray_t)(ctx.raw(), query, sub);
+                }
+                (api.subarray_free)(&mut sub);
+                ctx.check(rc, object, "selecting cells")?;
+            }
+            for b in &mut buffers {
+                attach(array, query, b)?;
+            }
+            loop {
+                for b in &mut buffers {
+                    b.sizes[0] = b.column.data.len() as u64;
+                    b.sizes[1] = (b.column.offsets.len() * 8) as u64;
+                    b.sizes[2] = b.column.validity.len() as u64;
+                }
+                ctx.check((api.query_submit)(ctx.raw(), query), object, "reading")?;
+                let mut status = TILEDB_FAILED;
+                ctx.check(
+                    (api.query_get_status)(ctx.raw(), query, &mut status),
+                    object,
+                    "reading",
+                )?;
+                let results: Vec<ColumnData> = buffers.iter().map(|b| take_results(b)).collect();
+                let n = results.first().map_or(0, ColumnData::len);
+                match status {
+                    TILEDB_COMPLETED | TILEDB_INCOMPLETE if n > 0 => sink(&results)?,
+                    TILEDB_COMPLETED => {}
+                    TILEDB_INCOMPLETE => {
+                        // Nothing fitted: the buffers are too small for one cell.
+                        for b in &mut buffers {
+                            b.data_cap *= 2;
+                            b.cells_cap *= 2;
+                            if b.data_cap > MAX_BUFFER {
+                                return Err(Error::invalid(
+                                    &ctx.input,
+                                    format!("{object}: a cell of over {MAX_BUFFER} bytes"),
+                                ));
+                            }
+                            attach(array, query, b)?;
+                        }
+                    }
+                    _ => {
+                        return Err(Error::invalid(
+                            &ctx.input,
+                            format!("{object}: the read failed (TileDB status {status})"),
+                        ))
+                    }
+                }
+                if status == TILEDB_COMPLETED {
+                    return Ok(());
+                }
+            }
+        })();
+        (api.query_free)(&mut query);
+        result
+    }
+}
+
+/// (Re)allocate `b`'s buffers at their capacities and give them to the query.
+unsafe fn attach(array: &Array, query: *mut c_void, b: &mut Buffer) -> Result<()> {
+    let (ctx, api) = (&*array.ctx, array.ctx.api);
+    let c = &mut b.column;
+    c.data = vec![0; b.data_cap];
+    b.sizes[0] = b.data_cap as u64;
+    let mut rc = (api.query_set_data_buffer)(
+        ctx.raw(),
+        query,
+        b.name.as_ptr(),
+        c.data.as_mut_ptr() as *mut c_void,
+        &mut b.sizes[0],
+    );
+    if c.var {
+        c.offsets = vec![0; b.cells_cap];
+        b.sizes[1] = (b.cells_cap * 8) as u64;
+        rc |= (api.query_set_offsets_buffer)(
+            ctx.raw(),
+            query,
+            b.name.as_ptr(),
+            c.offsets.as_mut_ptr(),
+            &mut b.sizes[1],
+        );
+    }
+    if c.nullable {
+        c.validity = vec![0; b.cells_cap];
+        b.sizes[2] = b.cells_cap as u64;
+        rc |= (api.query_set_validity_buffer)(
+            ctx.raw(),
+            query,
+            b.name.as_ptr(),
+            c.validity.as_mut_ptr(),
+            &mut b.sizes[2],
+        );
+    }
+    ctx.check(rc, &array.object, "setting up a read")
+}
+
+/// What the last submit wrote into `b`, copied out.
+fn take_results(b: &Buffer) -> ColumnData {
+    let c = &b.column;
+    let data_len = (b.sizes[0] as usize).min(c.data.len());
+    let cells = if c.var {
+        (b.sizes[1] as usize / 8).min(c.offsets.len())
+    } else {
+        0
+    };
+    let valid = (b.sizes[2] as usize).min(c.validity.len());
+    ColumnData {
+        data: c.data[..data_len].to_vec(),
+        offsets: c.offsets[..cells].to_vec(),
+        validity: c.validity[..valid].to_vec(),
+        datatype: c.datatype,
+        var: c.var,
+        nullable: c.nullable,
+    }
+}
+
+/// Run `read` on `array` and concatenate every submit's results (for reads of a bounded
+/// number of cells: a dataframe's rows of one batch, its ids).
+pub fn read_all(array: &Array, read_spec: &Read) -> Result<Vec<ColumnData>> {
+    let mut all: Option<Vec<ColumnData>> = None;
+    read(array, read_spec, |chunk| {
+        match &mut all {
+            None => all = Some(chunk.iter().map(ColumnData::copy).collect()),
+            Some(all) => {
+                for (into, from) in all.iter_mut().zip(chunk) {
+                    into.append(from);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(all.unwrap_or_else(|| {
+        read_spec
+            .columns
+            .iter()
+            .map(|&name| {
+                let (datatype, var, nullable) = match array.attr(name) {
+                    Some(a) => (a.datatype, a.var, a.nullable),
+                    None => (Datatype::Int64, false, false),
+                };
+                ColumnData {
+                    datatype: Some(datatype),
+                    var,
+                    nullable,
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }))
+}
+
+impl ColumnData {
+    fn copy(&self) -> ColumnData {
+        ColumnData {
+            data: self.data.clone(),
+            offsets: self.offsets.clone(),
+            validity: self.validity.clone(),
+            datatype: self.datatype,
+            var: self.var,
+            nullable: self.nullable,
+        }
+    }
+
+    /// Add `other`'s cells after these (string offsets moved past this data).
+    fn append(&mut self, other: &ColumnData) {
+        let base = self.data.len() as u64;
+        self.offsets.extend(other.offsets.iter().map(|o| o + base));
+        self.data.extend_from_slice(&other.data);
+        self.validity.extend_from_slice(&other.validity);
+    }
+}
