@@ -151,7 +151,7 @@ impl SomaReader {
                 format!("a {kind}, not a SOMAExperiment"),
             ));
         }
-        tracing::info!(event = "input.library", input = %path.display(), library = "libtiledb", version = %ctx.version(), "reading {} with libtiledb {}", path.display(), ctx.version());
+        tracing::info!(event = "input.tiledb", input = %path.display(), tiledb_version = %ctx.version(), "reading {} with libtiledb {}", path.display(), ctx.version());
         let obs_id = options.obs_id_column.as_deref().unwrap_or("obs_id");
         let var_id = options.var_id_column.as_deref().unwrap_or("var_id");
         let obs_reserved = [

@@ -2,8 +2,9 @@
 //!
 //! Each planned input keeps its path relative to the manifest's directory, so a task that
 //! sees only what its engine staged (`--inputs DIR`: `DIR/<relative path>`) finds it, and a
-//! fingerprint (size, plus a blake3 hash of the first and last 64 KiB; of every file for a 10x
-//! directory) so that a different file at that path is refused instead of converted.
+//! fingerprint (size, plus a blake3 hash of the first and last 64 KiB; of every file, at any
+//! depth, for a directory: a 10x directory, a SOMA experiment) so that a different file at
+//! that path is refused instead of converted.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -37,18 +38,8 @@ impl Fingerprint {
         let mut hasher = blake3::Hasher::new();
         let (mut bytes, mut modified) = (0, 0);
         let files: Vec<(PathBuf, std::fs::Metadata)> = if meta.is_dir() {
-            let mut entries: Vec<(PathBuf, std::fs::Metadata)> = std::fs::read_dir(path)
-                .map_err(|e| Error::io(path, e))?
-                .flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .filter_map(|e| {
-                    let p = e.path();
-                    std::fs::metadata(&p)
-                        .ok()
-                        .filter(|m| m.is_file())
-                        .map(|m| (p, m))
-                })
-                .collect();
+            let mut entries = Vec::new();
+            files_below(path, &mut entries)?;
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             entries
         } else if meta.is_file() {
@@ -57,8 +48,10 @@ impl Fingerprint {
             return Err(Error::invalid(path, "not a regular file or a directory"));
         };
         for (file, meta) in files {
-            if let Some(name) = file.file_name().filter(|_| file != path) {
-                hasher.update(name.as_encoded_bytes());
+            // A file inside a directory is known by its path below it: for a 10x
+            // directory's files, their names, so their fingerprints are what they were.
+            if let Some(name) = file.strip_prefix(path).ok().filter(|_| file != path) {
+                hasher.update(name.as_os_str().as_encoded_bytes());
             }
             hash_edges(&mut hasher, &file, meta.len()).map_err(|e| Error::io(&file, e))?;
             bytes += meta.len();
@@ -75,6 +68,25 @@ impl Fingerprint {
     pub fn same_content(&self, other: &Fingerprint) -> bool {
         self.bytes == other.bytes && self.content == other.content
     }
+}
+
+/// Every regular file below `dir`, at any depth, leaving out names starting with '.'.
+fn files_below(dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let p = entry.path();
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => out.push((p, m)),
+            Ok(m) if m.is_dir() => files_below(&p, out)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn seconds(meta: &std::fs::Metadata) -> u64 {
@@ -184,5 +196,12 @@ mod tests {
         std::fs::write(&p, &data).unwrap();
         assert_ne!(Fingerprint::of(&p).unwrap().bytes, a.bytes);
         assert!(Fingerprint::of(dir.path()).unwrap().bytes == 300_001);
+        // A file changed two levels down (a SOMA experiment's fragment) changes it.
+        let nested = dir.path().join("ms/X");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(nested.join("f"), b"one").unwrap();
+        let before = Fingerprint::of(dir.path()).unwrap();
+        std::fs::write(nested.join("f"), b"two").unwrap();
+        assert!(!Fingerprint::of(dir.path()).unwrap().same_content(&before));
     }
 }
