@@ -4,6 +4,8 @@
 #
 #   containers/build-image.sh                        # compiles inside the image (release)
 #   containers/build-image.sh --binary target/release/slaf-convert   # a binary built here
+#   containers/build-image.sh --binary ... --libtiledb PATH   # with libtiledb, for TileDB-SOMA
+#                                    # inputs (e.g. site-packages/tiledbsoma.libs/libtiledb-*.so.2.30)
 #   containers/build-image.sh --debian-base ...      # base from Debian's packages, no registry
 #                                                    # (built once; --refresh-base rebuilds it)
 #   containers/build-image.sh --archive slaf-convert-0.1.0.tar
@@ -18,12 +20,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
 tag="ghcr.io/slaf-convert/slaf-convert:$version"
-binary="" archive="" debian_base=0 refresh_base=0 engine=""
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+binary="" libtiledb="" archive="" debian_base=0 refresh_base=0 engine=""
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --tag) tag="$2"; shift 2 ;;
     --binary) binary="$2"; shift 2 ;;
+    --libtiledb) libtiledb="$2"; shift 2 ;;
     --archive) archive="$2"; shift 2 ;;
     --debian-base) debian_base=1; shift ;;
     --refresh-base) debian_base=1; refresh_base=1; shift ;;
@@ -72,14 +75,22 @@ if [ "$debian_base" = 1 ] && { [ "$refresh_base" = 1 ] || ! image_exists "$base"
 fi
 [ "$debian_base" = 0 ] || args+=(--build-arg "BASE_IMAGE=$base")
 
+if [ -n "$libtiledb" ] && [ -z "$binary" ]; then
+  echo "build-image.sh: --libtiledb needs --binary (the library goes in with a prebuilt binary)" >&2; exit 2
+fi
 if [ -n "$binary" ]; then
-  # A context with only what the prebuilt path copies: the stripped binary and the example.
+  # A context with only what the prebuilt path copies: the stripped binary, libtiledb if
+  # given, and the example.
   context="$work/context"
-  mkdir -p "$context/prebuilt" "$context/examples"
+  mkdir -p "$context/prebuilt/bin" "$context/prebuilt/lib" "$context/examples"
   # Stripped: debug info is most of a binary built for tests. (Not an ELF file, e.g. a
   # wrapper script: copied as it is.)
-  strip -o "$context/prebuilt/slaf-convert" "$binary" 2>/dev/null \
-    || cp "$binary" "$context/prebuilt/slaf-convert"
+  strip -o "$context/prebuilt/bin/slaf-convert" "$binary" 2>/dev/null \
+    || cp "$binary" "$context/prebuilt/bin/slaf-convert"
+  if [ -n "$libtiledb" ]; then
+    [ -f "$libtiledb" ] || { echo "build-image.sh: --libtiledb $libtiledb: no such file" >&2; exit 2; }
+    cp "$libtiledb" "$context/prebuilt/lib/libtiledb.so"
+  fi
   cp "$root/examples/pbmc-like.h5ad" "$context/examples/"
   args+=(--build-arg BINARY_FROM=prebuilt)
 else

@@ -211,12 +211,11 @@ impl SomaReader {
         let mut layer_names = Vec::new();
         let mut layers = Vec::new();
         for (key, uri) in x_layers.iter().filter(|(k, _)| k != x_name) {
-            layers.push(SparseArray::open(
-                &ctx,
-                uri,
-                &format!("{ms_object}/X/{key}"),
-            )?);
-            layer_names.push(key.clone());
+            let object = format!("{ms_object}/X/{key}");
+            if let Some(layer) = SparseArray::open_or_skip(&ctx, uri, &object)? {
+                layers.push(layer);
+                layer_names.push(key.clone());
+            }
         }
         let sanitised_layers = sanitise_column_names(
             &layer_names,
@@ -226,7 +225,10 @@ impl SomaReader {
         let vectors = |key: &str| -> Result<Vec<(String, Vectors)>> {
             let mut out = Vec::new();
             for (name, uri) in collection(&ctx, &ms, key, &ms_object)? {
-                let array = SparseArray::open(&ctx, &uri, &format!("{ms_object}/{key}/{name}"))?;
+                let object = format!("{ms_object}/{key}/{name}");
+                let Some(array) = SparseArray::open_or_skip(&ctx, &uri, &object)? else {
+                    continue;
+                };
                 let dim = usize::try_from(array.n_cols)
                     .ok()
                     .filter(|&d| (1..=i32::MAX as usize).contains(&d))
@@ -245,15 +247,14 @@ impl SomaReader {
         };
         let (obsm, varm) = (vectors("obsm")?, vectors("varm")?);
         let pairwise = |key: &str| -> Result<Vec<(String, SparseArray)>> {
-            collection(&ctx, &ms, key, &ms_object)?
-                .into_iter()
-                .map(|(name, uri)| {
-                    Ok((
-                        name.clone(),
-                        SparseArray::open(&ctx, &uri, &format!("{ms_object}/{key}/{name}"))?,
-                    ))
-                })
-                .collect()
+            let mut out = Vec::new();
+            for (name, uri) in collection(&ctx, &ms, key, &ms_object)? {
+                let object = format!("{ms_object}/{key}/{name}");
+                if let Some(array) = SparseArray::open_or_skip(&ctx, &uri, &object)? {
+                    out.push((name, array));
+                }
+            }
+            Ok(out)
         };
         let (obsp, varp) = (pairwise("obsp")?, pairwise("varp")?);
         for skipped in ["uns", "raw"]

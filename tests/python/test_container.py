@@ -1,7 +1,8 @@
 """The container image, built and run: containers/build-image.sh builds containers/Dockerfile
 with buildah over a base made from Debian's packages (no registry is reachable here) and the
 binary under test, and podman runs it as a non-root UID with a read-only root filesystem; the
-README example converted inside equals the same conversion outside. The docker-archive the
+README example converted inside equals the same conversion outside, and so does a TileDB-SOMA
+experiment, read with the libtiledb the image is built with. The docker-archive the
 script exports for Apptainer is loaded back and run too. scripts/setup.sh installs the tools
 (buildah, podman, runc, mmdebstrap); a machine without them fails here rather than skip."""
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import soma_fixtures
 from test_workflow import assert_same, tables
 
 BIN = os.environ.get("SLAF_CONVERT_BIN")
@@ -45,6 +47,7 @@ def image(tmp_path_factory):
     d = tmp_path_factory.mktemp("image")
     archive = d / "slaf-convert.tar"
     proc = subprocess.run([ROOT / "containers" / "build-image.sh", "--debian-base", "--binary", BIN,
+                           "--libtiledb", soma_fixtures.libtiledb(),
                            "--tag", TAG, "--archive", archive], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(TAG), proc.stdout
@@ -73,18 +76,38 @@ def test_image_converts_as_non_root_on_a_read_only_root(image, tmp_path):
     assert SLAFArray(str(out / "pbmc.slaf")).shape == SLAFArray(str(host)).shape
 
 
+def test_image_reads_soma_with_its_libtiledb(image, tmp_path):
+    """The library is found where the image puts it, with no variable set."""
+    tag, _ = image
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    adata = soma_fixtures.float_values()
+    _, exp = soma_fixtures.write(adata, out / "in")
+    conv = run_in(tag, out, "slaf-convert", "convert", "/out/in/experiment", "/out/soma.slaf",
+                  "--chunk-size", "16")
+    assert conv.returncode == 0, conv.stderr
+    host = tmp_path / "host.slaf"
+    subprocess.run([BIN, "convert", exp, host, "--chunk-size", "16"], check=True, capture_output=True,
+                   env={**os.environ, "SLAF_CONVERT_LIBTILEDB": soma_fixtures.libtiledb()})
+    assert_same(tables(out / "soma.slaf"), tables(host))
+
+
 def test_image_size_and_labels(image, tmp_path):
     """The image is the runtime (Debian slim's weight, procps, ca-certificates, the example)
-    plus the stripped binary: the runtime part is held to its budget here; the whole image
-    is reported (its size with a release binary is in the README)."""
+    plus the stripped binary and libtiledb: the runtime part is held to its budget here; the
+    whole image is reported (its size with a release binary is in the README)."""
     tag, _ = image
     info = json.loads(podman("image", "inspect", tag, capture_output=True, text=True, check=True).stdout)[0]
     size_mb = info["Size"] / 1e6
-    stat = run_in(tag, tmp_path, "stat", "-c", "%s", "/usr/local/bin/slaf-convert")
+    stat = run_in(tag, tmp_path, "stat", "-c", "%s", "/usr/local/bin/slaf-convert",
+                  "/usr/local/lib/libtiledb.so")
     assert stat.returncode == 0, stat.stderr
-    binary_mb = int(stat.stdout) / 1e6
-    print(f"image {tag}: {size_mb:.1f} MB, of which the stripped binary under test {binary_mb:.1f} MB")
-    assert size_mb - binary_mb < RUNTIME_LIMIT_MB, f"the image without its binary is {size_mb - binary_mb:.1f} MB"
+    binary_mb, library_mb = (int(v) / 1e6 for v in stat.stdout.split())
+    print(f"image {tag}: {size_mb:.1f} MB, of which the stripped binary under test {binary_mb:.1f} MB"
+          f" and libtiledb {library_mb:.1f} MB")
+    runtime = size_mb - binary_mb - library_mb
+    assert runtime < RUNTIME_LIMIT_MB, f"the image without its binary and libtiledb is {runtime:.1f} MB"
     labels = info["Labels"]
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
     assert labels["org.opencontainers.image.version"] == "0.1.0"

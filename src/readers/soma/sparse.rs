@@ -36,8 +36,11 @@ pub struct SparseArray {
 impl SparseArray {
     /// Open the array at `uri`, checking it is a 2-d SOMA sparse array of numbers.
     pub fn open(ctx: &Arc<Context>, uri: &str, object: &str) -> Result<SparseArray> {
-        let array = Array::open(ctx, uri, object)?;
-        let input = &ctx.input;
+        SparseArray::checked(Array::open(ctx, uri, object)?)
+    }
+
+    fn checked(array: Array) -> Result<SparseArray> {
+        let (input, object) = (&array.ctx.input, array.object.as_str());
         let dims: Vec<&str> = array.dims.iter().map(|d| d.name.as_str()).collect();
         if !array.sparse || dims != [DIM0, DIM1] {
             return Err(Error::invalid(input, format!("{object}: a {} array with dimensions [{}]: only 2-d sparse arrays (soma_dim_0, soma_dim_1) are read", if array.sparse { "sparse" } else { "dense" }, dims.join(", "))));
@@ -54,6 +57,22 @@ impl SparseArray {
         let (lo, hi) = array.extent(1)?;
         let n_cols = u64::try_from(hi.saturating_sub(lo).saturating_add(1)).unwrap_or(0);
         Ok(SparseArray { array, n_cols })
+    }
+
+    /// [`Self::open`], but a dense array is skipped with a warning (`None`): for the parts
+    /// beyond the expression, which older tiledbsoma wrote dense (obsm) and which SLAF can
+    /// do without.
+    pub fn open_or_skip(
+        ctx: &Arc<Context>,
+        uri: &str,
+        object: &str,
+    ) -> Result<Option<SparseArray>> {
+        let array = Array::open(ctx, uri, object)?;
+        if !array.sparse {
+            tracing::warn!(event = "input.skipped", object = %object, "skipping {object}: a dense array (only sparse ones are read)");
+            return Ok(None);
+        }
+        SparseArray::checked(array).map(Some)
     }
 
     /// What messages call it.
@@ -131,36 +150,46 @@ impl SparseArray {
         cols: &JoinIds,
     ) -> Result<CellEntries> {
         let n = range.len() as usize;
-        let mut triplets: Vec<(u32, u32, f32)> = Vec::new();
+        let (mut cells, mut entries) = (Vec::new(), CellEntries::with_capacity(n, 0));
         if n > 0 {
             let (lo, hi) = rows.span(range);
             self.each(&[(0, lo, hi)], |r, c, values| {
-                let values = values.to_f64();
-                for ((&row, &col), &v) in r.iter().zip(c).zip(&values) {
-                    let pos = self.position(rows, row, "row")? - range.start;
+                for (&row, &col) in r.iter().zip(c) {
+                    cells.push((self.position(rows, row, "row")? - range.start) as u32);
                     let col = self.position(cols, col, "column")?;
-                    let col = u32::try_from(col).map_err(|_| {
+                    entries.genes.push(u32::try_from(col).map_err(|_| {
                         Error::invalid(
                             self.input(),
                             format!("{}: over 2^32 columns", self.object()),
                         )
-                    })?;
-                    triplets.push((pos as u32, col, v as f32));
+                    })?);
                 }
+                values.push_f32(&mut entries.values);
                 Ok(())
             })?;
         }
-        triplets.sort_unstable_by_key(|t| (t.0, t.1));
-        let mut entries = CellEntries::with_capacity(n, triplets.len());
-        let mut next = 0usize;
-        for cell in 0..n as u32 {
-            while next < triplets.len() && triplets[next].0 == cell {
-                entries.genes.push(triplets[next].1);
-                entries.values.push(triplets[next].2);
-                next += 1;
-            }
-            entries.offsets.push(entries.genes.len() as u64);
+        // Unordered reads come in the array's global order, which is by row for SOMA's
+        // row-major tiles: then only the offsets are counted; otherwise entries are placed
+        // by row (a counting sort), and each row by column.
+        let mut counts = vec![0u64; n];
+        for &cell in &cells {
+            counts[cell as usize] += 1;
         }
+        for count in &counts {
+            let last = *entries.offsets.last().expect("starts with 0");
+            entries.offsets.push(last + count);
+        }
+        if cells.windows(2).any(|w| w[0] > w[1]) {
+            let mut next: Vec<u64> = entries.offsets[..n].to_vec();
+            let (mut genes, mut values) = (vec![0u32; cells.len()], vec![0f32; cells.len()]);
+            for (k, &cell) in cells.iter().enumerate() {
+                let at = next[cell as usize] as usize;
+                next[cell as usize] += 1;
+                (genes[at], values[at]) = (entries.genes[k], entries.values[k]);
+            }
+            (entries.genes, entries.values) = (genes, values);
+        }
+        entries.sort_within_cells();
         Ok(entries)
     }
 

@@ -6,7 +6,9 @@
 //! TileDB; only a SOMA input needs it. The path comes from `--libtiledb` /
 //! `SLAF_CONVERT_LIBTILEDB`, else the system's loader is asked for `libtiledb.so` and the
 //! versioned names of releases with the API used here (2.26 onwards: enumerations, current
-//! domains, `tiledb_group_get_member_by_index_v2`). Declarations: TileDB 2.30's C headers.
+//! domains, `tiledb_group_get_member_by_index_v2`), and last `lib/libtiledb.so` of the
+//! prefix the executable is installed in (`/usr/local` in the container image).
+//! Declarations: TileDB 2.30's C headers.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -75,6 +77,9 @@ type PP = *mut *mut c_void;
 
 c_api! {
     version: fn(*mut i32, *mut i32, *mut i32);
+    config_alloc: fn(PP, PP) -> i32;
+    config_set: fn(P, *const c_char, *const c_char, PP) -> i32;
+    config_free: fn(PP);
     ctx_alloc: fn(P, PP) -> i32;
     ctx_free: fn(PP);
     ctx_get_last_error: fn(P, PP) -> i32;
@@ -141,6 +146,15 @@ c_api! {
     query_get_status: fn(P, P, *mut i32) -> i32;
 }
 
+/// TileDB settings: its read memory within the process's budget (its default lets a sparse
+/// read hold up to 10 GiB), and its thread pools no larger than the machine.
+const CONFIG: &[(&str, &str)] = &[
+    ("sm.mem.total_budget", "268435456"),
+    ("sm.memory_budget", "67108864"),
+    ("sm.memory_budget_var", "67108864"),
+    ("sm.tile_cache_size", "0"),
+];
+
 /// Where `--libtiledb` said the library is (set once, by the command line).
 static LIBRARY_PATH: OnceLock<PathBuf> = OnceLock::new();
 /// The library, loaded on first use; the error says what was tried.
@@ -169,7 +183,19 @@ fn load() -> std::result::Result<Api, String> {
         .or_else(|| std::env::var_os(LIBRARY_VARIABLE).map(PathBuf::from));
     let candidates: Vec<PathBuf> = match given {
         Some(path) => vec![path],
-        None => SONAMES.iter().map(PathBuf::from).collect(),
+        None => {
+            let mut names: Vec<PathBuf> = SONAMES.iter().map(PathBuf::from).collect();
+            // An install prefix's own library: bin/slaf-convert beside lib/libtiledb.so
+            // (where the container image puts it).
+            if let Some(prefix) = std::env::current_exe()
+                .ok()
+                .as_deref()
+                .and_then(|e| e.parent()?.parent())
+            {
+                names.push(prefix.join("lib").join("libtiledb.so"));
+            }
+            names
+        }
     };
     let mut last_error = String::new();
     for candidate in &candidates {
@@ -186,7 +212,7 @@ fn load() -> std::result::Result<Api, String> {
     let tried = if candidates.len() == 1 {
         last_error
     } else {
-        "the system's loader finds no libtiledb.so, nor libtiledb.so.2.26 to 2.30".into()
+        "the system's loader finds no libtiledb.so, nor libtiledb.so.2.26 to 2.30, and there is no lib/libtiledb.so beside the bin/ directory of slaf-convert".into()
     };
     Err(format!(
         "it needs the TileDB library (libtiledb 2.26 or later), which could not be loaded ({tried}): give its path with --libtiledb PATH or {LIBRARY_VARIABLE}=PATH (`pip install tiledbsoma` ships one as site-packages/tiledbsoma.libs/libtiledb-*.so.2.30)"
@@ -221,14 +247,38 @@ impl Context {
     /// A context with TileDB's default configuration.
     pub fn new(input: &Path) -> Result<Context> {
         let api = api(input)?;
-        let mut ctx = std::ptr::null_mut();
-        // SAFETY: a null config asks for the default; `ctx` receives a new handle.
-        let rc = unsafe { (api.ctx_alloc)(std::ptr::null_mut(), &mut ctx) };
-        if rc != TILEDB_OK || ctx.is_null() {
-            return Err(Error::invalid(
-                input,
-                "libtiledb could not create a context",
-            ));
+        let failed = || Error::invalid(input, "libtiledb could not create a context");
+        let (mut config, mut err, mut ctx) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        // SAFETY: the config is created, set and freed here (the context copies it); `ctx`
+        // receives a new handle, owned by the returned Context. An error handle a failed
+        // call returns is freed.
+        unsafe {
+            if (api.config_alloc)(&mut config, &mut err) != TILEDB_OK {
+                (api.error_free)(&mut err);
+                return Err(failed());
+            }
+            let mut rc = TILEDB_OK;
+            for (key, value) in CONFIG {
+                let (key, value) = (
+                    CString::new(*key).expect("no NUL"),
+                    CString::new(*value).expect("no NUL"),
+                );
+                rc |= (api.config_set)(config, key.as_ptr(), value.as_ptr(), &mut err);
+                if !err.is_null() {
+                    (api.error_free)(&mut err);
+                }
+            }
+            if rc == TILEDB_OK {
+                rc = (api.ctx_alloc)(config, &mut ctx);
+            }
+            (api.config_free)(&mut config);
+            if rc != TILEDB_OK || ctx.is_null() {
+                return Err(failed());
+            }
         }
         Ok(Context {
             api,

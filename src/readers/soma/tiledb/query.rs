@@ -157,6 +157,24 @@ impl Values {
         }
     }
 
+    /// Every cell as f32, appended to `out` (what SLAF stores: the value type was decided
+    /// from the exact values by [`Self::to_f64`]).
+    pub fn push_f32(&self, out: &mut Vec<f32>) {
+        match self {
+            Values::Bool(v) => out.extend(v.iter().map(|&b| f32::from(u8::from(b)))),
+            Values::I8(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::I16(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::I32(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::I64(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::U8(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::U16(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::U32(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::U64(v) => out.extend(v.iter().map(|&x| x as f32)),
+            Values::F32(v) => out.extend_from_slice(v),
+            Values::F64(v) => out.extend(v.iter().map(|&x| x as f32)),
+        }
+    }
+
     /// Every cell as f64 (exact for every type but 64-bit integers beyond 2^53).
     pub fn to_f64(&self) -> Vec<f64> {
         match self {
@@ -209,22 +227,24 @@ pub struct Read<'a> {
     pub cells: usize,
 }
 
-struct Buffer {
+/// A column's buffers as the query knows them: name, capacities, and the sizes it writes.
+struct Slot {
     name: std::ffi::CString,
-    column: ColumnData,
     data_cap: usize,
     cells_cap: usize,
     sizes: Box<[u64; 3]>,
 }
 
 /// Run `read` on `array`, handing each submit's results to `sink`, columns in `read`'s order.
+/// The buffers are allocated once and handed out in place (cut to what the submit wrote).
 pub fn read(
     array: &Array,
     read: &Read,
     mut sink: impl FnMut(&[ColumnData]) -> Result<()>,
 ) -> Result<()> {
     let (ctx, api, object) = (&*array.ctx, array.ctx.api, array.object.as_str());
-    let mut buffers = Vec::with_capacity(read.columns.len());
+    let mut slots = Vec::with_capacity(read.columns.len());
+    let mut columns = Vec::with_capacity(read.columns.len());
     for &name in read.columns {
         let (datatype, var, nullable) = match array.attr(name) {
             Some(a) => (a.datatype, a.var, a.nullable),
@@ -242,23 +262,24 @@ pub fn read(
         } else {
             cells * datatype.size()
         };
-        buffers.push(Buffer {
+        slots.push(Slot {
             name: ctx.c_string(name)?,
-            column: ColumnData {
-                datatype: Some(datatype),
-                var,
-                nullable,
-                ..Default::default()
-            },
             data_cap,
             cells_cap: cells,
             sizes: Box::new([0; 3]),
         });
+        columns.push(ColumnData {
+            datatype: Some(datatype),
+            var,
+            nullable,
+            ..Default::default()
+        });
     }
     let mut query = std::ptr::null_mut();
     // SAFETY: the query and subarray are created, used and freed here; every buffer and size
-    // the query holds a pointer to lives in `buffers` (boxed sizes, vectors not resized while
-    // the query may write them) until the query is freed.
+    // the query holds a pointer to lives in `columns` and `slots` (boxed sizes; vectors cut
+    // and restored in length between submits, never reallocated, except by `attach`, which
+    // gives the query the new pointers) until the query is freed.
     unsafe {
         ctx.check(
             (api.query_alloc)(ctx.raw(), array.handle, TILEDB_READ, &mut query),
@@ -295,14 +316,22 @@ pub fn read(
                 (api.subarray_free)(&mut sub);
                 ctx.check(rc, object, "selecting cells")?;
             }
-            for b in &mut buffers {
-                attach(array, query, b)?;
+            for (slot, column) in slots.iter_mut().zip(&mut columns) {
+                attach(array, query, slot, column)?;
             }
             loop {
-                for b in &mut buffers {
-                    b.sizes[0] = b.column.data.len() as u64;
-                    b.sizes[1] = (b.column.offsets.len() * 8) as u64;
-                    b.sizes[2] = b.column.validity.len() as u64;
+                for (slot, column) in slots.iter_mut().zip(&mut columns) {
+                    // Back to full length: every byte was initialised at allocation.
+                    column.data.set_len(slot.data_cap);
+                    column
+                        .offsets
+                        .set_len(if column.var { slot.cells_cap } else { 0 });
+                    column
+                        .validity
+                        .set_len(if column.nullable { slot.cells_cap } else { 0 });
+                    slot.sizes[0] = column.data.len() as u64;
+                    slot.sizes[1] = (column.offsets.len() * 8) as u64;
+                    slot.sizes[2] = column.validity.len() as u64;
                 }
                 ctx.check((api.query_submit)(ctx.raw(), query), object, "reading")?;
                 let mut status = TILEDB_FAILED;
@@ -311,23 +340,27 @@ pub fn read(
                     object,
                     "reading",
                 )?;
-                let results: Vec<ColumnData> = buffers.iter().map(|b| take_results(b)).collect();
-                let n = results.first().map_or(0, ColumnData::len);
+                for (slot, column) in slots.iter().zip(&mut columns) {
+                    column.data.truncate(slot.sizes[0] as usize);
+                    column.offsets.truncate(slot.sizes[1] as usize / 8);
+                    column.validity.truncate(slot.sizes[2] as usize);
+                }
+                let n = columns.first().map_or(0, ColumnData::len);
                 match status {
-                    TILEDB_COMPLETED | TILEDB_INCOMPLETE if n > 0 => sink(&results)?,
+                    TILEDB_COMPLETED | TILEDB_INCOMPLETE if n > 0 => sink(&columns)?,
                     TILEDB_COMPLETED => {}
                     TILEDB_INCOMPLETE => {
                         // Nothing fitted: the buffers are too small for one cell.
-                        for b in &mut buffers {
-                            b.data_cap *= 2;
-                            b.cells_cap *= 2;
-                            if b.data_cap > MAX_BUFFER {
+                        for (slot, column) in slots.iter_mut().zip(&mut columns) {
+                            slot.data_cap *= 2;
+                            slot.cells_cap *= 2;
+                            if slot.data_cap > MAX_BUFFER {
                                 return Err(Error::invalid(
                                     &ctx.input,
                                     format!("{object}: a cell of over {MAX_BUFFER} bytes"),
                                 ));
                             }
-                            attach(array, query, b)?;
+                            attach(array, query, slot, column)?;
                         }
                     }
                     _ => {
@@ -347,62 +380,46 @@ pub fn read(
     }
 }
 
-/// (Re)allocate `b`'s buffers at their capacities and give them to the query.
-unsafe fn attach(array: &Array, query: *mut c_void, b: &mut Buffer) -> Result<()> {
+/// Allocate `column`'s buffers at `slot`'s capacities and give them to the query.
+unsafe fn attach(
+    array: &Array,
+    query: *mut c_void,
+    slot: &mut Slot,
+    column: &mut ColumnData,
+) -> Result<()> {
     let (ctx, api) = (&*array.ctx, array.ctx.api);
-    let c = &mut b.column;
-    c.data = vec![0; b.data_cap];
-    b.sizes[0] = b.data_cap as u64;
+    column.data = vec![0; slot.data_cap];
+    slot.sizes[0] = slot.data_cap as u64;
     let mut rc = (api.query_set_data_buffer)(
         ctx.raw(),
         query,
-        b.name.as_ptr(),
-        c.data.as_mut_ptr() as *mut c_void,
-        &mut b.sizes[0],
+        slot.name.as_ptr(),
+        column.data.as_mut_ptr() as *mut c_void,
+        &mut slot.sizes[0],
     );
-    if c.var {
-        c.offsets = vec![0; b.cells_cap];
-        b.sizes[1] = (b.cells_cap * 8) as u64;
+    if column.var {
+        column.offsets = vec![0; slot.cells_cap];
+        slot.sizes[1] = (slot.cells_cap * 8) as u64;
         rc |= (api.query_set_offsets_buffer)(
             ctx.raw(),
             query,
-            b.name.as_ptr(),
-            c.offsets.as_mut_ptr(),
-            &mut b.sizes[1],
+            slot.name.as_ptr(),
+            column.offsets.as_mut_ptr(),
+            &mut slot.sizes[1],
         );
     }
-    if c.nullable {
-        c.validity = vec![0; b.cells_cap];
-        b.sizes[2] = b.cells_cap as u64;
+    if column.nullable {
+        column.validity = vec![0; slot.cells_cap];
+        slot.sizes[2] = slot.cells_cap as u64;
         rc |= (api.query_set_validity_buffer)(
             ctx.raw(),
             query,
-            b.name.as_ptr(),
-            c.validity.as_mut_ptr(),
-            &mut b.sizes[2],
+            slot.name.as_ptr(),
+            column.validity.as_mut_ptr(),
+            &mut slot.sizes[2],
         );
     }
     ctx.check(rc, &array.object, "setting up a read")
-}
-
-/// What the last submit wrote into `b`, copied out.
-fn take_results(b: &Buffer) -> ColumnData {
-    let c = &b.column;
-    let data_len = (b.sizes[0] as usize).min(c.data.len());
-    let cells = if c.var {
-        (b.sizes[1] as usize / 8).min(c.offsets.len())
-    } else {
-        0
-    };
-    let valid = (b.sizes[2] as usize).min(c.validity.len());
-    ColumnData {
-        data: c.data[..data_len].to_vec(),
-        offsets: c.offsets[..cells].to_vec(),
-        validity: c.validity[..valid].to_vec(),
-        datatype: c.datatype,
-        var: c.var,
-        nullable: c.nullable,
-    }
 }
 
 /// Run `read` on `array` and concatenate every submit's results (for reads of a bounded
