@@ -61,7 +61,8 @@ def write(adata, directory, measurement="RNA"):
 
 def write_sparse_joinids(directory, n=30, m=12, seed=23):
     """An experiment built with tiledbsoma's own API whose obs soma_joinids are 5, 12, 19, ...
-    (not 0..n-1) and written in reverse order; the AnnData it holds, rows by ascending joinid."""
+    (not 0..n-1) and written in reverse order, with a dense obsm array (as tiledbsoma 1.x
+    wrote them; skipped); the AnnData it holds, rows by ascending joinid."""
     import pyarrow as pa
     import tiledbsoma as soma
     rng = np.random.default_rng(seed)
@@ -83,6 +84,10 @@ def write_sparse_joinids(directory, n=30, m=12, seed=23):
         xs = rna.add_new_collection("X")
         arr = xs.add_new_sparse_ndarray("data", type=pa.float32(),
                                         shape=(int(joinids.max()) + 1, m))
+        dense = rna.add_new_collection("obsm").add_new_dense_ndarray(
+            "X_dense", type=pa.float32(), shape=(int(joinids.max()) + 1, 2))
+        dense.write((slice(None), slice(None)),
+                    pa.Tensor.from_numpy(np.ones((int(joinids.max()) + 1, 2), dtype=np.float32)))
         arr.write(pa.Table.from_pydict({
             "soma_dim_0": joinids[x.row].astype(np.int64),
             "soma_dim_1": x.col.astype(np.int64),

@@ -121,7 +121,8 @@ def test_float_values(tmp_path):
 def test_joinids_are_mapped(tmp_path):
     adata, exp = sf.write_sparse_joinids(tmp_path)
     out = tmp_path / "o.slaf"
-    run("convert", exp, out, "--chunk-size", "7")
+    proc = run("convert", exp, out, "--chunk-size", "7")
+    assert "skipping ms/RNA/obsm/X_dense: a dense array" in proc.stderr, proc.stderr
     from slaf import SLAFArray
     from slaf.integrations.anndata import LazyAnnData
     lazy = LazyAnnData(SLAFArray(str(out)))
@@ -130,6 +131,7 @@ def test_joinids_are_mapped(tmp_path):
     assert got["cells"]["cell_id"].to_pylist() == list(adata.obs_names)
     assert got["cells"]["cell_integer_id"].to_pylist() == list(range(adata.n_obs))
     assert got["cells"]["score"].to_pylist() == list(adata.obs["score"])
+    assert "X_dense" not in got["cells"].column_names
 
 
 def test_choices_listed_when_missing(tmp_path, everything):

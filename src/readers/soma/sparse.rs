@@ -23,6 +23,8 @@ use crate::values::ValueTypeProbe;
 const DIM0: &str = "soma_dim_0";
 const DIM1: &str = "soma_dim_1";
 const DATA: &str = "soma_data";
+/// Values of one batch's obsm/varm vectors at most (1 GiB of float32).
+const MAX_VECTOR_VALUES: usize = 1 << 28;
 /// Entries a read buffer holds (three columns of 8 bytes at most: 24 MiB).
 const READ_ENTRIES: usize = 1 << 20;
 
@@ -141,6 +143,23 @@ impl SparseArray {
         })
     }
 
+    /// The position of row `joinid` within `range`, which the read asked for.
+    fn row_in(&self, rows: &JoinIds, joinid: i64, range: CellRange) -> Result<u64> {
+        let pos = self.position(rows, joinid, "row")?;
+        if !(range.start..range.end).contains(&pos) {
+            return Err(Error::invalid(
+                self.input(),
+                format!(
+                    "{}: the read of rows {}..{} returned row soma_joinid {joinid}",
+                    self.object(),
+                    range.start,
+                    range.end
+                ),
+            ));
+        }
+        Ok(pos - range.start)
+    }
+
     /// The entries of rows `range` (positions), cell-major, columns as positions of `cols`
     /// ascending within each row.
     pub fn read_rows(
@@ -155,7 +174,7 @@ impl SparseArray {
             let (lo, hi) = rows.span(range);
             self.each(&[(0, lo, hi)], |r, c, values| {
                 for (&row, &col) in r.iter().zip(c) {
-                    cells.push((self.position(rows, row, "row")? - range.start) as u32);
+                    cells.push(self.row_in(rows, row, range)? as u32);
                     let col = self.position(cols, col, "column")?;
                     entries.genes.push(u32::try_from(col).map_err(|_| {
                         Error::invalid(
@@ -196,13 +215,17 @@ impl SparseArray {
     /// Rows `range` as vectors of `dim` float32 components (absent entries are 0).
     pub fn read_vectors(&self, range: CellRange, rows: &JoinIds, dim: usize) -> Result<ArrayRef> {
         let n = range.len() as usize;
-        let mut flat = vec![0f32; n * dim];
+        // The dimension is the array's stated shape: a lying one is refused, not allocated.
+        let size = n.checked_mul(dim).filter(|&k| k <= MAX_VECTOR_VALUES).ok_or_else(|| {
+            Error::invalid(self.input(), format!("{}: vectors of {dim} values: {n} rows of them would take over 1 GiB (a shape that lies, or lower --chunk-size)", self.object()))
+        })?;
+        let mut flat = vec![0f32; size];
         if n > 0 {
             let (lo, hi) = rows.span(range);
             self.each(&[(0, lo, hi)], |r, c, values| {
                 let values = values.to_f64();
                 for ((&row, &col), &v) in r.iter().zip(c).zip(&values) {
-                    let pos = (self.position(rows, row, "row")? - range.start) as usize;
+                    let pos = self.row_in(rows, row, range)? as usize;
                     let col = usize::try_from(col)
                         .ok()
                         .filter(|&c| c < dim)

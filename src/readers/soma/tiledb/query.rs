@@ -33,7 +33,7 @@ pub struct ColumnData {
 
 impl ColumnData {
     /// Number of cells.
-    pub fn len(&self) -> usize {
+    pub fn cells(&self) -> usize {
         if self.var {
             self.offsets.len()
         } else {
@@ -345,7 +345,7 @@ pub fn read(
                     column.offsets.truncate(slot.sizes[1] as usize / 8);
                     column.validity.truncate(slot.sizes[2] as usize);
                 }
-                let n = columns.first().map_or(0, ColumnData::len);
+                let n = columns.first().map_or(0, ColumnData::cells);
                 match status {
                     TILEDB_COMPLETED | TILEDB_INCOMPLETE if n > 0 => sink(&columns)?,
                     TILEDB_COMPLETED => {}

@@ -150,8 +150,7 @@ pub(super) unsafe fn read(ctx: &Context, array: *mut c_void, object: &str) -> Re
                 let rc = (api.dimension_get_name)(ctx.raw(), dim, &mut name)
                     | (api.dimension_get_type)(ctx.raw(), dim, &mut dtype)
                     | (api.dimension_get_domain)(ctx.raw(), dim, &mut range);
-                let name =
-                    (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned());
+                let name = c_text(name);
                 let core =
                     (Datatype::from_c(dtype) == Datatype::Int64 && !range.is_null()).then(|| {
                         let r = range as *const i64;
@@ -273,9 +272,7 @@ unsafe fn attributes(
             | (api.attribute_get_cell_val_num)(ctx.raw(), attr, &mut cvn)
             | (api.attribute_get_nullable)(ctx.raw(), attr, &mut nullable)
             | (api.attribute_get_enumeration_name)(ctx.raw(), attr, &mut enum_name);
-        let name = (!name.is_null())
-            .then(|| CStr::from_ptr(name).to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = c_text(name).unwrap_or_default();
         (api.attribute_free)(&mut attr);
         ctx.check(rc, object, "reading the schema")?;
         let categories = match ctx.take_string(enum_name) {
@@ -359,4 +356,12 @@ unsafe fn categories(
     })();
     (api.enumeration_free)(&mut e);
     result
+}
+
+/// A C string the library owns, copied (`None` for null).
+///
+/// # Safety
+/// `text` must be null or a NUL-terminated string that lives for the call.
+unsafe fn c_text(text: *const c_char) -> Option<String> {
+    (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
 }
