@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
             feature_types: if flags & 4 == 0 { vec![] } else { vec!["Gene Expression".into()] },
             ..TenxOptions::default()
         },
+        ..ReadOptions::default()
     };
     slaf_convert_fuzz::exercise(&path, &options);
 });
