@@ -60,38 +60,46 @@ def write(adata, directory, measurement="RNA"):
 
 
 def write_sparse_joinids(directory, n=30, m=12, seed=23):
-    """An experiment built with tiledbsoma's own API whose obs soma_joinids are 5, 12, 19, ...
-    (not 0..n-1) and written in reverse order, with a dense obsm array (as tiledbsoma 1.x
-    wrote them; skipped); the AnnData it holds, rows by ascending joinid."""
+    """An experiment built with tiledbsoma's own API: obs soma_joinids 5, 12, 19, ... and var
+    soma_joinids 3, 5, 7, ... (not 0..n-1), each dataframe written in reverse order; X
+    written in three fragments (rows by their remainder mod 3, so reads come back out of row
+    order); obs ids and a `barcode` column of 45-character strings (longer than a read
+    buffer's first guess: reads come back in parts); a dense obsm array (as tiledbsoma 1.x
+    wrote them; skipped). Returns the AnnData it holds, rows by ascending joinid, with
+    `barcode` in obs and `symbol` in var, and the experiment's path."""
     import pyarrow as pa
     import tiledbsoma as soma
     rng = np.random.default_rng(seed)
     x = fixtures._counts(n, m, rng, density=0.3).tocoo()
-    joinids = 5 + 7 * np.arange(n)
+    obs_join = 5 + 7 * np.arange(n)
+    var_join = 3 + 2 * np.arange(m)
     obs = pd.DataFrame({"obs_id": [f"c{i}" for i in range(n)],
+                        "barcode": [f"BC-{i:04d}-" + "ACGT" * 9 for i in range(n)],
                         "score": rng.random(n)})
-    var = pd.DataFrame({"var_id": [f"g{j}" for j in range(m)]})
+    var = pd.DataFrame({"var_id": [f"g{j}" for j in range(m)],
+                        "symbol": [f"SYM{j}" for j in range(m)]})
     exp_path = os.path.join(directory, "experiment")
     with soma.Experiment.create(exp_path) as exp:
-        table = pa.Table.from_pandas(obs.assign(soma_joinid=joinids).iloc[::-1], preserve_index=False)
-        obs_df = exp.add_new_dataframe("obs", schema=table.schema,
-                                       domain=[(0, int(joinids.max()))])
-        obs_df.write(table)
+        table = pa.Table.from_pandas(obs.assign(soma_joinid=obs_join).iloc[::-1], preserve_index=False)
+        exp.add_new_dataframe("obs", schema=table.schema,
+                              domain=[(0, int(obs_join.max()))]).write(table)
         ms = exp.add_new_collection("ms")
         rna = ms.add_new_collection("RNA", soma.Measurement)
-        vt = pa.Table.from_pandas(var.assign(soma_joinid=np.arange(m)), preserve_index=False)
-        rna.add_new_dataframe("var", schema=vt.schema, domain=[(0, m - 1)]).write(vt)
+        vt = pa.Table.from_pandas(var.assign(soma_joinid=var_join).iloc[::-1], preserve_index=False)
+        rna.add_new_dataframe("var", schema=vt.schema, domain=[(0, int(var_join.max()))]).write(vt)
         xs = rna.add_new_collection("X")
         arr = xs.add_new_sparse_ndarray("data", type=pa.float32(),
-                                        shape=(int(joinids.max()) + 1, m))
+                                        shape=(int(obs_join.max()) + 1, int(var_join.max()) + 1))
         dense = rna.add_new_collection("obsm").add_new_dense_ndarray(
-            "X_dense", type=pa.float32(), shape=(int(joinids.max()) + 1, 2))
+            "X_dense", type=pa.float32(), shape=(int(obs_join.max()) + 1, 2))
         dense.write((slice(None), slice(None)),
-                    pa.Tensor.from_numpy(np.ones((int(joinids.max()) + 1, 2), dtype=np.float32)))
-        arr.write(pa.Table.from_pydict({
-            "soma_dim_0": joinids[x.row].astype(np.int64),
-            "soma_dim_1": x.col.astype(np.int64),
-            "soma_data": x.data.astype(np.float32)}))
+                    pa.Tensor.from_numpy(np.ones((int(obs_join.max()) + 1, 2), dtype=np.float32)))
+        for part in range(3):
+            pick = x.row % 3 == part
+            arr.write(pa.Table.from_pydict({
+                "soma_dim_0": obs_join[x.row[pick]].astype(np.int64),
+                "soma_dim_1": var_join[x.col[pick]].astype(np.int64),
+                "soma_data": x.data[pick].astype(np.float32)}))
     adata = ad.AnnData(X=x.tocsr().astype(np.float32),
                        obs=obs.set_index("obs_id").rename_axis(None),
                        var=var.set_index("var_id").rename_axis(None))

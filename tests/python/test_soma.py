@@ -130,8 +130,30 @@ def test_joinids_are_mapped(tmp_path):
     got = tables(out)
     assert got["cells"]["cell_id"].to_pylist() == list(adata.obs_names)
     assert got["cells"]["cell_integer_id"].to_pylist() == list(range(adata.n_obs))
+    assert got["cells"]["barcode"].to_pylist() == list(adata.obs["barcode"])
     assert got["cells"]["score"].to_pylist() == list(adata.obs["score"])
+    assert got["genes"]["gene_id"].to_pylist() == list(adata.var_names)
+    assert got["genes"]["symbol"].to_pylist() == list(adata.var["symbol"])
     assert "X_dense" not in got["cells"].column_names
+
+
+def test_id_columns_chosen(tmp_path):
+    adata, exp = sf.write_sparse_joinids(tmp_path)
+    out = tmp_path / "o.slaf"
+    run("convert", exp, out, "--chunk-size", "7", "--obs-id-column", "barcode",
+        "--var-id-column", "symbol")
+    got = tables(out)
+    assert got["cells"]["cell_id"].to_pylist() == list(adata.obs["barcode"])
+    assert got["cells"]["obs_id"].to_pylist() == list(adata.obs_names)
+    assert got["genes"]["gene_id"].to_pylist() == list(adata.var["symbol"])
+    assert got["genes"]["var_id"].to_pylist() == list(adata.var_names)
+    from slaf import SLAFArray
+    sa = SLAFArray(str(out))
+    # Upstream's reader looks the cell up by its barcode and names genes by symbol.
+    row = sa.get_cell_expression(adata.obs["barcode"].iloc[3])
+    want = adata.X[3].tocoo()
+    assert dict(zip(row["gene_id"].to_list(), row["value"].to_list())) == {
+        adata.var["symbol"].iloc[j]: v for j, v in zip(want.col, want.data)}
 
 
 def test_choices_listed_when_missing(tmp_path, everything):

@@ -43,11 +43,16 @@ pub enum JoinIds {
 }
 
 impl JoinIds {
-    /// From every joinid, in any order (they are unique: a dataframe has no duplicates).
-    pub fn from_unsorted(mut ids: Vec<i64>) -> JoinIds {
+    /// From every joinid, in any order; a joinid listed twice is returned as the error.
+    pub fn from_unsorted(mut ids: Vec<i64>) -> std::result::Result<JoinIds, i64> {
         ids.sort_unstable();
-        match (ids.first(), ids.last()) {
-            (Some(&first), Some(&last)) if (last - first) as u64 + 1 == ids.len() as u64 => {
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(w[0]);
+        }
+        Ok(match (ids.first(), ids.last()) {
+            (Some(&first), Some(&last))
+                if i128::from(last) - i128::from(first) + 1 == ids.len() as i128 =>
+            {
                 JoinIds::Contiguous {
                     start: first,
                     n: ids.len() as u64,
@@ -55,7 +60,7 @@ impl JoinIds {
             }
             (None, _) | (_, None) => JoinIds::Contiguous { start: 0, n: 0 },
             _ => JoinIds::Sorted(ids),
-        }
+        })
     }
 
     /// Number of rows.
@@ -115,18 +120,9 @@ impl Frame {
     ) -> Result<Frame> {
         let array = Array::open(ctx, uri, object)?;
         let input = &ctx.input;
-        if array.dims.len() != 1 || array.dims[0].name != JOINID || !array.sparse {
-            let dims: Vec<&str> = array.dims.iter().map(|d| d.name.as_str()).collect();
-            return Err(Error::invalid(
-                input,
-                format!(
-                    "{object}: indexed by [{}]: only dataframes indexed by {JOINID} alone are read",
-                    dims.join(", ")
-                ),
-            ));
-        }
+        array.check_dims(&[JOINID])?;
         match array.attr(id_column) {
-            Some(a) if a.datatype == Datatype::String && a.categories.is_none() => {}
+            Some(a) if a.datatype == Datatype::String && a.var && a.categories.is_none() => {}
             Some(_) => {
                 return Err(Error::invalid(
                     input,
@@ -183,7 +179,9 @@ impl Frame {
             id_column: id_column.to_string(),
             columns,
             fields,
-            ids: JoinIds::from_unsorted(all),
+            ids: JoinIds::from_unsorted(all).map_err(|id| {
+                Error::invalid(input, format!("{object}: soma_joinid {id} is listed twice"))
+            })?,
         })
     }
 
@@ -230,8 +228,10 @@ impl Frame {
         let mut order: Vec<u32> = (0..joinids.len() as u32).collect();
         order.sort_unstable_by_key(|&i| joinids[i as usize]);
         let order = UInt32Array::from(order);
+        let checked = Some(arrow::compute::TakeOptions { check_bounds: true });
         let take = |a: ArrayRef| {
-            arrow::compute::take(&a, &order, None).map_err(|e| Error::Internal(e.to_string()))
+            arrow::compute::take(&a, &order, checked.clone())
+                .map_err(|e| Error::invalid(input, format!("{object}: {e}")))
         };
         let ids = data[1].strings(input, &format!("{object}/{}", self.id_column))?;
         let ids = take(Arc::new(StringArray::from(ids)))?;
@@ -325,4 +325,30 @@ fn to_arrow(
         Values::F64(v) => Arc::new(Float64Array::new(v.into(), nulls)),
         Values::Bool(v) => Arc::new(BooleanArray::new(v.into(), nulls)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_joinids_mapped_whatever_they_are() {
+        let ids = JoinIds::from_unsorted(vec![7, 5, 6]).unwrap();
+        assert!(matches!(ids, JoinIds::Contiguous { start: 5, n: 3 }));
+        assert_eq!(
+            (ids.position(6), ids.position(8), ids.joinid(0)),
+            (Some(1), None, 5)
+        );
+        let ids = JoinIds::from_unsorted(vec![40, 3, 12]).unwrap();
+        assert_eq!(
+            (ids.position(12), ids.position(13), ids.joinid(2)),
+            (Some(1), None, 40)
+        );
+        assert_eq!(ids.span(CellRange::new(1, 3)), (12, 40));
+        assert_eq!(JoinIds::from_unsorted(vec![0, 2, 0]).unwrap_err(), 0);
+        // Extremes do not overflow.
+        let ids = JoinIds::from_unsorted(vec![i64::MIN, i64::MAX]).unwrap();
+        assert_eq!(ids.position(i64::MAX), Some(1));
+        assert_eq!(JoinIds::from_unsorted(vec![]).unwrap().len(), 0);
+    }
 }

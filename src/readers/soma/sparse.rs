@@ -43,10 +43,7 @@ impl SparseArray {
 
     fn checked(array: Array) -> Result<SparseArray> {
         let (input, object) = (&array.ctx.input, array.object.as_str());
-        let dims: Vec<&str> = array.dims.iter().map(|d| d.name.as_str()).collect();
-        if !array.sparse || dims != [DIM0, DIM1] {
-            return Err(Error::invalid(input, format!("{object}: a {} array with dimensions [{}]: only 2-d sparse arrays (soma_dim_0, soma_dim_1) are read", if array.sparse { "sparse" } else { "dense" }, dims.join(", "))));
-        }
+        array.check_dims(&[DIM0, DIM1])?;
         match array.attr(DATA) {
             Some(a) if Values::decode(a.datatype, &[]).is_some() && a.categories.is_none() => {}
             _ => {
@@ -187,29 +184,7 @@ impl SparseArray {
                 Ok(())
             })?;
         }
-        // Unordered reads come in the array's global order, which is by row for SOMA's
-        // row-major tiles: then only the offsets are counted; otherwise entries are placed
-        // by row (a counting sort), and each row by column.
-        let mut counts = vec![0u64; n];
-        for &cell in &cells {
-            counts[cell as usize] += 1;
-        }
-        for count in &counts {
-            let last = *entries.offsets.last().expect("starts with 0");
-            entries.offsets.push(last + count);
-        }
-        if cells.windows(2).any(|w| w[0] > w[1]) {
-            let mut next: Vec<u64> = entries.offsets[..n].to_vec();
-            let (mut genes, mut values) = (vec![0u32; cells.len()], vec![0f32; cells.len()]);
-            for (k, &cell) in cells.iter().enumerate() {
-                let at = next[cell as usize] as usize;
-                next[cell as usize] += 1;
-                (genes[at], values[at]) = (entries.genes[k], entries.values[k]);
-            }
-            (entries.genes, entries.values) = (genes, values);
-        }
-        entries.sort_within_cells();
-        Ok(entries)
+        Ok(cell_major(n, &cells, entries))
     }
 
     /// Rows `range` as vectors of `dim` float32 components (absent entries are 0).
@@ -248,5 +223,67 @@ impl SparseArray {
             FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(flat)), None)
                 .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Arc::new(list))
+    }
+}
+
+/// `entries` (genes and values in read order, no offsets yet) of `n` rows, `cells[k]`
+/// the row of entry `k`, made cell-major: rows ascending, columns ascending within a row.
+///
+/// Unordered reads come in the array's global order, which is by row for SOMA's row-major
+/// tiles: then only the offsets are counted. Otherwise (several fragments) entries are placed
+/// by row, a counting sort, and each row is sorted by column.
+fn cell_major(n: usize, cells: &[u32], mut entries: CellEntries) -> CellEntries {
+    let mut counts = vec![0u64; n];
+    for &cell in cells {
+        counts[cell as usize] += 1;
+    }
+    entries.offsets.truncate(1);
+    for count in &counts {
+        let last = *entries.offsets.last().expect("starts with 0");
+        entries.offsets.push(last + count);
+    }
+    if cells.windows(2).any(|w| w[0] > w[1]) {
+        let mut next: Vec<u64> = entries.offsets[..n].to_vec();
+        let (mut genes, mut values) = (vec![0u32; cells.len()], vec![0f32; cells.len()]);
+        for (k, &cell) in cells.iter().enumerate() {
+            let at = next[cell as usize] as usize;
+            next[cell as usize] += 1;
+            (genes[at], values[at]) = (entries.genes[k], entries.values[k]);
+        }
+        (entries.genes, entries.values) = (genes, values);
+    }
+    entries.sort_within_cells();
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_cell_major_places_rows_read_out_of_order() {
+        // Two fragments: rows 0 and 2, then row 1 and more of row 0 (columns unsorted).
+        let cells = [0, 2, 2, 1, 0];
+        let entries = CellEntries {
+            offsets: vec![0],
+            genes: vec![5, 1, 3, 4, 2],
+            values: vec![50.0, 10.0, 30.0, 40.0, 20.0],
+        };
+        let out = cell_major(4, &cells, entries);
+        assert_eq!(out.offsets, vec![0, 2, 3, 5, 5]);
+        assert_eq!(out.genes, vec![2, 5, 4, 1, 3]);
+        assert_eq!(out.values, vec![20.0, 50.0, 40.0, 10.0, 30.0]);
+    }
+
+    #[test]
+    fn test_cell_major_keeps_rows_read_in_order() {
+        let entries = CellEntries {
+            offsets: vec![0],
+            genes: vec![1, 4, 0],
+            values: vec![1.0, 4.0, 7.0],
+        };
+        let out = cell_major(3, &[0, 0, 2], entries);
+        assert_eq!(out.offsets, vec![0, 2, 2, 3]);
+        assert_eq!(out.genes, vec![1, 4, 0]);
     }
 }

@@ -132,6 +132,7 @@ c_api! {
     current_domain_get_ndrectangle: fn(P, P, PP) -> i32;
     ndrectangle_free: fn(PP) -> i32;
     ndrectangle_get_range: fn(P, P, u32, *mut TdbRange) -> i32;
+    ndrectangle_get_dim_num: fn(P, P, *mut u32) -> i32;
     subarray_alloc: fn(P, P, PP) -> i32;
     subarray_free: fn(PP);
     subarray_add_range: fn(P, P, u32, *const c_void, *const c_void, *const c_void) -> i32;
@@ -144,10 +145,13 @@ c_api! {
     query_set_validity_buffer: fn(P, P, *const c_char, *mut u8, *mut u64) -> i32;
     query_submit: fn(P, P) -> i32;
     query_get_status: fn(P, P, *mut i32) -> i32;
+    // tiledb_query_status_details_t: a struct of one enum (an int).
+    query_get_status_details: fn(P, P, *mut i32) -> i32;
 }
 
 /// TileDB settings: its read memory within the process's budget (its default lets a sparse
-/// read hold up to 10 GiB), and its thread pools no larger than the machine.
+/// read hold up to 10 GiB: a 30,000-cell experiment peaked at 688 MB with it, 243 MB with
+/// these), and no tile cache (every tile is read once per query).
 const CONFIG: &[(&str, &str)] = &[
     ("sm.mem.total_budget", "268435456"),
     ("sm.memory_budget", "67108864"),
@@ -197,22 +201,23 @@ fn load() -> std::result::Result<Api, String> {
             names
         }
     };
-    let mut last_error = String::new();
+    let (mut not_loaded, mut too_old) = (String::new(), None);
     for candidate in &candidates {
         // SAFETY: loading runs the library's initialisers; libtiledb's only set up its own
         // state. The symbols are checked by name, and their types are TileDB's C API.
         match unsafe { libloading::Library::new(candidate) } {
-            Ok(library) => {
-                return unsafe { Api::resolve(library) }
-                    .map_err(|e| format!("{} was loaded but {e}", candidate.display()))
-            }
-            Err(e) => last_error = e.to_string(),
+            Ok(library) => match unsafe { Api::resolve(library) } {
+                Ok(api) => return Ok(api),
+                // Too old to have every function: the next name may be newer.
+                Err(e) => too_old = Some(format!("{} was loaded but {e}", candidate.display())),
+            },
+            Err(e) => not_loaded = e.to_string(),
         }
     }
-    let tried = if candidates.len() == 1 {
-        last_error
-    } else {
-        "the system's loader finds no libtiledb.so, nor libtiledb.so.2.26 to 2.30, and there is no lib/libtiledb.so beside the bin/ directory of slaf-convert".into()
+    let tried = match too_old {
+        Some(too_old) => too_old,
+        None if candidates.len() == 1 => not_loaded,
+        None => "the system's loader finds no libtiledb.so, nor libtiledb.so.2.26 to 2.30, and there is no lib/libtiledb.so beside the bin/ directory of slaf-convert".into(),
     };
     Err(format!(
         "it needs the TileDB library (libtiledb 2.26 or later), which could not be loaded ({tried}): give its path with --libtiledb PATH or {LIBRARY_VARIABLE}=PATH (`pip install tiledbsoma` ships one as site-packages/tiledbsoma.libs/libtiledb-*.so.2.30)"
@@ -247,7 +252,12 @@ impl Context {
     /// A context with TileDB's default configuration.
     pub fn new(input: &Path) -> Result<Context> {
         let api = api(input)?;
-        let failed = || Error::invalid(input, "libtiledb could not create a context");
+        let failed = |why: String| {
+            Error::invalid(
+                input,
+                format!("libtiledb could not create a context: {why}"),
+            )
+        };
         let (mut config, mut err, mut ctx) = (
             std::ptr::null_mut(),
             std::ptr::null_mut(),
@@ -255,29 +265,29 @@ impl Context {
         );
         // SAFETY: the config is created, set and freed here (the context copies it); `ctx`
         // receives a new handle, owned by the returned Context. An error handle a failed
-        // call returns is freed.
+        // call returns is read and freed.
         unsafe {
             if (api.config_alloc)(&mut config, &mut err) != TILEDB_OK {
-                (api.error_free)(&mut err);
-                return Err(failed());
+                return Err(failed(error_text(api, &mut err)));
             }
-            let mut rc = TILEDB_OK;
+            let mut problem = None;
             for (key, value) in CONFIG {
-                let (key, value) = (
+                let (c_key, c_value) = (
                     CString::new(*key).expect("no NUL"),
                     CString::new(*value).expect("no NUL"),
                 );
-                rc |= (api.config_set)(config, key.as_ptr(), value.as_ptr(), &mut err);
-                if !err.is_null() {
-                    (api.error_free)(&mut err);
+                if (api.config_set)(config, c_key.as_ptr(), c_value.as_ptr(), &mut err) != TILEDB_OK
+                {
+                    problem = Some(format!("{key}: {}", error_text(api, &mut err)));
+                    break;
                 }
             }
-            if rc == TILEDB_OK {
-                rc = (api.ctx_alloc)(config, &mut ctx);
+            if problem.is_none() && (api.ctx_alloc)(config, &mut ctx) != TILEDB_OK {
+                problem = Some("tiledb_ctx_alloc failed".into());
             }
             (api.config_free)(&mut config);
-            if rc != TILEDB_OK || ctx.is_null() {
-                return Err(failed());
+            if let Some(problem) = problem.or_else(|| ctx.is_null().then(|| "no context".into())) {
+                return Err(failed(problem));
             }
         }
         Ok(Context {
@@ -313,21 +323,12 @@ impl Context {
 
     fn last_error(&self) -> String {
         let mut err = std::ptr::null_mut();
-        // SAFETY: `err` receives a new error handle or null; the message is owned by it and
-        // copied before it is freed.
+        // SAFETY: `err` receives a new error handle or null, read and freed by error_text.
         unsafe {
-            if (self.api.ctx_get_last_error)(self.ctx, &mut err) != TILEDB_OK || err.is_null() {
+            if (self.api.ctx_get_last_error)(self.ctx, &mut err) != TILEDB_OK {
                 return "libtiledb gave no message".into();
             }
-            let mut msg: *const c_char = std::ptr::null();
-            (self.api.error_message)(err, &mut msg);
-            let text = if msg.is_null() {
-                "libtiledb gave no message".into()
-            } else {
-                CStr::from_ptr(msg).to_string_lossy().into_owned()
-            };
-            (self.api.error_free)(&mut err);
-            text
+            error_text(self.api, &mut err)
         }
     }
 
@@ -354,6 +355,25 @@ impl Context {
         (self.api.string_free)(&mut s);
         Some(text)
     }
+}
+
+/// The message of an error handle a call returned, which is freed.
+///
+/// # Safety
+/// `err` must point to null or an error handle of `api`.
+unsafe fn error_text(api: &Api, err: &mut *mut c_void) -> String {
+    if err.is_null() {
+        return "libtiledb gave no message".into();
+    }
+    let mut msg: *const c_char = std::ptr::null();
+    (api.error_message)(*err, &mut msg);
+    let text = if msg.is_null() {
+        "libtiledb gave no message".into()
+    } else {
+        CStr::from_ptr(msg).to_string_lossy().into_owned()
+    };
+    (api.error_free)(err);
+    text
 }
 
 impl Drop for Context {

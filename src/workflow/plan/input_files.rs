@@ -48,8 +48,9 @@ impl Fingerprint {
             return Err(Error::invalid(path, "not a regular file or a directory"));
         };
         for (file, meta) in files {
-            // A file inside a directory is known by its path below it: for a 10x
-            // directory's files, their names, so their fingerprints are what they were.
+            // A file inside a directory is known by its path below it: for the files of a
+            // flat directory (10x), their names, so those fingerprints are what they were
+            // before nested files counted.
             if let Some(name) = file.strip_prefix(path).ok().filter(|_| file != path) {
                 hasher.update(name.as_os_str().as_encoded_bytes());
             }
@@ -80,10 +81,12 @@ fn files_below(dir: &Path, out: &mut Vec<(PathBuf, std::fs::Metadata)>) -> Resul
             continue;
         }
         let p = entry.path();
-        match std::fs::metadata(&p) {
-            Ok(m) if m.is_file() => out.push((p, m)),
-            Ok(m) if m.is_dir() => files_below(&p, out)?,
-            _ => {}
+        // Real subdirectories only: a symbolic link to a directory could loop. A link to a
+        // file counts as the file.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            files_below(&p, out)?;
+        } else if let Some(m) = std::fs::metadata(&p).ok().filter(|m| m.is_file()) {
+            out.push((p, m));
         }
     }
     Ok(())

@@ -48,12 +48,12 @@ impl Group {
                 object,
                 "opening the group",
             )?;
-            let result = (|| {
-                ctx.check(
-                    (api.group_open)(ctx.raw(), handle, TILEDB_READ),
-                    object,
-                    "opening the group",
-                )?;
+            let opened = ctx.check(
+                (api.group_open)(ctx.raw(), handle, TILEDB_READ),
+                object,
+                "opening the group",
+            );
+            let list = || {
                 let mut count = 0u64;
                 ctx.check(
                     (api.group_get_member_count)(ctx.raw(), handle, &mut count),
@@ -92,16 +92,21 @@ impl Group {
                         });
                     }
                 }
-                let soma_type = string_metadata(|key, t, n, v| {
+                let soma_type = string_metadata(ctx, object, |key, t, n, v| {
                     (api.group_get_metadata)(ctx.raw(), handle, key, t, n, v)
-                });
-                (api.group_close)(ctx.raw(), handle);
+                })?;
                 Ok(Group {
                     uri: uri.to_string(),
                     members,
                     soma_type,
                 })
-            })();
+            };
+            // Closed only if opened; freed either way. The listing's error comes first.
+            let result = opened.and_then(|()| {
+                let group = list();
+                let closed = (api.group_close)(ctx.raw(), handle);
+                group.and_then(|g| ctx.check(closed, object, "closing the group").map(|()| g))
+            });
             (api.group_free)(&mut handle);
             result
         }
@@ -118,17 +123,23 @@ impl Group {
 /// # Safety
 /// `get` must be a TileDB metadata getter of an open object.
 unsafe fn string_metadata(
+    ctx: &Context,
+    object: &str,
     get: impl Fn(*const c_char, *mut i32, *mut u32, *mut *const c_void) -> i32,
-) -> Option<String> {
+) -> Result<Option<String>> {
     let key = c"soma_object_type";
     let (mut dtype, mut num, mut value) = (0i32, 0u32, std::ptr::null());
-    if get(key.as_ptr(), &mut dtype, &mut num, &mut value) != 0 || value.is_null() {
-        return None;
+    let rc = get(key.as_ptr(), &mut dtype, &mut num, &mut value);
+    ctx.check(rc, object, "reading its soma_object_type")?;
+    if value.is_null() {
+        return Ok(None);
     }
-    matches!(Datatype::from_c(dtype), Datatype::String).then(|| {
-        let bytes = std::slice::from_raw_parts(value as *const u8, num as usize);
-        String::from_utf8_lossy(bytes).into_owned()
-    })
+    Ok(
+        matches!(Datatype::from_c(dtype), Datatype::String).then(|| {
+            let bytes = std::slice::from_raw_parts(value as *const u8, num as usize);
+            String::from_utf8_lossy(bytes).into_owned()
+        }),
+    )
 }
 
 /// Whether `uri` is a group, an array, or neither (`None`).
@@ -154,6 +165,8 @@ pub struct Array {
     pub object: String,
     /// Sparse (else dense).
     pub sparse: bool,
+    /// Cells may repeat coordinates.
+    pub allows_dups: bool,
     /// Dimensions, in order.
     pub dims: Vec<Dimension>,
     /// Attributes, in order.
@@ -183,6 +196,7 @@ impl Array {
                 handle,
                 object: object.to_string(),
                 sparse: true,
+                allows_dups: false,
                 dims: Vec::new(),
                 attrs: Vec::new(),
                 soma_type: None,
@@ -193,10 +207,11 @@ impl Array {
                 "opening the array",
             )?;
             let schema = super::schema::read(ctx, handle, object)?;
-            (array.sparse, array.dims, array.attrs) = (schema.sparse, schema.dims, schema.attrs);
-            array.soma_type = string_metadata(|key, t, n, v| {
+            (array.sparse, array.allows_dups, array.dims, array.attrs) =
+                (schema.sparse, schema.allows_dups, schema.dims, schema.attrs);
+            array.soma_type = string_metadata(ctx, object, |key, t, n, v| {
                 (api.array_get_metadata)(ctx.raw(), handle, key, t, n, v)
-            });
+            })?;
             Ok(array)
         }
     }
@@ -204,6 +219,37 @@ impl Array {
     /// The attribute called `name`.
     pub fn attr(&self, name: &str) -> Option<&Attribute> {
         self.attrs.iter().find(|a| a.name == name)
+    }
+
+    /// Refuse the array unless its dimensions are `names`, each int64, and it has no
+    /// duplicate coordinates (what SOMA's dataframes and sparse arrays are).
+    pub fn check_dims(&self, names: &[&str]) -> Result<()> {
+        let found: Vec<String> = self
+            .dims
+            .iter()
+            .map(|d| format!("{} ({:?})", d.name, d.datatype))
+            .collect();
+        let fits = self.dims.len() == names.len()
+            && self
+                .dims
+                .iter()
+                .zip(names)
+                .all(|(d, n)| d.name == *n && d.datatype == Datatype::Int64);
+        if !fits || !self.sparse {
+            return Err(Error::invalid(&self.ctx.input, format!(
+                "{}: a {} array with dimensions [{}]: only sparse arrays with int64 dimensions [{}] are read",
+                self.object, if self.sparse { "sparse" } else { "dense" }, found.join(", "), names.join(", "))));
+        }
+        if self.allows_dups {
+            return Err(Error::invalid(
+                &self.ctx.input,
+                format!(
+                    "{}: allows duplicate coordinates, which a SOMA array never has",
+                    self.object
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The current extent of dimension `i`, or an error naming it.

@@ -3,6 +3,7 @@
 //! particular order (callers sort: TileDB's row-major order on sparse arrays is served by
 //! its legacy reader, which buffers far more).
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::path::Path;
 
@@ -14,6 +15,11 @@ const TILEDB_UNORDERED: i32 = 3;
 const TILEDB_FAILED: i32 = 0;
 const TILEDB_COMPLETED: i32 = 1;
 const TILEDB_INCOMPLETE: i32 = 3;
+/// `tiledb_query_status_details_reason_t`.
+const REASON_NONE: i32 = 0;
+const REASON_USER_BUFFER_SIZE: i32 = 1;
+/// Submits in a row that may return nothing before the read is given up.
+const MAX_STALLS: u32 = 64;
 /// A buffer is never grown beyond this (a single string longer is refused).
 const MAX_BUFFER: usize = 1 << 30;
 
@@ -232,7 +238,9 @@ struct Slot {
     name: std::ffi::CString,
     data_cap: usize,
     cells_cap: usize,
-    sizes: Box<[u64; 3]>,
+    /// Cells: TileDB keeps pointers to them and writes through those while we set and
+    /// read them between submits.
+    sizes: Box<[Cell<u64>; 3]>,
 }
 
 /// Run `read` on `array`, handing each submit's results to `sink`, columns in `read`'s order.
@@ -266,7 +274,7 @@ pub fn read(
             name: ctx.c_string(name)?,
             data_cap,
             cells_cap: cells,
-            sizes: Box::new([0; 3]),
+            sizes: Box::new([Cell::new(0), Cell::new(0), Cell::new(0)]),
         });
         columns.push(ColumnData {
             datatype: Some(datatype),
@@ -319,6 +327,7 @@ pub fn read(
             for (slot, column) in slots.iter_mut().zip(&mut columns) {
                 attach(array, query, slot, column)?;
             }
+            let mut stalled = 0;
             loop {
                 for (slot, column) in slots.iter_mut().zip(&mut columns) {
                     // Back to full length: every byte was initialised at allocation.
@@ -329,9 +338,9 @@ pub fn read(
                     column
                         .validity
                         .set_len(if column.nullable { slot.cells_cap } else { 0 });
-                    slot.sizes[0] = column.data.len() as u64;
-                    slot.sizes[1] = (column.offsets.len() * 8) as u64;
-                    slot.sizes[2] = column.validity.len() as u64;
+                    slot.sizes[0].set(column.data.len() as u64);
+                    slot.sizes[1].set((column.offsets.len() * 8) as u64);
+                    slot.sizes[2].set(column.validity.len() as u64);
                 }
                 ctx.check((api.query_submit)(ctx.raw(), query), object, "reading")?;
                 let mut status = TILEDB_FAILED;
@@ -341,27 +350,55 @@ pub fn read(
                     "reading",
                 )?;
                 for (slot, column) in slots.iter().zip(&mut columns) {
-                    column.data.truncate(slot.sizes[0] as usize);
-                    column.offsets.truncate(slot.sizes[1] as usize / 8);
-                    column.validity.truncate(slot.sizes[2] as usize);
+                    column.data.truncate(slot.sizes[0].get() as usize);
+                    column.offsets.truncate(slot.sizes[1].get() as usize / 8);
+                    column.validity.truncate(slot.sizes[2].get() as usize);
                 }
                 let n = columns.first().map_or(0, ColumnData::cells);
+                let aligned = columns
+                    .iter()
+                    .all(|c| c.cells() == n && (!c.nullable || c.validity.len() == n));
+                if !aligned {
+                    return Err(Error::invalid(
+                        &ctx.input,
+                        format!("{object}: columns of one read came back with different numbers of cells"),
+                    ));
+                }
                 match status {
-                    TILEDB_COMPLETED | TILEDB_INCOMPLETE if n > 0 => sink(&columns)?,
+                    TILEDB_COMPLETED | TILEDB_INCOMPLETE if n > 0 => {
+                        stalled = 0;
+                        sink(&columns)?
+                    }
                     TILEDB_COMPLETED => {}
                     TILEDB_INCOMPLETE => {
-                        // Nothing fitted: the buffers are too small for one cell.
-                        for (slot, column) in slots.iter_mut().zip(&mut columns) {
-                            slot.data_cap *= 2;
-                            slot.cells_cap *= 2;
-                            if slot.data_cap > MAX_BUFFER {
-                                return Err(Error::invalid(
-                                    &ctx.input,
-                                    format!("{object}: a cell of over {MAX_BUFFER} bytes"),
-                                ));
-                            }
-                            attach(array, query, slot, column)?;
+                        let mut reason = REASON_NONE;
+                        (api.query_get_status_details)(ctx.raw(), query, &mut reason);
+                        stalled += 1;
+                        if stalled > MAX_STALLS {
+                            return Err(Error::invalid(
+                                &ctx.input,
+                                format!("{object}: the read makes no progress (TileDB returns nothing, reason {reason})"),
+                            ));
                         }
+                        if reason == REASON_USER_BUFFER_SIZE {
+                            // Nothing fitted: a string is longer than its column's buffer
+                            // (fixed-size columns always hold a cell).
+                            let any_var = columns.iter().any(|c| c.var);
+                            for (slot, column) in slots.iter_mut().zip(&mut columns) {
+                                if column.var || !any_var {
+                                    slot.data_cap *= 2;
+                                }
+                                if slot.data_cap > MAX_BUFFER {
+                                    return Err(Error::invalid(
+                                        &ctx.input,
+                                        format!("{object}: a cell of over {MAX_BUFFER} bytes"),
+                                    ));
+                                }
+                                attach(array, query, slot, column)?;
+                            }
+                        }
+                        // Otherwise TileDB's memory budget ended the submit early: the
+                        // same buffers go again.
                     }
                     _ => {
                         return Err(Error::invalid(
@@ -389,34 +426,34 @@ unsafe fn attach(
 ) -> Result<()> {
     let (ctx, api) = (&*array.ctx, array.ctx.api);
     column.data = vec![0; slot.data_cap];
-    slot.sizes[0] = slot.data_cap as u64;
+    slot.sizes[0].set(slot.data_cap as u64);
     let mut rc = (api.query_set_data_buffer)(
         ctx.raw(),
         query,
         slot.name.as_ptr(),
         column.data.as_mut_ptr() as *mut c_void,
-        &mut slot.sizes[0],
+        slot.sizes[0].as_ptr(),
     );
     if column.var {
         column.offsets = vec![0; slot.cells_cap];
-        slot.sizes[1] = (slot.cells_cap * 8) as u64;
+        slot.sizes[1].set((slot.cells_cap * 8) as u64);
         rc |= (api.query_set_offsets_buffer)(
             ctx.raw(),
             query,
             slot.name.as_ptr(),
             column.offsets.as_mut_ptr(),
-            &mut slot.sizes[1],
+            slot.sizes[1].as_ptr(),
         );
     }
     if column.nullable {
         column.validity = vec![0; slot.cells_cap];
-        slot.sizes[2] = slot.cells_cap as u64;
+        slot.sizes[2].set(slot.cells_cap as u64);
         rc |= (api.query_set_validity_buffer)(
             ctx.raw(),
             query,
             slot.name.as_ptr(),
             column.validity.as_mut_ptr(),
-            &mut slot.sizes[2],
+            slot.sizes[2].as_ptr(),
         );
     }
     ctx.check(rc, &array.object, "setting up a read")
