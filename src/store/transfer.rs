@@ -52,7 +52,8 @@ pub struct DownloadReport {
 
 impl Store {
     /// Fetch the object at the prefix into `dir` under its own name; if there is no such
-    /// object, every object directly under the prefix into `dir/<name>/` (a directory input).
+    /// object, every object directly under the prefix into `dir/<name>/` (a directory input),
+    /// or every object below it at its path when the prefix is a TileDB group.
     /// Logs `input.fetching` before and `input.fetched` after, with bytes and seconds.
     /// An HDF5 object is left in the store ([`Store::single_object`]) when `hdf5_in_place`.
     pub async fn download(&self, dir: &Path, hdf5_in_place: bool) -> Result<DownloadReport> {
@@ -75,14 +76,47 @@ impl Store {
                     .await
                     .map_err(|e| store_error(&self.shown, &e))?;
                 let local = dir.join(&name);
-                let objects: Vec<_> = listed
+                // A TileDB group (a SOMA experiment) is a tree: every object below the
+                // prefix, at its path below it. Other directories: the objects directly under.
+                let tiledb_group = listed
                     .objects
+                    .iter()
+                    .any(|m| m.location.filename() == Some("__tiledb_group.tdb"))
+                    || listed
+                        .common_prefixes
+                        .iter()
+                        .any(|p| p.filename() == Some("__group"));
+                let below = match tiledb_group {
+                    true => self
+                        .client
+                        .list(Some(&self.root))
+                        .collect::<Vec<_>>()
+                        .await
+                        .into_iter()
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| store_error(&self.shown, &e))?,
+                    false => listed.objects,
+                };
+                // Folder markers ("a/" objects some tools leave) are ancestors of other
+                // objects: they name no file.
+                let ancestors: std::collections::HashSet<String> = below
+                    .iter()
+                    .flat_map(|m| {
+                        let path = m.location.as_ref();
+                        path.match_indices('/')
+                            .map(move |(i, _)| path[..i].to_string())
+                    })
+                    .collect();
+                let objects: Vec<_> = below
                     .into_iter()
                     // S3's "folder" marker is the prefix itself: not a file of the directory.
-                    .filter(|m| m.location != self.root)
+                    .filter(|m| m.location != self.root && !ancestors.contains(m.location.as_ref()))
                     .filter_map(|m| {
-                        let file = local.join(m.location.filename()?);
-                        Some((m, file))
+                        let file = m
+                            .location
+                            .prefix_match(&self.root)?
+                            .fold(local.clone(), |f, p| f.join(p.as_ref()));
+                        (file != local).then_some((m, file))
                     })
                     .collect();
                 if objects.is_empty() {
@@ -112,6 +146,9 @@ impl Store {
         tracing::info!(event = "input.fetching", input = %self.shown, objects = objects.len(), "fetching {} to {}", self.shown, path.display());
         let mut bytes = 0;
         for (meta, file) in &objects {
+            if let Some(parent) = file.parent().filter(|p| !p.exists()) {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
             let name = meta.location.filename().unwrap_or_default();
             bytes += match is_directory {
                 true if STREAMED_NAMES.contains(&name) => self.stream_in_place(meta, file).await?,

@@ -207,6 +207,35 @@ def test_convert_10x_directory_from_the_store(store, tmp_path):
     assert_same(store_tables(store, f"{s}://out/tenx.slaf"), local_tables(tmp_path / "local.slaf"))
 
 
+def test_convert_soma_experiment_from_the_store(store, tmp_path):
+    """A TileDB-SOMA experiment is a tree of objects: every one is fetched at its path (a
+    "folder" marker among them names no file), and the conversion, in one process or as a
+    plan and shards, equals the local one."""
+    import soma_fixtures
+    _, exp = soma_fixtures.write(soma_fixtures.float_values(), tmp_path / "soma")
+    exp = Path(exp)
+    for f in sorted(p for p in exp.rglob("*") if p.is_file()):
+        store.put("inputs", f"soma/experiment/{f.relative_to(exp)}", f.read_bytes())
+    if store.scheme == "s3":
+        store.put("inputs", "soma/experiment/ms/", b"")
+    env = {**store.env(), "SLAF_CONVERT_LIBTILEDB": soma_fixtures.libtiledb()}
+    run("convert", exp, tmp_path / "local.slaf", "--chunk-size", "16", env=env)
+    s = store.scheme
+    run("convert", f"{s}://inputs/soma/experiment", f"{s}://out/soma.slaf", "--chunk-size", "16",
+        env=env)
+    assert_same(store_tables(store, f"{s}://out/soma.slaf"), local_tables(tmp_path / "local.slaf"))
+    (tmp_path / "m.yaml").write_text(
+        f"output: {tmp_path / 'sharded.slaf'}\ninputs:\n  - path: {s}://inputs/soma/experiment\n"
+        "options:\n  chunk_size: 16\nsharding:\n  cells_per_shard: 32\n")
+    run("plan", tmp_path / "m.yaml", "--output", tmp_path / "plan.json", env=env)
+    n = len(json.loads((tmp_path / "plan.json").read_text())["shards"])
+    assert n == 2
+    for i in range(n):
+        run("shard", tmp_path / "plan.json", "--index", i, "-o", tmp_path / f"s{i}", env=env)
+    run("commit", tmp_path / "plan.json", *[tmp_path / f"s{i}" for i in range(n)], env=env)
+    assert_same(local_tables(tmp_path / "sharded.slaf"), local_tables(tmp_path / "local.slaf"))
+
+
 def test_plan_staged_shards_commit_to_the_store(store, tmp_path):
     d = tmp_path / "wf"
     d.mkdir()
