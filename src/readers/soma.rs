@@ -402,10 +402,10 @@ impl InputReader for SomaReader {
 
     /// Always reads every value: a sparse array has no row index to count from.
     fn scan(&mut self, _values: ValueScan) -> Result<MatrixScan> {
-        let (obs, var) = (&self.obs.ids, &self.var.ids);
+        let obs = &self.obs.ids;
         let mut counts = vec![0u64; self.layout.n_cells as usize];
         let mut probe = ValueTypeProbe::default();
-        self.x.scan(obs, var, Some(&mut counts), &mut probe)?;
+        self.x.scan(obs, Some(&mut counts), &mut probe)?;
         warn_narrowed(&self.path, self.x.object(), "stored", probe.narrowed());
         let mut row_offsets = Vec::with_capacity(counts.len() + 1);
         row_offsets.push(0u64);
@@ -417,7 +417,7 @@ impl InputReader for SomaReader {
         let mut layer_types = Vec::new();
         for layer in &self.layers {
             let mut probe = ValueTypeProbe::default();
-            layer.scan(obs, var, None, &mut probe)?;
+            layer.scan(obs, None, &mut probe)?;
             warn_narrowed(&self.path, layer.object(), "stored", probe.narrowed());
             layer_types.push(probe.value_type());
         }

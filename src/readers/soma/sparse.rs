@@ -113,23 +113,38 @@ impl SparseArray {
     }
 
     /// One full pass: entries per row (`counts`, when given, indexed by row position) and
-    /// every value into `probe`; the number of values float32 changes.
+    /// every value into `probe`. Reads only the row dimension (only the values without
+    /// `counts`): columns are checked where rows are read.
     pub fn scan(
         &self,
         rows: &JoinIds,
-        cols: &JoinIds,
         mut counts: Option<&mut [u64]>,
         probe: &mut ValueTypeProbe,
     ) -> Result<()> {
-        self.each(&[], |r, c, values| {
-            for (&row, &col) in r.iter().zip(c) {
-                let pos = self.position(rows, row, "row")?;
-                self.position(cols, col, "column")?;
-                if let Some(counts) = counts.as_deref_mut() {
-                    counts[pos as usize] += 1;
+        let (input, object) = (self.input(), self.object());
+        let columns: &[&str] = if counts.is_some() {
+            &[DATA, DIM0]
+        } else {
+            &[DATA]
+        };
+        let read = Read {
+            columns,
+            ranges: &[],
+            cells: READ_ENTRIES,
+        };
+        query::read(&self.array, &read, |chunk: &[ColumnData]| {
+            probe.observe(&chunk[0].values(input, object)?.to_f64());
+            if let Some(counts) = counts.as_deref_mut() {
+                let Values::I64(r) = chunk[1].values(input, object)? else {
+                    return Err(Error::invalid(
+                        input,
+                        format!("{object}: {DIM0} is not int64"),
+                    ));
+                };
+                for &row in &r {
+                    counts[self.position(rows, row, "row")? as usize] += 1;
                 }
             }
-            probe.observe(&values.to_f64());
             Ok(())
         })
     }

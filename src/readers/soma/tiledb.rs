@@ -150,13 +150,16 @@ c_api! {
 }
 
 /// TileDB settings: its read memory within the process's budget (its default lets a sparse
-/// read hold up to 10 GiB: a 30,000-cell experiment peaked at 688 MB with it, 243 MB with
-/// these), and no tile cache (every tile is read once per query).
+/// read hold up to 10 GiB: a 30,000-cell experiment's conversion peaked at 688 MB with it,
+/// 258 MB with these), and no tile cache (every tile is read once per query).
 const CONFIG: &[(&str, &str)] = &[
-    ("sm.mem.total_budget", "268435456"),
+    ("sm.mem.total_budget", "134217728"),
     ("sm.memory_budget", "67108864"),
     ("sm.memory_budget_var", "67108864"),
     ("sm.tile_cache_size", "0"),
+    // TileDB trims the heap after every read by default; the next read faults it all in
+    // again (a read per batch and array here).
+    ("sm.mem.malloc_trim", "false"),
 ];
 
 /// Where `--libtiledb` said the library is (set once, by the command line).
