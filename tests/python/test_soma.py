@@ -199,3 +199,27 @@ def test_without_libtiledb(tmp_path, everything, library):
     # Everything else works without it.
     run("convert", h5ad, tmp_path / "h.slaf", "--chunk-size", "25", libtiledb=given)
     assert_same_tables(tables(tmp_path / "h.slaf"), ref)
+
+
+@pytest.mark.parametrize("damage", ["truncated-fragment", "missing-obs", "not-an-experiment"])
+def test_damaged_experiment_is_refused(tmp_path, everything, damage):
+    _, _, exp, _ = everything
+    broken = tmp_path / "experiment"
+    shutil.copytree(exp, broken)
+    if damage == "truncated-fragment":
+        data = broken / "ms" / "rna_custom" / "X" / "data" / "__fragments"
+        biggest = max((p for p in data.rglob("*.tdb")), key=lambda p: p.stat().st_size)
+        with open(biggest, "r+b") as f:
+            f.truncate(100)
+    elif damage == "missing-obs":
+        shutil.rmtree(broken / "obs")
+    else:
+        shutil.rmtree(broken)
+        broken.mkdir()
+        (broken / "__tiledb_group.tdb").write_bytes(b"")
+    out = tmp_path / "o.slaf"
+    proc = run("convert", broken, out, "--measurement", "rna_custom", check=False)
+    assert proc.returncode == 65, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(f"slaf-convert: error: {broken}: "), last
+    assert not (out / "_SLAF_COMPLETE.json").exists()

@@ -17,7 +17,8 @@ use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::tiledb::array::{Array, Attribute, Datatype};
-use super::tiledb::query::{self, ColumnData, Read, Values};
+use super::tiledb::query::{self, ColumnData, Read};
+use super::tiledb::values::Values;
 use super::tiledb::Context;
 use crate::cells::CellRange;
 use crate::columns::sanitise_column_names;

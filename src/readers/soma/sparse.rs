@@ -14,7 +14,8 @@ use arrow::datatypes::{DataType, Field};
 
 use super::frame::JoinIds;
 use super::tiledb::array::Array;
-use super::tiledb::query::{self, ColumnData, Read, Values};
+use super::tiledb::query::{self, ColumnData, Read};
+use super::tiledb::values::Values;
 use super::tiledb::Context;
 use crate::cells::{CellEntries, CellRange};
 use crate::error::{Error, Result};

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 pub mod array;
 pub mod query;
 pub mod schema;
+pub mod values;
 
 /// Environment variable naming the library file.
 pub const LIBRARY_VARIABLE: &str = "SLAF_CONVERT_LIBTILEDB";

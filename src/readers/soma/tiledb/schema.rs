@@ -358,9 +358,9 @@ unsafe fn categories(
                 .chunks_exact(8)
                 .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
                 .collect();
-            return super::query::split_strings(bytes, &starts, &ctx.input, object);
+            return super::values::split_strings(bytes, &starts, &ctx.input, object);
         }
-        let values = super::query::Values::decode(datatype, bytes).ok_or_else(|| {
+        let values = super::values::Values::decode(datatype, bytes).ok_or_else(|| {
             Error::invalid(
                 &ctx.input,
                 format!("{object}: categories of an unsupported type"),
