@@ -1,5 +1,6 @@
 //! Whole objects between a store and local files: an input fetched to a local directory (one
-//! object, or the objects directly under a prefix, as a 10x directory is), and a local file
+//! object; the objects directly under a prefix, as a 10x directory is; or every object below
+//! a prefix that is a TileDB group, a SOMA experiment), and a local file
 //! uploaded (multipart past 10 MiB, in bounded memory). Two kinds of input object stay in the
 //! store behind a local stand-in: a 10x directory's matrix, streamed ([`super::stream`]), and
 //! an HDF5 file, read at offsets ([`super::ranged`]).
@@ -107,10 +108,22 @@ impl Store {
                             .map(move |(i, _)| path[..i].to_string())
                     })
                     .collect();
+                if let Some(clash) = below
+                    .iter()
+                    .find(|m| m.size > 0 && ancestors.contains(m.location.as_ref()))
+                {
+                    return Err(Error::invalid(
+                        &self.shown,
+                        format!("{}: both an object and a prefix of other objects: it cannot be fetched as a directory tree", clash.location),
+                    ));
+                }
                 let objects: Vec<_> = below
                     .into_iter()
                     // S3's "folder" marker is the prefix itself: not a file of the directory.
-                    .filter(|m| m.location != self.root && !ancestors.contains(m.location.as_ref()))
+                    .filter(|m| {
+                        m.location != self.root
+                            && !(m.size == 0 && ancestors.contains(m.location.as_ref()))
+                    })
                     .filter_map(|m| {
                         let file = m
                             .location

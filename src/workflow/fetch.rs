@@ -1,7 +1,8 @@
 //! Inputs in object stores (s3://, gs://, az://), fetched for the task that reads them.
 //!
 //! An input URI (`convert`'s INPUT, a manifest's input) is fetched into a local temporary
-//! directory (a single object, or the objects directly under a prefix for a 10x directory)
+//! directory (a single object, the objects directly under a prefix for a 10x directory, or
+//! the tree below a prefix for a TileDB-SOMA experiment)
 //! and read from there, except where reading it in the store costs less: an HDF5 file read
 //! by a task that needs part of it ([`Hdf5Inputs::InPlace`]: a shard, a plan) is read at the
 //! offsets its reader asks for ([`crate::readers::ranged`]), and a 10x directory's matrix is

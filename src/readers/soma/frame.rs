@@ -141,7 +141,12 @@ impl Frame {
                 continue;
             }
             if arrow_type(attr).is_none() {
-                tracing::warn!(event = "input.skipped", object = %format!("{object}/{}", attr.name), "skipping {object}/{}: its type ({:?}) has no SLAF column type", attr.name, attr.datatype);
+                let what = match attr.cell_values {
+                    Some(n) if n == u32::MAX => "a variable number of values a cell".to_string(),
+                    Some(n) => format!("{n} values a cell"),
+                    None => format!("TileDB type {:?}", attr.datatype),
+                };
+                tracing::warn!(event = "input.skipped", object = %format!("{object}/{}", attr.name), "skipping {object}/{}: {what}, which no SLAF column holds", attr.name);
                 continue;
             }
             columns.push(attr.clone());

@@ -145,6 +145,7 @@ c_api! {
     query_set_offsets_buffer: fn(P, P, *const c_char, *mut u64, *mut u64) -> i32;
     query_set_validity_buffer: fn(P, P, *const c_char, *mut u8, *mut u64) -> i32;
     query_submit: fn(P, P) -> i32;
+    query_set_config: fn(P, P, P) -> i32;
     query_get_status: fn(P, P, *mut i32) -> i32;
     // tiledb_query_status_details_t: a struct of one enum (an int).
     query_get_status_details: fn(P, P, *mut i32) -> i32;
@@ -253,7 +254,7 @@ unsafe impl Send for Context {}
 unsafe impl Sync for Context {}
 
 impl Context {
-    /// A context with TileDB's default configuration.
+    /// A context with [`CONFIG`]'s settings.
     pub fn new(input: &Path) -> Result<Context> {
         let api = api(input)?;
         let failed = |why: String| {
@@ -299,6 +300,43 @@ impl Context {
             ctx,
             input: input.to_path_buf(),
         })
+    }
+
+    /// Set TileDB's read memory of `query` to `bytes`.
+    ///
+    /// # Safety
+    /// `query` must be a query of this context that has not been submitted.
+    pub unsafe fn set_query_budget(
+        &self,
+        query: *mut c_void,
+        bytes: u64,
+        object: &str,
+    ) -> Result<()> {
+        let api = self.api;
+        let (mut config, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
+        if (api.config_alloc)(&mut config, &mut err) != TILEDB_OK {
+            let why = error_text(api, &mut err);
+            return Err(Error::invalid(
+                &self.input,
+                format!("{object}: a TileDB configuration: {why}"),
+            ));
+        }
+        let (key, value) = (
+            c"sm.mem.total_budget",
+            CString::new(bytes.to_string()).expect("digits"),
+        );
+        let mut rc = (api.config_set)(config, key.as_ptr(), value.as_ptr(), &mut err);
+        if rc != TILEDB_OK {
+            let why = error_text(api, &mut err);
+            (api.config_free)(&mut config);
+            return Err(Error::invalid(
+                &self.input,
+                format!("{object}: a TileDB configuration: {why}"),
+            ));
+        }
+        rc = (api.query_set_config)(self.ctx, query, config);
+        (api.config_free)(&mut config);
+        self.check(rc, object, "raising its read memory")
     }
 
     /// The raw handle.

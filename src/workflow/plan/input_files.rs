@@ -27,7 +27,7 @@ pub struct Fingerprint {
     /// Modification time, seconds since the epoch (a directory: its newest file); recorded,
     /// not compared (staging may change it).
     pub modified: u64,
-    /// blake3 (hex) of each file's name, size, first and last 64 KiB.
+    /// blake3 (hex) of each file's path below the directory, size, first and last 64 KiB.
     pub content: String,
 }
 

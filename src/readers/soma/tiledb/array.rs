@@ -173,6 +173,8 @@ pub struct Array {
     pub attrs: Vec<Attribute>,
     /// Its `soma_object_type` metadata, if set.
     pub soma_type: Option<String>,
+    /// TileDB's read memory its reads need beyond the context's, once one found out.
+    pub read_budget: std::cell::Cell<Option<u64>>,
 }
 
 // SAFETY: the handle is used by one thread at a time (the reader owns it) and freed on drop.
@@ -200,6 +202,7 @@ impl Array {
                 dims: Vec::new(),
                 attrs: Vec::new(),
                 soma_type: None,
+                read_budget: std::cell::Cell::new(None),
             };
             ctx.check(
                 (api.array_open)(ctx.raw(), handle, TILEDB_READ),

@@ -21,6 +21,10 @@ const REASON_NONE: i32 = 0;
 const REASON_USER_BUFFER_SIZE: i32 = 1;
 /// Submits in a row that may return nothing before the read is given up.
 const MAX_STALLS: u32 = 64;
+/// TileDB's read memory for a read of many fragments: first raised to this, then 4 times
+/// more up to the most.
+const FIRST_RAISED_BUDGET: u64 = 512 << 20;
+const MAX_RAISED_BUDGET: u64 = 8 << 30;
 /// A buffer is never grown beyond this (a single string longer is refused).
 const MAX_BUFFER: usize = 1 << 30;
 
@@ -98,6 +102,43 @@ pub fn read(
     read: &Read,
     mut sink: impl FnMut(&[ColumnData]) -> Result<()>,
 ) -> Result<()> {
+    let mut budget = array.read_budget.get();
+    loop {
+        let mut delivered = false;
+        let outcome = {
+            let mut counted = |columns: &[ColumnData]| {
+                delivered = true;
+                sink(columns)
+            };
+            read_with(array, read, budget, &mut counted)
+        };
+        match outcome {
+            // TileDB's reader of arrays without duplicates holds a tile of every fragment at
+            // once: an array written in many parts needs more than the usual budget. Raised
+            // for this read only, before it has handed anything out.
+            Err(Error::InvalidInput { what, .. })
+                if !delivered
+                    && what.contains("Cannot load enough tiles")
+                    && budget.is_none_or(|b| b < MAX_RAISED_BUDGET) =>
+            {
+                let raised = budget.map_or(FIRST_RAISED_BUDGET, |b| b * 4);
+                tracing::info!(event = "input.budget_raised", object = %array.object, bytes = raised, "{}: many fragments: TileDB's read memory raised to {} MiB for this read", array.object, raised >> 20);
+                budget = Some(raised);
+                // The array's later reads (the next batches) start there.
+                array.read_budget.set(budget);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`read`] with TileDB's read memory set to `budget` bytes (`None`: the context's).
+fn read_with(
+    array: &Array,
+    read: &Read,
+    budget: Option<u64>,
+    sink: &mut dyn FnMut(&[ColumnData]) -> Result<()>,
+) -> Result<()> {
     let (ctx, api, object) = (&*array.ctx, array.ctx.api, array.object.as_str());
     let mut slots = Vec::with_capacity(read.columns.len());
     let mut columns = Vec::with_capacity(read.columns.len());
@@ -143,6 +184,9 @@ pub fn read(
             "starting a read",
         )?;
         let result = (|| {
+            if let Some(bytes) = budget {
+                ctx.set_query_budget(query, bytes, object)?;
+            }
             ctx.check(
                 (api.query_set_layout)(ctx.raw(), query, TILEDB_UNORDERED),
                 object,
@@ -232,16 +276,21 @@ pub fn read(
                             // Nothing fitted: a string is longer than its column's buffer
                             // (fixed-size columns always hold a cell).
                             let any_var = columns.iter().any(|c| c.var);
-                            for (slot, column) in slots.iter_mut().zip(&mut columns) {
+                            for (slot, column) in slots.iter_mut().zip(&columns) {
                                 if column.var || !any_var {
                                     slot.data_cap *= 2;
                                 }
-                                if slot.data_cap > MAX_BUFFER {
-                                    return Err(Error::invalid(
-                                        &ctx.input,
-                                        format!("{object}: a cell of over {MAX_BUFFER} bytes"),
-                                    ));
-                                }
+                            }
+                            // Every string column grows (TileDB does not say which was
+                            // short): the limit is on all of them together.
+                            let total: usize = slots.iter().map(|s| s.data_cap).sum();
+                            if total > MAX_BUFFER {
+                                return Err(Error::invalid(
+                                    &ctx.input,
+                                    format!("{object}: a cell of over {} MiB", MAX_BUFFER >> 20),
+                                ));
+                            }
+                            for (slot, column) in slots.iter_mut().zip(&mut columns) {
                                 attach(array, query, slot, column)?;
                             }
                         }

@@ -58,7 +58,8 @@ impl Datatype {
             Datatype::Int16 | Datatype::UInt16 => 2,
             Datatype::Int32 | Datatype::UInt32 | Datatype::Float32 => 4,
             Datatype::Int64 | Datatype::UInt64 | Datatype::Float64 => 8,
-            // Dates and times are 8 bytes; the rest is refused before anything is read.
+            // Dates and times are 8 bytes. Nothing of another type is read: dataframes skip
+            // such columns, sparse arrays refuse such values, before any read.
             Datatype::Other(_) => 8,
         }
     }
@@ -86,6 +87,9 @@ pub struct Attribute {
     pub var: bool,
     /// Has a validity buffer.
     pub nullable: bool,
+    /// Values a cell holds where that is more than one and not a string's characters (such
+    /// an attribute's datatype is [`Datatype::Other`]).
+    pub cell_values: Option<u32>,
     /// The values an enumerated (categorical) attribute's codes stand for, as text.
     pub categories: Option<Vec<String>>,
 }
@@ -128,6 +132,15 @@ pub(super) unsafe fn read(ctx: &Context, array: *mut c_void, object: &str) -> Re
             "reading the schema",
         )?;
         out.sparse = array_type == TILEDB_SPARSE;
+        if out.sparse {
+            let mut dups = 0;
+            ctx.check(
+                (api.array_schema_get_allows_dups)(ctx.raw(), schema, &mut dups),
+                object,
+                "reading the schema",
+            )?;
+            out.allows_dups = dups != 0;
+        }
         let current = current_domain(ctx, schema, object)?;
         let mut domain = std::ptr::null_mut();
         ctx.check(
@@ -295,7 +308,8 @@ unsafe fn attributes(
         // Several values a cell (other than a string's characters) fit no SLAF column: such
         // an attribute reads as a type of its own, which readers skip or refuse by name.
         let mut datatype = Datatype::from_c(dtype);
-        if cvn != 1 && !(cvn == VAR_NUM && datatype == Datatype::String) {
+        let several = cvn != 1 && !(cvn == VAR_NUM && datatype == Datatype::String);
+        if several {
             datatype = Datatype::Other(dtype);
         }
         out.push(Attribute {
@@ -303,6 +317,7 @@ unsafe fn attributes(
             datatype,
             var: cvn == VAR_NUM,
             nullable: nullable != 0,
+            cell_values: several.then_some(cvn),
             categories,
         });
     }
