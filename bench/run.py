@@ -1,6 +1,7 @@
 """Run the conversion benchmark and write bench/RESULTS.md (called by bench/run.sh).
 
 usage: run.py BIN WORKDIR RESULTS_MD [--rounds N] [--skip-1m] [--skip-tiledb] [--skip-encodings]
+                                      [--skip-reads] [--skip-instructions] [--pairs N]
 
 Per file, the tools run one after the other and the whole set is repeated --rounds times in
 alternation (A B C D, A B C D, ...), so a slow patch of the machine hits every tool alike;
@@ -143,14 +144,20 @@ def bench_encodings(bin_path, venv_bin, work, h5ad, rounds):
     return result
 
 
-def bench_reads(bin_path, venv_bin, work, h5ad, pairs):
+def bench_reads(bin_path, venv_bin, work, h5ad, pairs, instructions_workloads=()):
     """Upstream's reader on our outputs (default, --create-indices, --compression lz4) and on
     upstream's own output of the same file (bench/read_bench.py): median ratios of calls
-    timed in alternating pairs. Also the index build's cost."""
+    timed in alternating pairs. Also the index build's cost, and the instructions a call of
+    `instructions_workloads` (bench/read_instructions.py)."""
     print("reads:", flush=True)
     out = work / "out"
     # Names as the table shows them: `indexed` is --create-indices, `lz4` --compression lz4.
-    ours = {"default": [], "indexed": ["--create-indices"], "lz4": ["--compression", "lz4"]}
+    # `one page` and `upstream layout` are the default's two layout choices undone one at a
+    # time: one page a fragment column, then upstream's uint32/uint16 ids too (upstream's own
+    # layout, whose gene ids upstream's get_gene_expression cannot query).
+    ours = {"default": [], "indexed": ["--create-indices"], "lz4": ["--compression", "lz4"],
+            "one page": ["--pages", "one-per-fragment"],
+            "upstream layout": ["--id-types", "compact", "--pages", "one-per-fragment"]}
     paths, writes = {}, {}
     for name, extra in ours.items():
         paths[name] = out / f"reads-{len(paths)}.slaf"
@@ -172,8 +179,36 @@ def bench_reads(bin_path, venv_bin, work, h5ad, pairs):
     subprocess.run([str(venv_bin / "python"), str(HERE / "read_bench.py"), str(upstream),
                     *(f"{name}={p}" for name, p in paths.items()), "--fallback", str(fallback),
                     "--pairs", str(pairs), "--json", str(report)], check=True)
+    instructions = None
+    if instructions_workloads and shutil.which("valgrind"):
+        counted = work / "instructions.json"
+        subprocess.run([str(venv_bin / "python"), str(HERE / "read_instructions.py"),
+                        str(upstream), *(f"{n}={paths[n]}" for n in INSTRUCTION_DATASETS),
+                        *(a for w in instructions_workloads for a in ("--workload", w)),
+                        "--json", str(counted)], check=True)
+        instructions = json.loads(counted.read_text())
+    elif instructions_workloads:
+        print("reads: valgrind not found, instruction counts skipped", flush=True)
     shutil.rmtree(control, ignore_errors=True)
-    return {"writes": writes, "reads": json.loads(report.read_text())}
+    return {"writes": writes, "reads": json.loads(report.read_text()),
+            "instructions": instructions}
+
+
+# What read_instructions.py counts: these workloads on these of bench_reads' datasets.
+INSTRUCTION_WORKLOADS = ("full pass",)
+INSTRUCTION_DATASETS = ("default", "one page", "upstream layout", "control")
+
+
+def instructions_table(counted):
+    """One row per workload: instructions a call on upstream's output, and each dataset's
+    count as a ratio to that."""
+    names = list(next(iter(counted.values())))[1:]
+    lines = ["| workload | upstream G | " + " | ".join(f"{n} ÷ upstream" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for w, per in counted.items():
+        lines.append(f"| {w} | {per['reference']['instructions'] / 1e9:.3f} | "
+                     + " | ".join(f"{per[n]['ratio']:.3f}" for n in names) + " |")
+    return "\n".join(lines)
 
 
 def reads_table(r):
@@ -331,6 +366,9 @@ def main():
     ap.add_argument("--skip-encodings", action="store_true")
     ap.add_argument("--skip-reads", action="store_true")
     ap.add_argument("--pairs", type=int, default=7, help="alternating pairs per read workload")
+    ap.add_argument("--skip-instructions", action="store_true",
+                    help="leave out the read workloads' instruction counts (callgrind, about "
+                         "20 minutes)")
     ap.add_argument("--render", action="store_true",
                     help="write RESULTS.md again from the last run's results.json, running nothing")
     ap.add_argument("--reuse-writes", action="store_true",
@@ -366,7 +404,8 @@ def main():
     reads = None
     if not args.skip_reads:
         (work / "out").mkdir(exist_ok=True)
-        reads = bench_reads(args.bin, venv_bin, work, files["100k gzip"][0], args.pairs)
+        reads = bench_reads(args.bin, venv_bin, work, files["100k gzip"][0], args.pairs,
+                            () if args.skip_instructions else INSTRUCTION_WORKLOADS)
         shutil.rmtree(work / "out", ignore_errors=True)
     write_results(args, venv_bin, work, results, encodings, reads)
 
@@ -438,6 +477,13 @@ def write_results(args, venv_bin, work, results, encodings, reads, info=None):
                "of upstream's output timed against upstream's output: the noise of this machine "
                "(1.00 on a quiet one; — where upstream's reader fails on its own output).", "",
                reads_table(reads), ""]
+        if reads.get("instructions"):
+            md += ["Instructions a call (`bench/read_instructions.py`: valgrind's callgrind, "
+                   "the same workloads in the same reader; a count does not vary with the "
+                   "machine's load, so it resolves what the timed pairs cannot, but it is not "
+                   "time). `one page` is `--pages one-per-fragment`; `upstream layout` adds "
+                   "`--id-types compact`, which makes it upstream's own layout.", "",
+                   instructions_table(reads["instructions"]), ""]
     md += ["## Targets", "", *targets(results, reads), ""]
     args.results.write_text("\n".join(md))
     print(f"wrote {args.results}")

@@ -4,7 +4,7 @@
 # outputs against its own output (bench/read_bench.py). Not part of the test suite.
 #
 # usage: bench/run.sh [--rounds N] [--pairs N] [--skip-1m] [--skip-tiledb] [--skip-encodings]
-#                     [--skip-reads] [--reuse-writes] [--render]
+#                     [--skip-reads] [--skip-instructions] [--reuse-writes] [--render]
 #   BENCH_DIR   where inputs and outputs go (default ${TMPDIR:-/tmp}/slaf-convert-bench;
 #               needs about 20 GB with the 1M-cell file, 3 GB without)
 # Generates the seeded inputs once (bench/make_bench_h5ad.py), creates the reference venv
