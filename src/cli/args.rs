@@ -90,11 +90,10 @@ pub enum Command {
     /// Example:
     ///   slaf-convert convert pbmc.h5ad pbmc.slaf
     ///
-    /// The matrix is read one chunk of cells at a time, so memory is bounded by
-    /// --chunk-size, not by the file. The completion marker _SLAF_COMPLETE.json is written
-    /// last: a directory without it is not a finished dataset. Killed, the same command
-    /// resumes, keeping the shards that finished; on an error the output this run created is
-    /// removed.
+    /// The matrix is read a batch of cells at a time, so memory is bounded by the batch, not
+    /// by the file. The completion marker _SLAF_COMPLETE.json is written last: a directory
+    /// without it is not a finished dataset. Killed, the same command resumes, keeping the
+    /// shards that finished; on an error the output this run created is removed.
     #[command(verbatim_doc_comment)]
     Convert(ConvertArgs),
     /// Show what a .slaf dataset holds: config summary, each table's schema, row and
@@ -309,7 +308,12 @@ pub struct ConvertArgs {
     /// process); the other conversion options come from the manifest.
     #[arg(long, conflicts_with_all = ["input", "output"])]
     pub manifest: Option<PathBuf>,
-    /// Cells per chunk; each chunk becomes one Lance fragment. Memory grows with it.
+    /// Cells per chunk; each chunk becomes one Lance fragment (upstream's default is also
+    /// 5,000). The matrix streams through in batches of at most 500 cells whatever this is;
+    /// memory grows with it only for obsp/varp (a chunk's rows are read at once) and with
+    /// --pages one-per-fragment (a fragment's columns are buffered, up to 32 MiB each). Keep
+    /// 16 fragments or more: upstream's training dataloader (slaf.ml) shuffles by drawing from
+    /// up to 16 fragments at once.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_size: u64,
     /// Replace OUTPUT if it exists: the new dataset is built beside it and swapped in only
