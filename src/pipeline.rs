@@ -109,9 +109,9 @@ impl CellTables {
     ) -> Result<Self> {
         // Lance's default page buffer (8 MiB a column): a fragment's columns in 2-3 pages.
         // One page each, as upstream's (`Pages::OnePerFragment`), means buffering the whole
-        // fragment: 60 MiB more peak (uncompressed input past 256 MiB), or about 13 % of the
-        // gzip write if fragments are written one at a time; its full pass measured 0.95-1.07x
-        // the default's, below this machine's noise (bench/RESULTS.md, "What bounds ...").
+        // fragment: 60 MiB more peak (uncompressed input past 256 MiB), or 7-13 % of the gzip
+        // write if fragments are written one at a time; its full pass costs 2.6 % fewer
+        // instructions than the default's (bench/RESULTS.md, "What bounds ...").
         let expression = TableWriter::new(
             &root.join(EXPRESSION_TABLE),
             expression_schema(profile.ids.clone(), profile.value_type, profile.compression),

@@ -347,9 +347,9 @@ pub struct ConvertArgs {
     /// bit-packing; bench/RESULTS.md compares size, speed and query time.
     #[arg(long, value_enum, default_value_t = Choice(Compression::default()))]
     pub compression: Choice<Compression>,
-    /// Pages per fragment column of expression.lance: Lance's 8 MiB page
-    /// buffer gives 2-3; one-per-fragment writes one, as upstream does (fewer, larger reads
-    /// per column), and writes about 13 % slower (bench/RESULTS.md).
+    /// Pages per fragment column of expression.lance: Lance's 8 MiB page buffer gives 2-3;
+    /// one-per-fragment writes one, as upstream does: a full pass over the data then takes
+    /// 2.6 % fewer instructions, and the write 7-13 % more time (bench/RESULTS.md).
     #[arg(long, value_enum, default_value_t = Choice(Pages::default()))]
     pub pages: Choice<Pages>,
     /// Build scalar indices once the tables are committed: a BTREE on expression's gene ids

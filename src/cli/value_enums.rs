@@ -69,7 +69,7 @@ choices!(Compression {
 
 choices!(Pages {
     Pages::Lance => "lance": "Lance's 8 MiB page buffer a column: 2-3 pages a fragment column, the fastest write (default)",
-    Pages::OnePerFragment => "one-per-fragment": "One page a fragment column, as upstream writes: fewer, larger reads; writes about 13 % slower",
+    Pages::OnePerFragment => "one-per-fragment": "One page a fragment column, as upstream writes: full passes 2.6 % cheaper, writes 7-13 % slower",
 });
 
 #[cfg(test)]

@@ -67,9 +67,9 @@ pub enum Pages {
     #[default]
     Lance,
     /// One page a fragment column, as upstream writes (columns up to 32 MiB a fragment; past
-    /// that, pages of 32 MiB): fewer, larger reads per column; about 13 % more write time, as
-    /// fragments are then written one at a time to stay within 256 MiB. Full passes measured
-    /// within noise of the default (bench/RESULTS.md).
+    /// that, pages of 32 MiB): a full pass takes 2.6 % fewer instructions than on the
+    /// default's pages; 7-13 % more write time, as fragments are then written one at a time to
+    /// stay within 256 MiB (bench/RESULTS.md).
     OnePerFragment,
 }
 
