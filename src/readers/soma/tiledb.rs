@@ -239,6 +239,33 @@ pub fn api(input: &Path) -> Result<&'static Api> {
         })
 }
 
+/// A new TileDB config holding `settings`, for the caller to free; on failure, what failed
+/// (a setting's key and TileDB's error).
+///
+/// # Safety
+/// `api` must be the loaded library's function table.
+unsafe fn new_config(
+    api: &Api,
+    settings: impl IntoIterator<Item = (&'static str, String)>,
+) -> std::result::Result<*mut c_void, String> {
+    let (mut config, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
+    if (api.config_alloc)(&mut config, &mut err) != TILEDB_OK {
+        return Err(error_text(api, &mut err));
+    }
+    for (key, value) in settings {
+        let (c_key, c_value) = (
+            CString::new(key).expect("keys are literals without NUL"),
+            CString::new(value).expect("values are literals or digits, without NUL"),
+        );
+        if (api.config_set)(config, c_key.as_ptr(), c_value.as_ptr(), &mut err) != TILEDB_OK {
+            let why = format!("{key}: {}", error_text(api, &mut err));
+            (api.config_free)(&mut config);
+            return Err(why);
+        }
+    }
+    Ok(config)
+}
+
 /// A TileDB context, with the input it reads for messages.
 pub struct Context {
     /// The function table.
@@ -263,36 +290,19 @@ impl Context {
                 format!("libtiledb could not create a context: {why}"),
             )
         };
-        let (mut config, mut err, mut ctx) = (
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        // SAFETY: the config is created, set and freed here (the context copies it); `ctx`
-        // receives a new handle, owned by the returned Context. An error handle a failed
-        // call returns is read and freed.
+        let mut ctx = std::ptr::null_mut();
+        // SAFETY: the config is created here and freed once the context has copied it; `ctx`
+        // receives a new handle, owned by the returned Context.
         unsafe {
-            if (api.config_alloc)(&mut config, &mut err) != TILEDB_OK {
-                return Err(failed(error_text(api, &mut err)));
-            }
-            let mut problem = None;
-            for (key, value) in CONFIG {
-                let (c_key, c_value) = (
-                    CString::new(*key).expect("no NUL"),
-                    CString::new(*value).expect("no NUL"),
-                );
-                if (api.config_set)(config, c_key.as_ptr(), c_value.as_ptr(), &mut err) != TILEDB_OK
-                {
-                    problem = Some(format!("{key}: {}", error_text(api, &mut err)));
-                    break;
-                }
-            }
-            if problem.is_none() && (api.ctx_alloc)(config, &mut ctx) != TILEDB_OK {
-                problem = Some("tiledb_ctx_alloc failed".into());
-            }
+            let settings = CONFIG.iter().map(|&(k, v)| (k, v.to_string()));
+            let mut config = new_config(api, settings).map_err(failed)?;
+            let allocated = (api.ctx_alloc)(config, &mut ctx);
             (api.config_free)(&mut config);
-            if let Some(problem) = problem.or_else(|| ctx.is_null().then(|| "no context".into())) {
-                return Err(failed(problem));
+            if allocated != TILEDB_OK {
+                return Err(failed("tiledb_ctx_alloc failed".into()));
+            }
+            if ctx.is_null() {
+                return Err(failed("no context".into()));
             }
         }
         Ok(Context {
@@ -313,28 +323,14 @@ impl Context {
         object: &str,
     ) -> Result<()> {
         let api = self.api;
-        let (mut config, mut err) = (std::ptr::null_mut(), std::ptr::null_mut());
-        if (api.config_alloc)(&mut config, &mut err) != TILEDB_OK {
-            let why = error_text(api, &mut err);
-            return Err(Error::invalid(
+        let settings = std::iter::once(("sm.mem.total_budget", bytes.to_string()));
+        let mut config = new_config(api, settings).map_err(|why| {
+            Error::invalid(
                 &self.input,
                 format!("{object}: a TileDB configuration: {why}"),
-            ));
-        }
-        let (key, value) = (
-            c"sm.mem.total_budget",
-            CString::new(bytes.to_string()).expect("digits"),
-        );
-        let mut rc = (api.config_set)(config, key.as_ptr(), value.as_ptr(), &mut err);
-        if rc != TILEDB_OK {
-            let why = error_text(api, &mut err);
-            (api.config_free)(&mut config);
-            return Err(Error::invalid(
-                &self.input,
-                format!("{object}: a TileDB configuration: {why}"),
-            ));
-        }
-        rc = (api.query_set_config)(self.ctx, query, config);
+            )
+        })?;
+        let rc = (api.query_set_config)(self.ctx, query, config);
         (api.config_free)(&mut config);
         self.check(rc, object, "raising its read memory")
     }
